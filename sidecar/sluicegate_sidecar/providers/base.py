@@ -1,0 +1,135 @@
+"""The provider interface: build an upstream request from a client request; read the reply back.
+
+Pure: no HTTP library, no clock, no I/O. One module per provider implements ``Adapter``;
+``registry.py`` maps a provider kind to its adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+# chat: POST /v1/chat/completions, completions: POST /v1/completions,
+# embeddings: POST /v1/embeddings, messages: POST /v1/messages (Anthropic-native clients).
+Operation = Literal["chat", "completions", "embeddings", "messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage as the provider reported it.
+
+    ``input_tokens`` counts every prompt token, cached reads and cache writes included;
+    ``cached_input_tokens`` and ``cache_write_tokens`` are the parts of it billed at other rates.
+    """
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What an adapter needs of one configured connection, its key already decrypted."""
+
+    name: str
+    provider: str
+    base_url: str
+    api_key: str | None = None
+    azure_api_version: str | None = None
+    azure_deployments: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete (non-streaming) upstream reply, in the client's wire format."""
+
+    body: bytes
+    usage: Usage | None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamErrorInfo:
+    """A provider error turned into the OpenAI error envelope's fields (never holds key material)."""
+
+    message: str
+    type: str
+    code: str | None = None
+
+
+class UnsupportedOperation(Exception):
+    """The provider has no equivalent of the requested operation or feature (client gets 400)."""
+
+
+class BadUpstreamResponse(Exception):
+    """The upstream answered 2xx with something that is not a valid reply (client gets 502)."""
+
+
+class StreamRelay(Protocol):
+    """Turns an upstream byte stream into the client's SSE stream, chunk by chunk.
+
+    ``feed`` takes raw upstream bytes (arbitrarily split) and returns the bytes to send to the
+    client now (possibly ``b""``). ``finish`` is called once when the upstream closes and returns
+    any last bytes (for OpenAI clients it ends with ``data: [DONE]\\n\\n``). Raises
+    ``BadUpstreamResponse`` on input that cannot be a valid stream.
+    """
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def completed(self) -> bool:
+        """True once the upstream signalled a proper end (finish reason / message_stop / [DONE])."""
+        ...
+
+    @property
+    def output_chars(self) -> int:
+        """Characters of generated text seen so far, for estimating usage when none is reported."""
+        ...
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class Adapter(Protocol):
+    """One provider's translation. ``request`` is the client's decoded JSON body."""
+
+    def build(
+        self,
+        op: Operation,
+        conn: Connection,
+        model: str,
+        request: Mapping[str, Any],
+        *,
+        stream: bool,
+    ) -> UpstreamRequest:
+        """The upstream request for ``model`` (the provider's own model name).
+
+        For streams the adapter asks the upstream for usage (``stream_options.include_usage``
+        for OpenAI-style APIs) whatever the client asked; the relay drops it again if the client
+        did not ask. Strips client fields that could pick the upstream or its credentials.
+        """
+        ...
+
+    def parse(self, op: Operation, model: str, body: bytes) -> Reply:
+        """A 2xx upstream body → the client's format plus usage. Raises ``BadUpstreamResponse``."""
+        ...
+
+    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> StreamRelay:
+        """A fresh relay for one streamed reply to ``request``."""
+        ...
+
+    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
+        """A non-2xx upstream body → error fields safe to show the client."""
+        ...
