@@ -36,7 +36,7 @@ class _Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="cam
     """Base for every wire struct: immutable, strict, camelCase on the wire."""
 
 
-class Rates(_Wire):
+class Rates(_Wire, frozen=True):
     """Micro-USD per million tokens. ``None`` for cached input or cache write means the input rate."""
 
     input_per_mtok: int
@@ -45,20 +45,20 @@ class Rates(_Wire):
     cache_write_per_mtok: int | None = None
 
 
-class PriceTier(_Wire):
+class PriceTier(_Wire, frozen=True):
     """Rates that apply when a request's input tokens are above ``above_input_tokens``."""
 
     above_input_tokens: int
     rates: Rates
 
 
-class ModelPrice(_Wire):
+class ModelPrice(_Wire, frozen=True):
     source: PriceSource
     base: Rates
     tiers: tuple[PriceTier, ...] = ()
 
 
-class Model(_Wire):
+class Model(_Wire, frozen=True):
     """One model a connection offers. ``price`` None means unpriced (the catalog has no rate)."""
 
     name: str
@@ -68,7 +68,7 @@ class Model(_Wire):
     max_output_tokens: int | None = None
 
 
-class SealedKey(_Wire):
+class SealedKey(_Wire, frozen=True):
     """An AES-256-GCM ciphertext of a provider key (base64 fields) under data key ``kid``."""
 
     kid: str
@@ -76,7 +76,7 @@ class SealedKey(_Wire):
     ciphertext: str
 
 
-class KeyBinding(_Wire):
+class KeyBinding(_Wire, frozen=True):
     """What the ciphertext's associated data binds it to."""
 
     connection: str
@@ -84,19 +84,19 @@ class KeyBinding(_Wire):
     generation: int
 
 
-class Timeouts(_Wire):
+class Timeouts(_Wire, frozen=True):
     connect_seconds: float = 5.0
     first_byte_seconds: float = 60.0
     idle_seconds: float = 30.0
     total_seconds: float = 600.0
 
 
-class Azure(_Wire):
+class Azure(_Wire, frozen=True):
     api_version: str
     deployments: dict[str, str] = {}
 
 
-class MockSettings(_Wire):
+class MockSettings(_Wire, frozen=True):
     """Behaviour of the built-in offline provider."""
 
     latency_ms: int = 0
@@ -105,12 +105,12 @@ class MockSettings(_Wire):
     seed: int = 0
 
 
-class Provider(_Wire):
+class Provider(_Wire, frozen=True):
     name: str
     provider: ProviderKind
+    binding: KeyBinding
     base_url: str | None = None
     api_key: SealedKey | None = None
-    binding: KeyBinding
     key_fingerprint: str | None = None
     azure: Azure | None = None
     mock: MockSettings | None = None
@@ -118,18 +118,18 @@ class Provider(_Wire):
     timeouts: Timeouts = Timeouts()
 
 
-class Candidate(_Wire):
+class Candidate(_Wire, frozen=True):
     connection: str
     model: str
     weight: int = 1
 
 
-class Fallback(_Wire):
+class Fallback(_Wire, frozen=True):
     max_retries: int = 2
     retry_on: tuple[RetryClass, ...] = ("429", "5xx", "timeout", "connect")
 
 
-class AutoRule(_Wire):
+class AutoRule(_Wire, frozen=True):
     """When ``model: auto`` may pick this tier. ``None`` means no constraint on that dimension."""
 
     enabled: bool = True
@@ -140,7 +140,7 @@ class AutoRule(_Wire):
     allow_json: bool = True
 
 
-class Tier(_Wire):
+class Tier(_Wire, frozen=True):
     name: str
     rank: int
     strategy: Strategy = "cheapest"
@@ -149,31 +149,31 @@ class Tier(_Wire):
     auto: AutoRule | None = None
 
 
-class Limit(_Wire):
+class Limit(_Wire, frozen=True):
     window: Window
     amount_micro_usd: int
     timezone: str = "UTC"
 
 
-class LadderStep(_Wire):
+class LadderStep(_Wire, frozen=True):
     """At ``at_ppm`` parts-per-million of the cap spent, apply ``action``."""
 
     at_ppm: int
     action: Action
 
 
-class Webhook(_Wire):
+class Webhook(_Wire, frozen=True):
     url_secret_name: str
     url_secret_key: str
     format: Literal["slack", "generic"] = "generic"
 
 
-class Alerts(_Wire):
+class Alerts(_Wire, frozen=True):
     thresholds_ppm: tuple[int, ...] = (500_000, 800_000, 1_000_000)
     webhooks: tuple[Webhook, ...] = ()
 
 
-class Budget(_Wire):
+class Budget(_Wire, frozen=True):
     name: str
     uid: str
     selector: dict[str, str] = {}
@@ -188,7 +188,7 @@ class Budget(_Wire):
     allow_unpriced: bool = False
 
 
-class Config(_Wire):
+class Config(_Wire, frozen=True):
     schema_version: int
     namespace: str
     serial: int

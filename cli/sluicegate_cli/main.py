@@ -1,0 +1,43 @@
+"""The ``sluicegate`` entry point: one subcommand per job, each owned by the package that does it."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# subcommand → (module with ``main(argv) -> int``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "render": ("sluicegate_operator.render_cli", "CR YAML → sealed config directory, offline"),
+    "config": ("sluicegate_sidecar.config_cli", "verify or show a sealed config directory"),
+    "sidecar": ("sluicegate_sidecar.serve_cli", "serve the OpenAI-compatible gateway on loopback"),
+    "operator": ("sluicegate_operator.operator_cli", "run the operator (kopf) against a cluster"),
+    "ledger": ("sluicegate_sidecar.ledger_cli", "verify, export or summarise a spend ledger"),
+    "report": ("sluicegate_sidecar.report_cli", "savings and invoice reconciliation from ledgers"),
+    "import": ("sluicegate_operator.import_cli", "translate a Portkey or LiteLLM config into resources"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: sluicegate COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
+    lines.append("\n`sluicegate COMMAND --help` for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"sluicegate: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    run: Callable[[Sequence[str]], int] = module.main
+    return run(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,421 @@
+"""Budget arithmetic: scopes, calendar windows, reservations, settlement and verdicts, in integer micro-USD.
+
+Pure: no I/O and no clock (time is an argument). All budget arithmetic lives here and nowhere else.
+State (spent and reserved per scope) lives in one ``BudgetBook`` built at startup and passed down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sluicegate_contract.schema import Budget, Limit
+
+from .attribution import Attribution
+from .windows import WindowKind, window_bounds, zone
+
+Verdict = Literal["allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"]
+RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown"]
+_SEVERITY: dict[Verdict, int] = {"allow": 0, "DOWNGRADE": 1, "LIGHT_ONLY": 2, "BLOCK": 3, "KILL": 4}
+_PPM = 1_000_000
+UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
+
+
+def worse(first: Verdict, second: Verdict) -> Verdict:
+    """The verdict that takes precedence: kill switch > BLOCK > LIGHT_ONLY > DOWNGRADE > allow."""
+    return second if _SEVERITY[second] > _SEVERITY[first] else first
+
+
+def usd(micro_usd: int) -> str:
+    """Micro-USD as a USD string with 6 decimals (``1234567`` → ``"1.234567"``)."""
+    sign = "-" if micro_usd < 0 else ""
+    whole, frac = divmod(abs(micro_usd), _PPM)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeKey:
+    """One counter: a policy, its split value ("" when not split), a window and when it started."""
+
+    policy: str
+    split: str
+    window: WindowKind
+    start: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    key: ScopeKey
+    end: datetime
+    budget: Budget
+    limit_micro_usd: int
+    cap_micro_usd: int  # the limit, or lower when a ladder step BLOCKs before 100 %
+
+    @property
+    def shadow(self) -> bool:
+        return self.budget.mode == "Shadow"
+
+    @property
+    def label(self) -> str:
+        split = f"[{self.budget.split_by}={self.key.split}]" if self.key.split else ""
+        return f"{self.key.policy}{split}/{self.key.window}"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a reservation was refused and what the policy does about it.
+
+    ``action`` BLOCK → 402 ``budget_exceeded`` (or ``pricing_unknown``); KILL → 403 ``kill_switch``;
+    DOWNGRADE / LIGHT_ONLY → retry once on the lighter tier, then 402.
+    """
+
+    action: Verdict
+    reason: RefusalReason
+    policy: str
+    scope: str
+    remaining_micro_usd: int
+    downgrade_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: int
+    keys: tuple[ScopeKey, ...]
+    amount_micro_usd: int
+    policies: tuple[str, ...]  # every policy charged, Shadow included: the ledger's budgetScopes
+    shadow_refusal: Refusal | None = None  # what a Shadow policy would have done (never acted on)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict for a request before routing. ``action`` comes from Enforce policies only."""
+
+    action: Verdict
+    policy: str | None
+    downgrade_to: str | None
+    remaining_micro_usd: int | None  # least left over Enforce scopes; None when none applies
+    shadow_action: Verdict = "allow"
+    shadow_policy: str | None = None
+
+    @property
+    def shadow(self) -> bool:
+        """True when a Shadow policy would have acted more strictly than what is enforced."""
+        return _SEVERITY[self.shadow_action] > _SEVERITY[self.action]
+
+    @property
+    def label(self) -> str:
+        """For ``X-Sluicegate-Verdict`` and the ledger: ``BLOCK`` or ``allow; shadow=BLOCK``."""
+        return f"{self.action}; shadow={self.shadow_action}" if self.shadow else self.action
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStatus:
+    """One scope's state, for metrics and BudgetPolicy status."""
+
+    policy: str
+    split: str
+    window: WindowKind
+    mode: str
+    limit_micro_usd: int
+    spent_micro_usd: int
+    reserved_micro_usd: int
+    remaining_micro_usd: int
+    verdict: Verdict
+    window_start: datetime
+    window_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A settled request replayed from the ledger at startup."""
+
+    time: datetime
+    policies: tuple[str, ...]
+    dimensions: Mapping[str, str]
+    cost_micro_usd: int
+
+
+@dataclass(slots=True)
+class _Tally:
+    end: datetime
+    spent: int = 0
+    reserved: int = 0
+
+
+def _step_reached(used: int, at_ppm: int, limit: int) -> bool:
+    return used * _PPM >= at_ppm * limit
+
+
+def _cap(budget: Budget, limit: Limit) -> int:
+    cap = limit.amount_micro_usd
+    for step in budget.ladder:
+        if step.action == "BLOCK":
+            cap = min(cap, step.at_ppm * limit.amount_micro_usd // _PPM)
+    return cap
+
+
+def _verdict_at(scope: Scope, used: int) -> Verdict:
+    """The scope's verdict with ``used`` micro-USD spent or reserved."""
+    budget = scope.budget
+    if budget.kill_switch:
+        return "KILL"
+    verdict: Verdict = "allow"
+    for step in budget.ladder:
+        if _step_reached(used, step.at_ppm, scope.limit_micro_usd):
+            verdict = worse(verdict, step.action)
+    if used >= scope.limit_micro_usd:
+        verdict = worse(verdict, budget.action)
+    if used >= scope.cap_micro_usd and scope.cap_micro_usd < scope.limit_micro_usd:
+        verdict = worse(verdict, "BLOCK")
+    return verdict
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _validate(budgets: Sequence[Budget]) -> None:
+    names = [budget.name for budget in budgets]
+    if len(set(names)) != len(names):
+        raise ValueError("budget policy names must be unique")
+    for budget in budgets:
+        for limit in budget.limits:
+            zone(limit.timezone)
+            if limit.amount_micro_usd < 0:
+                raise ValueError(f"budget {budget.name!r}: a limit cannot be negative")
+        if any(step.at_ppm < 0 for step in budget.ladder):
+            raise ValueError(f"budget {budget.name!r}: a ladder step cannot be negative")
+
+
+class BudgetBook:
+    """Spent and reserved micro-USD per scope, for one sidecar; every operation is atomic.
+
+    A request is charged to every scope of every policy whose selector matches its Pod: one scope per
+    limit (window) and split value. Reservations are all-or-nothing over Enforce scopes; Shadow scopes
+    record spend but never refuse. A reservation is charged to the windows open when it was made.
+    """
+
+    def __init__(self, budgets: Sequence[Budget]) -> None:
+        _validate(budgets)
+        self._budgets = tuple(budgets)
+        self._tallies: dict[ScopeKey, _Tally] = {}
+        self._open: dict[int, Reservation] = {}
+        self._last_id = 0
+        self._bounds: dict[tuple[WindowKind, str], tuple[datetime, datetime]] = {}
+
+    def replace_budgets(self, budgets: Sequence[Budget]) -> None:
+        """Swap in a new config's policies; spend is kept per policy name and window."""
+        _validate(budgets)
+        self._budgets = tuple(budgets)
+
+    def _window(self, limit: Limit, now: datetime) -> tuple[datetime, datetime]:
+        cache_key = (limit.window, limit.timezone)
+        bounds = self._bounds.get(cache_key)
+        if bounds is None or not bounds[0] <= now < bounds[1]:
+            bounds = window_bounds(limit.window, limit.timezone, now)
+            self._bounds[cache_key] = bounds
+            self._prune(now)
+        return bounds
+
+    def _prune(self, now: datetime) -> None:
+        closed = [key for key, tally in self._tallies.items() if tally.end <= now and tally.reserved == 0]
+        for key in closed:
+            del self._tallies[key]
+
+    def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
+        """Every scope a request is charged to, in policy order."""
+        scopes: list[Scope] = []
+        for budget in self._budgets:
+            if not _selects(budget.selector, attribution.pod.labels):
+                continue
+            split = ""
+            if budget.split_by != "none":
+                split = attribution.dimensions.get(budget.split_by) or UNATTRIBUTED
+            for limit in budget.limits:
+                start, end = self._window(limit, now)
+                key = ScopeKey(budget.name, split, limit.window, start)
+                scopes.append(Scope(key, end, budget, limit.amount_micro_usd, _cap(budget, limit)))
+        return scopes
+
+    def _used(self, key: ScopeKey) -> int:
+        tally = self._tallies.get(key)
+        return 0 if tally is None else tally.spent + tally.reserved
+
+    def _room(self, scope: Scope) -> int:
+        if scope.budget.kill_switch:
+            return 0
+        return max(0, scope.cap_micro_usd - self._used(scope.key))
+
+    def decide(self, attribution: Attribution, now: datetime) -> Decision:
+        """The verdict for a request from the current state (no reservation made)."""
+        action: Verdict = "allow"
+        shadow_action: Verdict = "allow"
+        deciding: Scope | None = None
+        shadow_deciding: Scope | None = None
+        remaining: int | None = None
+        for scope in self.scopes_for(attribution, now):
+            verdict = _verdict_at(scope, self._used(scope.key))
+            if scope.shadow:
+                if _SEVERITY[verdict] > _SEVERITY[shadow_action]:
+                    shadow_action, shadow_deciding = verdict, scope
+                continue
+            room = self._room(scope)
+            remaining = room if remaining is None else min(remaining, room)
+            if _SEVERITY[verdict] > _SEVERITY[action]:
+                action, deciding = verdict, scope
+        return Decision(
+            action=action,
+            policy=deciding.key.policy if deciding else None,
+            downgrade_to=deciding.budget.downgrade_to if deciding else None,
+            remaining_micro_usd=remaining,
+            shadow_action=shadow_action,
+            shadow_policy=shadow_deciding.key.policy if shadow_deciding else None,
+        )
+
+    def headroom(self, attribution: Attribution, now: datetime) -> int | None:
+        """The most a request may reserve now (least room over Enforce scopes); None when unlimited.
+
+        Any ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output
+        cap with ``pricing.max_output_tokens_within`` to it.
+        """
+        rooms = [self._room(s) for s in self.scopes_for(attribution, now) if not s.shadow]
+        return min(rooms) if rooms else None
+
+    def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:
+        budget = scope.budget
+        used = self._used(scope.key)
+        room = self._room(scope)
+        if budget.kill_switch:
+            return Refusal("KILL", "kill_switch", budget.name, scope.label, 0)
+        if not priced and not budget.allow_unpriced:
+            return Refusal("BLOCK", "pricing_unknown", budget.name, scope.label, room)
+        if used + amount <= scope.cap_micro_usd:
+            return None
+        action = _verdict_at(scope, used + amount)  # past the cap: the policy's action or a ladder BLOCK
+        downgrade_to = budget.downgrade_to if action == "DOWNGRADE" else None
+        return Refusal(action, "budget_exceeded", budget.name, scope.label, room, downgrade_to)
+
+    def reserve(
+        self, attribution: Attribution, amount_micro_usd: int, now: datetime, *, priced: bool = True
+    ) -> Reservation | Refusal:
+        """Reserve the worst case on every scope, or on none (the most severe refusal wins).
+
+        ``priced=False`` marks a model with no price: refused under an Enforce policy that does not
+        allow unpriced models (pass the conservative ceiling, or 0, as the amount).
+        """
+        if amount_micro_usd < 0:
+            raise ValueError("a reservation cannot be negative")
+        scopes = self.scopes_for(attribution, now)
+        refusal: Refusal | None = None
+        shadow_refusal: Refusal | None = None
+        for scope in scopes:
+            found = self._refusal(scope, amount_micro_usd, priced)
+            if found is None:
+                continue
+            if scope.shadow:
+                if shadow_refusal is None or _SEVERITY[found.action] > _SEVERITY[shadow_refusal.action]:
+                    shadow_refusal = found
+            elif refusal is None or _SEVERITY[found.action] > _SEVERITY[refusal.action]:
+                refusal = found
+        if refusal is not None:
+            return refusal
+        for scope in scopes:
+            tally = self._tallies.setdefault(scope.key, _Tally(scope.end))
+            tally.reserved += amount_micro_usd
+        self._last_id += 1
+        policies = tuple(dict.fromkeys(scope.key.policy for scope in scopes))
+        reservation = Reservation(
+            self._last_id, tuple(s.key for s in scopes), amount_micro_usd, policies, shadow_refusal
+        )
+        self._open[reservation.id] = reservation
+        return reservation
+
+    def settle(self, reservation: Reservation, actual_micro_usd: int) -> bool:
+        """Turn a reservation into spend of ``actual_micro_usd`` (the provider's usage priced).
+
+        ``actual`` above the reservation (price-catalog error) is recorded as it is. A reservation is
+        settled once: settling or releasing it again changes nothing and returns False.
+        """
+        if actual_micro_usd < 0:
+            raise ValueError("a charge cannot be negative")
+        if self._open.pop(reservation.id, None) is None:
+            return False
+        for key in reservation.keys:
+            tally = self._tallies.get(key)
+            if tally is not None:
+                tally.reserved -= reservation.amount_micro_usd
+                tally.spent += actual_micro_usd
+        return True
+
+    def release(self, reservation: Reservation) -> bool:
+        """Drop a reservation that cost nothing (the request never reached a provider)."""
+        return self.settle(reservation, 0)
+
+    @property
+    def outstanding(self) -> int:
+        """How many reservations are neither settled nor released."""
+        return len(self._open)
+
+    def earliest_window_start(self, now: datetime) -> datetime | None:
+        """Where replay must start: the oldest open window of any limit."""
+        starts = [self._window(limit, now)[0] for budget in self._budgets for limit in budget.limits]
+        return min(starts) if starts else None
+
+    def restore(self, charges: Iterable[Charge], now: datetime) -> int:
+        """Add settled spend from the ledger to the open windows (once, at startup); returns how many counted."""
+        by_name = {budget.name: budget for budget in self._budgets}
+        counted = 0
+        for charge in charges:
+            hit = False
+            for name in charge.policies:
+                budget = by_name.get(name)
+                if budget is None:
+                    continue
+                split = ""
+                if budget.split_by != "none":
+                    split = charge.dimensions.get(budget.split_by) or UNATTRIBUTED
+                for limit in budget.limits:
+                    start, end = self._window(limit, now)
+                    if start <= charge.time < end:
+                        key = ScopeKey(name, split, limit.window, start)
+                        self._tallies.setdefault(key, _Tally(end)).spent += charge.cost_micro_usd
+                        hit = True
+            counted += hit
+        return counted
+
+    def snapshot(self, now: datetime) -> list[ScopeStatus]:
+        """Every open scope: unsplit policies always, split policies for the values seen."""
+        statuses: list[ScopeStatus] = []
+        for budget in self._budgets:
+            for limit in budget.limits:
+                start, end = self._window(limit, now)
+                if budget.split_by == "none":
+                    splits = [""]
+                else:
+                    splits = sorted(
+                        key.split
+                        for key in self._tallies
+                        if key.policy == budget.name and key.window == limit.window and key.start == start
+                    )
+                for split in splits:
+                    key = ScopeKey(budget.name, split, limit.window, start)
+                    scope = Scope(key, end, budget, limit.amount_micro_usd, _cap(budget, limit))
+                    tally = self._tallies.get(key) or _Tally(end)
+                    statuses.append(
+                        ScopeStatus(
+                            policy=budget.name,
+                            split=split,
+                            window=limit.window,
+                            mode=budget.mode,
+                            limit_micro_usd=limit.amount_micro_usd,
+                            spent_micro_usd=tally.spent,
+                            reserved_micro_usd=tally.reserved,
+                            remaining_micro_usd=self._room(scope),
+                            verdict=_verdict_at(scope, tally.spent + tally.reserved),
+                            window_start=start,
+                            window_end=end,
+                        )
+                    )
+        return statuses

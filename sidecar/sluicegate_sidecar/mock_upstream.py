@@ -1,0 +1,422 @@
+"""The built-in offline provider: an httpx transport that answers OpenAI-format requests in-process.
+
+Used by `make run` and by connections whose provider is ``mock``. Output is a pure function of the
+request body and the seeds; the only state is one instance's failure sequence. It never opens a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import math
+import random
+import struct
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import msgspec
+from sluicegate_contract.schema import MockSettings
+
+DEFAULT_MODELS = ("mock-small", "mock-large", "mock-embedding")
+DEFAULT_EMBEDDING_DIMENSIONS = 8
+_MAX_CHOICES = 128
+_WORDS = (
+    "the", "gateway", "routes", "each", "request", "to", "a", "cheaper", "model", "when", "budget",
+    "runs", "low", "and", "every", "token", "is", "counted", "before", "reply", "reaches", "app",
+    "cluster", "keeps", "its", "spend", "inside", "cap", "while", "latency", "stays", "small", "for",
+    "teams", "who", "ship", "features", "quickly", "with", "clear", "limits", "on", "cost", "of",
+    "answers", "from", "provider", "that", "served", "them", "tier", "fallback", "retries", "once",
+)  # fmt: skip
+_COMPLETION_DETAILS = (
+    "reasoning_tokens",
+    "audio_tokens",
+    "accepted_prediction_tokens",
+    "rejected_prediction_tokens",
+)
+_ERRORS = {
+    500: "The server had an error while processing your request. Sorry about that!",
+    503: "The engine is currently overloaded, please try again later.",
+}
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    content_type: str
+    chunks: tuple[bytes, ...]
+    streamed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """One generated choice: text pieces (one per token) or a tool call."""
+
+    pieces: tuple[str, ...]
+    finish_reason: str
+    completion_tokens: int
+    tool_name: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body delivered chunk by chunk, as from a network, with a delay between chunks."""
+
+    def __init__(self, chunks: Sequence[bytes], delay: float) -> None:
+        self._chunks = chunks
+        self._delay = delay
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for i, chunk in enumerate(self._chunks):
+            if i and self._delay > 0:
+                await asyncio.sleep(self._delay)
+            yield chunk
+
+
+def estimate_tokens(text: str) -> int:
+    """A simple token estimate: about four characters per token, at least one for non-empty text."""
+    return (len(text) + 3) // 4
+
+
+class MockUpstreamTransport(httpx.AsyncBaseTransport):
+    """Answers POST .../chat/completions, .../completions, .../embeddings and GET .../models.
+
+    Text derives from a hash of the request, ``settings.seed`` and ``rng_seed``; the 500/503 failure
+    sequence comes from a generator seeded with ``settings.seed``, one per instance.
+    """
+
+    def __init__(
+        self,
+        settings: MockSettings,
+        rng_seed: int,
+        *,
+        clock: Callable[[], float] = time.time,
+        models: Sequence[str] = DEFAULT_MODELS,
+    ) -> None:
+        self._settings = settings
+        self._seed = rng_seed
+        self._clock = clock
+        self._models = tuple(models)
+        self._failures = random.Random(settings.seed)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        reply = self._answer(request.method, request.url.path, body)
+        if self._settings.latency_ms > 0:
+            await asyncio.sleep(self._settings.latency_ms / 1000)
+        headers = {"content-type": reply.content_type, "x-request-id": "req_" + _digest(body).hex()[:24]}
+        if not reply.streamed:
+            headers["content-length"] = str(sum(len(c) for c in reply.chunks))
+        delay = self._settings.stream_chunk_delay_ms / 1000 if reply.streamed else 0.0
+        return httpx.Response(
+            reply.status, headers=headers, stream=_Body(reply.chunks, delay), request=request
+        )
+
+    def _answer(self, method: str, path: str, body: bytes) -> _Reply:
+        """The reply to one request (without latency). Draws from the failure sequence."""
+        route = path.rstrip("/").rsplit("/", 2)
+        op = "chat" if route[-2:] == ["chat", "completions"] else route[-1]
+        if method == "GET" and op == "models":
+            listing = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "sluicegate-mock"}
+                       for m in self._models]  # fmt: skip
+            return _json(200, {"object": "list", "data": listing})
+        if method != "POST" or op not in ("chat", "completions", "embeddings"):
+            return _error(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+        if self._failures.random() < self._settings.failure_rate:
+            status = self._failures.choice((500, 503))
+            return _error(status, _ERRORS[status], "server_error")
+        try:
+            request = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        if not isinstance(request, dict):
+            return _error(400, "The request body must be a JSON object.", "invalid_request_error")
+        # The same request streamed or not gets the same text: hash it without the stream fields.
+        content = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
+        digest = _digest(
+            f"{self._settings.seed}:{self._seed}:".encode() + msgspec.json.encode(content, order="sorted")
+        )
+        try:
+            if op == "chat":
+                return self._chat(request, digest)
+            if op == "completions":
+                return self._completions(request, digest)
+            return _embeddings(request, digest)
+        except _BadRequest as exc:
+            return _error(400, exc.message, "invalid_request_error", exc.param)
+
+    def _chat(self, request: dict[str, Any], digest: bytes) -> _Reply:
+        model = _model(request)
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _BadRequest("'messages' must be a non-empty array.", "messages")
+        stream, include_usage = _stream_options(request)
+        limit = _max_tokens(request)
+        tool = _forced_tool(request)
+        choices = [_generate(digest, i, limit, tool) for i in range(_choice_count(request))]
+        prompt_tokens = _chat_prompt_tokens(messages, request.get("tools"))
+        usage = _usage(prompt_tokens, sum(c.completion_tokens for c in choices))
+        head = {"id": "chatcmpl-" + digest.hex()[:29], "created": int(self._clock()), "model": model}
+        tail = {"service_tier": "default", "system_fingerprint": "fp_sluicegate_mock"}
+        if not stream:
+            body = head | {
+                "object": "chat.completion",
+                "choices": [_message(i, c) for i, c in enumerate(choices)],
+            }
+            return _json(200, body | {"usage": usage} | tail)
+        base = head | {"object": "chat.completion.chunk"} | tail
+        steps = [
+            [_step(i, "delta", d) for d in _deltas(i, c)] + [_step(i, "delta", {}, c)]
+            for i, c in enumerate(choices)
+        ]
+        events = [base | {"choices": [step]} for step in _interleave(steps)]
+        return _sse(events, base, usage if include_usage else None)
+
+    def _completions(self, request: dict[str, Any], digest: bytes) -> _Reply:
+        model = _model(request)
+        prompt = request.get("prompt")
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise _BadRequest("'prompt' must be a string or a non-empty array of strings.", "prompt")
+        stream, include_usage = _stream_options(request)
+        limit = _max_tokens(request)
+        n = _choice_count(request)
+        choices = [_generate(digest, i, limit, None) for i in range(n * len(prompts))]
+        usage = _usage(sum(estimate_tokens(p) for p in prompts), sum(c.completion_tokens for c in choices))
+        head = {"id": "cmpl-" + digest.hex()[:29], "object": "text_completion", "created": int(self._clock())}
+        head |= {"model": model, "system_fingerprint": "fp_sluicegate_mock"}
+        if not stream:
+            items = [_step(i, "text", c.text, c) for i, c in enumerate(choices)]
+            return _json(200, head | {"choices": items, "usage": usage})
+        steps = [
+            [_step(i, "text", p) for p in c.pieces] + [_step(i, "text", "", c)] for i, c in enumerate(choices)
+        ]
+        events = [head | {"choices": [step]} for step in _interleave(steps)]
+        return _sse(events, head, usage if include_usage else None)
+
+
+def _embeddings(request: dict[str, Any], digest: bytes) -> _Reply:
+    model = _model(request)
+    raw = request.get("input")
+    items = [raw] if isinstance(raw, str) or _is_token_list(raw) else raw
+    valid = isinstance(items, list) and all(isinstance(i, str) or _is_token_list(i) for i in items)
+    if not valid or not items:
+        raise _BadRequest("'input' must be a string, an array of strings or of token arrays.", "input")
+    dimensions = request.get("dimensions", DEFAULT_EMBEDDING_DIMENSIONS)
+    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= 4096:
+        raise _BadRequest("'dimensions' must be an integer between 1 and 4096.", "dimensions")
+    encoding = request.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise _BadRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    data = []
+    tokens = 0
+    for index, item in enumerate(items):
+        tokens += estimate_tokens(item) if isinstance(item, str) else len(item)
+        vector = _unit_vector(_digest(digest + msgspec.json.encode(item)), dimensions)
+        packed = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        embedding = packed if encoding == "base64" else vector
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return _json(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+
+def _unit_vector(seed: bytes, dimensions: int) -> list[float]:
+    rng = random.Random(seed)
+    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+def _is_token_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(t, int) for t in value)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _model(request: Mapping[str, Any]) -> str:
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("You must provide a model parameter.", "model")
+    return model
+
+
+def _stream_options(request: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(stream, include_usage), rejecting ``stream_options`` without ``stream`` as OpenAI does."""
+    stream = request.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _BadRequest("'stream' must be a boolean.", "stream")
+    options = request.get("stream_options")
+    if options is not None and not stream:
+        raise _BadRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
+    include = isinstance(options, dict) and options.get("include_usage") is True
+    return stream, include
+
+
+def _max_tokens(request: Mapping[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = request.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _BadRequest(f"'{name}' must be a positive integer.", name)
+        return value
+    return None
+
+
+def _choice_count(request: Mapping[str, Any]) -> int:
+    n = request.get("n", 1)
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= _MAX_CHOICES:
+        raise _BadRequest(f"'n' must be an integer between 1 and {_MAX_CHOICES}.", "n")
+    return n
+
+
+def _forced_tool(request: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The function the request forces a call to (tool_choice "required" or a named function)."""
+    tools = [t.get("function") for t in request.get("tools") or () if isinstance(t, dict)]
+    functions = [f for f in tools if isinstance(f, dict) and isinstance(f.get("name"), str)]
+    choice = request.get("tool_choice")
+    if not functions:
+        return None
+    if choice == "required":
+        return functions[0]
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        return next((f for f in functions if f["name"] == name), None)
+    return None
+
+
+def _tool_arguments(function: Mapping[str, Any], rng: random.Random) -> str:
+    """``{}``, or the schema's required string properties filled with words."""
+    schema = function.get("parameters")
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    required = schema.get("required", []) if isinstance(schema, dict) else []
+    filled = {
+        name: rng.choice(_WORDS)
+        for name in required
+        if isinstance(name, str) and isinstance(props.get(name), dict) and props[name].get("type") == "string"
+    }
+    return msgspec.json.encode(filled).decode()
+
+
+def _generate(digest: bytes, index: int, limit: int | None, tool: Mapping[str, Any] | None) -> _Choice:
+    rng = random.Random(digest + index.to_bytes(4, "big"))
+    if tool is not None:
+        arguments = _tool_arguments(tool, rng)
+        pieces = tuple(arguments[i : i + 8] for i in range(0, len(arguments), 8))
+        count = estimate_tokens(tool["name"]) + estimate_tokens(arguments)
+        return _Choice(pieces, "tool_calls", count, tool_name=tool["name"])
+    target = rng.randint(36, 72)
+    tokens: list[str] = []
+    while len(tokens) < target:
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 14))]
+        words[0] = words[0].capitalize()
+        sentence = [(" " if tokens or i else "") + w for i, w in enumerate(words)]
+        if len(sentence) > 8 and rng.random() < 0.4:
+            sentence.insert(rng.randint(3, len(sentence) - 3), ",")
+        tokens += [*sentence, "."]
+    if limit is not None and limit < len(tokens):
+        return _Choice(tuple(tokens[:limit]), "length", limit)
+    return _Choice(tuple(tokens), "stop", len(tokens))
+
+
+def _chat_prompt_tokens(messages: list[Any], tools: object) -> int:
+    """About what tiktoken counts: 3 per message plus its text, 3 to prime the reply, plus the tools."""
+    total = 3
+    for message in messages:
+        if not isinstance(message, dict):
+            raise _BadRequest("Each message must be an object.", "messages")
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [content]
+        texts = [p if isinstance(p, str) else p.get("text", "") if isinstance(p, dict) else "" for p in parts]
+        total += 3 + sum(estimate_tokens(t) for t in texts if isinstance(t, str))
+        total += 85 * sum(1 for p in parts if isinstance(p, dict) and p.get("type") == "image_url")
+    if tools:
+        total += estimate_tokens(msgspec.json.encode(tools).decode())
+    return total
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": dict.fromkeys(_COMPLETION_DETAILS, 0),
+    }
+
+
+def _tool_call(index: int, choice: _Choice) -> dict[str, Any]:
+    call_id = "call_" + hashlib.sha256(f"{index}:{choice.text}".encode()).hexdigest()[:24]
+    function = {"name": choice.tool_name, "arguments": choice.text}
+    return {"id": call_id, "type": "function", "function": function}
+
+
+def _message(index: int, choice: _Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": choice.text,
+        "refusal": None,
+        "annotations": [],
+    }
+    if choice.tool_name is not None:
+        message |= {"content": None, "tool_calls": [_tool_call(index, choice)]}
+    return _step(index, "message", message, choice)
+
+
+def _deltas(index: int, choice: _Choice) -> list[dict[str, Any]]:
+    """A choice's stream deltas: the role first, then one per token (or per piece of tool arguments)."""
+    if choice.tool_name is None:
+        return [{"role": "assistant", "content": "", "refusal": None}] + [
+            {"content": p} for p in choice.pieces
+        ]
+    call = _tool_call(index, choice)
+    call["function"]["arguments"] = ""
+    first = {"role": "assistant", "content": None, "tool_calls": [{"index": 0} | call]}
+    return [first] + [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in choice.pieces]
+
+
+def _step(index: int, field: str, value: object, end: _Choice | None = None) -> dict[str, Any]:
+    """One choice in a reply or chunk: ``delta`` (chat) or ``text`` (completions), with its finish reason."""
+    finish = None if end is None else end.finish_reason
+    return {"index": index, field: value, "logprobs": None, "finish_reason": finish}
+
+
+def _interleave(per_choice: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Round-robin over the choices, as OpenAI streams ``n`` > 1."""
+    longest = max(len(steps) for steps in per_choice)
+    return [steps[k] for k in range(longest) for steps in per_choice if k < len(steps)]
+
+
+def _sse(events: list[dict[str, Any]], base: dict[str, Any], usage: dict[str, Any] | None) -> _Reply:
+    """SSE frames ending in ``[DONE]``; with usage, every chunk has ``usage: null`` and a last usage chunk."""
+    if usage is not None:
+        events = [e | {"usage": None} for e in events] + [base | {"choices": [], "usage": usage}]
+    frames = [b"data: " + msgspec.json.encode(e) + b"\n\n" for e in events]
+    return _Reply(200, "text/event-stream; charset=utf-8", (*frames, b"data: [DONE]\n\n"), streamed=True)
+
+
+def _json(status: int, payload: object) -> _Reply:
+    return _Reply(status, "application/json", (msgspec.json.encode(payload),))
+
+
+def _error(status: int, message: str, kind: str, param: str | None = None) -> _Reply:
+    return _json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}})

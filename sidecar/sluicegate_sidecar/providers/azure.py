@@ -1,0 +1,72 @@
+"""The Azure OpenAI adapter: OpenAI bodies sent to a deployment URL with an ``api-key`` header. Pure.
+
+Deployment names and API versions are checked before they go into a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Connection, Operation, Reply, UnsupportedOperation, UpstreamErrorInfo, UpstreamRequest
+from .openai import (
+    JSON_HEADERS,
+    OpenAIStreamRelay,
+    build_openai_request,
+    client_wants_usage,
+    decode_json,
+    openai_error_info,
+    openai_path,
+    parse_openai_reply,
+)
+
+_DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_API_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-preview)?|v1|latest|preview")
+
+
+def deployment_url(conn: Connection, model: str, op: Operation) -> str:
+    """``{base}/openai/deployments/{deployment}/{path}?api-version={version}``, every part validated."""
+    if not conn.base_url:
+        raise ValueError(f"azure-openai connection {conn.name!r} has no base URL")
+    deployment = conn.azure_deployments.get(model, model)
+    if not _DEPLOYMENT.fullmatch(deployment) or ".." in deployment:
+        raise UnsupportedOperation(f"{deployment!r} is not a valid Azure deployment name")
+    version = conn.azure_api_version
+    if not version or not _API_VERSION.fullmatch(version):
+        raise ValueError(f"azure-openai connection {conn.name!r} has no valid API version")
+    path = openai_path(op, "azure-openai")
+    return f"{conn.base_url.rstrip('/')}/openai/deployments/{deployment}{path}?api-version={version}"
+
+
+@dataclass(frozen=True, slots=True)
+class AzureAdapter:
+    provider: str = "azure-openai"
+
+    def build(
+        self,
+        op: Operation,
+        conn: Connection,
+        model: str,
+        request: Mapping[str, Any],
+        *,
+        stream: bool,
+    ) -> UpstreamRequest:
+        url = deployment_url(conn, model, op)
+        headers = dict(JSON_HEADERS)
+        if conn.api_key:
+            headers["api-key"] = conn.api_key
+        # Azure picks the model by deployment; the body's ``model`` is ignored there and kept harmless.
+        return build_openai_request(url, headers, request, model, stream and op != "embeddings")
+
+    def parse(self, op: Operation, model: str, body: bytes) -> Reply:
+        return parse_openai_reply(op, body)
+
+    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> OpenAIStreamRelay:
+        if op not in ("chat", "completions"):
+            raise UnsupportedOperation(f"/v1/{op} cannot be streamed")
+        return OpenAIStreamRelay(keep_usage_chunk=client_wants_usage(request))
+
+    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
+        return openai_error_info(status, decode_json(body))

@@ -1,0 +1,425 @@
+"""The OpenAI adapter (chat completions, completions, embeddings) and the OpenAI-shaped builders others reuse.
+
+Pure and on the hot path: bytes are forwarded unchanged and only the fields usage needs are decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .base import (
+    BadUpstreamResponse,
+    Connection,
+    Operation,
+    Reply,
+    UnsupportedOperation,
+    UpstreamErrorInfo,
+    UpstreamRequest,
+    Usage,
+)
+from .sse import DONE_EVENT, EventSplitter, data_event, event_fields
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+GENERIC_AUTH_MESSAGE = "upstream rejected the provider credentials"
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
+
+_PATHS: Mapping[str, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+# Client body fields that could pick the upstream, its credentials or a gateway's behaviour (FAULTS #3).
+_STRIPPED = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "api_type",
+        "extra_headers",
+        "extra_query",
+        "extra_body",
+        "custom_llm_provider",
+        "custom_host",
+        "organization",
+        "deployment_id",
+        "headers",
+        "mock_response",
+        "fallbacks",
+        "virtual_key",
+    }
+)
+_STRIPPED_PREFIXES = ("litellm_", "portkey_", "azure_", "aws_", "vertex_")
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_SECRET = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{10,}|(?i:bearer)\s+\S+")
+MAX_ERROR_MESSAGE = 300
+
+
+# --- building requests -------------------------------------------------------------------------
+
+
+def client_wants_usage(request: Mapping[str, Any]) -> bool:
+    options = request.get("stream_options")
+    return isinstance(options, Mapping) and options.get("include_usage") is True
+
+
+def openai_body(
+    request: Mapping[str, Any],
+    model: str,
+    stream: bool,
+    *,
+    stream_usage_option: bool = True,
+    max_tokens_only: bool = False,
+) -> dict[str, Any]:
+    """The client body with ``model`` replaced, routing and credential fields removed, usage asked for."""
+    body = {
+        key: value
+        for key, value in request.items()
+        if key not in _STRIPPED and not key.startswith(_STRIPPED_PREFIXES)
+    }
+    body["model"] = model
+    if stream:
+        body["stream"] = True
+        if stream_usage_option:
+            options = request.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
+        else:
+            body.pop("stream_options", None)
+    else:
+        body.pop("stream_options", None)
+        if "stream" in body:
+            body["stream"] = False
+    if max_tokens_only and "max_completion_tokens" in body:
+        cap = body.pop("max_completion_tokens")
+        current = body.get("max_tokens")
+        body["max_tokens"] = cap if not isinstance(current, int) or not isinstance(cap, int) else min(cap, current)
+    return body
+
+
+def build_openai_request(
+    url: str,
+    headers: Mapping[str, str],
+    request: Mapping[str, Any],
+    model: str,
+    stream: bool,
+    *,
+    stream_usage_option: bool = True,
+    max_tokens_only: bool = False,
+) -> UpstreamRequest:
+    """A POST of the client's OpenAI-shaped body to ``url`` (see ``openai_body``)."""
+    body = openai_body(
+        request, model, stream, stream_usage_option=stream_usage_option, max_tokens_only=max_tokens_only
+    )
+    return UpstreamRequest("POST", url, headers, msgspec.json.encode(body))
+
+
+def openai_path(op: Operation, provider: str) -> str:
+    path = _PATHS.get(op)
+    if path is None:
+        raise UnsupportedOperation(f"{provider} connections do not serve /v1/{op}")
+    return path
+
+
+# --- reading replies ---------------------------------------------------------------------------
+
+
+class _TokenDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_tokens_details: _TokenDetails | None = None
+
+
+class _ReplyChoice(msgspec.Struct):
+    finish_reason: str | None = None
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_ReplyChoice]
+    usage: _Usage | None = None
+
+
+class _Embeddings(msgspec.Struct):
+    data: msgspec.Raw
+    usage: _Usage | None = None
+
+
+class _FunctionDelta(msgspec.Struct):
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    function: _FunctionDelta | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    delta: _Delta | None = None
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+class _Groq(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_ChunkChoice] | None = None
+    usage: _Usage | None = None
+    x_groq: _Groq | None = None
+    error: Any = None
+
+
+def _usage(usage: _Usage | None) -> Usage | None:
+    if usage is None:
+        return None
+    details = usage.prompt_tokens_details
+    cached = details.cached_tokens if details is not None else None
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached or 0)
+
+
+def parse_openai_reply(op: Operation, body: bytes) -> Reply:
+    """Validates a 2xx body minimally and returns it unchanged with its usage."""
+    try:
+        if op == "embeddings":
+            embeddings = msgspec.json.decode(body, type=_Embeddings)
+            return Reply(body, _usage(embeddings.usage))
+        completion = msgspec.json.decode(body, type=_Completion)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise BadUpstreamResponse(f"upstream reply is not a valid {op} response") from exc
+    finish = completion.choices[0].finish_reason if completion.choices else None
+    return Reply(body, _usage(completion.usage), finish)
+
+
+class OpenAIStreamRelay:
+    """Passes OpenAI SSE through event by event; drops the usage-only chunk the client did not ask for."""
+
+    __slots__ = ("_done", "_error", "_keep_usage_chunk", "_output_chars", "_splitter", "_usage")
+
+    def __init__(self, keep_usage_chunk: bool) -> None:
+        self._keep_usage_chunk = keep_usage_chunk
+        self._splitter = EventSplitter()
+        self._usage: Usage | None = None
+        self._done = False
+        self._error: UpstreamErrorInfo | None = None
+        self._output_chars = 0
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
+
+    @property
+    def completed(self) -> bool:
+        """True once ``data: [DONE]`` arrived (a finish_reason alone is not the end: usage follows it)."""
+        return self._done and self._error is None
+
+    @property
+    def output_chars(self) -> int:
+        return self._output_chars
+
+    @property
+    def error(self) -> UpstreamErrorInfo | None:
+        """The error event the upstream sent mid-stream, if any."""
+        return self._error
+
+    def feed(self, data: bytes) -> bytes:
+        events = self._splitter.feed(data)
+        if not events:
+            return b""
+        if len(events) == 1:
+            return events[0] if self._keep(events[0]) else b""
+        return b"".join([raw for raw in events if self._keep(raw)])
+
+    def finish(self) -> bytes:
+        rest = self._splitter.rest()
+        if not rest.strip() or self._done:
+            return b""
+        # An upstream that closed without the final blank line: accept its last event if it is whole.
+        raw = rest.rstrip(b"\r\n") + b"\n\n"
+        try:
+            return raw if self._keep(raw) else b""
+        except BadUpstreamResponse:
+            return b""
+
+    def _keep(self, raw: bytes) -> bool:
+        _, payload = event_fields(raw)
+        if payload is None or self._done:
+            return True
+        if payload == b"[DONE]":
+            self._done = True
+            return True
+        try:
+            chunk = msgspec.json.decode(payload, type=_Chunk)
+        except msgspec.ValidationError:
+            return True  # an unusual but well-formed chunk: not ours to judge
+        except msgspec.DecodeError as exc:
+            raise BadUpstreamResponse("upstream sent a stream event that is not JSON") from exc
+        if chunk.error is not None:
+            self._error = openai_error_info(500, {"error": chunk.error})
+            return True
+        usage = chunk.usage if chunk.usage is not None else (chunk.x_groq.usage if chunk.x_groq else None)
+        if usage is not None:
+            self._usage = _usage(usage)
+        if chunk.choices:
+            for choice in chunk.choices:
+                delta = choice.delta
+                if delta is not None:
+                    if delta.content:
+                        self._output_chars += len(delta.content)
+                    if delta.tool_calls:
+                        for call in delta.tool_calls:
+                            if call.function is not None and call.function.arguments:
+                                self._output_chars += len(call.function.arguments)
+                elif choice.text:
+                    self._output_chars += len(choice.text)
+            return True
+        return chunk.usage is None or self._keep_usage_chunk
+
+
+# --- OpenAI-shaped output for translating adapters ---------------------------------------------
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    """``usage`` in the chat.completion shape (prompt tokens include cached reads and cache writes)."""
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+    }
+
+
+def chunk_event(chunk_id: str, model: str, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
+    """One ``chat.completion.chunk`` SSE event. ``created`` is 0: pure code has no clock."""
+    chunk: dict[str, Any] = {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": choices,
+    }
+    if usage is not None:
+        chunk["usage"] = usage_object(usage)
+    return data_event(msgspec.json.encode(chunk))
+
+
+def stream_end(usage: Usage | None, chunk_id: str, model: str, client_wants_usage: bool) -> bytes:
+    """The usage-only chunk (when the client asked and usage is known) and ``data: [DONE]``."""
+    if client_wants_usage and usage is not None:
+        return chunk_event(chunk_id, model, [], usage) + DONE_EVENT
+    return DONE_EVENT
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def error_info(status: int, message: object, code: object = None, *, credentials: bool = False) -> UpstreamErrorInfo:
+    """Error fields safe for the client: no upstream auth bodies, no key-like strings, bounded length."""
+    if credentials or status in (401, 403):
+        return UpstreamErrorInfo(GENERIC_AUTH_MESSAGE, "authentication_error", "upstream_auth_failed")
+    if status == 429:
+        kind = "rate_limit_error"
+    elif 400 <= status < 500:
+        kind = "invalid_request_error"
+    else:
+        kind = "api_error"
+    if isinstance(message, str) and message.strip():
+        text = _SECRET.sub("[redacted]", message.strip())[:MAX_ERROR_MESSAGE]
+    else:
+        text = f"upstream returned HTTP {status}"
+    code_text = code if isinstance(code, str) and _CODE.fullmatch(code) else None
+    return UpstreamErrorInfo(text, kind, code_text)
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+
+
+def openai_error_info(status: int, payload: Any) -> UpstreamErrorInfo:
+    """From ``{"error": {"message", "type", "code"}}`` and the looser shapes compatible servers send."""
+    message: object = None
+    code: object = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            code = error.get("code") or error.get("type")
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(payload.get("message"), str):
+            message = payload["message"]
+        elif "detail" in payload:
+            message = msgspec.json.encode(payload["detail"]).decode()
+    return error_info(status, message, code)
+
+
+# --- the adapter -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIAdapter:
+    """OpenAI and every OpenAI-compatible API (they differ only in the defaults and two quirks below).
+
+    ``stream_usage_option`` False: the upstream rejects ``stream_options`` and reports usage anyway
+    (Mistral). ``max_tokens_only``: the upstream rejects ``max_completion_tokens`` (Mistral).
+    """
+
+    provider: str = "openai"
+    default_base_url: str | None = OPENAI_BASE_URL
+    stream_usage_option: bool = True
+    max_tokens_only: bool = False
+
+    def base_url(self, conn: Connection) -> str:
+        base = conn.base_url or self.default_base_url
+        if not base:
+            raise ValueError(f"connection {conn.name!r} ({conn.provider}) has no base URL")
+        return base.rstrip("/")
+
+    def build(
+        self,
+        op: Operation,
+        conn: Connection,
+        model: str,
+        request: Mapping[str, Any],
+        *,
+        stream: bool,
+    ) -> UpstreamRequest:
+        url = self.base_url(conn) + openai_path(op, self.provider)
+        headers = dict(JSON_HEADERS)
+        if conn.api_key:
+            headers["Authorization"] = f"Bearer {conn.api_key}"
+        return build_openai_request(
+            url,
+            headers,
+            request,
+            model,
+            stream and op != "embeddings",
+            stream_usage_option=self.stream_usage_option,
+            max_tokens_only=self.max_tokens_only,
+        )
+
+    def parse(self, op: Operation, model: str, body: bytes) -> Reply:
+        return parse_openai_reply(op, body)
+
+    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> OpenAIStreamRelay:
+        if op not in ("chat", "completions"):
+            raise UnsupportedOperation(f"/v1/{op} cannot be streamed")
+        return OpenAIStreamRelay(keep_usage_chunk=client_wants_usage(request))
+
+    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
+        return openai_error_info(status, decode_json(body))
