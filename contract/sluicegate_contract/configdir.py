@@ -34,7 +34,7 @@ def write_sealed(directory: Path, body: bytes, signature: bytes) -> None:
     """Write a new generation and swap it in atomically, the way the kubelet updates Secret volumes."""
     directory.mkdir(parents=True, exist_ok=True)
     generation = Path(tempfile.mkdtemp(prefix="..gen_", dir=directory))
-    os.chmod(generation, 0o755)
+    os.chmod(generation, 0o755)  # noqa: S103 - read by the sidecar's user, like a Secret volume
     (generation / CONFIG_FILE).write_bytes(body)
     (generation / SIG_FILE).write_bytes(signature)
     for name in (CONFIG_FILE, SIG_FILE):

@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 import yaml
-
 from sluicegate_contract.configdir import (
     DATA_RING_FILE,
     KEYS_DIR,
@@ -111,15 +110,19 @@ def previous_serial(directory: Path) -> int:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="sluicegate render",
-        description="Render ProviderConnection, RoutingTier, BudgetPolicy and Secret YAML into a sealed config.",
+        description="Render ProviderConnection, RoutingTier, BudgetPolicy and Secret YAML into sealed config.",
     )
-    parser.add_argument("-f", "--filename", action="append", required=True, help="file or folder (repeatable)")
+    parser.add_argument(
+        "-f", "--filename", action="append", required=True, help="file or folder (repeatable)"
+    )
     parser.add_argument("-o", "--output", required=True, help="config directory to write")
-    parser.add_argument("--namespace", help="namespace to render (default: the resources' own, else 'default')")
+    parser.add_argument(
+        "--namespace", help="namespace to render (default: the resources' own, else 'default')"
+    )
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="serve every connection from the built-in mock provider (same models and prices; no keys needed)",
+        help="serve every connection from the built-in mock provider (same models and prices, no keys)",
     )
     args = parser.parse_args(argv)
     out = Path(args.output)

@@ -364,7 +364,7 @@ class BudgetBook:
         return min(starts) if starts else None
 
     def restore(self, charges: Iterable[Charge], now: datetime) -> int:
-        """Add settled spend from the ledger to the open windows (once, at startup); returns how many counted."""
+        """Add ledger spend to the open windows (once, at startup); returns how many charges counted."""
         by_name = {budget.name: budget for budget in self._budgets}
         counted = 0
         for charge in charges:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
 from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
 from sluicegate_contract.sealing import ConfigRejected
 
@@ -19,9 +18,15 @@ from .configload import dev_data_keys, load_config, public_keys_from
 
 def _keys(args: argparse.Namespace, directory: Path) -> tuple[Any, dict[str, bytes]]:
     public = (
-        decode_public_keys(Path(args.public_keys).read_bytes()) if args.public_keys else public_keys_from(directory)
+        decode_public_keys(Path(args.public_keys).read_bytes())
+        if args.public_keys
+        else public_keys_from(directory)
     )
-    data = dict(decode_data_ring(Path(args.data_keys).read_bytes()).keys) if args.data_keys else dev_data_keys(directory)
+    data = (
+        dict(decode_data_ring(Path(args.data_keys).read_bytes()).keys)
+        if args.data_keys
+        else dev_data_keys(directory)
+    )
     return public, data
 
 
@@ -37,19 +42,28 @@ def _redacted(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sluicegate config", description="Inspect a sealed config directory.")
+    parser = argparse.ArgumentParser(
+        prog="sluicegate config", description="Inspect a sealed config directory."
+    )
     sub = parser.add_subparsers(dest="action", required=True)
-    for name, text in (("verify", "verify signature, schema, validity and keys"), ("show", "print it, keys redacted")):
+    for name, text in (
+        ("verify", "verify signature, schema, validity and keys"),
+        ("show", "print it, keys redacted"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("directory")
-        p.add_argument("--public-keys", help="JSON {kid: base64 public key} (default: DIR/keys/ or the env var)")
+        p.add_argument(
+            "--public-keys", help="JSON {kid: base64 public key} (default: DIR/keys/ or the env var)"
+        )
         p.add_argument("--data-keys", help="data key ring JSON (default: DIR/keys/data-keys.json)")
         p.add_argument("--namespace", help="refuse a config for another namespace")
     args = parser.parse_args(argv)
     directory = Path(args.directory)
     try:
         if args.action == "show":
-            sys.stdout.write(msgspec.json.format(msgspec.json.encode(_redacted(directory, args)), indent=2).decode())
+            sys.stdout.write(
+                msgspec.json.format(msgspec.json.encode(_redacted(directory, args)), indent=2).decode()
+            )
             sys.stdout.write("\n")
             return 0
         public, data = _keys(args, directory)
@@ -68,6 +82,7 @@ def main(argv: Sequence[str]) -> int:
         return 1
     print(
         f"ok: namespace {c.namespace}, serial {c.serial}, signed by {c.signing_key_id}, "
-        f"{len(c.providers)} connections, {len(c.tiers)} tiers, {len(c.budgets)} budgets, valid until {c.not_after}"
+        f"{len(c.providers)} connections, {len(c.tiers)} tiers, {len(c.budgets)} budgets, "
+        f"valid until {c.not_after}"
     )
     return 0

@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from sluicegate_contract.configdir import DATA_RING_FILE, KEYS_DIR, PUBLIC_KEYS_FILE, read_sealed
 from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
 from sluicegate_contract.schema import Config, Provider
@@ -32,7 +31,9 @@ class LoadedConfig:
     unusable: Mapping[str, str] = field(default_factory=dict)
 
 
-def public_keys_from(directory: Path, environ: Mapping[str, str] | None = None) -> dict[str, Ed25519PublicKey]:
+def public_keys_from(
+    directory: Path, environ: Mapping[str, str] | None = None
+) -> dict[str, Ed25519PublicKey]:
     """Trusted signing keys: the webhook-written env var, else the dev keys beside the config."""
     env = os.environ if environ is None else environ
     if env.get(PUBLIC_KEYS_ENV):
@@ -63,7 +64,9 @@ def _connection(provider: Provider, api_key: str | None) -> Connection:
     )
 
 
-def open_connections(config: Config, data_keys: Mapping[str, bytes]) -> tuple[dict[str, Connection], dict[str, str]]:
+def open_connections(
+    config: Config, data_keys: Mapping[str, bytes]
+) -> tuple[dict[str, Connection], dict[str, str]]:
     connections: dict[str, Connection] = {}
     unusable: dict[str, str] = {}
     for provider in config.providers:

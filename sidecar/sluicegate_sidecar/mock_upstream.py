@@ -24,23 +24,29 @@ from sluicegate_contract.schema import MockSettings
 DEFAULT_MODELS = ("mock-small", "mock-large", "mock-embedding")
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 _MAX_CHOICES = 128
-_WORDS = (
-    "the", "gateway", "routes", "each", "request", "to", "a", "cheaper", "model", "when", "budget",
-    "runs", "low", "and", "every", "token", "is", "counted", "before", "reply", "reaches", "app",
-    "cluster", "keeps", "its", "spend", "inside", "cap", "while", "latency", "stays", "small", "for",
-    "teams", "who", "ship", "features", "quickly", "with", "clear", "limits", "on", "cost", "of",
-    "answers", "from", "provider", "that", "served", "them", "tier", "fallback", "retries", "once",
-)  # fmt: skip
+_SENTENCES = (
+    "The gateway routes each request to the cheapest model that fits",
+    "Every token is counted before the reply reaches the app",
+    "Budgets are checked locally so the added latency stays small",
+    "A fallback model answers when the first provider is busy",
+    "Teams can see their spend for each feature and service",
+    "Streaming replies arrive one token at a time",
+    "This answer comes from the mock provider and nothing was billed",
+    "Prices come from a signed price book that every replica shares",
+    "The sidecar keeps spend inside the configured cap",
+    "Retries happen only before the first byte reaches the client",
+    "The same request and seed always get the same reply",
+    "Lighter tiers take over when a budget runs low",
+)
+_ARGUMENT_VALUES = ("Paris", "quarterly report", "blue", "tomorrow", "order 1234", "Lisbon")
 _COMPLETION_DETAILS = (
     "reasoning_tokens",
     "audio_tokens",
     "accepted_prediction_tokens",
     "rejected_prediction_tokens",
 )
-_ERRORS = {
-    500: "The server had an error while processing your request. Sorry about that!",
-    503: "The engine is currently overloaded, please try again later.",
-}
+_SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+_OVERLOADED = "The engine is currently overloaded, please try again later."
 
 
 class _BadRequest(Exception):
@@ -137,7 +143,7 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
             return _error(404, f"Invalid URL ({method} {path})", "invalid_request_error")
         if self._failures.random() < self._settings.failure_rate:
             status = self._failures.choice((500, 503))
-            return _error(status, _ERRORS[status], "server_error")
+            return _error(status, _SERVER_ERROR if status == 500 else _OVERLOADED, "server_error")
         try:
             request = msgspec.json.decode(body)
         except msgspec.DecodeError:
@@ -145,16 +151,15 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         if not isinstance(request, dict):
             return _error(400, "The request body must be a JSON object.", "invalid_request_error")
         # The same request streamed or not gets the same text: hash it without the stream fields.
+        salt = f"{self._settings.seed}:{self._seed}:".encode()
         content = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
-        digest = _digest(
-            f"{self._settings.seed}:{self._seed}:".encode() + msgspec.json.encode(content, order="sorted")
-        )
+        digest = _digest(salt + msgspec.json.encode(content, order="sorted"))
         try:
             if op == "chat":
                 return self._chat(request, digest)
             if op == "completions":
                 return self._completions(request, digest)
-            return _embeddings(request, digest)
+            return _embeddings(request, salt)
         except _BadRequest as exc:
             return _error(400, exc.message, "invalid_request_error", exc.param)
 
@@ -208,7 +213,8 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         return _sse(events, head, usage if include_usage else None)
 
 
-def _embeddings(request: dict[str, Any], digest: bytes) -> _Reply:
+def _embeddings(request: dict[str, Any], salt: bytes) -> _Reply:
+    """One vector per input, a function of the input's text (or tokens) and the model only."""
     model = _model(request)
     raw = request.get("input")
     items = [raw] if isinstance(raw, str) or _is_token_list(raw) else raw
@@ -225,7 +231,7 @@ def _embeddings(request: dict[str, Any], digest: bytes) -> _Reply:
     tokens = 0
     for index, item in enumerate(items):
         tokens += estimate_tokens(item) if isinstance(item, str) else len(item)
-        vector = _unit_vector(_digest(digest + msgspec.json.encode(item)), dimensions)
+        vector = _unit_vector(_digest(salt + msgspec.json.encode([model, item])), dimensions)
         packed = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
         embedding = packed if encoding == "base64" else vector
         data.append({"object": "embedding", "index": index, "embedding": embedding})
@@ -310,7 +316,7 @@ def _tool_arguments(function: Mapping[str, Any], rng: random.Random) -> str:
     props = schema.get("properties", {}) if isinstance(schema, dict) else {}
     required = schema.get("required", []) if isinstance(schema, dict) else []
     filled = {
-        name: rng.choice(_WORDS)
+        name: rng.choice(_ARGUMENT_VALUES)
         for name in required
         if isinstance(name, str) and isinstance(props.get(name), dict) and props[name].get("type") == "string"
     }
@@ -324,15 +330,11 @@ def _generate(digest: bytes, index: int, limit: int | None, tool: Mapping[str, A
         pieces = tuple(arguments[i : i + 8] for i in range(0, len(arguments), 8))
         count = estimate_tokens(tool["name"]) + estimate_tokens(arguments)
         return _Choice(pieces, "tool_calls", count, tool_name=tool["name"])
-    target = rng.randint(36, 72)
+    target = rng.randint(40, 72)
     tokens: list[str] = []
     while len(tokens) < target:
-        words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 14))]
-        words[0] = words[0].capitalize()
-        sentence = [(" " if tokens or i else "") + w for i, w in enumerate(words)]
-        if len(sentence) > 8 and rng.random() < 0.4:
-            sentence.insert(rng.randint(3, len(sentence) - 3), ",")
-        tokens += [*sentence, "."]
+        sentence = rng.choice(_SENTENCES).split()
+        tokens += [(" " if tokens or i else "") + word for i, word in enumerate(sentence)] + ["."]
     if limit is not None and limit < len(tokens):
         return _Choice(tuple(tokens[:limit]), "length", limit)
     return _Choice(tuple(tokens), "stop", len(tokens))

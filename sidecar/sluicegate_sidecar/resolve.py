@@ -77,8 +77,8 @@ def _tier(name: str, catalog: ModelCatalog, kind: ResolutionKind, reason: str | 
     )
 
 
-def _bare(name: str, model_field: str, catalog: ModelCatalog) -> Resolution:
-    targets = catalog.bare(name)
+def _bare(model_field: str, catalog: ModelCatalog) -> Resolution:
+    targets = catalog.bare(model_field)
     if len(targets) == 1:
         return _pinned(targets, catalog)
     if len(targets) > 1:
@@ -86,7 +86,7 @@ def _bare(name: str, model_field: str, catalog: ModelCatalog) -> Resolution:
             f"The model '{model_field}' is offered by several connections; "
             f"ask for '<connection>/{model_field}' (see GET /v1/models)."
         )
-    resolution = _tier(name, catalog, "tier", None)
+    resolution = _tier(model_field, catalog, "tier", None)
     if resolution is None:
         raise _unknown(model_field)
     return resolution
@@ -130,4 +130,4 @@ def resolve(
             if not targets:
                 raise _unknown(model_field)
             return _pinned(targets, catalog)
-    return _bare(model_field, model_field, catalog)
+    return _bare(model_field, catalog)

@@ -35,10 +35,6 @@ def _text_tokens(ascii_chars: int, other_bytes: int) -> int:
     return -(-ascii_chars * 2 // 7) + -(-other_bytes * 2 // 5)
 
 
-def _inline_payload(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _media_tokens(part: dict[Any, Any]) -> int | None:
     """Fixed tokens for an image, audio or file content part, or None for any other dict."""
     kind = part.get("type")
@@ -52,18 +48,18 @@ def _media_tokens(part: dict[Any, Any]) -> int | None:
         return IMAGE_TOKENS_HIGH
     if kind == "input_audio":
         inner = part.get("input_audio")
-        data = _inline_payload(inner.get("data")) if isinstance(inner, dict) else None
-        return AUDIO_TOKENS + (len(data) // 1_000 if data else 0)
+        data = inner.get("data") if isinstance(inner, dict) else None
+        return AUDIO_TOKENS + (len(data) // 1_000 if isinstance(data, str) else 0)
     if kind in ("file", "input_file"):
         inner = part.get("file") if kind == "file" else part
-        data = _inline_payload(inner.get("file_data")) if isinstance(inner, dict) else None
-        return max(FILE_TOKENS, len(data) // 4) if data else FILE_TOKENS
+        data = inner.get("file_data") if isinstance(inner, dict) else None
+        return max(FILE_TOKENS, len(data) // 4) if isinstance(data, str) else FILE_TOKENS
     if kind == "document":
         source = part.get("source")
         if isinstance(source, dict) and source.get("type") in ("text", "content"):
             return None  # plain text: counted like any other text
-        data = _inline_payload(source.get("data")) if isinstance(source, dict) else None
-        return max(FILE_TOKENS, len(data) // 4) if data else FILE_TOKENS
+        data = source.get("data") if isinstance(source, dict) else None
+        return max(FILE_TOKENS, len(data) // 4) if isinstance(data, str) else FILE_TOKENS
     return None
 
 

@@ -22,7 +22,7 @@ from .base import (
     UpstreamRequest,
     Usage,
 )
-from .sse import DONE_EVENT, EventSplitter, data_event, event_fields
+from .sse import DONE_EVENT, RelayState, data_event, event_fields
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 GENERIC_AUTH_MESSAGE = "upstream rejected the provider credentials"
@@ -68,6 +68,13 @@ def client_wants_usage(request: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
+def output_cap(request: Mapping[str, Any]) -> int | None:
+    """The smaller of ``max_tokens`` and ``max_completion_tokens`` (None if neither is an integer)."""
+    caps = [request.get("max_tokens"), request.get("max_completion_tokens")]
+    present = [cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)]
+    return min(present) if present else None
+
+
 def openai_body(
     request: Mapping[str, Any],
     model: str,
@@ -87,7 +94,10 @@ def openai_body(
         body["stream"] = True
         if stream_usage_option:
             options = request.get("stream_options")
-            body["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
+            body["stream_options"] = {
+                **(options if isinstance(options, Mapping) else {}),
+                "include_usage": True,
+            }
         else:
             body.pop("stream_options", None)
     else:
@@ -97,7 +107,9 @@ def openai_body(
     if max_tokens_only and "max_completion_tokens" in body:
         cap = body.pop("max_completion_tokens")
         current = body.get("max_tokens")
-        body["max_tokens"] = cap if not isinstance(current, int) or not isinstance(cap, int) else min(cap, current)
+        body["max_tokens"] = (
+            cap if not isinstance(current, int) or not isinstance(cap, int) else min(cap, current)
+        )
     return body
 
 
@@ -162,6 +174,7 @@ class _ToolCallDelta(msgspec.Struct):
 
 class _Delta(msgspec.Struct):
     content: str | None = None
+    reasoning_content: str | None = None  # DeepSeek, some vLLM servers
     tool_calls: list[_ToolCallDelta] | None = None
 
 
@@ -203,36 +216,15 @@ def parse_openai_reply(op: Operation, body: bytes) -> Reply:
     return Reply(body, _usage(completion.usage), finish)
 
 
-class OpenAIStreamRelay:
-    """Passes OpenAI SSE through event by event; drops the usage-only chunk the client did not ask for."""
+class OpenAIStreamRelay(RelayState):
+    """Passes OpenAI SSE through event by event; drops the usage-only chunk the client did not ask for.
 
-    __slots__ = ("_done", "_error", "_keep_usage_chunk", "_output_chars", "_splitter", "_usage")
+    ``completed`` waits for ``data: [DONE]``: a finish_reason alone is not the end, usage follows it.
+    """
 
     def __init__(self, keep_usage_chunk: bool) -> None:
+        super().__init__()
         self._keep_usage_chunk = keep_usage_chunk
-        self._splitter = EventSplitter()
-        self._usage: Usage | None = None
-        self._done = False
-        self._error: UpstreamErrorInfo | None = None
-        self._output_chars = 0
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._usage
-
-    @property
-    def completed(self) -> bool:
-        """True once ``data: [DONE]`` arrived (a finish_reason alone is not the end: usage follows it)."""
-        return self._done and self._error is None
-
-    @property
-    def output_chars(self) -> int:
-        return self._output_chars
-
-    @property
-    def error(self) -> UpstreamErrorInfo | None:
-        """The error event the upstream sent mid-stream, if any."""
-        return self._error
 
     def feed(self, data: bytes) -> bytes:
         events = self._splitter.feed(data)
@@ -244,7 +236,7 @@ class OpenAIStreamRelay:
 
     def finish(self) -> bytes:
         rest = self._splitter.rest()
-        if not rest.strip() or self._done:
+        if not rest.strip() or self._ended:
             return b""
         # An upstream that closed without the final blank line: accept its last event if it is whole.
         raw = rest.rstrip(b"\r\n") + b"\n\n"
@@ -255,10 +247,10 @@ class OpenAIStreamRelay:
 
     def _keep(self, raw: bytes) -> bool:
         _, payload = event_fields(raw)
-        if payload is None or self._done:
+        if payload is None or self._ended:
             return True
         if payload == b"[DONE]":
-            self._done = True
+            self._ended = True
             return True
         try:
             chunk = msgspec.json.decode(payload, type=_Chunk)
@@ -278,6 +270,8 @@ class OpenAIStreamRelay:
                 if delta is not None:
                     if delta.content:
                         self._output_chars += len(delta.content)
+                    if delta.reasoning_content:
+                        self._output_chars += len(delta.reasoning_content)
                     if delta.tool_calls:
                         for call in delta.tool_calls:
                             if call.function is not None and call.function.arguments:
@@ -301,7 +295,9 @@ def usage_object(usage: Usage) -> dict[str, Any]:
     }
 
 
-def chunk_event(chunk_id: str, model: str, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
+def chunk_event(
+    chunk_id: str, model: str, choices: list[dict[str, Any]], usage: Usage | None = None
+) -> bytes:
     """One ``chat.completion.chunk`` SSE event. ``created`` is 0: pure code has no clock."""
     chunk: dict[str, Any] = {
         "id": chunk_id,
@@ -325,7 +321,9 @@ def stream_end(usage: Usage | None, chunk_id: str, model: str, client_wants_usag
 # --- errors ------------------------------------------------------------------------------------
 
 
-def error_info(status: int, message: object, code: object = None, *, credentials: bool = False) -> UpstreamErrorInfo:
+def error_info(
+    status: int, message: object, code: object = None, *, credentials: bool = False
+) -> UpstreamErrorInfo:
     """Error fields safe for the client: no upstream auth bodies, no key-like strings, bounded length."""
     if credentials or status in (401, 403):
         return UpstreamErrorInfo(GENERIC_AUTH_MESSAGE, "authentication_error", "upstream_auth_failed")
@@ -361,10 +359,11 @@ def openai_error_info(status: int, payload: Any) -> UpstreamErrorInfo:
             code = error.get("code") or error.get("type")
         elif isinstance(error, str):
             message = error
-        elif isinstance(payload.get("message"), str):
-            message = payload["message"]
-        elif "detail" in payload:
-            message = msgspec.json.encode(payload["detail"]).decode()
+        else:  # Mistral: {"object": "error", "message": str | {"detail": [...]}}; FastAPI: {"detail": ...}
+            message = payload.get("message", payload.get("detail"))
+            code = payload.get("type")
+        if message is not None and not isinstance(message, str):
+            message = msgspec.json.encode(message).decode()
     return error_info(status, message, code)
 
 

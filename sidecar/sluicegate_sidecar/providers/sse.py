@@ -1,13 +1,12 @@
-"""Server-sent events: split an upstream byte stream into whole events, read their fields, frame new ones.
-
-Pure: bytes in, bytes out. Holds at most one incomplete event per stream.
+"""Server-sent events: split an upstream byte stream into whole events, read their fields, frame new
+ones, and the state every stream relay keeps. Pure: bytes in, bytes out; at most one incomplete event held.
 """
 
 from __future__ import annotations
 
 import re
 
-from .base import BadUpstreamResponse
+from .base import BadUpstreamResponse, UpstreamErrorInfo, Usage
 
 # An event ends at an empty line: two line endings in a row, each CRLF, LF or CR (a lone CR that is
 # followed by LF is the first half of CRLF, not a line ending of its own).
@@ -36,15 +35,17 @@ class EventSplitter:
         buffer = self._buffer + data if self._buffer else data
         events: list[bytes] = []
         start = 0
-        while True:
-            match = _BOUNDARY.search(buffer, max(start, self._scan_from))
-            if match is None:
-                break
-            end = match.end()
-            if end == len(buffer) and buffer.endswith(b"\r"):
-                break  # the CR may be the first half of a CRLF still in flight: wait for the next byte
-            events.append(buffer[start:end])
-            start = end
+        if b"\r" not in buffer:  # the usual case, LF line endings only: a plain substring search
+            while (end := buffer.find(b"\n\n", max(start, self._scan_from))) != -1:
+                events.append(buffer[start : end + 2])
+                start = end + 2
+        else:
+            while match := _BOUNDARY.search(buffer, max(start, self._scan_from)):
+                end = match.end()
+                if end == len(buffer) and buffer.endswith(b"\r"):
+                    break  # the CR may be the first half of a CRLF still in flight: wait for it
+                events.append(buffer[start:end])
+                start = end
         rest = buffer[start:]
         if len(rest) > MAX_EVENT_BYTES:
             raise BadUpstreamResponse("upstream sent an oversized stream event")
@@ -78,3 +79,32 @@ def event_fields(raw: bytes) -> tuple[bytes, bytes | None]:
         elif field == b"event":
             name = value
     return name, b"\n".join(data) if data else None
+
+
+class RelayState:
+    """What every relay tracks: usage, generated characters, a mid-stream error, a proper end."""
+
+    def __init__(self) -> None:
+        self._splitter = EventSplitter()
+        self._usage: Usage | None = None
+        self._error: UpstreamErrorInfo | None = None
+        self._output_chars = 0
+        self._ended = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
+
+    @property
+    def completed(self) -> bool:
+        """True once the upstream signalled a proper end and sent no error event."""
+        return self._ended and self._error is None
+
+    @property
+    def output_chars(self) -> int:
+        return self._output_chars
+
+    @property
+    def error(self) -> UpstreamErrorInfo | None:
+        """The error event the upstream sent mid-stream, if any (safe to show the client)."""
+        return self._error

@@ -1,0 +1,216 @@
+"""The sidecar's two ASGI apps: the OpenAI-compatible API (loopback) and ops (/metrics, /healthz, /readyz).
+
+Routing is on the raw path, exact matches only (FAULTS 24); bodies are read under a size cap and a
+receive deadline (FAULTS 4, 5); every error is an OpenAI envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .accounting import RequestContext
+from .attribution import attribute
+from .errors import ApiError, error_body
+from .pipeline import Pipeline, error_response
+from .providers.base import Operation
+from .runtime import Gateway
+from .wire import decode_body, read_fields, too_large
+
+API_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages"}
+)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_OPS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "messages": "messages"}
+
+
+class StrictPaths:
+    """Refuse any raw path that is not exactly one of the API's (no normalising, no decoding)."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or scope["path"].encode()
+            path = raw.split(b"?", 1)[0].decode("latin-1")
+            if path not in self.allowed:
+                body = error_body(ApiError(404, "Unknown endpoint.", code="unknown_url"))
+                response = Response(body, status_code=404, media_type="application/json")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, "Invalid Content-Length.", code="bad_request")
+        if int(length) > limit:
+            raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, "The request body was not received in time.", code="request_timeout") from None
+    return b"".join(chunks)
+
+
+def _request_id(headers: Mapping[str, str]) -> str:
+    given = headers.get("x-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def build_api(gateway: Gateway) -> ASGIApp:
+    pipeline = Pipeline(gateway)
+    settings = gateway.settings
+
+    async def operation(request: Request, op: Operation) -> Response:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        ctx = RequestContext(
+            request_id=_request_id(headers),
+            op=op,
+            requested_model="",
+            attribution=attribute(gateway.pod, headers),
+        )
+        try:
+            if gateway.draining:
+                raise ApiError(
+                    503,
+                    "The sidecar is shutting down.",
+                    type="api_error",
+                    code="draining",
+                    headers={"retry-after": "2"},
+                )
+            content_type = headers.get("content-type", "")
+            if not content_type.lower().startswith("application/json"):
+                gateway.metrics.rejected.labels("bad_content_type").inc()
+                raise ApiError(400, "Send the request body as application/json.", code="bad_content_type")
+            raw = await read_limited(request, settings.max_body_bytes, settings.receive_timeout)
+            try:
+                body = decode_body(raw)
+                fields = read_fields(body, needs=_OPS[op])
+            except ApiError as exc:
+                gateway.metrics.rejected.labels(exc.code or "bad_request").inc()
+                raise
+            ctx.requested_model = fields.model[:256]
+            response = await pipeline.handle(op, body, fields, ctx, headers)
+        except ApiError as exc:
+            if exc.code == "request_too_large":
+                gateway.metrics.rejected.labels("too_large").inc()
+            pipeline.accountant.finish(ctx, exc.status)
+            return error_response(
+                exc, pipeline.headers(ctx) if gateway.served else {"x-request-id": ctx.request_id}
+            )
+        if not isinstance(response, StreamingResponse):
+            pipeline.accountant.finish(ctx, response.status_code)
+        return response
+
+    async def chat(request: Request) -> Response:
+        return await operation(request, "chat")
+
+    async def completions(request: Request) -> Response:
+        return await operation(request, "completions")
+
+    async def embeddings(request: Request) -> Response:
+        return await operation(request, "embeddings")
+
+    async def messages(request: Request) -> Response:
+        return await operation(request, "messages")
+
+    async def models(request: Request) -> Response:
+        served = gateway.served
+        if served is None:
+            return error_response(
+                ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
+            )
+        return JSONResponse({"object": "list", "data": served.catalog.listing()})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+    return StrictPaths(app, API_PATHS)
+
+
+def build_ops(gateway: Gateway) -> ASGIApp:
+    async def metrics(request: Request) -> Response:
+        _refresh_budget_gauges(gateway)
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        served = gateway.served
+        detail: dict[str, Any] = {
+            "configSerial": served.serial if served else None,
+            "lastRejection": gateway.last_rejection,
+            "ledger": "ok" if gateway.ledger.healthy else gateway.ledger.problem,
+            "unusableConnections": dict(served.loaded.unusable) if served else {},
+            "draining": gateway.draining,
+        }
+        ready = served is not None and not gateway.draining
+        return Response(
+            msgspec.json.encode({"ready": ready, **detail}),
+            status_code=200 if ready else 503,
+            media_type="application/json",
+        )
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ]
+    )
+
+
+def _refresh_budget_gauges(gateway: Gateway) -> None:
+    from datetime import UTC, datetime
+
+    m = gateway.metrics
+    for status in gateway.budgets.snapshot(datetime.now(UTC)):
+        scope = status.split or "all"
+        labels = (status.policy, scope, status.window)
+        m.budget_limit.labels(*labels).set(status.limit_micro_usd / 1_000_000)
+        m.budget_spent.labels(*labels).set(status.spent_micro_usd / 1_000_000)
+        m.budget_remaining.labels(*labels).set(status.remaining_micro_usd / 1_000_000)
+        for verdict in ("allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"):
+            m.budget_verdict.labels(status.policy, scope, verdict).set(1 if status.verdict == verdict else 0)
+    served = gateway.served
+    if served is not None:
+        import time
+
+        now = time.monotonic()
+        states = {"closed": 0, "half_open": 1, "open": 2}
+        for provider in served.loaded.config.providers:
+            for model in provider.models:
+                state = gateway.health.state(provider.name, model.name, now)
+                m.circuit.labels(provider.name, model.name).set(states.get(state, 0))

@@ -1,0 +1,69 @@
+"""Fetches this namespace's data keys from the operator's key service; keeps them in memory only.
+
+Authenticates with the projected ServiceAccount token (audience ``sluicegate``), re-read on every
+fetch since the kubelet rotates it. Retries with capped exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import random
+import ssl
+from pathlib import Path
+
+import httpx
+import msgspec
+
+log = logging.getLogger("sluicegate.sidecar")
+
+
+class KeyServiceError(Exception):
+    pass
+
+
+class _KeysReply(msgspec.Struct):
+    namespace: str
+    active: str
+    keys: dict[str, str]
+
+
+class KeyClient:
+    def __init__(self, url: str, token_file: Path, ca_file: str | None = None) -> None:
+        self.url = url.rstrip("/") + "/v1/keys"
+        self.token_file = token_file
+        self.ca_file = ca_file
+        self.keys: dict[str, bytes] = {}
+        self.namespace: str | None = None
+
+    async def fetch(self) -> dict[str, bytes]:
+        token = self.token_file.read_text(encoding="utf-8").strip()
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+        )
+        async with httpx.AsyncClient(verify=verify, timeout=10.0) as client:
+            response = await client.post(self.url, headers={"authorization": f"Bearer {token}"})
+        if response.status_code != 200:
+            raise KeyServiceError(f"key service answered {response.status_code}")
+        try:
+            reply = msgspec.json.decode(response.content, type=_KeysReply)
+            keys = {kid: base64.b64decode(text, validate=True) for kid, text in reply.keys.items()}
+        except (msgspec.DecodeError, binascii.Error):
+            raise KeyServiceError("key service sent an unreadable reply") from None
+        self.keys, self.namespace = keys, reply.namespace
+        return keys
+
+    async def fetch_with_backoff(self, attempts: int = 8, rng: random.Random | None = None) -> bool:
+        rng = rng or random.Random()
+        delay = 0.5
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.fetch()
+                return True
+            except (KeyServiceError, httpx.HTTPError, OSError) as exc:
+                log.warning("data keys not fetched (attempt %s): %s", attempt, exc)
+            await asyncio.sleep(delay * (0.5 + rng.random() / 2))
+            delay = min(delay * 2, 30.0)
+        return False

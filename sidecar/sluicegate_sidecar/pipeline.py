@@ -1,0 +1,416 @@
+"""The request pipeline: resolve → budget verdict → for each candidate: reserve, send, settle.
+
+Falls back only before the first byte reaches the client; every attempt reserves on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from starlette.responses import Response
+
+from .accounting import Accountant, RequestContext, charge_for
+from .autotier import features_of
+from .budget import Refusal, Reservation
+from .catalog import Target
+from .errors import ApiError, budget_exceeded, error_body, kill_switch
+from .outcome import classify, final_error, should_fall_back
+from .pricing import max_output_tokens_within, worst_case_micro_usd
+from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
+from .providers.registry import adapter_for
+from .relay import stream_response
+from .resolve import InvalidModel, Resolution, UnknownModel, resolve
+from .retryafter import parse_retry_after
+from .runtime import Gateway, Served
+from .selection import expected_cost_micro_usd, order_candidates
+from .tokens import estimate_prompt_tokens
+from .upstream import AttemptFailed, open_response, read_body
+from .wire import Fields, output_cap
+
+DEFAULT_OUTPUT_TOKENS = 4096
+HEADER_PREFIX = "x-sluicegate-"
+
+
+class Plan:
+    """What one client request will try: candidates in order, and the request facts they need."""
+
+    def __init__(self, resolution: Resolution, candidates: list[Target], prompt_tokens: int) -> None:
+        self.resolution = resolution
+        self.candidates = candidates
+        self.prompt_tokens = prompt_tokens
+
+
+def _headers(
+    ctx: RequestContext, remaining: int | None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    out = {"x-request-id": ctx.request_id, "x-sluicegate-verdict": ctx.verdict}
+    if ctx.routed is not None:
+        out["x-sluicegate-routed-model"] = f"{ctx.routed.provider}/{ctx.routed.model}"
+    if ctx.tier:
+        out["x-sluicegate-tier"] = ctx.tier
+    if ctx.fallbacks:
+        out["x-sluicegate-fallbacks"] = f"{len(ctx.fallbacks)}; " + ", ".join(ctx.fallbacks)
+    else:
+        out["x-sluicegate-fallbacks"] = "0"
+    if remaining is not None:
+        out["x-sluicegate-budget-remaining-usd"] = f"{remaining / 1_000_000:.6f}"
+    if extra:
+        out.update(extra)
+    return out
+
+
+def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        error_body(error),
+        status_code=error.status,
+        media_type="application/json",
+        headers={**(headers or {}), **error.headers},
+    )
+
+
+class Pipeline:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.accountant = Accountant(gateway)
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def _resolve(
+        self, served: Served, op: Operation, request: dict[str, Any], fields: Fields, hint: str | None
+    ) -> Plan:
+        prompt_tokens = estimate_prompt_tokens(op, request)
+        features = features_of(request, prompt_tokens)
+        try:
+            resolution = resolve(fields.model, served.catalog, features, hint)
+        except InvalidModel as exc:
+            raise ApiError(400, str(exc), code="invalid_model", param="model") from None
+        except UnknownModel as exc:
+            raise ApiError(404, str(exc), code="model_not_found", param="model") from None
+        if op == "messages":
+            resolution = _only(resolution, ("anthropic",))
+        elif op in ("completions", "embeddings"):
+            resolution = _without(
+                resolution, ("anthropic",) if op == "embeddings" else ("anthropic", "gemini")
+            )
+        return Plan(resolution, list(resolution.candidates), prompt_tokens)
+
+    def _reroute(
+        self, served: Served, plan: Plan, ctx: RequestContext, action: str, target_tier: str | None
+    ) -> Plan:
+        """DOWNGRADE / LIGHT_ONLY: the same request on a lighter tier; pinned requests are refused."""
+        catalog = served.catalog
+        if action == "LIGHT_ONLY":
+            tiers = catalog.tiers_by_rank()
+            target_tier = tiers[0].name if tiers else None
+        tier = catalog.tier(target_tier) if target_tier else None
+        if plan.resolution.pinned or tier is None:
+            raise budget_exceeded(
+                ctx.verdict_policy or "", "a lighter tier is not available for this request"
+            )
+        resolution = Resolution(
+            "tier", tier.name, catalog.tier_targets(tier.name), False, tier.strategy, tier.fallback
+        )
+        return Plan(resolution, list(resolution.candidates), plan.prompt_tokens)
+
+    def _order(self, plan: Plan, fields: Fields, now: float) -> list[Target]:
+        cap = output_cap(fields)
+        health = self.gw.health
+        return order_candidates(
+            plan.resolution.strategy,
+            plan.candidates,
+            lambda t: expected_cost_micro_usd(t, plan.prompt_tokens, cap, fields.n),
+            self.gw.rng,
+            lambda t: health.usable(t.connection, t.model, now),
+        )
+
+    # -- budget -----------------------------------------------------------------------------
+
+    def _reserve(
+        self, ctx: RequestContext, target: Target, plan: Plan, fields: Fields, op: Operation
+    ) -> tuple[Reservation | None, int | None, Refusal | None]:
+        """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal)."""
+        budgets = self.gw.budgets
+        now = datetime.now(UTC)
+        headroom = budgets.headroom(ctx.attribution, now)
+        price = target.spec.price
+        model_max = target.spec.max_output_tokens
+        asked = output_cap(fields)
+        cap = asked if asked is not None else (model_max or DEFAULT_OUTPUT_TOKENS)
+        if model_max is not None:
+            cap = min(cap, model_max)
+        if op == "embeddings":
+            cap = 0
+        if price is None:
+            result = budgets.reserve(ctx.attribution, 0, now, priced=False)
+            return (result, None, None) if isinstance(result, Reservation) else (None, None, result)
+        if headroom is not None and op != "embeddings":
+            fits = max_output_tokens_within(price, plan.prompt_tokens, fields.n, headroom)
+            if fits < cap:
+                cap = max(fits, 1)
+        amount = worst_case_micro_usd(price, plan.prompt_tokens, cap, fields.n)
+        result = budgets.reserve(ctx.attribution, amount, now)
+        if isinstance(result, Refusal):
+            return None, None, result
+        send_cap = cap if (headroom is not None or asked is not None) and op != "embeddings" else None
+        return result, send_cap, None
+
+    # -- the request ------------------------------------------------------------------------
+
+    async def handle(
+        self,
+        op: Operation,
+        request: dict[str, Any],
+        fields: Fields,
+        ctx: RequestContext,
+        headers: Mapping[str, str],
+    ) -> Response:
+        served = self.gw.served
+        if served is None:
+            raise ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
+        plan = self._resolve(served, op, request, fields, headers.get("x-sluicegate-tier-hint"))
+        ctx.tier = plan.resolution.tier
+        ctx.auto_reason = plan.resolution.reason
+        decision = self.gw.budgets.decide(ctx.attribution, ctx.wall)
+        ctx.verdict = decision.label
+        if decision.action == "KILL":
+            raise kill_switch(decision.policy or "")
+        if decision.action == "BLOCK":
+            raise budget_exceeded(decision.policy or "", "its cap is reached")
+        if decision.action in ("DOWNGRADE", "LIGHT_ONLY"):
+            ctx.verdict_policy = decision.policy
+            plan = self._reroute(served, plan, ctx, decision.action, decision.downgrade_to)
+            ctx.tier = plan.resolution.tier
+        return await self._attempts(served, op, request, fields, ctx, plan)
+
+    async def _attempts(
+        self,
+        served: Served,
+        op: Operation,
+        request: dict[str, Any],
+        fields: Fields,
+        ctx: RequestContext,
+        plan: Plan,
+    ) -> Response:
+        ordered = self._order(plan, fields, time.monotonic())
+        if not ordered:
+            raise ApiError(
+                503,
+                "No candidate for this model is available right now (circuits open or keys unusable).",
+                type="api_error",
+                code="no_healthy_upstream",
+                headers={"retry-after": "5"},
+            )
+        last: AttemptFailed | None = None
+        last_class = None
+        refusal: Refusal | None = None
+        attempt_no = 0
+        for target in ordered:
+            attempt_no += 1
+            reservation, send_cap, refusal = self._reserve(ctx, target, plan, fields, op)
+            if refusal is not None:
+                if refusal.action == "KILL":
+                    raise kill_switch(refusal.policy)
+                if refusal.reason == "pricing_unknown":
+                    raise ApiError(
+                        402,
+                        f"Model {target.provider}/{target.model} has no price; policy '{refusal.policy}' "
+                        "refuses unpriced models.",
+                        type="budget_exceeded",
+                        code="pricing_unknown",
+                    )
+                continue  # a cheaper candidate may still fit
+            result = await self._attempt(
+                served, op, request, fields, ctx, plan, target, reservation, send_cap
+            )
+            if isinstance(result, Response):
+                return result
+            last = result
+            last_class = classify(result.status, None if result.kind == "http" else result.kind)  # type: ignore[arg-type]
+            assert last_class is not None
+            if not should_fall_back(last_class, plan.resolution.fallback, attempt_no):
+                break
+        if last is None:
+            assert refusal is not None
+            raise budget_exceeded(refusal.policy, refusal.scope)
+        assert last_class is not None
+        return self._final_failure(ctx, last, last_class, target)
+
+    def _final_failure(
+        self, ctx: RequestContext, failure: AttemptFailed, klass: str, target: Target
+    ) -> Response:
+        err = final_error(klass, failure.status)  # type: ignore[arg-type]
+        adapter = adapter_for(target.provider)
+        if klass == "request":
+            info = adapter.parse_error(failure.status or 400, failure.body)
+            message = info.message
+        elif klass == "429":
+            message = "All candidates are rate limited upstream; retry later."
+        elif klass == "timeout":
+            message = "The upstream did not answer in time."
+        elif klass == "bad_response":
+            message = "The upstream sent a response that is not valid."
+        else:
+            message = "The upstream failed and no fallback succeeded."
+        headers = {}
+        if klass == "429":
+            retry = parse_retry_after(failure.headers, datetime.now(UTC))
+            headers["retry-after"] = str(max(1, round(retry))) if retry is not None else "1"
+        error = ApiError(err.status, message, type=err.type, code=err.code, headers=headers)
+        raise error
+
+    async def _attempt(
+        self,
+        served: Served,
+        op: Operation,
+        request: dict[str, Any],
+        fields: Fields,
+        ctx: RequestContext,
+        plan: Plan,
+        target: Target,
+        reservation: Reservation | None,
+        send_cap: int | None,
+    ) -> Response | AttemptFailed:
+        adapter = adapter_for(target.provider)
+        conn = served.loaded.connections[target.connection]
+        provider = served.catalog.connection(target.connection)
+        assert provider is not None
+        timeouts = provider.timeouts
+        body = request
+        if send_cap is not None:
+            body = dict(request)
+            body.pop("max_completion_tokens", None) if "max_tokens" in request else None
+            key = "max_completion_tokens" if "max_completion_tokens" in request else "max_tokens"
+            body[key] = send_cap
+        try:
+            upstream = adapter.build(op, conn, target.model, body, stream=fields.stream)
+        except UnsupportedOperation as exc:
+            self._release(reservation)
+            raise ApiError(400, str(exc), code="unsupported_for_model") from None
+        client = served.clients[target.connection]
+        now = time.monotonic()
+        self.gw.health.acquire(target.connection, target.model, now)
+        started = time.perf_counter()
+        try:
+            response = await open_response(client, upstream, timeouts.first_byte_seconds)
+        except AttemptFailed as failure:
+            ctx.upstream_seconds += time.perf_counter() - started
+            self._failed(ctx, target, failure, reservation, plan)
+            return failure
+        ctx.routed = target
+        if fields.stream:
+            return await stream_response(
+                self, ctx, adapter, op, target, request, response, reservation, plan, started, timeouts
+            )
+        return await self._complete(ctx, adapter, op, target, response, reservation, plan, started, timeouts)
+
+    async def _complete(
+        self,
+        ctx: RequestContext,
+        adapter: Adapter,
+        op: Operation,
+        target: Target,
+        response: httpx.Response,
+        reservation: Reservation | None,
+        plan: Plan,
+        started: float,
+        timeouts: Any,
+    ) -> Response | AttemptFailed:
+        try:
+            raw = await read_body(response, timeouts.idle_seconds, timeouts.total_seconds)
+            reply = adapter.parse(op, target.model, raw)
+        except (AttemptFailed, BadUpstreamResponse) as exc:
+            failure = (
+                exc if isinstance(exc, AttemptFailed) else AttemptFailed("bad_response", detail=str(exc))
+            )
+            ctx.upstream_seconds += time.perf_counter() - started
+            self._failed(ctx, target, failure, reservation, plan, billed=True)
+            return failure
+        ctx.upstream_seconds += time.perf_counter() - started
+        self.gw.health.record_success(target.connection, target.model)
+        charge = charge_for(target.spec.price, reply.usage, _amount(reservation), plan.prompt_tokens, None)
+        self.accountant.settle(ctx, target, reservation, charge, 200)
+        remaining = self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))
+        headers = _headers(
+            ctx, remaining, {"x-sluicegate-cost-usd": f"{charge.cost_micro_usd / 1_000_000:.6f}"}
+        )
+        return Response(reply.body, status_code=200, media_type="application/json", headers=headers)
+
+    def _failed(
+        self,
+        ctx: RequestContext,
+        target: Target,
+        failure: AttemptFailed,
+        reservation: Reservation | None,
+        plan: Plan,
+        *,
+        billed: bool = False,
+    ) -> None:
+        """Record a failed attempt: health, the fallback trail, and what it may have cost."""
+        klass = classify(failure.status, None if failure.kind == "http" else failure.kind)  # type: ignore[arg-type]
+        assert klass is not None
+        now = time.monotonic()
+        retry_after = parse_retry_after(failure.headers, datetime.now(UTC)) if failure.headers else None
+        self.gw.health.record_failure(target.connection, target.model, klass, now, retry_after)
+        ctx.fallbacks.append(
+            f"{target.connection}/{target.model}={klass if klass != 'request' else failure.status}"
+        )
+        if billed or klass == "timeout":
+            # The provider may have processed (and billed) it: keep the reservation as spend.
+            charge = charge_for(target.spec.price, None, _amount(reservation), plan.prompt_tokens, None)
+            self.accountant.settle(ctx, target, reservation, charge, f"upstream_{klass}")
+        else:
+            self._release(reservation)
+
+    def _release(self, reservation: Reservation | None) -> None:
+        if reservation is not None:
+            self.gw.budgets.release(reservation)
+
+    def remaining(self, ctx: RequestContext) -> int | None:
+        return self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))
+
+    def headers(self, ctx: RequestContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return _headers(ctx, self.remaining(ctx), extra)
+
+
+def _amount(reservation: Reservation | None) -> int:
+    return reservation.amount_micro_usd if reservation is not None else 0
+
+
+def _only(resolution: Resolution, kinds: tuple[str, ...]) -> Resolution:
+    kept = tuple(t for t in resolution.candidates if t.provider in kinds)
+    if not kept:
+        raise ApiError(
+            400,
+            "/v1/messages serves Anthropic connections only; this model has none.",
+            code="unsupported_for_model",
+        )
+    return Resolution(
+        resolution.kind,
+        resolution.tier,
+        kept,
+        resolution.pinned,
+        resolution.strategy,
+        resolution.fallback,
+        resolution.reason,
+    )
+
+
+def _without(resolution: Resolution, kinds: tuple[str, ...]) -> Resolution:
+    kept = tuple(t for t in resolution.candidates if t.provider not in kinds)
+    if not kept:
+        raise ApiError(
+            400, "This model's providers do not support this endpoint.", code="unsupported_for_model"
+        )
+    return Resolution(
+        resolution.kind,
+        resolution.tier,
+        kept,
+        resolution.pinned,
+        resolution.strategy,
+        resolution.fallback,
+        resolution.reason,
+    )

@@ -1,0 +1,499 @@
+"""The Gemini adapter: OpenAI chat completions and embeddings ⇄ generateContent and batchEmbedContents.
+
+Pure. The key travels only in the ``x-goog-api-key`` header, never in the URL; model names are
+validated before they go into a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .base import (
+    BadUpstreamResponse,
+    Connection,
+    Operation,
+    Reply,
+    UnsupportedOperation,
+    UpstreamErrorInfo,
+    UpstreamRequest,
+    Usage,
+)
+from .openai import (
+    chunk_event,
+    client_wants_usage,
+    decode_json,
+    error_info,
+    output_cap,
+    stream_end,
+    usage_object,
+)
+from .sse import RelayState, event_fields
+
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
+# OpenAI clients cannot carry Gemini 3's thought signatures back; this documented sentinel lets a
+# replayed function call through signature validation.
+THOUGHT_SIGNATURE_SENTINEL = "skip_thought_signature_validator"
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+_AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY_HTTP_REFERRER_BLOCKED"})
+_MIME_BY_SUFFIX = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".pdf": "application/pdf",
+}
+
+
+def _fail(message: str) -> UnsupportedOperation:
+    return UnsupportedOperation(message)
+
+
+def model_path(model: str) -> str:
+    """``models/<model>`` after checking the name can go into a URL as is."""
+    name = model.removeprefix("models/")
+    if not _MODEL.fullmatch(name) or ".." in name:
+        raise _fail(f"{model!r} is not a valid Gemini model name")
+    return f"models/{name}"
+
+
+# --- chat request → generateContent request ----------------------------------------------------
+
+
+def _media_part(url: object) -> dict[str, Any]:
+    if not isinstance(url, str):
+        raise _fail("an image_url part needs a url string")
+    if url.startswith("data:"):
+        header, _, data = url[5:].partition(",")
+        mime, _, encoding = header.partition(";")
+        if encoding != "base64" or not mime or not data:
+            raise _fail("data: URLs must be base64-encoded and name a media type")
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    if url.startswith(("https://", "http://")):
+        path = url.split("?", 1)[0].split("#", 1)[0].lower()
+        guessed = next((m for suffix, m in _MIME_BY_SUFFIX.items() if path.endswith(suffix)), None)
+        return {"fileData": {"fileUri": url, **({"mimeType": guessed} if guessed else {})}}
+    raise _fail("image URLs must be data:, http: or https: URLs")
+
+
+def _parts(content: object, *, media: bool = True) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    if not isinstance(content, list):
+        raise _fail("message content must be a string or a list of parts")
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "refusal") and isinstance(part.get(kind), str):
+            if part[kind]:
+                parts.append({"text": part[kind]})
+        elif kind == "image_url" and media:
+            image = part.get("image_url")
+            parts.append(_media_part(image.get("url") if isinstance(image, dict) else image))
+        elif kind == "file" and media and isinstance(part.get("file"), dict):
+            parts.append(_media_part(part["file"].get("file_data")))
+        else:
+            raise _fail(f"gemini connections do not accept {kind!r} content parts here")
+    return parts
+
+
+def _text(content: object) -> str:
+    return "".join(part.get("text", "") for part in _parts(content, media=False))
+
+
+def _function_call(call: object, first: bool, names: dict[str, str]) -> dict[str, Any]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise _fail("tool_calls entries need a function with a name")
+    if isinstance(call, dict) and isinstance(call.get("id"), str):
+        names[call["id"]] = function["name"]
+    arguments = function.get("arguments") or "{}"
+    args = decode_json(arguments.encode()) if isinstance(arguments, str) else arguments
+    if not isinstance(args, dict):
+        raise _fail("tool call arguments must be a JSON object")
+    part: dict[str, Any] = {"functionCall": {"name": function["name"], "args": args}}
+    if first:
+        part["thoughtSignature"] = THOUGHT_SIGNATURE_SENTINEL
+    return part
+
+
+def _function_response(message: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    name = names.get(message.get("tool_call_id") or "") or message.get("name")
+    if not isinstance(name, str):
+        raise _fail("a tool message answers no earlier tool call (unknown tool_call_id)")
+    text = _text(message.get("content"))
+    decoded = decode_json(text.encode()) if text.startswith("{") else None
+    response = decoded if isinstance(decoded, dict) else {"content": text}
+    return {"functionResponse": {"name": name, "response": response}}
+
+
+def contents(messages: object) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """System instruction parts and ``contents`` (roles user/model, consecutive same roles merged)."""
+    if not isinstance(messages, list):
+        raise _fail("messages must be a list")
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool_call id → function name, as of the latest assistant turn
+    for message in messages:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role in ("system", "developer"):
+            system.extend(_parts(message.get("content"), media=False))
+            continue
+        if role == "user":
+            parts = _parts(message.get("content"))
+        elif role == "assistant":
+            role, parts = "model", _parts(message.get("content"), media=False)
+            calls = message.get("tool_calls") or []
+            parts.extend(_function_call(call, i == 0, names) for i, call in enumerate(calls))
+        elif role == "tool":
+            role, parts = "user", [_function_response(message, names)]
+        else:
+            raise _fail(f"gemini connections do not accept {role!r} messages")
+        if not parts:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["parts"].extend(parts)
+        else:
+            turns.append({"role": role, "parts": parts})
+    return system, turns
+
+
+def _generation_config(request: Mapping[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    cap = output_cap(request)
+    if cap is not None:
+        config["maxOutputTokens"] = cap
+    for source, target in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("n", "candidateCount"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
+        if isinstance(request.get(source), int | float) and not isinstance(request.get(source), bool):
+            config[target] = request[source]
+    stop = request.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    response_format = request.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if isinstance(response_format, dict) and kind in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+        schema = (response_format.get("json_schema") or {}).get("schema") if kind == "json_schema" else None
+        if schema is not None:
+            config["responseJsonSchema"] = schema
+    return config
+
+
+def _tools(tools: object) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise _fail("tools must be a list")
+    declarations = []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        if not isinstance(function, dict):
+            raise _fail("gemini connections accept only function tools")
+        declaration: dict[str, Any] = {"name": function.get("name")}
+        if function.get("description"):
+            declaration["description"] = function["description"]
+        if function.get("parameters"):
+            declaration["parametersJsonSchema"] = function["parameters"]
+        declarations.append(declaration)
+    return [{"functionDeclarations": declarations}]
+
+
+def _tool_config(choice: object) -> dict[str, Any]:
+    if choice in ("auto", "none", "required"):
+        mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}[str(choice)]
+        return {"functionCallingConfig": {"mode": mode}}
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+    raise _fail("unsupported tool_choice")
+
+
+def generate_content_body(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A chat.completions request as a generateContent request."""
+    system, turns = contents(request.get("messages"))
+    body: dict[str, Any] = {"contents": turns}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if request.get("tools"):
+        body["tools"] = _tools(request["tools"])
+        if request.get("tool_choice") is not None:
+            body["toolConfig"] = _tool_config(request["tool_choice"])
+    config = _generation_config(request)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def embed_body(model: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    texts = request.get("input")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(text, str) for text in texts):
+        raise _fail("gemini embeddings take a string or a list of strings as input")
+    extra = (
+        {"outputDimensionality": request["dimensions"]} if isinstance(request.get("dimensions"), int) else {}
+    )
+    path = model_path(model)
+    return {"requests": [{"model": path, "content": {"parts": [{"text": text}]}, **extra} for text in texts]}
+
+
+# --- replies -----------------------------------------------------------------------------------
+
+
+def _usage(meta: object) -> Usage | None:
+    if not isinstance(meta, dict):
+        return None
+
+    def count(key: str) -> int:
+        value = meta.get(key)
+        return value if isinstance(value, int) else 0
+
+    prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
+    output = count("candidatesTokenCount") + count("thoughtsTokenCount")
+    return Usage(prompt, output, count("cachedContentTokenCount"))
+
+
+def _finish(reason: object, had_calls: bool) -> str:
+    if reason in _FILTERED:
+        return "content_filter"
+    finish = _FINISH.get(str(reason), "stop")
+    return "tool_calls" if had_calls and finish == "stop" else finish
+
+
+def _candidate_delta(candidate: Mapping[str, Any], first_call: int) -> tuple[str, list[dict[str, Any]]]:
+    """The text and the OpenAI tool calls (numbered from ``first_call``) in one candidate's parts."""
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for part in (candidate.get("content") or {}).get("parts") or []:
+        if part.get("thought") is True:
+            continue
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif isinstance(part.get("functionCall"), dict):
+            call = part["functionCall"]
+            index = first_call + len(calls)
+            arguments = msgspec.json.encode(call.get("args") or {}).decode()
+            calls.append(
+                {
+                    "index": index,
+                    "id": call.get("id") or f"call_{index}",
+                    "type": "function",
+                    "function": {"name": call.get("name"), "arguments": arguments},
+                }
+            )
+    return "".join(texts), calls
+
+
+def chat_completion(
+    response: Mapping[str, Any], model: str
+) -> tuple[dict[str, Any], Usage | None, str | None]:
+    candidates = response.get("candidates")
+    if not isinstance(candidates, list):
+        if not isinstance(response.get("promptFeedback"), dict):
+            raise BadUpstreamResponse("upstream reply is not a generateContent response")
+        candidates = [{"finishReason": "SAFETY"}]  # the prompt itself was blocked
+    choices = []
+    for position, candidate in enumerate(candidates):
+        text, calls = _candidate_delta(candidate, 0)
+        message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+        if calls:
+            message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for call in calls]
+        finish = _finish(candidate.get("finishReason"), bool(calls))
+        index = candidate.get("index", position)
+        choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
+    usage = _usage(response.get("usageMetadata"))
+    completion: dict[str, Any] = {
+        "id": response.get("responseId") or "gemini",
+        "object": "chat.completion",
+        "created": 0,
+        "model": response.get("modelVersion") or model,
+        "choices": choices,
+        "usage": usage_object(usage or Usage(0, 0)),
+    }
+    return completion, usage, choices[0]["finish_reason"] if choices else None
+
+
+def embeddings_list(response: Mapping[str, Any], model: str) -> dict[str, Any]:
+    embeddings = response.get("embeddings")
+    if not isinstance(embeddings, list):
+        raise BadUpstreamResponse("upstream reply is not a batchEmbedContents response")
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": item.get("values") if isinstance(item, dict) else None,
+        }
+        for i, item in enumerate(embeddings)
+    ]
+    if any(not isinstance(item["embedding"], list) for item in data):
+        raise BadUpstreamResponse("upstream embedding without values")
+    # Gemini reports no usage for embeddings; the body still carries the field SDKs expect.
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+
+class ChatRelay(RelayState):
+    """Gemini SSE (one GenerateContentResponse per event, no end marker) → OpenAI chunk SSE.
+
+    A finish reason followed by the upstream's close is a proper end.
+    """
+
+    def __init__(self, model: str, client_wants_usage: bool) -> None:
+        super().__init__()
+        self._model = model
+        self._id = "gemini"
+        self._wants_usage = client_wants_usage
+        self._finished = False
+        self._started: set[int] = set()
+        self._calls: dict[int, int] = {}  # candidate index → tool calls sent so far
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            return b"".join([self._event(raw) for raw in self._splitter.feed(data)])
+        except (AttributeError, TypeError) as exc:
+            raise BadUpstreamResponse("upstream sent a malformed generateContent event") from exc
+
+    def finish(self) -> bytes:
+        rest = self._splitter.rest()
+        tail = b""
+        if rest.strip():
+            try:
+                tail = self._event(rest)
+            except (BadUpstreamResponse, AttributeError, TypeError):
+                return b""  # a truncated last event: the stream did not end properly
+        if not self._finished or self._error is not None:
+            return tail
+        self._ended = True
+        return tail + stream_end(self._usage, self._id, self._model, self._wants_usage)
+
+    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return chunk_event(self._id, self._model, [choice])
+
+    def _event(self, raw: bytes) -> bytes:
+        _, payload = event_fields(raw)
+        if payload is None or self._error is not None:
+            return b""
+        response = decode_json(payload)
+        if isinstance(response, list) and len(response) == 1:
+            response = response[0]
+        if not isinstance(response, dict):
+            raise BadUpstreamResponse("upstream sent a stream event that is not a JSON object")
+        if isinstance(response.get("error"), dict):
+            error = response["error"]
+            self._error = error_info(500, error.get("message"), error.get("status"))
+            return b""
+        self._id = response.get("responseId") or self._id
+        self._model = response.get("modelVersion") or self._model
+        self._usage = _usage(response.get("usageMetadata")) or self._usage
+        candidates = response.get("candidates")
+        if not isinstance(candidates, list):
+            if isinstance(response.get("promptFeedback"), dict) and response["promptFeedback"].get(
+                "blockReason"
+            ):
+                self._finished = True
+                return self._chunk(0, {"role": "assistant", "content": ""}, "content_filter")
+            return b""
+        out: list[bytes] = []
+        for position, candidate in enumerate(candidates):
+            index = candidate.get("index", position)
+            text, calls = _candidate_delta(candidate, self._calls.get(index, 0))
+            delta: dict[str, Any] = {}
+            if index not in self._started:
+                self._started.add(index)
+                delta = {"role": "assistant", "content": ""}
+            if text:
+                delta["content"] = text
+                self._output_chars += len(text)
+            if calls:
+                delta["tool_calls"] = calls
+                self._calls[index] = self._calls.get(index, 0) + len(calls)
+                self._output_chars += sum(len(call["function"]["arguments"]) for call in calls)
+            if delta:
+                out.append(self._chunk(index, delta))
+            if candidate.get("finishReason"):
+                self._finished = True
+                finish = _finish(candidate["finishReason"], self._calls.get(index, 0) > 0)
+                out.append(self._chunk(index, {}, finish))
+        return b"".join(out)
+
+
+# --- the adapter -------------------------------------------------------------------------------
+
+
+def _decode_object(body: bytes, what: str) -> dict[str, Any]:
+    decoded = decode_json(body)
+    if not isinstance(decoded, dict):
+        raise BadUpstreamResponse(f"upstream reply is not a {what} response")
+    return decoded
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiAdapter:
+    provider: str = "gemini"
+
+    def build(
+        self,
+        op: Operation,
+        conn: Connection,
+        model: str,
+        request: Mapping[str, Any],
+        *,
+        stream: bool,
+    ) -> UpstreamRequest:
+        base = f"{(conn.base_url or GEMINI_BASE_URL).rstrip('/')}/v1beta/{model_path(model)}"
+        if op == "chat":
+            url = base + (":streamGenerateContent?alt=sse" if stream else ":generateContent")
+            body = generate_content_body(request)
+        elif op == "embeddings":
+            url, body = base + ":batchEmbedContents", embed_body(model, request)
+        else:
+            raise _fail(f"gemini connections do not serve /v1/{op}")
+        headers = {"Content-Type": "application/json"}
+        if conn.api_key:
+            headers["x-goog-api-key"] = conn.api_key
+        return UpstreamRequest("POST", url, headers, msgspec.json.encode(body))
+
+    def parse(self, op: Operation, model: str, body: bytes) -> Reply:
+        try:
+            if op == "embeddings":
+                listing = embeddings_list(_decode_object(body, "batchEmbedContents"), model)
+                return Reply(msgspec.json.encode(listing), None)
+            completion, usage, finish = chat_completion(_decode_object(body, "generateContent"), model)
+        except (AttributeError, TypeError) as exc:
+            raise BadUpstreamResponse("upstream reply is not a generateContent response") from exc
+        return Reply(msgspec.json.encode(completion), usage, finish)
+
+    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> ChatRelay:
+        if op != "chat":
+            raise _fail(f"/v1/{op} cannot be streamed from gemini connections")
+        return ChatRelay(model, client_wants_usage(request))
+
+    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
+        payload = decode_json(body)
+        if isinstance(payload, list) and payload:
+            payload = payload[0]
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(error, dict):
+            return error_info(status, None)
+        details = error.get("details")
+        reasons = (
+            {d.get("reason") for d in details if isinstance(d, dict)} if isinstance(details, list) else set()
+        )
+        message = error.get("message")
+        credentials = bool(reasons & _AUTH_REASONS) or (isinstance(message, str) and "API key" in message)
+        return error_info(status, message, error.get("status"), credentials=credentials)

@@ -1,0 +1,211 @@
+"""``sluicegate sidecar``: serve the API on loopback and ops on all interfaces, in one event loop.
+
+SIGTERM drains: readiness turns false, new requests get 503, in-flight streams get until the drain
+deadline, then the ledger is flushed and the process exits 0 (FAULTS 21).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Generator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sluicegate_contract.keyring import KeyringError
+
+from .app import build_api, build_ops
+from .attribution import PodIdentity
+from .configload import dev_data_keys, public_keys_from
+from .keyclient import KeyClient
+from .ledger import Ledger
+from .metrics import Metrics
+from .runtime import Gateway, Settings
+
+log = logging.getLogger("sluicegate.sidecar")
+API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (FAULTS 23)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the sidecar drains first, then stops both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def pod_identity(environ: Mapping[str, str], labels_file: Path | None) -> PodIdentity:
+    labels: dict[str, str] = {}
+    if labels_file is not None and labels_file.exists():
+        for line in labels_file.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key:
+                labels[key.strip()] = value.strip().strip('"')
+    workload = (
+        environ.get("SLUICEGATE_WORKLOAD")
+        or labels.get("app.kubernetes.io/name")
+        or labels.get("app")
+        or environ.get("SLUICEGATE_POD_NAME", "")
+    )
+    return PodIdentity(
+        namespace=environ.get("SLUICEGATE_POD_NAMESPACE", "default"),
+        workload=workload,
+        service_account=environ.get("SLUICEGATE_SERVICE_ACCOUNT", ""),
+        labels=labels,
+    )
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="sluicegate sidecar", description="Serve the OpenAI-compatible gateway.")
+    p.add_argument("--config", required=True, help="sealed config directory (config.json, config.sig)")
+    p.add_argument("--port", type=int, default=8470, help="API port, on 127.0.0.1 only")
+    p.add_argument(
+        "--ops-port", type=int, default=9470, help="/metrics /healthz /readyz port, all interfaces"
+    )
+    p.add_argument("--ledger-dir", default="/var/lib/sluicegate/ledger", help="spend ledger directory")
+    p.add_argument(
+        "--namespace", help="refuse configs for other namespaces (default: $SLUICEGATE_POD_NAMESPACE)"
+    )
+    p.add_argument("--key-service", help="operator key service URL (default: dev keys in CONFIG/keys/)")
+    p.add_argument("--token-file", default="/var/run/secrets/sluicegate/token", help="projected SA token")
+    p.add_argument("--key-service-ca", help="CA bundle for the key service")
+    p.add_argument("--labels-file", default="/etc/sluicegate/podinfo/labels", help="downward-API pod labels")
+    p.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted")
+    p.add_argument("--receive-timeout", type=float, default=30.0, help="seconds to receive a request body")
+    p.add_argument("--drain-seconds", type=float, default=25.0, help="SIGTERM drain deadline")
+    p.add_argument("--max-connections", type=int, default=1024, help="concurrent connections before 503")
+    p.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stdout")
+    return p.parse_args(argv)
+
+
+async def _drain(gateway: Gateway, servers: Sequence[uvicorn.Server], stop: asyncio.Event) -> None:
+    await stop.wait()
+    gateway.draining = True
+    log.info("draining: %s in flight", gateway.inflight)
+    deadline = asyncio.get_running_loop().time() + gateway.settings.drain_seconds
+    while gateway.inflight > 0 and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    for server in servers:
+        server.should_exit = True
+
+
+def build_gateway(
+    settings: Settings,
+    ledger_dir: Path,
+    *,
+    pod: PodIdentity,
+    public_keys: Mapping[str, Ed25519PublicKey],
+    data_keys: Callable[[], Mapping[str, bytes]],
+) -> Gateway:
+    """The runtime with its config loaded (if a valid one is there) and open windows' spend restored."""
+    metrics = Metrics()
+    ledger = Ledger.open(ledger_dir)
+    metrics.ledger_healthy.set(1 if ledger.healthy else 0)
+    gateway = Gateway(
+        settings=settings,
+        public_keys=public_keys,
+        data_keys=data_keys,
+        ledger=ledger,
+        metrics=metrics,
+        pod=pod,
+    )
+    gateway.try_load()
+    restored = gateway.restore_spend(datetime.now(UTC))
+    log.info("restored %s ledger entries into open budget windows", restored)
+    return gateway
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config_dir = Path(args.config)
+    environ = os.environ
+    namespace = args.namespace or environ.get("SLUICEGATE_POD_NAMESPACE")
+    try:
+        public_keys: Mapping[str, Ed25519PublicKey] = public_keys_from(config_dir)
+    except KeyringError as exc:
+        print(f"sluicegate sidecar: {exc}", file=sys.stderr)
+        return 1
+    keys = (
+        KeyClient(args.key_service, Path(args.token_file), args.key_service_ca) if args.key_service else None
+    )
+    if keys is not None:
+        await keys.fetch_with_backoff()
+    dev_keys = dev_data_keys(config_dir) if keys is None else {}
+    settings = Settings(
+        config_dir=config_dir,
+        namespace=namespace,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        receive_timeout=args.receive_timeout,
+        drain_seconds=args.drain_seconds,
+        access_log=not args.no_access_log,
+    )
+    gateway = build_gateway(
+        settings,
+        Path(args.ledger_dir),
+        pod=pod_identity(environ, Path(args.labels_file)),
+        public_keys=public_keys,
+        data_keys=(lambda: keys.keys) if keys is not None else (lambda: dev_keys),
+    )
+    return await run_servers(gateway, args.port, args.ops_port, args.max_connections)
+
+
+async def run_servers(
+    gateway: Gateway,
+    port: int,
+    ops_port: int,
+    max_connections: int = 1024,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop``) is set, drain, flush the ledger."""
+    common = {
+        "loop": "none",
+        "http": "httptools",
+        "lifespan": "off",
+        "access_log": False,
+        "log_level": "warning",
+    }
+    api = _QuietServer(
+        uvicorn.Config(
+            build_api(gateway),
+            host=API_HOST,
+            port=port,
+            limit_concurrency=max_connections,
+            timeout_keep_alive=30,
+            **common,  # type: ignore[arg-type]
+        )
+    )
+    ops = _QuietServer(uvicorn.Config(build_ops(gateway), host="0.0.0.0", port=ops_port, **common))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    watcher = loop.create_task(gateway.watch())
+    drainer = loop.create_task(_drain(gateway, (api, ops), stop))
+    try:
+        await asyncio.gather(api.serve(), ops.serve())
+    finally:
+        watcher.cancel()
+        drainer.cancel()
+        await gateway.aclose()
+    return 0 if api.started else 1
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    import uvloop
+
+    try:
+        return uvloop.run(serve(args))
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,131 @@
+"""Upstream HTTP: one httpx client per connection over an aiohttp transport (DESIGN §5a), and attempts.
+
+An attempt opens the upstream response within the time-to-first-byte limit and classifies what went
+wrong; reading the body afterwards is the pipeline's job, under the idle and total deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from sluicegate_contract.schema import MockSettings, Timeouts
+
+from .mock_upstream import MockUpstreamTransport
+from .providers.base import UpstreamRequest
+
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+
+
+class AttemptFailed(Exception):
+    """One attempt's failure: ``kind`` is timeout | connect | http | bad_response."""
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        detail: str = "",
+    ) -> None:
+        super().__init__(detail or kind)
+        self.kind = kind
+        self.status = status
+        self.headers = dict(headers or {})
+        self.body = body
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _aiohttp_session(connect_seconds: float) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60)
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_seconds),
+        auto_decompress=True,
+    )
+
+
+def build_client(provider_kind: str, timeouts: Timeouts, mock: MockSettings | None) -> httpx.AsyncClient:
+    """A client for one connection; the mock provider gets its in-process transport."""
+    transport: httpx.AsyncBaseTransport
+    if provider_kind == "mock":
+        settings = mock or MockSettings()
+        transport = MockUpstreamTransport(settings, settings.seed)
+    else:
+        connect = timeouts.connect_seconds
+        transport = AiohttpTransport(client=lambda: _aiohttp_session(connect))
+    # Deadlines are enforced per phase by the pipeline (connect, first byte, idle, total).
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=None,  # noqa: S113
+        cookies=_no_cookies(),
+        follow_redirects=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    response: httpx.Response
+
+
+async def open_response(
+    client: httpx.AsyncClient, request: UpstreamRequest, first_byte_seconds: float
+) -> httpx.Response:
+    """Send and wait for the status line; raises ``AttemptFailed`` for anything but a 2xx."""
+    outgoing = client.build_request(
+        request.method, request.url, headers=dict(request.headers), content=request.body
+    )
+    try:
+        async with asyncio.timeout(first_byte_seconds):
+            response = await client.send(outgoing, stream=True)
+    except TimeoutError:
+        raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
+    except httpx.TimeoutException:
+        raise AttemptFailed("timeout", detail="upstream timed out") from None
+    except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
+        raise AttemptFailed("connect", detail=type(exc).__name__) from None
+    if 200 <= response.status_code < 300:
+        return response
+    try:
+        async with asyncio.timeout(first_byte_seconds):
+            body = await read_capped(response, MAX_ERROR_BYTES)
+    except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError):
+        body = b""
+    finally:
+        await response.aclose()
+    raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The (decompressed) body up to ``limit`` bytes; more raises ``AttemptFailed('bad_response')``."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise AttemptFailed("bad_response", detail=f"response larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_body(response: httpx.Response, idle_seconds: float, total_seconds: float) -> bytes:
+    try:
+        async with asyncio.timeout(total_seconds):
+            return await read_capped(response, MAX_RESPONSE_BYTES)
+    except TimeoutError:
+        raise AttemptFailed("timeout", detail="upstream body did not finish in time") from None
+    except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
+        raise AttemptFailed("connect", detail=type(exc).__name__) from None
+    finally:
+        await response.aclose()

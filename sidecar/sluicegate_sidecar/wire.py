@@ -1,0 +1,143 @@
+"""Strict decoding of client request bodies. Pure.
+
+The JSON parser refuses duplicate keys, NaN/Infinity, non-UTF-8 and excessive nesting; the
+fields routing and budgets need are then checked by type with a msgspec struct.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from .errors import ApiError, bad_request
+
+MAX_DEPTH = 64
+MAX_N = 16
+# Client fields that could pick the upstream or its credentials (FAULTS 3): refused outright.
+ROUTING_FIELDS = frozenset(
+    {"api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers", "organization"}
+)
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _too_deep(body: bytes) -> bool:
+    depth = 0
+    deepest = 0
+    in_string = False
+    escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return True
+        elif byte in (0x7D, 0x5D):
+            depth -= 1
+    return False
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The request object, or ``ApiError`` 400 that never echoes the body."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise bad_request(
+            "The request body starts with a byte-order mark; send plain UTF-8 JSON.", code="bad_json"
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("The request body is not valid UTF-8.", code="bad_json") from None
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _too_deep(body):
+        raise bad_request(f"The request body nests deeper than {MAX_DEPTH} levels.", code="bad_json")
+    try:
+        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    except _Duplicate as exc:
+        raise bad_request(f"The request body repeats the key '{str(exc)[:64]}'.", code="bad_json") from None
+    except (ValueError, RecursionError):
+        raise bad_request("The request body is not valid JSON.", code="bad_json") from None
+    if not isinstance(value, dict):
+        raise bad_request("The request body must be a JSON object.", code="bad_json")
+    for field in ROUTING_FIELDS & value.keys():
+        raise bad_request(
+            f"The field '{field}' is not accepted: the upstream and its credentials come from the config.",
+            param=field,
+        )
+    return value
+
+
+class Fields(msgspec.Struct, frozen=True):
+    """The fields the gateway itself reads; everything else is the provider's business."""
+
+    model: str
+    stream: bool = False
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    stream_options: dict[str, Any] | None = None
+
+
+def read_fields(request: dict[str, Any], *, needs: str) -> Fields:
+    """Type-check the gateway's fields; ``needs`` is the field holding the input (messages, prompt, input)."""
+    if "model" not in request:
+        raise bad_request("You must provide a model parameter.", param="model")
+    if needs not in request:
+        raise bad_request(f"Missing required parameter: '{needs}'.", param=needs)
+    try:
+        fields = msgspec.convert(request, type=Fields, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        param = message.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in message else None
+        raise bad_request(f"Invalid request: {message.replace('`$.', '`')}", param=param) from None
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(fields, name)
+        if value is not None and value < 1:
+            raise bad_request(f"'{name}' must be at least 1.", param=name)
+    if not 1 <= fields.n <= MAX_N:
+        raise bad_request(f"'n' must be between 1 and {MAX_N}.", param="n")
+    if fields.temperature is not None and not 0 <= fields.temperature <= 2:
+        raise bad_request("'temperature' must be between 0 and 2.", param="temperature")
+    if needs == "messages" and (not isinstance(request["messages"], list) or not request["messages"]):
+        raise bad_request("'messages' must be a non-empty array.", param="messages")
+    return fields
+
+
+def output_cap(fields: Fields) -> int | None:
+    return fields.max_completion_tokens if fields.max_completion_tokens is not None else fields.max_tokens
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"The request body is larger than {limit} bytes.",
+        type="invalid_request_error",
+        code="request_too_large",
+    )

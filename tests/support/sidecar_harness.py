@@ -1,0 +1,186 @@
+"""Run the real sidecar (uvicorn, both listeners) in a background thread for tests.
+
+    config = render_dir(tmp_path / "cfg", [connection(...), tier(...), budget(...)])
+    with SidecarThread(config, tmp_path / "ledger") as sc:
+        OpenAI(base_url=sc.base_url, api_key="x").chat.completions.create(...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sluicegate_contract.configdir import write_sealed
+from sluicegate_operator.render import render_namespace, secrets_from_objects
+from sluicegate_operator.render_cli import load_or_create_keys, previous_serial
+from sluicegate_sidecar.attribution import PodIdentity
+from sluicegate_sidecar.configload import dev_data_keys, public_keys_from
+from sluicegate_sidecar.runtime import Gateway, Settings
+from sluicegate_sidecar.serve_cli import build_gateway, run_servers
+
+API = "sluicegate.io/v1alpha1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def connection(
+    name: str,
+    provider: str,
+    models: list[dict[str, Any]] | list[str],
+    *,
+    base_url: str | None = None,
+    key: str | None = "sk-test-key",
+    **spec: Any,
+) -> list[dict[str, Any]]:
+    """A ProviderConnection (and its Secret when it needs a key)."""
+    body: dict[str, Any] = {
+        "provider": provider,
+        "models": [m if isinstance(m, dict) else {"name": m} for m in models],
+        **spec,
+    }
+    if base_url:
+        body["baseURL"] = base_url
+    objects: list[dict[str, Any]] = []
+    if provider != "mock" and key is not None:
+        body["apiKeySecretRef"] = {"name": f"{name}-key", "key": "apiKey"}
+        objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-key"}, "stringData": {"apiKey": key}})
+    objects.append({"apiVersion": API, "kind": "ProviderConnection", "metadata": {"name": name}, "spec": body})
+    return objects
+
+
+def tier(name: str, rank: int, candidates: list[tuple[str, str]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "RoutingTier",
+        "metadata": {"name": name},
+        "spec": {"rank": rank, "candidates": [{"connection": c, "model": m} for c, m in candidates], **spec},
+    }
+
+
+def budget(name: str, amount_usd: float, window: str = "day", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "BudgetPolicy",
+        "metadata": {"name": name},
+        "spec": {"limits": [{"window": window, "amountUSD": amount_usd}], **spec},
+    }
+
+
+def priced(name: str, input_per_mtok: float = 1.0, output_per_mtok: float = 2.0, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "pricing": {"inputPerMTok": input_per_mtok, "outputPerMTok": output_per_mtok}, **extra}
+
+
+def render_dir(directory: Path, objects: list[Any], namespace: str = "default") -> Path:
+    """Render resources into a sealed config directory (dev keys kept, serial raised on re-render)."""
+    flat: list[dict[str, Any]] = []
+    for item in objects:
+        flat.extend(item if isinstance(item, list) else [item])
+    signing, data = load_or_create_keys(directory)
+    result = render_namespace(
+        namespace,
+        flat,
+        secrets_from_objects(flat),
+        data_key=data.active,
+        signing_key=signing.active,
+        serial=previous_serial(directory) + 1,
+        now=datetime.now(UTC),
+    )
+    write_sealed(directory, result.config_json, result.config_sig)
+    return directory
+
+
+class SidecarThread:
+    def __init__(
+        self,
+        config_dir: Path,
+        ledger_dir: Path,
+        *,
+        pod: PodIdentity | None = None,
+        poll_interval: float = 0.05,
+        **settings: Any,
+    ) -> None:
+        self.config_dir = config_dir
+        self.ledger_dir = ledger_dir
+        self.pod = pod or PodIdentity(namespace="default", workload="checkout", service_account="checkout")
+        self.settings = Settings(config_dir=config_dir, poll_interval=poll_interval, **settings)
+        self.port = free_port()
+        self.ops_port = free_port()
+        self.gateway: Gateway | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            dev_keys = dev_data_keys(self.config_dir)
+            self.gateway = build_gateway(
+                self.settings,
+                self.ledger_dir,
+                pod=self.pod,
+                public_keys=public_keys_from(self.config_dir, environ={}),
+                data_keys=lambda: dev_keys,
+            )
+            await run_servers(self.gateway, self.port, self.ops_port, stop=self._stop)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced by start()/stop()
+            self._error = exc
+
+    def start(self) -> SidecarThread:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._error is not None:
+                raise self._error
+            try:
+                httpx.get(f"{self.ops_url}/healthz", timeout=0.5)
+                httpx.get(f"{self.root_url}/v1/models", timeout=0.5)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.02)
+        raise RuntimeError("sidecar did not start")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=15)
+        if self._error is not None:
+            raise self._error
+
+    def run_sync(self, coro: Any) -> Any:
+        """Run a coroutine on the sidecar's loop (e.g. ledger flush) and wait for it."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def __enter__(self) -> SidecarThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
