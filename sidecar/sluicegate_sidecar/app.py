@@ -7,6 +7,7 @@ receive deadline (FAULTS 4, 5); every error is an OpenAI envelope.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import Mapping
@@ -28,9 +29,26 @@ from .providers.base import Operation
 from .runtime import Gateway
 from .wire import decode_body, read_fields, too_large
 
+log = logging.getLogger("sluicegate.sidecar")
+
 API_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages"}
 )
+# TOLVYN's per-provider base URL: /v1/proxy/<provider kind>/<endpoint> pins that provider.
+PROXY_KINDS = frozenset(
+    {
+        "openai",
+        "azure-openai",
+        "anthropic",
+        "gemini",
+        "mistral",
+        "groq",
+        "together",
+        "openai-compatible",
+        "mock",
+    }
+)
+PROXY_PATH = re.compile(r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _OPS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "messages": "messages"}
 
@@ -46,6 +64,11 @@ class StrictPaths:
         if scope["type"] == "http":
             raw = scope.get("raw_path") or scope["path"].encode()
             path = raw.split(b"?", 1)[0].decode("latin-1")
+            proxied = PROXY_PATH.match(path)
+            if proxied and proxied.group(1) in PROXY_KINDS:
+                path = f"/v1/{proxied.group(3)}"
+                state = {**scope.get("state", {}), "pin_kind": proxied.group(1)}
+                scope = {**scope, "path": path, "raw_path": path.encode(), "state": state}
             if path not in self.allowed:
                 body = error_body(ApiError(404, "Unknown endpoint.", code="unknown_url"))
                 response = Response(body, status_code=404, media_type="application/json")
@@ -88,6 +111,7 @@ def build_api(gateway: Gateway) -> ASGIApp:
 
     async def operation(request: Request, op: Operation) -> Response:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        pin_kind: str | None = request.scope.get("state", {}).get("pin_kind")
         ctx = RequestContext(
             request_id=_request_id(headers),
             op=op,
@@ -115,7 +139,19 @@ def build_api(gateway: Gateway) -> ASGIApp:
                 gateway.metrics.rejected.labels(exc.code or "bad_request").inc()
                 raise
             ctx.requested_model = fields.model[:256]
-            response = await pipeline.handle(op, body, fields, ctx, headers)
+            if (
+                pin_kind is not None
+                and "/" not in fields.model
+                and fields.model != "auto"
+                and ":" not in fields.model
+            ):
+                fields = msgspec.structs.replace(fields, model=f"{pin_kind}/{fields.model}")
+            for name in ("x-portkey-provider", "x-portkey-config", "x-portkey-virtual-key"):
+                if name in headers:
+                    log.info(
+                        "request %s: %s is ignored (routing comes from the config)", ctx.request_id, name
+                    )
+            response = await pipeline.handle(op, body, fields, ctx, headers, pin_kind)
         except ApiError as exc:
             if exc.code == "request_too_large":
                 gateway.metrics.rejected.labels("too_large").inc()

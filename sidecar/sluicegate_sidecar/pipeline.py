@@ -167,11 +167,15 @@ class Pipeline:
         fields: Fields,
         ctx: RequestContext,
         headers: Mapping[str, str],
+        pin_kind: str | None = None,
     ) -> Response:
         served = self.gw.served
         if served is None:
             raise ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
         plan = self._resolve(served, op, request, fields, headers.get("x-sluicegate-tier-hint"))
+        if pin_kind is not None:  # TOLVYN-style /v1/proxy/<provider>/...: only that provider serves
+            kept = _only(plan.resolution, (pin_kind,), f"No {pin_kind} connection serves this model.")
+            plan = Plan(kept, list(kept.candidates), plan.prompt_tokens)
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
         decision = self.gw.budgets.decide(ctx.attribution, ctx.wall)
@@ -380,14 +384,14 @@ def _amount(reservation: Reservation | None) -> int:
     return reservation.amount_micro_usd if reservation is not None else 0
 
 
-def _only(resolution: Resolution, kinds: tuple[str, ...]) -> Resolution:
+def _only(
+    resolution: Resolution,
+    kinds: tuple[str, ...],
+    message: str = "/v1/messages serves Anthropic connections only; this model has none.",
+) -> Resolution:
     kept = tuple(t for t in resolution.candidates if t.provider in kinds)
     if not kept:
-        raise ApiError(
-            400,
-            "/v1/messages serves Anthropic connections only; this model has none.",
-            code="unsupported_for_model",
-        )
+        raise ApiError(400, message, code="unsupported_for_model")
     return Resolution(
         resolution.kind,
         resolution.tier,
