@@ -17,10 +17,13 @@ import celpy
 import jsonschema
 import yaml
 from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 Schema = Mapping[str, Any]
 CrdIndex = dict[tuple[str, str], dict[str, Any]]
 PathParts = tuple[str | int, ...]
+PRESERVE = "x-kubernetes-preserve-unknown-fields"
 
 CEL_SKIPPED = (
     "some validation rules were not checked because the object was invalid; "
@@ -47,6 +50,10 @@ OBJECT_META_FIELDS = frozenset(
     }
 )
 # The apiserver skips CEL rules when the schema check found one of these (hasBlockingErr).
+_VALUE_KEYWORDS = (
+    "enum", "pattern", "minLength", "maxLength", "minItems", "maxItems", "multipleOf",
+    "minProperties", "maxProperties", "required", "maximum", "minimum",
+)  # fmt: skip
 _BLOCKING_KEYWORDS = frozenset({"type", "enum", "required", "maxLength", "maxItems", "maxProperties"})
 
 
@@ -129,12 +136,7 @@ def to_json_schema(node: Schema, *, root: bool = False, structural: bool = True)
         out["type"] = ["integer", "string"]
     elif kind is not None:
         out["type"] = [kind, "null"] if node.get("nullable") else kind
-    for keyword in ("enum", "pattern", "minLength", "maxLength", "minItems", "maxItems", "multipleOf"):
-        if keyword in node:
-            out[keyword] = node[keyword]
-    for keyword in ("minProperties", "maxProperties", "required", "maximum", "minimum"):
-        if keyword in node:
-            out[keyword] = node[keyword]
+    out.update({keyword: node[keyword] for keyword in _VALUE_KEYWORDS if keyword in node})
     if "enum" in out and node.get("nullable"):
         out["enum"] = [*out["enum"], None]
     for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
@@ -150,9 +152,8 @@ def to_json_schema(node: Schema, *, root: bool = False, structural: bool = True)
     additional = node.get("additionalProperties")
     if isinstance(additional, Mapping):
         out["additionalProperties"] = to_json_schema(additional, structural=structural)
-    elif structural and kind == "object" and additional is not True:
-        if not node.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
+    elif structural and kind == "object" and additional is not True and not node.get(PRESERVE):
+        out["additionalProperties"] = False
     if isinstance(node.get("items"), Mapping):
         out["items"] = to_json_schema(node["items"], structural=structural)
     for junctor in ("allOf", "anyOf", "oneOf"):
@@ -255,7 +256,7 @@ def rule_errors(
             programs[expression] = env.program(env.compile(expression))
         try:
             result = programs[expression].evaluate({"self": cel_value(value, node)})
-        except celpy.CELEvalError as failure:
+        except CELEvalError as failure:
             result = failure
         if not isinstance(result, celtypes.BoolType):
             yield f"{format_path(path)}: Internal error: rule {expression!r} did not yield a bool: {result!r}"
@@ -290,7 +291,7 @@ def cel_value(value: Any, node: Schema) -> Any:
         elif isinstance(additional, Mapping):
             pairs = {k: cel_value(v, additional) for k, v in value.items()}
         else:
-            return celpy.json_to_cel(value)
+            return json_to_cel(value)
         return celtypes.MapType({celtypes.StringType(k): v for k, v in pairs.items()})
     if isinstance(value, list) and kind == "array":
         return celtypes.ListType([cel_value(item, node.get("items", {})) for item in value])
@@ -303,7 +304,7 @@ def cel_value(value: Any, node: Schema) -> Any:
         return celtypes.StringType(value)
     if kind == "boolean" and isinstance(value, bool):
         return celtypes.BoolType(value)
-    return celpy.json_to_cel(value)
+    return json_to_cel(value)
 
 
 def parse_field_path(field_path: str) -> PathParts:
