@@ -50,10 +50,7 @@ _OVERLOADED = "The engine is currently overloaded, please try again later."
 
 
 class _BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
+    """A request OpenAI refuses with 400; ``args`` are the message and the parameter at fault."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +98,8 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
     """Answers POST .../chat/completions, .../completions, .../embeddings and GET .../models.
 
     Text derives from a hash of the request, ``settings.seed`` and ``rng_seed``; the 500/503 failure
-    sequence comes from a generator seeded with ``settings.seed``, one per instance.
+    sequence comes from a generator seeded with ``settings.seed``, one per instance, drawn once per
+    valid request (a bad request always gets its 400).
     """
 
     def __init__(
@@ -132,7 +130,7 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         )
 
     def _answer(self, method: str, path: str, body: bytes) -> _Reply:
-        """The reply to one request (without latency). Draws from the failure sequence."""
+        """The reply to one request (without latency). A valid request draws from the failure sequence."""
         route = path.rstrip("/").rsplit("/", 2)
         op = "chat" if route[-2:] == ["chat", "completions"] else route[-1]
         if method == "GET" and op == "models":
@@ -141,9 +139,6 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
             return _json(200, {"object": "list", "data": listing})
         if method != "POST" or op not in ("chat", "completions", "embeddings"):
             return _error(404, f"Invalid URL ({method} {path})", "invalid_request_error")
-        if self._failures.random() < self._settings.failure_rate:
-            status = self._failures.choice((500, 503))
-            return _error(status, _SERVER_ERROR if status == 500 else _OVERLOADED, "server_error")
         try:
             request = msgspec.json.decode(body)
         except msgspec.DecodeError:
@@ -156,12 +151,17 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         digest = _digest(salt + msgspec.json.encode(content, order="sorted"))
         try:
             if op == "chat":
-                return self._chat(request, digest)
-            if op == "completions":
-                return self._completions(request, digest)
-            return _embeddings(request, salt)
+                reply = self._chat(request, digest)
+            else:
+                reply = (
+                    self._completions(request, digest) if op == "completions" else _embeddings(request, salt)
+                )
         except _BadRequest as exc:
-            return _error(400, exc.message, "invalid_request_error", exc.param)
+            return _error(400, exc.args[0], "invalid_request_error", exc.args[1])
+        if self._failures.random() < self._settings.failure_rate:
+            status = self._failures.choice((500, 503))
+            return _error(status, _SERVER_ERROR if status == 500 else _OVERLOADED, "server_error")
+        return reply
 
     def _chat(self, request: dict[str, Any], digest: bytes) -> _Reply:
         model = _model(request)

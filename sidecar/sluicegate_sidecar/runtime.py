@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sluicegate_contract.sealing import ConfigRejected
 
@@ -25,7 +24,7 @@ from .configload import LoadedConfig, load_config
 from .health import HealthBook
 from .ledger import Ledger, charges, read_entries
 from .metrics import LabelGuard, Metrics
-from .upstream import build_client
+from .upstream import Upstream, build_client
 
 log = logging.getLogger("sluicegate.sidecar")
 
@@ -47,7 +46,7 @@ class Served:
 
     loaded: LoadedConfig
     catalog: ModelCatalog
-    clients: Mapping[str, httpx.AsyncClient]
+    clients: Mapping[str, Upstream]
     guard: LabelGuard
 
     @property
@@ -71,7 +70,7 @@ class Gateway:
     draining: bool = False
     inflight: int = 0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _retired: list[httpx.AsyncClient] = field(default_factory=list)
+    _retired: list[Upstream] = field(default_factory=list)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` detached (ledger writes after the response), keeping a reference until done."""
@@ -106,7 +105,7 @@ class Gateway:
 
     def swap(self, loaded: LoadedConfig) -> None:
         old = self.served
-        clients: dict[str, httpx.AsyncClient] = {}
+        clients: dict[str, Upstream] = {}
         for provider in loaded.config.providers:
             if provider.name not in loaded.connections:
                 continue

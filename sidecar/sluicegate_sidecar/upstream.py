@@ -7,9 +7,7 @@ wrong; reading the body afterwards is the pipeline's job, under the idle and tot
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import aiohttp
 import httpx
@@ -42,8 +40,19 @@ class AttemptFailed(Exception):
         self.body = body
 
 
-def _no_cookies() -> http.cookiejar.CookieJar:
-    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+class Upstream:
+    """One connection's upstream: an httpx transport (aiohttp-backed, or the in-process mock).
+
+    Requests go straight to the transport as ``httpx.Request``s: the client layer's cookie jar,
+    auth flow, redirect handling and URL merging are work the sidecar never wants (DESIGN §5a).
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, connect_seconds: float = 5.0) -> None:
+        self.transport = transport
+        self.extensions = {"timeout": {"connect": connect_seconds, "pool": connect_seconds, "read": None}}
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
 
 
 def _aiohttp_session(connect_seconds: float) -> aiohttp.ClientSession:
@@ -56,45 +65,34 @@ def _aiohttp_session(connect_seconds: float) -> aiohttp.ClientSession:
     )
 
 
-def build_client(provider_kind: str, timeouts: Timeouts, mock: MockSettings | None) -> httpx.AsyncClient:
-    """A client for one connection; the mock provider gets its in-process transport."""
-    transport: httpx.AsyncBaseTransport
+def build_client(provider_kind: str, timeouts: Timeouts, mock: MockSettings | None) -> Upstream:
+    """The upstream of one connection; the mock provider gets its in-process transport."""
     if provider_kind == "mock":
         settings = mock or MockSettings()
-        transport = MockUpstreamTransport(settings, settings.seed)
-    else:
-        connect = timeouts.connect_seconds
-        transport = AiohttpTransport(client=lambda: _aiohttp_session(connect))
-    # Deadlines are enforced per phase by the pipeline (connect, first byte, idle, total).
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=None,  # noqa: S113
-        cookies=_no_cookies(),
-        follow_redirects=False,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    response: httpx.Response
+        return Upstream(MockUpstreamTransport(settings, settings.seed))
+    connect = timeouts.connect_seconds
+    return Upstream(AiohttpTransport(client=lambda: _aiohttp_session(connect)), connect)
 
 
 async def open_response(
-    client: httpx.AsyncClient, request: UpstreamRequest, first_byte_seconds: float
+    upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float
 ) -> httpx.Response:
     """Send and wait for the status line; raises ``AttemptFailed`` for anything but a 2xx."""
-    outgoing = client.build_request(
-        request.method, request.url, headers=dict(request.headers), content=request.body
+    # identity: bytes are relayed as they come, and no gzip bomb can be sent (FAULTS 11)
+    headers = {**request.headers, "accept-encoding": "identity"}
+    outgoing = httpx.Request(
+        request.method, request.url, headers=headers, content=request.body, extensions=upstream.extensions
     )
     try:
         async with asyncio.timeout(first_byte_seconds):
-            response = await client.send(outgoing, stream=True)
+            response = await upstream.transport.handle_async_request(outgoing)
     except TimeoutError:
         raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
     except httpx.TimeoutException:
         raise AttemptFailed("timeout", detail="upstream timed out") from None
     except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
         raise AttemptFailed("connect", detail=type(exc).__name__) from None
+    response.request = outgoing
     if 200 <= response.status_code < 300:
         return response
     try:

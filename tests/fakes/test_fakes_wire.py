@@ -1,0 +1,536 @@
+"""The fake providers speak the real wire formats (checked with the real SDKs) and fail as scripted."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+from genai_prices import extract_usage
+
+from tests.support.fakes import (
+    DEFAULT_TEXT,
+    FakeAnthropic,
+    FakeAzureOpenAI,
+    FakeGemini,
+    FakeOpenAI,
+    FakeUsage,
+    Fault,
+    closed_port,
+)
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+MESSAGES = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}
+GEMINI = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+GEMINI_PATH = "/v1beta/models/gemini-2.5-flash:"
+ANTHROPIC_HEADERS = {"x-api-key": "ak", "anthropic-version": "2023-06-01"}
+CACHED = FakeUsage(input_tokens=1000, output_tokens=40, cached_tokens=300, cache_write_tokens=100)
+WEATHER = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+
+
+@pytest.fixture
+def fake_openai():
+    with FakeOpenAI(api_key="sk-test") as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_anthropic():
+    with FakeAnthropic(api_key="ak") as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_gemini():
+    with FakeGemini(api_key="gk") as fake:
+        yield fake
+
+
+def openai_client(fake: FakeOpenAI) -> openai.OpenAI:
+    return openai.OpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+
+
+def anthropic_client(fake: FakeAnthropic) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=fake.base_url, api_key="ak", max_retries=0)
+
+
+def sse_data(body: bytes, separator: bytes = b"\n\n") -> list[bytes]:
+    frames = [f for f in body.split(separator) if f]
+    assert all(f.startswith(b"data: ") for f in frames), frames
+    return [f.removeprefix(b"data: ") for f in frames]
+
+
+def anthropic_events(body: bytes) -> list[tuple[str, dict]]:
+    events = []
+    for frame in body.decode().split("\n\n"):
+        if frame:
+            name, data = frame.split("\n")
+            events.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return events
+
+
+def post(fake, path: str, body: dict, headers: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.post(fake.root_url + path, json=body, headers=headers or {}, **kwargs)
+
+
+# -- OpenAI -----------------------------------------------------------------------------------------
+
+
+def test_openai_chat_completion_parses_with_the_sdk_and_reports_cached_tokens(fake_openai):
+    fake_openai.usage = CACHED
+    with openai_client(fake_openai) as client:
+        completion = client.chat.completions.create(model="gpt-4o-mini", messages=CHAT["messages"])
+    assert completion.choices[0].message.content == DEFAULT_TEXT
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.prompt_tokens == 1000 and completion.usage.completion_tokens == 40
+    assert completion.usage.prompt_tokens_details.cached_tokens == 300
+    assert fake_openai.last_usage == CACHED
+    wire = post(fake_openai, "/v1/chat/completions", CHAT, {"authorization": "Bearer sk-test"}).json()
+    extracted = extract_usage(wire, provider_id="openai", api_flavor="chat").usage
+    expected = CACHED.as_genai_usage()
+    assert (extracted.input_tokens, extracted.cache_read_tokens, extracted.output_tokens) == (
+        expected.input_tokens,
+        expected.cache_read_tokens,
+        expected.output_tokens,
+    )
+
+
+def test_openai_stream_with_include_usage_ends_with_a_usage_chunk_then_done(fake_openai):
+    fake_openai.usage = FakeUsage(30, 7)
+    with openai_client(fake_openai) as client:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=CHAT["messages"],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == DEFAULT_TEXT
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == 37
+    assert all(c.usage is None for c in chunks[:-1])
+    raw = post(
+        fake_openai, "/v1/chat/completions", CHAT | {"stream": True}, {"authorization": "Bearer sk-test"}
+    )
+    frames = sse_data(raw.content)
+    assert frames[-1] == b"[DONE]" and all(b'"usage"' not in f for f in frames)
+    assert json.loads(frames[-2])["choices"][0]["finish_reason"] == "stop"
+
+
+def test_openai_fake_records_method_path_lower_cased_headers_and_body(fake_openai):
+    with openai_client(fake_openai) as client:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=CHAT["messages"], extra_headers={"X-Portkey-Trace-Id": "t1"}
+        )
+    request = fake_openai.last_request
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.headers["x-portkey-trace-id"] == "t1"
+    assert request.json["messages"] == CHAT["messages"]
+
+
+def test_openai_wrong_key_gets_invalid_api_key(fake_openai):
+    client = openai.OpenAI(base_url=fake_openai.base_url, api_key="wrong", max_retries=0)
+    with client, pytest.raises(openai.AuthenticationError) as raised:
+        client.models.list()
+    assert raised.value.code == "invalid_api_key"
+
+
+def test_openai_max_tokens_truncates_with_finish_reason_length(fake_openai):
+    with openai_client(fake_openai) as client:
+        completion = client.chat.completions.create(
+            model="gpt-4o-mini", messages=CHAT["messages"], max_tokens=3
+        )
+    assert completion.choices[0].message.content == "Hello from the"
+    assert completion.choices[0].finish_reason == "length" and completion.usage.completion_tokens == 3
+
+
+def test_openai_tools_get_a_tool_call_streamed_or_not(fake_openai):
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
+    with openai_client(fake_openai) as client:
+        completion = client.chat.completions.create(
+            model="gpt-4o-mini", messages=CHAT["messages"], tools=tools
+        )
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=CHAT["messages"], tools=tools, stream=True
+            )
+        )
+    call = completion.choices[0].message.tool_calls[0]
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {
+        "location": "Paris"
+    }
+    deltas = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
+    assert deltas[0].function.name == "get_weather"
+    assert json.loads("".join(d.function.arguments for d in deltas)) == {"location": "Paris"}
+
+
+def test_openai_completions_embeddings_and_models_parse_with_the_sdk(fake_openai):
+    with openai_client(fake_openai) as client:
+        completion = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi")
+        embeddings = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])  # base64
+        models = [m.id for m in client.models.list()]
+    assert completion.choices[0].text == DEFAULT_TEXT
+    assert [len(d.embedding) for d in embeddings.data] == [8, 8] and embeddings.data[1].embedding[
+        0
+    ] == pytest.approx(0.2)
+    assert "gpt-4o-mini" in models
+
+
+# -- Azure OpenAI -----------------------------------------------------------------------------------
+
+
+def test_azure_sdk_calls_the_deployment_url_with_api_version_and_api_key():
+    with FakeAzureOpenAI(api_key="az-key") as fake:
+        with openai.AzureOpenAI(
+            azure_endpoint=fake.root_url, api_version="2024-10-21", api_key="az-key", max_retries=0
+        ) as client:
+            completion = client.chat.completions.create(model="prod-4o", messages=CHAT["messages"])
+            chunks = list(
+                client.chat.completions.create(
+                    model="prod-4o",
+                    messages=CHAT["messages"],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            )
+        request = fake.requests[0]
+    assert request.path == "/openai/deployments/prod-4o/chat/completions"
+    assert request.query == {"api-version": "2024-10-21"} and request.headers["api-key"] == "az-key"
+    assert completion.choices[0].message.content == DEFAULT_TEXT
+    assert chunks[0].choices == [] and chunks[0].usage is None  # Azure's prompt-filter chunk
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == DEFAULT_TEXT
+    assert chunks[-1].usage is not None
+
+
+def test_azure_refuses_a_missing_api_version_and_a_wrong_key():
+    with FakeAzureOpenAI(api_key="az-key") as fake:
+        path = "/openai/deployments/prod-4o/chat/completions"
+        missing = post(fake, path, CHAT, {"api-key": "az-key"})
+        wrong = httpx.post(
+            fake.root_url + path, params={"api-version": "2024-10-21"}, json=CHAT, headers={"api-key": "x"}
+        )
+        v1 = post(fake, "/openai/v1/chat/completions", CHAT, {"api-key": "az-key"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "404"
+    assert wrong.status_code == 401 and set(wrong.json()["error"]) == {"code", "message"}
+    assert v1.status_code == 200
+
+
+# -- Anthropic --------------------------------------------------------------------------------------
+
+
+def test_anthropic_create_reports_cache_reads_and_writes_apart_from_input(fake_anthropic):
+    fake_anthropic.usage = CACHED
+    with anthropic_client(fake_anthropic) as client:
+        message = client.messages.create(**MESSAGES)
+    assert message.content[0].text == DEFAULT_TEXT and message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (600, 300)
+    assert (message.usage.cache_creation_input_tokens, message.usage.output_tokens) == (100, 40)
+    wire = post(fake_anthropic, "/v1/messages", MESSAGES, ANTHROPIC_HEADERS).json()
+    extracted = extract_usage(wire, provider_id="anthropic").usage
+    assert (extracted.input_tokens, extracted.cache_read_tokens, extracted.cache_write_tokens) == (
+        1000,
+        300,
+        100,
+    )
+
+
+@pytest.mark.parametrize("full_delta_usage", [False, True])
+def test_anthropic_stream_has_the_full_event_sequence_and_final_usage(fake_anthropic, full_delta_usage):
+    fake_anthropic.usage = CACHED
+    fake_anthropic.full_delta_usage = full_delta_usage
+    with anthropic_client(fake_anthropic) as client, client.messages.stream(**MESSAGES) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].text == DEFAULT_TEXT and final.stop_reason == "end_turn"
+    assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.cache_read_input_tokens) == (
+        600,
+        40,
+        300,
+    )
+    raw = post(fake_anthropic, "/v1/messages", MESSAGES | {"stream": True}, ANTHROPIC_HEADERS)
+    names = [name for name, data in anthropic_events(raw.content)]
+    assert names[:3] == ["message_start", "content_block_start", "ping"]
+    assert names[3:-3] == ["content_block_delta"] * len(DEFAULT_TEXT.split())
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert all(data["type"] == name for name, data in anthropic_events(raw.content))
+
+
+def test_anthropic_tool_use_streams_input_json_deltas(fake_anthropic):
+    fake_anthropic.tool_input = {"location": "Oslo", "days": 3}
+    tools = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER}]
+    client = anthropic_client(fake_anthropic)
+    with client, client.messages.stream(**MESSAGES, tools=tools) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert final.content[0].type == "tool_use" and final.content[0].name == "get_weather"
+    assert final.content[0].input == {"location": "Oslo", "days": 3}
+
+
+def test_anthropic_errors_use_the_error_envelope(fake_anthropic):
+    fake_anthropic.script([Fault.status(529, message="Overloaded")])
+    with anthropic_client(fake_anthropic) as client, pytest.raises(anthropic.APIStatusError) as raised:
+        client.messages.create(**MESSAGES)
+    assert raised.value.status_code == 529
+    assert raised.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
+    no_version = post(fake_anthropic, "/v1/messages", MESSAGES, {"x-api-key": "ak"})
+    wrong_key = post(fake_anthropic, "/v1/messages", MESSAGES, ANTHROPIC_HEADERS | {"x-api-key": "bad"})
+    assert no_version.status_code == 400 and no_version.json()["error"]["type"] == "invalid_request_error"
+    assert wrong_key.status_code == 401 and wrong_key.json()["error"]["type"] == "authentication_error"
+
+
+def test_anthropic_max_tokens_stops_with_max_tokens(fake_anthropic):
+    with anthropic_client(fake_anthropic) as client:
+        message = client.messages.create(**MESSAGES | {"max_tokens": 2})
+    assert message.content[0].text == "Hello from" and message.stop_reason == "max_tokens"
+
+
+# -- Gemini -----------------------------------------------------------------------------------------
+
+
+def test_gemini_generate_content_has_candidates_and_usage_metadata(fake_gemini):
+    fake_gemini.usage = CACHED
+    reply = post(fake_gemini, GEMINI_PATH + "generateContent", GEMINI, {"x-goog-api-key": "gk"}).json()
+    candidate = reply["candidates"][0]
+    assert candidate["content"] == {"parts": [{"text": DEFAULT_TEXT}], "role": "model"}
+    assert candidate["finishReason"] == "STOP" and reply["modelVersion"] == "gemini-2.5-flash"
+    usage = reply["usageMetadata"]
+    assert (usage["promptTokenCount"], usage["candidatesTokenCount"], usage["cachedContentTokenCount"]) == (
+        1000,
+        40,
+        300,
+    )
+    assert usage["totalTokenCount"] == 1040
+    extracted = extract_usage(reply, provider_id="google").usage
+    assert (extracted.input_tokens, extracted.cache_read_tokens, extracted.output_tokens) == (1000, 300, 40)
+    fake_gemini.usage = FakeUsage(10, 5)
+    plain = post(fake_gemini, GEMINI_PATH + "generateContent", GEMINI, {"x-goog-api-key": "gk"}).json()
+    assert "cachedContentTokenCount" not in plain["usageMetadata"]
+
+
+def test_gemini_sse_stream_frames_end_with_finish_reason_and_full_usage(fake_gemini):
+    fake_gemini.usage = FakeUsage(12, 9)
+    response = httpx.post(
+        fake_gemini.root_url + GEMINI_PATH + "streamGenerateContent",
+        params={"alt": "sse", "key": "gk"},
+        json=GEMINI,
+    )
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.content.endswith(b"\r\n\r\n")
+    frames = [json.loads(f) for f in sse_data(response.content, b"\r\n\r\n")]
+    assert "".join(f["candidates"][0]["content"]["parts"][0]["text"] for f in frames) == DEFAULT_TEXT
+    assert [("finishReason" in f["candidates"][0]) for f in frames] == [False] * (len(frames) - 1) + [True]
+    assert frames[-1]["usageMetadata"]["candidatesTokenCount"] == 9
+    assert frames[-1]["usageMetadata"]["totalTokenCount"] == 21
+
+
+def test_gemini_stream_without_alt_sse_is_one_json_array(fake_gemini):
+    response = post(fake_gemini, GEMINI_PATH + "streamGenerateContent", GEMINI, {"x-goog-api-key": "gk"})
+    items = response.json()
+    assert isinstance(items, list) and items[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
+def test_gemini_key_errors_follow_google(fake_gemini):
+    missing = post(fake_gemini, GEMINI_PATH + "generateContent", GEMINI)
+    wrong = post(fake_gemini, GEMINI_PATH + "generateContent", GEMINI, {"x-goog-api-key": "bad"})
+    assert missing.status_code == 403 and missing.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert wrong.status_code == 400 and wrong.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert wrong.json()["error"]["details"][0]["reason"] == "API_KEY_INVALID"
+    assert set(wrong.json()["error"]) == {"code", "message", "status", "details"}
+
+
+def test_gemini_function_calls_and_max_output_tokens(fake_gemini):
+    tools = {"tools": [{"functionDeclarations": [{"name": "get_weather", "parameters": WEATHER}]}]}
+    headers = {"x-goog-api-key": "gk"}
+    called = post(fake_gemini, GEMINI_PATH + "generateContent", GEMINI | tools, headers).json()
+    assert called["candidates"][0]["content"]["parts"] == [
+        {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}}
+    ]
+    short = post(
+        fake_gemini,
+        GEMINI_PATH + "generateContent",
+        GEMINI | {"generationConfig": {"maxOutputTokens": 2}},
+        headers,
+    )
+    assert short.json()["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert short.json()["candidates"][0]["content"]["parts"][0]["text"] == "Hello from"
+
+
+# -- Faults -----------------------------------------------------------------------------------------
+
+FAKES = {
+    "openai": (FakeOpenAI, "/v1/chat/completions", CHAT, {}),
+    "anthropic": (FakeAnthropic, "/v1/messages", MESSAGES, {"anthropic-version": "2023-06-01"}),
+    "gemini": (FakeGemini, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", GEMINI, {}),
+}
+ERROR_SHAPES = {
+    "openai": lambda e: set(e["error"]) == {"message", "type", "param", "code"},
+    "anthropic": lambda e: e["type"] == "error" and set(e["error"]) == {"type", "message"},
+    "gemini": lambda e: set(e["error"]) == {"code", "message", "status"} and e["error"]["code"] == 429,
+}
+
+
+def stream_body(name: str) -> dict:
+    return FAKES[name][2] | ({} if name == "gemini" else {"stream": True})
+
+
+@pytest.mark.parametrize("name", FAKES)
+def test_status_faults_use_the_providers_error_format_and_headers(name):
+    kind, path, body, headers = FAKES[name]
+    with kind() as fake:
+        fake.script([Fault.status(429, headers={"retry-after": "2"}), Fault.status(500, body=b"oops")])
+        limited = post(fake, path, body, headers)
+        broken = post(fake, path, body, headers)
+        fine = post(fake, path, body, headers)
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
+    assert ERROR_SHAPES[name](limited.json())
+    assert broken.status_code == 500 and broken.content == b"oops"
+    assert fine.status_code == 200 and len(fake.requests) == 3
+
+
+def test_html_and_invalid_json_faults_answer_200_with_unparseable_bodies(fake_openai):
+    fake_openai.script([Fault.html(), Fault.invalid_json()])
+    with openai_client(fake_openai) as client:
+        html = client.chat.completions.with_raw_response.create(model="m", messages=CHAT["messages"])
+        with pytest.raises(json.JSONDecodeError):
+            client.chat.completions.create(model="m", messages=CHAT["messages"])
+    assert html.http_response.status_code == 200
+    assert html.headers["content-type"] == "text/html" and html.http_response.text.startswith("<html>")
+    assert fake_openai.last_usage is None
+
+
+def test_hang_fault_triggers_an_httpx_timeout_and_then_replies_normally(fake_openai):
+    fake_openai.script([Fault.hang(5), Fault.hang(0.2)])
+    headers = {"authorization": "Bearer sk-test"}
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        post(fake_openai, "/v1/chat/completions", CHAT, headers, timeout=httpx.Timeout(5, read=0.2))
+    assert time.monotonic() - started < 2
+    started = time.monotonic()
+    slow = post(fake_openai, "/v1/chat/completions", CHAT, headers)
+    assert slow.status_code == 200 and time.monotonic() - started >= 0.2
+
+
+def test_reset_fault_raises_a_connection_error_in_httpx(fake_openai):
+    fake_openai.script([Fault.reset()])
+    with pytest.raises(httpx.ReadError):
+        post(fake_openai, "/v1/chat/completions", CHAT)
+    assert len(fake_openai.requests) == 1
+
+
+@pytest.mark.parametrize("name", FAKES)
+def test_stream_hang_sends_some_chunks_then_times_out(name):
+    kind, path, _, headers = FAKES[name]
+    with kind() as fake, httpx.Client(timeout=httpx.Timeout(5, read=0.3)) as client:
+        fake.script([Fault.stream_hang(after=2)])
+        received = []
+        with (
+            pytest.raises(httpx.ReadTimeout),
+            client.stream("POST", fake.root_url + path, json=stream_body(name), headers=headers) as response,
+        ):
+            for chunk in response.iter_raw():
+                received.append(chunk)
+    assert b"".join(received).count(b"data: ") == 2
+
+
+@pytest.mark.parametrize("name", FAKES)
+def test_stream_truncate_ends_cleanly_without_the_terminal_event(name):
+    kind, path, _, headers = FAKES[name]
+    with kind() as fake:
+        fake.script([Fault.stream_truncate(after=3)])
+        body = post(fake, path, stream_body(name), headers).content
+    assert body.count(b"data: ") == 3
+    assert b"[DONE]" not in body and b"message_stop" not in body and b"finishReason" not in body
+    assert fake.last_usage is None
+
+
+def test_stream_reset_breaks_the_connection_mid_stream(fake_anthropic):
+    fake_anthropic.script([Fault.stream_reset(after=2)])
+    received = []
+    with (
+        pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)),
+        httpx.stream(
+            "POST",
+            fake_anthropic.root_url + "/v1/messages",
+            json=stream_body("anthropic"),
+            headers=ANTHROPIC_HEADERS,
+        ) as response,
+    ):
+        for chunk in response.iter_raw():
+            received.append(chunk)
+    assert b"".join(received).count(b"event: ") == 2
+
+
+def test_stream_error_sends_the_providers_error_event(fake_anthropic, fake_openai):
+    fake_anthropic.script([Fault.stream_error(after=1, message="Overloaded")])
+    client = anthropic_client(fake_anthropic)
+    with (
+        client,
+        pytest.raises(anthropic.APIStatusError, match="Overloaded"),
+        client.messages.stream(**MESSAGES) as s,
+    ):
+        s.get_final_message()
+    fake_openai.script([Fault.stream_error(after=2, message="Stream broke")])
+    body = post(
+        fake_openai, "/v1/chat/completions", stream_body("openai"), {"authorization": "Bearer sk-test"}
+    )
+    last = json.loads(sse_data(body.content)[-1])
+    assert last == {"error": {"message": "Stream broke", "type": "server_error", "param": None, "code": None}}
+
+
+def test_last_usage_follows_complete_successful_replies_only(fake_openai):
+    headers = {"authorization": "Bearer sk-test"}
+    assert fake_openai.last_usage is None
+    fake_openai.script([Fault.ok(usage=FakeUsage(5, 6)), Fault.status(503)])
+    post(fake_openai, "/v1/chat/completions", CHAT, headers)
+    post(fake_openai, "/v1/chat/completions", CHAT, headers)
+    assert fake_openai.last_usage == FakeUsage(5, 6)
+    post(fake_openai, "/v1/chat/completions", CHAT, headers)  # the default usage: estimated
+    assert fake_openai.last_usage.output_tokens == len(DEFAULT_TEXT.split())
+    assert fake_openai.last_usage.as_usage().input_tokens == fake_openai.last_usage.input_tokens > 0
+
+
+def test_ok_fault_can_override_text_and_chunk_delay_spaces_the_stream(fake_openai):
+    fake_openai.chunk_delay = 0.05
+    fake_openai.script([Fault.ok(text="one two")])
+    started = time.monotonic()
+    body = post(
+        fake_openai, "/v1/chat/completions", stream_body("openai"), {"authorization": "Bearer sk-test"}
+    )
+    content = "".join(
+        json.loads(f)["choices"][0]["delta"].get("content") or "" for f in sse_data(body.content)[:-1]
+    )
+    assert content == "one two" and time.monotonic() - started >= 3 * 0.05
+
+
+def test_closed_port_refuses_connections():
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{closed_port()}/v1/models")
+
+
+def test_a_fake_stops_promptly_and_leaves_no_thread_even_while_a_request_hangs():
+    before = threading.active_count()
+    with FakeOpenAI() as fake:
+        fake.script([Fault.hang(30)])
+        outcome: list[object] = []
+        caller = threading.Thread(target=lambda: outcome.append(_call_ignoring_errors(fake)))
+        caller.start()
+        while not fake.requests:
+            time.sleep(0.01)
+        started = time.monotonic()
+    assert time.monotonic() - started < 2
+    caller.join(5)
+    assert threading.active_count() == before and isinstance(outcome[0], httpx.TransportError)
+
+
+def _call_ignoring_errors(fake: FakeOpenAI) -> object:
+    try:
+        return post(fake, "/v1/chat/completions", CHAT)
+    except httpx.TransportError as error:
+        return error

@@ -1,0 +1,136 @@
+"""A fake Anthropic Messages API (POST /v1/messages), streaming and not, with tool use (test support).
+
+Streams the full event sequence: message_start, content_block_start, ping, content_block_delta
+(text_delta or input_json_delta), content_block_stop, message_delta (stop_reason, usage), message_stop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.support.fakes_server import FakeServer, FakeUsage, Plan, RecordedRequest, json_plan, split_words
+
+_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+def usage_json(usage: FakeUsage) -> dict[str, Any]:
+    """Anthropic's usage: ``input_tokens`` excludes cache reads and cache writes, reported apart."""
+    return {
+        "input_tokens": usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "output_tokens": usage.output_tokens,
+        "service_tier": "standard",
+    }
+
+
+class FakeAnthropic(FakeServer):
+    """``base_url`` is the root (the SDK adds ``/v1``). The key is checked as ``x-api-key`` or
+    ``Authorization: Bearer`` when ``api_key`` is set; ``anthropic-version`` is required.
+
+    ``full_delta_usage``: message_delta carries the whole usage (as newer API versions do), not
+    only ``output_tokens``.
+    """
+
+    full_delta_usage = False
+
+    def error(self, status: int, message: str | None) -> Plan:
+        kind = _ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        payload = {"type": "error", "error": {"type": kind, "message": message or kind.replace("_", " ")}}
+        return json_plan(status, payload, {"request-id": "req_fake"})
+
+    def stream_error_frame(self, message: str) -> bytes:
+        return _event({"type": "error", "error": {"type": "overloaded_error", "message": message}})
+
+    def answer(
+        self, request: RecordedRequest, text: str, usage: FakeUsage | None
+    ) -> tuple[Plan, FakeUsage | None]:
+        if (request.method, request.path) != ("POST", "/v1/messages"):
+            return self.error(404, "Not Found"), None
+        keys = {
+            request.headers.get("x-api-key"),
+            request.headers.get("authorization", "").removeprefix("Bearer "),
+        }
+        if self.api_key is not None and self.api_key not in keys:
+            return self.error(401, "invalid x-api-key"), None
+        if "anthropic-version" not in request.headers:
+            return self.error(400, "anthropic-version: header is required"), None
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            return self.error(400, "There was an issue with the JSON body of your request."), None
+        tool = _tool(body)
+        pieces, stop = split_words(text), "end_turn"
+        if tool is not None:
+            arguments = json.dumps(self.tool_input)
+            pieces, stop = [arguments[i : i + 10] for i in range(0, len(arguments), 10)], "tool_use"
+        elif isinstance(body.get("max_tokens"), int) and len(pieces) > body["max_tokens"]:
+            pieces, stop = pieces[: body["max_tokens"]], "max_tokens"
+        reported = self.reply_usage(request, pieces, usage)
+        number = len(self.requests)
+        block: dict[str, Any] = {"type": "text", "text": ""}
+        if tool is not None:
+            block = {"type": "tool_use", "id": f"toolu_fake{number:06d}", "name": tool, "input": {}}
+        message = {
+            "id": f"msg_fake{number:06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [block | ({"input": self.tool_input} if tool else {"text": "".join(pieces)})],
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage_json(reported),
+        }
+        headers = {"request-id": f"req_fake{number:06d}"}
+        if body.get("stream") is not True:
+            return json_plan(200, message, headers), reported
+        started = message | {
+            "content": [],
+            "stop_reason": None,
+            "usage": usage_json(reported) | {"output_tokens": 1},
+        }
+        if tool is not None:
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in ["", *pieces]]
+        else:
+            deltas = [{"type": "text_delta", "text": p} for p in pieces]
+        final_usage = (
+            usage_json(reported) if self.full_delta_usage else {"output_tokens": reported.output_tokens}
+        )
+        events = [
+            {"type": "message_start", "message": started},
+            {"type": "content_block_start", "index": 0, "content_block": block},
+            {"type": "ping"},
+            *({"type": "content_block_delta", "index": 0, "delta": d} for d in deltas),
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": final_usage,
+            },
+            {"type": "message_stop"},
+        ]
+        frames = tuple(_event(e) for e in events)
+        return Plan(200, "text/event-stream; charset=utf-8", frames, streamed=True, headers=headers), reported
+
+
+def _tool(body: dict[str, Any]) -> str | None:
+    """The tool to call: the named tool_choice, else the first tool offered, unless tool_choice is none."""
+    names = [t["name"] for t in body.get("tools") or [] if "name" in t]
+    choice = body.get("tool_choice") or {"type": "auto"}
+    if not names or choice.get("type") == "none":
+        return None
+    return str(choice["name"]) if choice.get("type") == "tool" else names[0]
