@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sluicegate_contract.schema import Budget, Limit
 
@@ -35,8 +35,7 @@ def usd(micro_usd: int) -> str:
     return f"{sign}{whole}.{frac:06d}"
 
 
-@dataclass(frozen=True, slots=True)
-class ScopeKey:
+class ScopeKey(NamedTuple):
     """One counter: a policy, its split value ("" when not split), a window and when it started."""
 
     policy: str
@@ -45,8 +44,7 @@ class ScopeKey:
     start: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
+class Scope(NamedTuple):  # tuples: built for every request, so cheap to build and hash
     key: ScopeKey
     end: datetime
     budget: Budget
@@ -61,6 +59,25 @@ class Scope:
     def label(self) -> str:
         split = f"[{self.budget.split_by}={self.key.split}]" if self.key.split else ""
         return f"{self.key.policy}{split}/{self.key.window}"
+
+
+class _Plan(NamedTuple):
+    """A policy's fixed parts, worked out once per config."""
+
+    budget: Budget
+    selector: tuple[tuple[str, str], ...]
+    limits: tuple[tuple[Limit, int], ...]  # with the cap of each
+    shared_windows: bool  # two limits on the same window kind: their scopes may coincide
+
+
+def _plan(budget: Budget) -> _Plan:
+    kinds = [limit.window for limit in budget.limits]
+    return _Plan(
+        budget,
+        tuple(budget.selector.items()),
+        tuple((limit, _cap(budget, limit)) for limit in budget.limits),
+        len(set(kinds)) != len(kinds),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +189,14 @@ def _verdict_at(scope: Scope, used: int) -> Verdict:
     return verdict
 
 
-def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
+def _selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector)
+
+
+def _split(budget: Budget, dimensions: Mapping[str, str]) -> str:
+    if budget.split_by == "none":
+        return ""
+    return dimensions.get(budget.split_by) or UNATTRIBUTED
 
 
 def _validate(budgets: Sequence[Budget]) -> None:
@@ -199,7 +222,7 @@ class BudgetBook:
 
     def __init__(self, budgets: Sequence[Budget]) -> None:
         _validate(budgets)
-        self._budgets = tuple(budgets)
+        self._plans = tuple(_plan(budget) for budget in budgets)
         self._tallies: dict[ScopeKey, _Tally] = {}
         self._open: dict[int, Reservation] = {}
         self._last_id = 0
@@ -208,7 +231,7 @@ class BudgetBook:
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
         """Swap in a new config's policies; spend is kept per policy name and window."""
         _validate(budgets)
-        self._budgets = tuple(budgets)
+        self._plans = tuple(_plan(budget) for budget in budgets)
 
     def _window(self, limit: Limit, now: datetime) -> tuple[datetime, datetime]:
         cache_key = (limit.window, limit.timezone)
@@ -224,29 +247,41 @@ class BudgetBook:
         for key in closed:
             del self._tallies[key]
 
+    def _policy_scopes(self, plan: _Plan, split: str, now: datetime) -> list[Scope]:
+        """One scope per window; two limits on the same window share it and the smaller cap wins."""
+        scopes = []
+        name = plan.budget.name
+        for limit, cap in plan.limits:
+            start, end = self._window(limit, now)
+            scopes.append(
+                Scope(
+                    ScopeKey(name, split, limit.window, start), end, plan.budget, limit.amount_micro_usd, cap
+                )
+            )
+        if not plan.shared_windows:
+            return scopes
+        unique: dict[ScopeKey, Scope] = {}
+        for scope in scopes:
+            if scope.key not in unique or scope.cap_micro_usd < unique[scope.key].cap_micro_usd:
+                unique[scope.key] = scope
+        return list(unique.values())
+
     def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
         """Every scope a request is charged to, in policy order."""
         scopes: list[Scope] = []
-        for budget in self._budgets:
-            if not _selects(budget.selector, attribution.pod.labels):
-                continue
-            split = ""
-            if budget.split_by != "none":
-                split = attribution.dimensions.get(budget.split_by) or UNATTRIBUTED
-            for limit in budget.limits:
-                start, end = self._window(limit, now)
-                key = ScopeKey(budget.name, split, limit.window, start)
-                scopes.append(Scope(key, end, budget, limit.amount_micro_usd, _cap(budget, limit)))
+        labels, dimensions = attribution.pod.labels, attribution.dimensions
+        for plan in self._plans:
+            if _selects(plan.selector, labels):
+                scopes.extend(self._policy_scopes(plan, _split(plan.budget, dimensions), now))
         return scopes
 
     def _used(self, key: ScopeKey) -> int:
         tally = self._tallies.get(key)
         return 0 if tally is None else tally.spent + tally.reserved
 
-    def _room(self, scope: Scope) -> int:
-        if scope.budget.kill_switch:
-            return 0
-        return max(0, scope.cap_micro_usd - self._used(scope.key))
+    @staticmethod
+    def _room(scope: Scope, used: int) -> int:
+        return 0 if scope.budget.kill_switch else max(0, scope.cap_micro_usd - used)
 
     def decide(self, attribution: Attribution, now: datetime) -> Decision:
         """The verdict for a request from the current state (no reservation made)."""
@@ -256,19 +291,20 @@ class BudgetBook:
         shadow_deciding: Scope | None = None
         remaining: int | None = None
         for scope in self.scopes_for(attribution, now):
-            verdict = _verdict_at(scope, self._used(scope.key))
+            used = self._used(scope.key)
+            verdict = _verdict_at(scope, used)
             if scope.shadow:
                 if _SEVERITY[verdict] > _SEVERITY[shadow_action]:
                     shadow_action, shadow_deciding = verdict, scope
                 continue
-            room = self._room(scope)
+            room = self._room(scope, used)
             remaining = room if remaining is None else min(remaining, room)
             if _SEVERITY[verdict] > _SEVERITY[action]:
                 action, deciding = verdict, scope
         return Decision(
             action=action,
             policy=deciding.key.policy if deciding else None,
-            downgrade_to=deciding.budget.downgrade_to if deciding else None,
+            downgrade_to=deciding.budget.downgrade_to if deciding and action == "DOWNGRADE" else None,
             remaining_micro_usd=remaining,
             shadow_action=shadow_action,
             shadow_policy=shadow_deciding.key.policy if shadow_deciding else None,
@@ -280,13 +316,13 @@ class BudgetBook:
         Any ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output
         cap with ``pricing.max_output_tokens_within`` to it.
         """
-        rooms = [self._room(s) for s in self.scopes_for(attribution, now) if not s.shadow]
+        rooms = [self._room(s, self._used(s.key)) for s in self.scopes_for(attribution, now) if not s.shadow]
         return min(rooms) if rooms else None
 
     def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:
         budget = scope.budget
         used = self._used(scope.key)
-        room = self._room(scope)
+        room = self._room(scope, used)
         if budget.kill_switch:
             return Refusal("KILL", "kill_switch", budget.name, scope.label, 0)
         if not priced and not budget.allow_unpriced:
@@ -322,7 +358,9 @@ class BudgetBook:
         if refusal is not None:
             return refusal
         for scope in scopes:
-            tally = self._tallies.setdefault(scope.key, _Tally(scope.end))
+            tally = self._tallies.get(scope.key)
+            if tally is None:
+                tally = self._tallies[scope.key] = _Tally(scope.end)
             tally.reserved += amount_micro_usd
         self._last_id += 1
         policies = tuple(dict.fromkeys(scope.key.policy for scope in scopes))
@@ -360,27 +398,22 @@ class BudgetBook:
 
     def earliest_window_start(self, now: datetime) -> datetime | None:
         """Where replay must start: the oldest open window of any limit."""
-        starts = [self._window(limit, now)[0] for budget in self._budgets for limit in budget.limits]
+        starts = [self._window(limit, now)[0] for plan in self._plans for limit, _ in plan.limits]
         return min(starts) if starts else None
 
     def restore(self, charges: Iterable[Charge], now: datetime) -> int:
         """Add ledger spend to the open windows (once, at startup); returns how many charges counted."""
-        by_name = {budget.name: budget for budget in self._budgets}
+        by_name = {plan.budget.name: plan for plan in self._plans}
         counted = 0
         for charge in charges:
             hit = False
-            for name in charge.policies:
-                budget = by_name.get(name)
-                if budget is None:
+            for name in dict.fromkeys(charge.policies):
+                plan = by_name.get(name)
+                if plan is None:
                     continue
-                split = ""
-                if budget.split_by != "none":
-                    split = charge.dimensions.get(budget.split_by) or UNATTRIBUTED
-                for limit in budget.limits:
-                    start, end = self._window(limit, now)
-                    if start <= charge.time < end:
-                        key = ScopeKey(name, split, limit.window, start)
-                        self._tallies.setdefault(key, _Tally(end)).spent += charge.cost_micro_usd
+                for scope in self._policy_scopes(plan, _split(plan.budget, charge.dimensions), now):
+                    if scope.key.start <= charge.time < scope.end:
+                        self._tallies.setdefault(scope.key, _Tally(scope.end)).spent += charge.cost_micro_usd
                         hit = True
             counted += hit
         return counted
@@ -388,34 +421,30 @@ class BudgetBook:
     def snapshot(self, now: datetime) -> list[ScopeStatus]:
         """Every open scope: unsplit policies always, split policies for the values seen."""
         statuses: list[ScopeStatus] = []
-        for budget in self._budgets:
-            for limit in budget.limits:
-                start, end = self._window(limit, now)
-                if budget.split_by == "none":
-                    splits = [""]
-                else:
-                    splits = sorted(
-                        key.split
-                        for key in self._tallies
-                        if key.policy == budget.name and key.window == limit.window and key.start == start
-                    )
-                for split in splits:
-                    key = ScopeKey(budget.name, split, limit.window, start)
-                    scope = Scope(key, end, budget, limit.amount_micro_usd, _cap(budget, limit))
-                    tally = self._tallies.get(key) or _Tally(end)
+        for plan in self._plans:
+            budget = plan.budget
+            splits = [""]
+            if budget.split_by != "none":
+                splits = sorted({key.split for key in self._tallies if key.policy == budget.name})
+            for split in splits:
+                for scope in self._policy_scopes(plan, split, now):
+                    tally = self._tallies.get(scope.key)
+                    if tally is None and split:
+                        continue
+                    spent, reserved = (tally.spent, tally.reserved) if tally else (0, 0)
                     statuses.append(
                         ScopeStatus(
                             policy=budget.name,
                             split=split,
-                            window=limit.window,
+                            window=scope.key.window,
                             mode=budget.mode,
-                            limit_micro_usd=limit.amount_micro_usd,
-                            spent_micro_usd=tally.spent,
-                            reserved_micro_usd=tally.reserved,
-                            remaining_micro_usd=self._room(scope),
-                            verdict=_verdict_at(scope, tally.spent + tally.reserved),
-                            window_start=start,
-                            window_end=end,
+                            limit_micro_usd=scope.limit_micro_usd,
+                            spent_micro_usd=spent,
+                            reserved_micro_usd=reserved,
+                            remaining_micro_usd=self._room(scope, spent + reserved),
+                            verdict=_verdict_at(scope, spent + reserved),
+                            window_start=scope.key.start,
+                            window_end=scope.end,
                         )
                     )
         return statuses

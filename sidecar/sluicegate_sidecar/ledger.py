@@ -1,4 +1,4 @@
-"""The spend ledger: hash-chained JSONL files, written with group commit, read back and verified.
+"""The spend ledger: hash-chained JSONL files, written with group commit and read back.
 
 The only persistence module. One line per settled request; no prompts or completions, ever.
 An entry is acknowledged only once it is fsynced; a torn tail left by a crash is cut off at open.
@@ -151,18 +151,13 @@ def decode_entry(line: bytes) -> Entry:
     return msgspec.json.decode(line, type=Entry)
 
 
-def _complete_lines(data: bytes) -> list[bytes]:
-    """The newline-terminated lines; a final fragment without newline is a torn write."""
-    return data.split(b"\n")[:-1]
-
-
 def read_entries(paths: Iterable[str | Path], since: datetime | None = None) -> Iterator[Entry]:
     """Entries in chain order, skipping a torn last line. Files that end an hour before ``since``
     are skipped. A line that is not an entry raises ``LedgerError`` naming it."""
     for path in ledger_files(paths):
         if since is not None and _ends_before(path, since - timedelta(hours=1)):
             continue
-        for number, line in enumerate(_complete_lines(path.read_bytes()), 1):
+        for number, line in enumerate(path.read_bytes().split(b"\n")[:-1], 1):  # [-1]: torn or empty
             try:
                 yield decode_entry(line)
             except msgspec.DecodeError as exc:
@@ -170,7 +165,7 @@ def read_entries(paths: Iterable[str | Path], since: datetime | None = None) -> 
 
 
 def _ends_before(path: Path, instant: datetime) -> bool:
-    last = _last_line(path)
+    _, last = _tail(path)
     try:
         return last is not None and parse_time(decode_entry(last).time) < instant
     except (msgspec.DecodeError, ValueError):
@@ -196,8 +191,11 @@ def charges(entries: Iterable[Entry]) -> Iterator[Charge]:
         )
 
 
-def _last_line(path: Path) -> bytes | None:
-    """The last complete line of a file, read from its end."""
+def _tail(path: Path) -> tuple[int, bytes | None]:
+    """(length up to the last newline, last complete line), read from the end of the file.
+
+    What follows the last newline is a torn write (or NUL padding after a crash): never acknowledged.
+    """
     with path.open("rb") as handle:
         size = handle.seek(0, os.SEEK_END)
         chunk = 4096
@@ -205,26 +203,12 @@ def _last_line(path: Path) -> bytes | None:
             start = max(0, size - chunk)
             handle.seek(start)
             data = handle.read(size - start)
-            lines = data.split(b"\n")[:-1]
-            if len(lines) >= 2 or start == 0:
-                return lines[-1] if lines else None
+            end = data.rfind(b"\n")
+            if end < 0 and start == 0:
+                return 0, None
+            if end >= 0 and (start == 0 or data.rfind(b"\n", 0, end) >= 0):
+                return start + end + 1, data[data.rfind(b"\n", 0, end) + 1 : end]
             chunk *= 4
-
-
-def _torn_tail(path: Path) -> int:
-    """Length of the durable prefix: the file up to its last newline, NUL padding after it dropped."""
-    with path.open("rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        position = size
-        while position > 0:
-            start = max(0, position - 65536)
-            handle.seek(start)
-            block = handle.read(position - start)
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                return start + newline + 1
-            position = start
-        return 0
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -303,10 +287,9 @@ class Ledger:
         files = ledger_files([self.directory])
         seq, last_hash = 0, GENESIS
         for path in reversed(files):
-            durable = _torn_tail(path)
+            durable, line = _tail(path)
             if durable != path.stat().st_size:
                 os.truncate(path, durable)
-            line = _last_line(path)
             if line is not None:
                 try:
                     entry = decode_entry(line)
@@ -441,7 +424,7 @@ class Ledger:
 
     async def probe(self) -> bool:
         """Try the disk again (entries kept after a failure first); True once the ledger can write."""
-        if self._pending:
+        if self._pending or (self._flusher is not None and not self._flusher.done()):
             try:
                 await self.flush()
             except LedgerError:

@@ -43,13 +43,15 @@ def cost_micro_usd(price: ModelPrice, usage: Usage) -> int:
     return _ceil_div(scaled, _MTOK)
 
 
+def _highest_input_rate(rates: Rates) -> int:
+    """Whatever mix of plain, cached and cache-write tokens the prompt turns out to be."""
+    return max(rates.input_per_mtok, rates.cached_input_per_mtok or 0, rates.cache_write_per_mtok or 0)
+
+
 def worst_case_micro_usd(price: ModelPrice, input_tokens: int, output_tokens: int, n: int = 1) -> int:
     """The most a request can cost: every input token uncached at its highest rate, the full output cap."""
     rates = rates_for(price, input_tokens)
-    input_rate = max(
-        rates.input_per_mtok,
-        rates.cache_write_per_mtok or 0,
-    )
+    input_rate = _highest_input_rate(rates)
     per_choice_output = output_tokens * rates.output_per_mtok
     return _ceil_div(input_tokens * input_rate + n * per_choice_output, _MTOK)
 
@@ -57,7 +59,7 @@ def worst_case_micro_usd(price: ModelPrice, input_tokens: int, output_tokens: in
 def max_output_tokens_within(price: ModelPrice, input_tokens: int, n: int, budget_micro_usd: int) -> int:
     """The largest output cap whose worst case fits in ``budget_micro_usd`` (0 if not even the input fits)."""
     rates = rates_for(price, input_tokens)
-    input_rate = max(rates.input_per_mtok, rates.cache_write_per_mtok or 0)
+    input_rate = _highest_input_rate(rates)
     room = budget_micro_usd * _MTOK - input_tokens * input_rate
     if room < 0:
         return 0
