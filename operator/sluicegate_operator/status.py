@@ -19,6 +19,7 @@ from .render import ResourceReport
 ConditionStatus = Literal["True", "False", "Unknown"]
 _MICRO = Decimal(1_000_000)
 _KEY_REASONS = frozenset({"SecretNotFound", "SecretKeyMissing"})
+_ANNOUNCED = frozenset({"Ready", "CandidatesReady"})  # KeyResolved/Sealed changes repeat Ready's reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,11 @@ class StatusUpdate:
     def differs_from(self, current: Mapping[str, Any] | None) -> bool:
         current = current or {}
         return any(current.get(key) != value for key, value in self.fields.items())
+
+    @property
+    def events(self) -> tuple[Transition, ...]:
+        """The transitions worth a Kubernetes Event (one per change a person should see)."""
+        return tuple(t for t in self.transitions if t.condition.type in _ANNOUNCED)
 
     def as_patch(self) -> dict[str, Any]:
         return {"status": dict(self.fields)}

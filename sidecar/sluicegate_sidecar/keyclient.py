@@ -31,18 +31,21 @@ class _KeysReply(msgspec.Struct):
 
 
 class KeyClient:
-    def __init__(self, url: str, token_file: Path, ca_file: str | None = None) -> None:
+    def __init__(
+        self, url: str, token_file: Path, ca_file: str | None = None, ca_pem: str | None = None
+    ) -> None:
         self.url = url.rstrip("/") + "/v1/keys"
         self.token_file = token_file
         self.ca_file = ca_file
+        self.ca_pem = ca_pem
         self.keys: dict[str, bytes] = {}
         self.namespace: str | None = None
 
     async def fetch(self) -> dict[str, bytes]:
         token = self.token_file.read_text(encoding="utf-8").strip()
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
-        )
+        verify: ssl.SSLContext | bool = True
+        if self.ca_file or self.ca_pem:
+            verify = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_pem)
         async with httpx.AsyncClient(verify=verify, timeout=10.0) as client:
             response = await client.post(self.url, headers={"authorization": f"Bearer {token}"})
         if response.status_code != 200:

@@ -14,25 +14,25 @@ import httpx
 from starlette.responses import Response
 
 from .accounting import Accountant, RequestContext, charge_for
+from .admission import Admission
 from .autotier import features_of
 from .budget import Refusal, Reservation
 from .catalog import Target
 from .errors import ApiError, budget_exceeded, error_body, kill_switch
 from .outcome import classify, final_error, should_fall_back
-from .pricing import max_output_tokens_within, worst_case_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
 from .resolve import InvalidModel, Resolution, UnknownModel, resolve
-from .retryafter import parse_retry_after
+from .retryafter import backoff, parse_retry_after
 from .runtime import Gateway, Served
 from .selection import expected_cost_micro_usd, order_candidates
 from .tokens import estimate_prompt_tokens
 from .upstream import AttemptFailed, open_response, read_body
 from .wire import Fields, output_cap
 
-DEFAULT_OUTPUT_TOKENS = 4096
 HEADER_PREFIX = "x-sluicegate-"
+RATE_LIMIT_COOLDOWN_SECONDS = 2.0  # a 429 without a usable Retry-After cools its candidate 1–2 s
 
 
 class Plan:
@@ -76,6 +76,7 @@ class Pipeline:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.accountant = Accountant(gateway)
+        self.admission = Admission(gateway)
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -129,34 +130,11 @@ class Pipeline:
 
     # -- budget -----------------------------------------------------------------------------
 
-    def _reserve(
+    async def _reserve(
         self, ctx: RequestContext, target: Target, plan: Plan, fields: Fields, op: Operation
     ) -> tuple[Reservation | None, int | None, Refusal | None]:
         """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal)."""
-        budgets = self.gw.budgets
-        now = datetime.now(UTC)
-        headroom = budgets.headroom(ctx.attribution, now)
-        price = target.spec.price
-        model_max = target.spec.max_output_tokens
-        asked = output_cap(fields)
-        cap = asked if asked is not None else (model_max or DEFAULT_OUTPUT_TOKENS)
-        if model_max is not None:
-            cap = min(cap, model_max)
-        if op == "embeddings":
-            cap = 0
-        if price is None:
-            result = budgets.reserve(ctx.attribution, 0, now, priced=False)
-            return (result, None, None) if isinstance(result, Reservation) else (None, None, result)
-        if headroom is not None and op != "embeddings":
-            fits = max_output_tokens_within(price, plan.prompt_tokens, fields.n, headroom)
-            if fits < cap:
-                cap = max(fits, 1)
-        amount = worst_case_micro_usd(price, plan.prompt_tokens, cap, fields.n)
-        result = budgets.reserve(ctx.attribution, amount, now)
-        if isinstance(result, Refusal):
-            return None, None, result
-        send_cap = cap if (headroom is not None or asked is not None) and op != "embeddings" else None
-        return result, send_cap, None
+        return await self.admission.reserve(ctx, target, plan.prompt_tokens, fields, op)
 
     # -- the request ------------------------------------------------------------------------
 
@@ -172,13 +150,29 @@ class Pipeline:
         served = self.gw.served
         if served is None:
             raise ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
-        plan = self._resolve(served, op, request, fields, headers.get("x-sluicegate-tier-hint"))
+        plan = self._resolve(
+            served,
+            op,
+            request,
+            fields,
+            headers.get("x-sluicegate-tier-hint") or self.gw.settings.default_tier,
+        )
         if pin_kind is not None:  # TOLVYN-style /v1/proxy/<provider>/...: only that provider serves
             kept = _only(plan.resolution, (pin_kind,), f"No {pin_kind} connection serves this model.")
             plan = Plan(kept, list(kept.candidates), plan.prompt_tokens)
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
-        decision = self.gw.budgets.decide(ctx.attribution, ctx.wall)
+        if not self.gw.ledger.healthy:  # DESIGN §8: refuse rather than spend untracked
+            self.gw.metrics.rejected.labels("ledger_unavailable").inc()
+            raise ApiError(
+                503,
+                "The sidecar cannot record spend right now (its ledger disk is full or read-only); "
+                "paid requests are refused until it recovers.",
+                type="api_error",
+                code="ledger_unavailable",
+                headers={"retry-after": "5"},
+            )
+        decision = await self.admission.decide(ctx)
         ctx.verdict = decision.label
         if decision.action == "KILL":
             raise kill_switch(decision.policy or "")
@@ -209,12 +203,13 @@ class Pipeline:
                 headers={"retry-after": "5"},
             )
         last: AttemptFailed | None = None
+        last_target: Target | None = None
         last_class = None
         refusal: Refusal | None = None
         attempt_no = 0
         for target in ordered:
             attempt_no += 1
-            reservation, send_cap, refusal = self._reserve(ctx, target, plan, fields, op)
+            reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields, op)
             if refusal is not None:
                 if refusal.action == "KILL":
                     raise kill_switch(refusal.policy)
@@ -227,21 +222,37 @@ class Pipeline:
                         code="pricing_unknown",
                     )
                 continue  # a cheaper candidate may still fit
+            if last_target is not None and last_class is not None:
+                self._count_fallback(served, last_target, target, last_class)
             result = await self._attempt(
                 served, op, request, fields, ctx, plan, target, reservation, send_cap
             )
             if isinstance(result, Response):
                 return result
-            last = result
+            last, last_target = result, target
             last_class = classify(result.status, None if result.kind == "http" else result.kind)  # type: ignore[arg-type]
             assert last_class is not None
             if not should_fall_back(last_class, plan.resolution.fallback, attempt_no):
                 break
         if last is None:
             assert refusal is not None
+            if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") and ctx.verdict_policy is None:
+                # The policy's action when this request no longer fits: once, on the lighter tier.
+                ctx.verdict, ctx.verdict_policy = refusal.action, refusal.policy
+                plan = self._reroute(served, plan, ctx, refusal.action, refusal.downgrade_to)
+                ctx.tier = plan.resolution.tier
+                return await self._attempts(served, op, request, fields, ctx, plan)
             raise budget_exceeded(refusal.policy, refusal.scope)
         assert last_class is not None
         return self._final_failure(ctx, last, last_class, target)
+
+    def _count_fallback(self, served: Served, failed: Target, to: Target, reason: str) -> None:
+        guard = served.guard
+        self.gw.metrics.fallbacks.labels(
+            guard.model(f"{failed.connection}/{failed.model}"),
+            guard.model(f"{to.connection}/{to.model}"),
+            reason,
+        ).inc()
 
     def _final_failure(
         self, ctx: RequestContext, failure: AttemptFailed, klass: str, target: Target
@@ -358,6 +369,8 @@ class Pipeline:
         assert klass is not None
         now = time.monotonic()
         retry_after = parse_retry_after(failure.headers, datetime.now(UTC)) if failure.headers else None
+        if klass == "429" and retry_after is None:  # no usable Retry-After: a jittered cool-down (FAULTS 9)
+            retry_after = backoff(0, self.gw.rng, base=RATE_LIMIT_COOLDOWN_SECONDS)
         self.gw.health.record_failure(target.connection, target.model, klass, now, retry_after)
         ctx.fallbacks.append(
             f"{target.connection}/{target.model}={klass if klass != 'request' else failure.status}"
@@ -372,6 +385,7 @@ class Pipeline:
     def _release(self, reservation: Reservation | None) -> None:
         if reservation is not None:
             self.gw.budgets.release(reservation)
+            self.gw.signal_settled()
 
     def remaining(self, ctx: RequestContext) -> int | None:
         return self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))

@@ -38,6 +38,8 @@ class Settings:
     poll_interval: float = 1.0
     drain_seconds: float = 25.0
     access_log: bool = True
+    default_tier: str | None = None  # the Pod's sluicegate.io/default-tier: the floor for ``auto``
+    budget_wait_seconds: float = 5.0  # most a request waits for reservations in flight to settle
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,24 @@ class Gateway:
     inflight: int = 0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _retired: list[Upstream] = field(default_factory=list)
+    _settled: asyncio.Event | None = None
+
+    def signal_settled(self) -> None:
+        """A reservation was settled or released: wake the requests waiting for budget room."""
+        event, self._settled = self._settled, None
+        if event is not None:
+            event.set()
+
+    async def wait_settled(self, seconds: float) -> None:
+        """Wait until a reservation is settled or released, at most ``seconds``."""
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        event = self._settled
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            pass
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` detached (ledger writes after the response), keeping a reference until done."""
@@ -151,6 +171,9 @@ class Gateway:
                 self.try_load()
             except OSError as exc:  # transient ENOENT during a swap: try again next tick
                 log.debug("config read failed: %s", exc)
+            if not self.ledger.healthy:  # a full or read-only disk: paid requests wait for this
+                await self.ledger.probe()
+                self.metrics.ledger_healthy.set(1 if self.ledger.healthy else 0)
             if self._retired and self.inflight == 0:
                 retired, self._retired = self._retired, []
                 for client in retired:

@@ -65,7 +65,12 @@ def pod_identity(environ: Mapping[str, str], labels_file: Path | None) -> PodIde
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sluicegate sidecar", description="Serve the OpenAI-compatible gateway.")
     p.add_argument("--config", required=True, help="sealed config directory (config.json, config.sig)")
-    p.add_argument("--port", type=int, default=8470, help="API port, on 127.0.0.1 only")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("SLUICEGATE_API_PORT", "8470")),
+        help="API port, 127.0.0.1 only",
+    )
     p.add_argument(
         "--ops-port", type=int, default=9470, help="/metrics /healthz /readyz port, all interfaces"
     )
@@ -76,7 +81,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--key-service", help="operator key service URL (default: dev keys in CONFIG/keys/)")
     p.add_argument("--token-file", default="/var/run/secrets/sluicegate/token", help="projected SA token")
     p.add_argument("--key-service-ca", help="CA bundle for the key service")
-    p.add_argument("--labels-file", default="/etc/sluicegate/podinfo/labels", help="downward-API pod labels")
+    p.add_argument(
+        "--labels-file",
+        default=os.path.join(os.environ.get("SLUICEGATE_PODINFO_DIR", "/etc/sluicegate/podinfo"), "labels"),
+        help="downward-API pod labels",
+    )
     p.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted")
     p.add_argument("--receive-timeout", type=float, default=30.0, help="seconds to receive a request body")
     p.add_argument("--drain-seconds", type=float, default=25.0, help="SIGTERM drain deadline")
@@ -132,7 +141,14 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"sluicegate sidecar: {exc}", file=sys.stderr)
         return 1
     keys = (
-        KeyClient(args.key_service, Path(args.token_file), args.key_service_ca) if args.key_service else None
+        KeyClient(
+            args.key_service,
+            Path(args.token_file),
+            args.key_service_ca,
+            environ.get("SLUICEGATE_KEY_SERVICE_CA"),
+        )
+        if args.key_service
+        else None
     )
     if keys is not None:
         await keys.fetch_with_backoff()
@@ -144,6 +160,7 @@ async def serve(args: argparse.Namespace) -> int:
         receive_timeout=args.receive_timeout,
         drain_seconds=args.drain_seconds,
         access_log=not args.no_access_log,
+        default_tier=environ.get("SLUICEGATE_DEFAULT_TIER") or None,
     )
     gateway = build_gateway(
         settings,

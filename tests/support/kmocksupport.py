@@ -17,6 +17,7 @@ import datetime
 import json
 import secrets
 import ssl
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
+import kmock._internal as kmock_internal
 import trustme
 from kmock._internal import apps, enums, rendering
 
@@ -38,6 +40,14 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
 
     _last_rv: int = attrs.field(default=0, init=False)
 
+    def _evolve(self, request: rendering.Request, **changes: Any) -> rendering.Request:
+        # Views select requests by membership in the root's request list: swap the evolved one in.
+        evolved = attrs.evolve(request, **changes)
+        for index, seen in enumerate(self._requests):
+            if seen is request:
+                self._requests[index] = evolved
+        return evolved
+
     def _next_rv(self) -> str:
         self._last_rv += 1
         return str(self._last_rv)
@@ -47,10 +57,13 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
             return await super()._handle(request)
         if request.resource.plural in REVIEW_RESOURCES:
             return await apps.RawHandler._handle(self, request)  # scripted reactions only, nothing stored
-        if request.method == enums.method.GET and str(request.params.get("watch", "")).lower() in {"true", "1"}:
-            request = attrs.evolve(request, action=enums.action.WATCH)
+        if request.method == enums.method.GET and str(request.params.get("watch", "")).lower() in {
+            "true",
+            "1",
+        }:
+            request = self._evolve(request, action=enums.action.WATCH)
         if request.action == enums.action.CREATE and isinstance(request.data, Mapping):
-            request = attrs.evolve(request, data=self._stamp_created(request))
+            request = self._evolve(request, data=self._stamp_created(request))
         elif request.action == enums.action.UPDATE and request.name is not None:
             evolved = await self._prepare_patch(request)
             if isinstance(evolved, aiohttp.web.StreamResponse):
@@ -76,7 +89,9 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
         _fold_string_data(data)
         return data
 
-    async def _prepare_patch(self, request: rendering.Request) -> rendering.Request | aiohttp.web.StreamResponse:
+    async def _prepare_patch(
+        self, request: rendering.Request
+    ) -> rendering.Request | aiohttp.web.StreamResponse:
         assert request.resource is not None
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
@@ -97,7 +112,11 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
         else:
             raise kmock.KubernetesError(status=400, reason="BadRequest", message="unsupported patch body")
         if request.subresource == "status":
-            new = {**old, "status": new.get("status")} if "status" in new else {k: v for k, v in old.items() if k != "status"}
+            new = (
+                {**old, "status": new.get("status")}
+                if "status" in new
+                else {k: v for k, v in old.items() if k != "status"}
+            )
         elif request.resource.group and "status" in old:
             new["status"] = old["status"]  # the main resource ignores status, as with a status subresource
         _fold_string_data(new)
@@ -107,7 +126,7 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
         meta["resourceVersion"] = self._next_rv()
         if old.get("spec") != new.get("spec"):
             meta["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
-        return attrs.evolve(request, data=_merge_patch_between(old, new))
+        return self._evolve(request, data=_merge_patch_between(old, new))
 
     async def _mark_for_deletion(self, request: rendering.Request) -> aiohttp.web.StreamResponse | None:
         assert request.resource is not None
@@ -193,7 +212,8 @@ def _merge_patch_between(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict
 
 def declare_resources(k8s: kmock.KubernetesEmulator) -> None:
     """Built-in resources plus the three Sluicegate CRDs (discovery must know them before kopf starts)."""
-    k8s.resources.load_bundled()
+    # load_bundled() calls the deprecated importlib.resources.read_binary: an error under filterwarnings.
+    k8s.resources.load_path(Path(kmock_internal.__file__).parent / "resources.json.gz")
     for plural, kind in [
         ("providerconnections", "ProviderConnection"),
         ("routingtiers", "RoutingTier"),
@@ -208,8 +228,10 @@ def declare_resources(k8s: kmock.KubernetesEmulator) -> None:
         }
 
 
-def script_token_reviews(k8s: kmock.KubernetesEmulator, accepted: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Answer TokenReviews as an apiserver: known tokens are authenticated, others carry only ``status.error``.
+def script_token_reviews(
+    k8s: kmock.KubernetesEmulator, accepted: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Answer TokenReviews as an apiserver: known tokens authenticate, others carry only ``status.error``.
 
     ``accepted`` maps a token to ``{"username": ..., "audiences": [...]}``. A review that asks for audiences
     the token does not carry is rejected, as the apiserver does. Returns the list of reviews received.
@@ -224,15 +246,23 @@ def script_token_reviews(k8s: kmock.KubernetesEmulator, accepted: Mapping[str, M
         known = accepted.get(spec.get("token", ""))
         base = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {}, "spec": spec}
         if known is None or (wanted and not set(wanted) & set(known["audiences"])):
-            return {**base, "status": {"user": {}, "error": "[invalid bearer token, token audiences mismatch]"}}
+            return {
+                **base,
+                "status": {"user": {}, "error": "[invalid bearer token, token audiences mismatch]"},
+            }
         user = {"username": known["username"], "uid": str(uuid.uuid4()), "groups": ["system:serviceaccounts"]}
-        return {**base, "status": {"authenticated": True, "user": user, "audiences": list(known["audiences"])}}
+        return {
+            **base,
+            "status": {"authenticated": True, "user": user, "audiences": list(known["audiences"])},
+        }
 
     k8s["post /apis/authentication.k8s.io/v1/tokenreviews"] << answer
     return received
 
 
-def read_object(k8s: kmock.KubernetesEmulator, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+def read_object(
+    k8s: kmock.KubernetesEmulator, resource: str, namespace: str | None, name: str
+) -> dict[str, Any] | None:
     """The live object or None (``key in k8s.objects`` is unreliable in kmock 0.8)."""
     try:
         obj = k8s.objects[resource, namespace, name]
@@ -283,7 +313,7 @@ class TlsFiles:
 
 
 def make_tls(directory: Path, *hosts: str) -> TlsFiles:
-    """A trustme CA and a server certificate for ``hosts`` written as PEM files (kopf's own generation fails)."""
+    """A trustme CA and a server certificate for ``hosts`` as PEM files (kopf's own generation fails)."""
     ca = trustme.CA()
     cert = ca.issue_cert(*(hosts or ("127.0.0.1", "localhost")))
     cert_path, key_path, ca_path = directory / "tls.crt", directory / "tls.key", directory / "ca.crt"
@@ -358,20 +388,41 @@ def _remove(doc: Any, path: list[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(coro_factory: Callable[[asyncio.Event], Awaitable[Any]]) -> AsyncIterator[asyncio.Task[Any]]:
-    """Run ``coro_factory(stop_flag)`` as a task for the duration of the block, then stop it cleanly."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(coro_factory(stop))
-    try:
-        yield task
-    finally:
-        stop.set()
+async def running(coro_factory: Callable[[asyncio.Event], Awaitable[Any]]) -> AsyncIterator[None]:
+    """Run ``coro_factory(stop_flag)`` in its own thread and event loop for the duration of the block.
+
+    kopf's operator() waits for, then cancels, every task created while it ran — including the test's own
+    (pytest-asyncio's fixture finalizers). A loop of its own keeps the two apart; kmock keeps serving here.
+    """
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    def main() -> None:
+        async def body() -> None:
+            box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await coro_factory(box["stop"])
+
         try:
-            await asyncio.wait_for(task, timeout=10)
-        except (asyncio.CancelledError, TimeoutError):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            asyncio.run(body())
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=main, name="operator", daemon=True)
+    thread.start()
+    await asyncio.to_thread(ready.wait)
+    try:
+        yield
+    finally:
+        if "loop" in box and not box["loop"].is_closed():
+            with contextlib.suppress(RuntimeError):
+                box["loop"].call_soon_threadsafe(box["stop"].set)
+        await asyncio.to_thread(thread.join, 30)
+        if "error" in box:
+            raise box["error"]
+        assert not thread.is_alive(), "the operator did not stop within 30 s"
 
 
 def admission_review(
@@ -403,8 +454,8 @@ def admission_review(
     }
 
 
-def decode_patch(response: Mapping[str, Any]) -> list[dict[str, Any]]:
-    payload = response["response"]
+def decode_patch(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The JSON Patch ops of an AdmissionReview's ``response`` ([] when there is none)."""
     if "patch" not in payload:
         return []
     assert payload["patchType"] == "JSONPatch"

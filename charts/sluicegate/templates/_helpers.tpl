@@ -35,3 +35,11 @@ app.kubernetes.io/component: operator
 {{- define "sluicegate.clusterWide" -}}
 {{- if not .Values.operator.watchNamespaces -}}true{{- end -}}
 {{- end -}}
+
+{{/*
+Namespaces a namespaced operator watches, as a JSON list: the watched ones plus its own (the operator
+adds its own namespace to what it watches, so kopf peers and reads there too).
+*/}}
+{{- define "sluicegate.servedNamespaces" -}}
+{{- append .Values.operator.watchNamespaces .Release.Namespace | uniq | toJson -}}
+{{- end -}}

@@ -1,0 +1,246 @@
+"""The operator's only door to the Kubernetes API (kubernetes_asyncio).
+
+Secrets, ConfigMaps, the CRs and their status, Events, TokenReview.
+
+Objects go in and come out as plain dicts. Custom objects are always patched as JSON merge patches.
+Holds no cluster state of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+GROUP = "sluicegate.io"
+VERSION = "v1alpha1"
+MERGE_PATCH = "application/merge-patch+json"
+COMPONENT = "sluicegate-operator"
+KINDS = {
+    "providerconnections": "ProviderConnection",
+    "routingtiers": "RoutingTier",
+    "budgetpolicies": "BudgetPolicy",
+}
+
+
+class AlreadyExists(Exception):
+    """A create found the object already there (HTTP 409)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How to reach the API server; handed to kopf's login so both clients agree."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    token: str | None
+    certificate_path: str | None
+    private_key_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenIdentity:
+    """What a TokenReview said about a bearer token."""
+
+    authenticated: bool
+    username: str
+    audiences: tuple[str, ...]
+    error: str
+
+    @property
+    def service_account(self) -> tuple[str, str] | None:
+        """(namespace, name) for a ServiceAccount token, else None."""
+        parts = self.username.split(":")
+        if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"] and parts[2] and parts[3]:
+            return parts[2], parts[3]
+        return None
+
+
+async def load_configuration(
+    *, kubeconfig: str | None = None, context: str | None = None, server: str | None = None
+) -> client.Configuration:
+    """An explicit ``server`` (tests, no auth), else in-cluster, else the kubeconfig (``$KUBECONFIG``)."""
+    cfg = client.Configuration()
+    if server is not None:
+        cfg.host = server
+        cfg.verify_ssl = False
+    elif kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    else:
+        await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    return cfg
+
+
+class Kube:
+    """A thin async wrapper; ``close()`` when done."""
+
+    def __init__(self, configuration: client.Configuration) -> None:
+        self._configuration = configuration
+        self._api = client.ApiClient(configuration)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def credentials(self) -> Credentials:
+        cfg = self._configuration
+        token: str | None = None
+        if "BearerToken" in cfg.api_key:
+            raw = await cfg.get_api_key_with_prefix("BearerToken")
+            token = str(raw).removeprefix("Bearer ").strip() or None
+        return Credentials(
+            server=str(cfg.host),
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            token=token,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+        )
+
+    # The generated stubs want model objects and omit ``_content_type``; we pass dicts on purpose.
+    def _core(self) -> Any:
+        return client.CoreV1Api(self._api)
+
+    def _custom(self) -> Any:
+        return client.CustomObjectsApi(self._api)
+
+    def _auth(self) -> Any:
+        return client.AuthenticationV1Api(self._api)
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        plain = self._api.sanitize_for_serialization(obj)
+        assert isinstance(plain, dict)
+        return plain
+
+    # Secrets and ConfigMaps
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self._core().read_namespaced_secret(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": "v1", "kind": "Secret", **body}
+        try:
+            return self._plain(await self._core().create_namespaced_secret(namespace, body))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise AlreadyExists(f"Secret {namespace}/{body['metadata']['name']}") from None
+            raise
+
+    async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        api = self._core()
+        result = await api.patch_namespaced_secret(name, namespace, dict(patch), _content_type=MERGE_PATCH)
+        return self._plain(result)
+
+    async def delete_secret(self, namespace: str, name: str) -> bool:
+        try:
+            await self._core().delete_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self._core().read_namespaced_config_map(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def apply_config_map(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """Create, or merge-patch when it exists."""
+        api = self._core()
+        body = {"apiVersion": "v1", "kind": "ConfigMap", **body}
+        try:
+            await api.create_namespaced_config_map(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            name = body["metadata"]["name"]
+            await api.patch_namespaced_config_map(name, namespace, body, _content_type=MERGE_PATCH)
+
+    # Sluicegate custom resources
+
+    async def list_custom(self, namespace: str, plural: str) -> list[dict[str, Any]]:
+        api = self._custom()
+        listing = await api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        kind = KINDS[plural]
+        items: list[dict[str, Any]] = []
+        for item in listing.get("items", []):
+            if (item.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            items.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, **item})
+        return items
+
+    async def patch_custom_status(
+        self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]
+    ) -> bool:
+        """Merge-patch the status subresource; False when the object is gone."""
+        api = self._custom()
+        try:
+            await api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    # Events and authentication
+
+    async def post_event(
+        self, involved: Mapping[str, Any], *, type: str, reason: str, message: str, now: datetime
+    ) -> None:
+        meta = involved.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": "sluicegate-", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        await self._core().create_namespaced_event(namespace, body)
+
+    async def review_token(self, token: str, audiences: list[str]) -> TokenIdentity:
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences},
+        }
+        review = self._plain(await self._auth().create_token_review(body))
+        status = review.get("status") or {}
+        user = status.get("user") or {}
+        return TokenIdentity(
+            authenticated=bool(status.get("authenticated")),  # absent on a rejected token
+            username=str(user.get("username") or ""),
+            audiences=tuple(str(a) for a in status.get("audiences") or ()),
+            error=str(status.get("error") or ""),
+        )

@@ -1,0 +1,211 @@
+"""``sluicegate operator``: run the operator (kopf), its admission webhook and its key service.
+
+Builds everything at startup and passes it down; the same ``run`` serves the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import kopf
+
+from .handlers import NamespaceReconciler, OperatorOptions, build_registry, build_settings
+from .injection import InjectionSettings
+from .keyservice import KeyService, server_tls, serving
+from .keystore import Keystore
+from .kube import Kube, load_configuration
+
+DESCRIPTION = """\
+Run the Sluicegate operator: it watches ProviderConnection, RoutingTier and BudgetPolicy resources
+and the Secrets they name, and writes a signed `sluicegate-config` Secret into each namespace.
+
+Running it locally against a cluster (kind, minikube, a dev cluster):
+  kubectl apply -f crds/                          # the CRDs, once
+  kubectl create namespace sluicegate-system      # where the operator keeps its keys
+  sluicegate operator --namespace default --standalone
+It uses the current context of $KUBECONFIG (or ~/.kube/config); pick another with
+--kubeconfig/--context. Inside a Pod it uses its ServiceAccount. Your kubeconfig user needs to
+read/write Secrets in the watched namespaces and in --operator-namespace, and to patch the CRs' status.
+Without --webhook-cert/--webhook-key no admission webhook is served (Pods are not injected, CRs are
+checked by the CRDs' own rules only); without --keyservice-cert/--keyservice-key no key service runs.
+"""
+
+EPILOG = """\
+examples:
+  sluicegate operator --namespace team-a --namespace team-b --standalone
+  sluicegate operator --all-namespaces --kubeconfig ~/.kube/kind --context kind-kind --standalone
+  sluicegate operator --all-namespaces --webhook-cert tls/tls.crt --webhook-key tls/tls.key \\
+      --keyservice-cert tls/tls.crt --keyservice-key tls/tls.key --sidecar-image IMAGE
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    addr: str
+    port: int
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+    operator_namespace: str = "sluicegate-system"
+    kubeconfig: str | None = None
+    context: str | None = None
+    server: str | None = None  # an explicit API URL without auth (tests)
+    webhook: Listener | None = None
+    keyservice: Listener | None = None
+    sidecar_image: str = ""
+    keyservice_ca: str | None = None  # PEM handed to sidecars so they can verify the key service
+    standalone: bool = False
+    liveness: str | None = "http://0.0.0.0:8080/healthz"
+    resync_seconds: float = 600.0
+    fast: bool = False  # short watch timeouts, no resource scanning (tests)
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("sluicegate")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+async def run(
+    opts: RunOptions, *, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None
+) -> None:
+    """Run until ``stop_flag`` is set or a signal arrives."""
+    kube = Kube(
+        await load_configuration(kubeconfig=opts.kubeconfig, context=opts.context, server=opts.server)
+    )
+    try:
+        keystore = Keystore(kube, opts.operator_namespace)
+        image = opts.sidecar_image or f"ghcr.io/sluicegate/sluicegate:{version()}"
+        injection = (
+            InjectionSettings(image=image, version=version(), key_service_ca=opts.keyservice_ca)
+            if opts.webhook
+            else None
+        )
+        options = OperatorOptions(opts.operator_namespace, injection, opts.resync_seconds)
+        reconciler = NamespaceReconciler(kube, keystore, options, lambda: datetime.now(UTC))
+        registry = build_registry(kube, keystore, options, reconciler)
+        settings = build_settings(fast=opts.fast)
+        if opts.webhook is not None:
+            w = opts.webhook
+            settings.admission.server = kopf.WebhookServer(
+                addr=w.addr, port=w.port, certfile=w.cert, pkeyfile=w.key
+            )
+        namespaces = () if opts.all_namespaces else (*opts.namespaces, opts.operator_namespace)
+        async with contextlib.AsyncExitStack() as stack:
+            if opts.keyservice is not None:
+                k = opts.keyservice
+                app = KeyService(kube, keystore).app()
+                await stack.enter_async_context(
+                    serving(app, host=k.addr, port=k.port, tls=server_tls(k.cert, k.key))
+                )
+            await kopf.operator(
+                registry=registry,
+                settings=settings,
+                clusterwide=opts.all_namespaces,
+                namespaces=sorted(set(namespaces)),
+                standalone=opts.standalone,
+                liveness_endpoint=opts.liveness,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+    finally:
+        await kube.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sluicegate operator",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", action="append", default=[], metavar="NS", help="watch NS (repeatable)")
+    scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument(
+        "--operator-namespace", default="sluicegate-system", help="where keys live (%(default)s)"
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    for name, port, what in (
+        ("webhook", 9443, "admission webhook"),
+        ("keyservice", 8443, "data-key service"),
+    ):
+        parser.add_argument(f"--{name}-addr", default="0.0.0.0", help=f"{what} listen address (%(default)s)")
+        parser.add_argument(f"--{name}-port", type=int, default=port, help=f"{what} port (%(default)s)")
+        parser.add_argument(f"--{name}-cert", help=f"{what} TLS certificate (PEM); enables it")
+        parser.add_argument(f"--{name}-key", help=f"{what} TLS private key (PEM)")
+    parser.add_argument(
+        "--sidecar-image", default=os.environ.get("SLUICEGATE_IMAGE", ""), help="image injected"
+    )
+    parser.add_argument("--keyservice-ca", help="CA bundle (PEM) that sidecars use to verify the key service")
+    parser.add_argument("--standalone", action="store_true", help="no kopf peering (one replica, local runs)")
+    parser.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' off)"
+    )
+    parser.add_argument(
+        "--resync-seconds", type=float, default=600.0, help="re-check every namespace this often"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _listener(args: argparse.Namespace, name: str) -> Listener | None:
+    cert, key = getattr(args, f"{name}_cert"), getattr(args, f"{name}_key")
+    if bool(cert) != bool(key):
+        raise SystemExit(f"sluicegate operator: --{name}-cert and --{name}-key go together")
+    if not cert:
+        return None
+    return Listener(getattr(args, f"{name}_addr"), getattr(args, f"{name}_port"), cert, key)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    if not args.namespace and not args.all_namespaces:
+        print(
+            "sluicegate operator: say which namespaces to watch: --namespace NS or --all-namespaces",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    opts = RunOptions(
+        namespaces=tuple(args.namespace),
+        all_namespaces=args.all_namespaces,
+        operator_namespace=args.operator_namespace,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        webhook=_listener(args, "webhook"),
+        keyservice=_listener(args, "keyservice"),
+        sidecar_image=args.sidecar_image,
+        keyservice_ca=Path(args.keyservice_ca).read_text(encoding="utf-8") if args.keyservice_ca else None,
+        standalone=args.standalone,
+        liveness=args.liveness or None,
+        resync_seconds=args.resync_seconds,
+    )
+    try:
+        asyncio.run(run(opts))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"sluicegate operator: {exc}", file=sys.stderr)
+        return 1
+    return 0
