@@ -23,7 +23,9 @@ export EXTRA_TARGET_URL=http://127.0.0.1:$PORT
 export EXTRA_TARGET_START="$ROOT/.venv/bin/sluicegate sidecar --config $BENCH_DIR/config --port $PORT --ops-port $OPS_PORT --ledger-dir $BENCH_DIR/ledger"
 export PEERS_DIR=${PEERS_DIR:-/tmp/peers}
 export OUT_DIR=${OUT_DIR:-$PEERS_DIR/results/$(date +%Y%m%d-%H%M%S)}
-bash "$PEERS" "${@:-all}"
+for step in "${@:-all}"; do
+  bash "$PEERS" "$step"
+done
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(lscpu | sed -n 's/^Model name: *//p')"
 echo "ledger lines written during the run: $(cat "$BENCH_DIR"/ledger/*.jsonl 2>/dev/null | wc -l)"
 "$ROOT/.venv/bin/sluicegate" ledger verify "$BENCH_DIR/ledger" || true

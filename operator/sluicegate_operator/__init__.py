@@ -1,1 +1,1 @@
-"""The Sluicegate operator: renders custom resources into sealed config, serves data keys, injects sidecars."""
+"""The Sluicegate operator: renders resources into sealed config, serves data keys, injects sidecars."""

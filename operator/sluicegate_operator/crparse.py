@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import msgspec
+
 from sluicegate_contract.schema import Action, Mode, ProviderKind, RetryClass, SplitBy, Strategy, Window
 
 KINDS = ("ProviderConnection", "RoutingTier", "BudgetPolicy")

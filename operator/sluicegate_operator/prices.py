@@ -13,6 +13,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from genai_prices import Usage, calc_price
 from genai_prices.types import TieredPrices
+
 from sluicegate_contract.schema import ModelPrice, PriceTier, Rates
 
 # ProviderConnection.spec.provider → genai-prices provider id.

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from msgspec.structs import replace
+
 from sluicegate_contract.schema import (
     SCHEMA_VERSION,
     Alerts,
@@ -64,7 +65,15 @@ _PPM = 1_000_000
 
 
 class RenderError(Exception):
-    """The namespace cannot be rendered at all; the last good config must keep serving."""
+    """The namespace cannot be rendered at all; the last good config must keep serving.
+
+    ``kind`` and ``name`` name the resource at fault.
+    """
+
+    def __init__(self, message: str, kind: str = "", name: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +401,9 @@ def render_namespace(
         try:
             budgets.append(_render_budget(meta, parse_spec(obj, BudgetPolicySpec)))
         except ResourceError as exc:
-            raise RenderError(f"{exc} — budgets fail closed: the previous config keeps serving") from None
+            raise RenderError(
+                f"{exc} — budgets fail closed: the previous config keeps serving", exc.kind, exc.name
+            ) from exc
         target = budgets[-1].downgrade_to
         message = "in the sealed config"
         if target is not None and target not in tiers:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import yaml
+
 from sluicegate_contract.configdir import (
     DATA_RING_FILE,
     KEYS_DIR,
@@ -110,7 +111,7 @@ def previous_serial(directory: Path) -> int:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="sluicegate render",
-        description="Render ProviderConnection, RoutingTier, BudgetPolicy and Secret YAML into sealed config.",
+        description="Render ProviderConnection, RoutingTier, BudgetPolicy and Secret YAML to sealed config.",
     )
     parser.add_argument(
         "-f", "--filename", action="append", required=True, help="file or folder (repeatable)"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import msgspec
+
 from sluicegate_contract.schema import Candidate, Config, Model, Provider, ProviderKind, Tier
 
 MAX_MODEL_ID_CHARS = 256

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
 from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
 from sluicegate_contract.sealing import ConfigRejected
 

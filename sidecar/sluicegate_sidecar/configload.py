@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from sluicegate_contract.configdir import DATA_RING_FILE, KEYS_DIR, PUBLIC_KEYS_FILE, read_sealed
 from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
 from sluicegate_contract.schema import Config, Provider

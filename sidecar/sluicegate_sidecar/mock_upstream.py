@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import msgspec
+
 from sluicegate_contract.schema import MockSettings
 
 DEFAULT_MODELS = ("mock-small", "mock-large", "mock-embedding")

@@ -7,12 +7,12 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
+
 from sluicegate_contract.schema import Budget, ModelPrice, Rates
 from sluicegate_sidecar.attribution import Attribution
 from sluicegate_sidecar.budget import BudgetBook, Refusal, Reservation
 from sluicegate_sidecar.pricing import cost_micro_usd, max_output_tokens_within, worst_case_micro_usd
 from sluicegate_sidecar.providers.base import Usage
-
 from tests.support.budget_samples import NOON, attribution, policy
 
 TEAMS = st.sampled_from(["search", "ads", None])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sluicegate_sidecar.budget import BudgetBook, Refusal, Reservation
 
+from sluicegate_sidecar.budget import BudgetBook, Refusal, Reservation
 from tests.support.budget_samples import NOON, attribution, policy
 
 WHO = attribution(team="search")

@@ -39,7 +39,9 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RAW_KEY = "sk-test-raw-provider-key-0123456789"
 
 
-def make_config(signing_kid: str, *, namespace: str = "team-a", serial: int = 5, **overrides: object) -> Config:
+def make_config(
+    signing_kid: str, *, namespace: str = "team-a", serial: int = 5, **overrides: object
+) -> Config:
     data_key = overrides.pop("data_key", None) or generate_data_key()
     binding = KeyBinding(connection="openai", uid="uid-1", generation=1)
     provider = Provider(

@@ -11,8 +11,8 @@ import celpy
 import jsonschema
 import kubernetes_validate
 import pytest
-from sluicegate_contract import schema as contract
 
+from sluicegate_contract import schema as contract
 from tests.support.crdvalidate import load_documents, to_json_schema, version_schema
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"

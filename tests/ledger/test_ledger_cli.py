@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sluicegate_sidecar.ledger_cli import CSV_COLUMNS, main
 
+from sluicegate_sidecar.ledger_cli import CSV_COLUMNS, main
 from tests.support.budget_samples import NOON, entry, write_ledger
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from sluicegate_sidecar.ledger import decode_entry, entry_hash, entry_line, ledger_files
 from sluicegate_sidecar.ledger_cli import main, verify
-
 from tests.support.budget_samples import entry, write_ledger
 
 # Each line is about 650 bytes: three entries per file, eight entries over three files.

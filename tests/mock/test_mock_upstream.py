@@ -14,6 +14,7 @@ import openai
 import pytest
 from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
 from sluicegate_contract.schema import MockSettings
 from sluicegate_sidecar.mock_upstream import MockUpstreamTransport
 

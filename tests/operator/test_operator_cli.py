@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sluicegate_cli.main import main as sluicegate
 
 

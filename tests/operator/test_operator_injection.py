@@ -4,6 +4,7 @@ import copy
 import json
 
 import pytest
+
 from sluicegate_operator.injection import (
     INJECTED_BY,
     InjectionError,
@@ -12,7 +13,6 @@ from sluicegate_operator.injection import (
     injection_patch,
     workload_name,
 )
-
 from tests.support.kmocksupport import apply_json_patch
 
 SETTINGS = InjectionSettings(image="ghcr.io/example/sluicegate:1.2.3", version="1.2.3")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from sluicegate_cli.main import main as sluicegate
 from sluicegate_operator.keystore import Keystore
 from sluicegate_operator.kube import Kube, load_configuration
 from sluicegate_operator.operator_cli import RunOptions, run
-
 from tests.support.kmocksupport import (
     SluicegateKubernetes,
     declare_resources,

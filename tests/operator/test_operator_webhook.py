@@ -7,8 +7,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from sluicegate_operator.operator_cli import Listener, RunOptions, run
 
+from sluicegate_operator.operator_cli import Listener, RunOptions, run
 from tests.support.kmocksupport import (
     SluicegateKubernetes,
     admission_review,

@@ -5,6 +5,7 @@ import json
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
 from sluicegate_sidecar.providers.anthropic import AnthropicAdapter
 from sluicegate_sidecar.providers.base import BadUpstreamResponse, Connection, UnsupportedOperation, Usage
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from sluicegate_sidecar.providers.anthropic import AnthropicAdapter
 from sluicegate_sidecar.providers.azure import AzureAdapter
 from sluicegate_sidecar.providers.base import Connection, UnsupportedOperation, Usage

@@ -6,6 +6,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
 from sluicegate_sidecar.providers.base import BadUpstreamResponse, Connection, UnsupportedOperation, Usage
 from sluicegate_sidecar.providers.gemini import GeminiAdapter
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from openai.types.chat import ChatCompletionChunk
+
 from sluicegate_sidecar.providers.base import BadUpstreamResponse, Connection, UnsupportedOperation, Usage
 from sluicegate_sidecar.providers.openai import OpenAIAdapter
 

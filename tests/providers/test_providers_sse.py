@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sluicegate_sidecar.providers import sse
 from sluicegate_sidecar.providers.base import BadUpstreamResponse
 from sluicegate_sidecar.providers.sse import EventSplitter, event_fields

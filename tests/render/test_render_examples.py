@@ -51,9 +51,7 @@ def stable_view(config) -> dict:
 
 def test_examples_render_to_the_golden_config() -> None:
     result, signing, _ = render(load_objects([str(EXAMPLES)]))
-    verify_config(
-        result.config_json, result.config_sig, signing.public_keys(), namespace="shop", now=NOW
-    )
+    verify_config(result.config_json, result.config_sig, signing.public_keys(), namespace="shop", now=NOW)
     got = stable_view(result.config)
     if not GOLDEN.exists():  # first run writes the golden file for review
         GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
@@ -172,8 +170,13 @@ def test_unchanged_inputs_give_the_same_content_hash_and_a_changed_key_does_not(
 
     def once(objs, serial):
         return render_namespace(
-            "shop", objs, secrets_from_objects(objs), data_key=data.active, signing_key=signing.active,
-            serial=serial, now=NOW,
+            "shop",
+            objs,
+            secrets_from_objects(objs),
+            data_key=data.active,
+            signing_key=signing.active,
+            serial=serial,
+            now=NOW,
         )
 
     first, second = once(objects, 1), once(objects, 2)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 import genai_prices.types
 import uvicorn
+
 from sluicegate_sidecar.providers.base import Usage
 
 Message = dict[str, Any]
