@@ -111,6 +111,8 @@ class Provider(_Wire, frozen=True):
     binding: KeyBinding
     base_url: str | None = None
     api_key: SealedKey | None = None
+    # Set by an offline render: the kind the resource declares, now served by the mock provider.
+    declared_kind: ProviderKind | None = None
     key_fingerprint: str | None = None
     azure: Azure | None = None
     mock: MockSettings | None = None

@@ -22,6 +22,7 @@ from .injection import InjectionSettings
 from .keystore import DATA_SECRET_PREFIX, SIGNING_SECRET, Keystore
 from .kube import GROUP, VERSION, AlreadyExists, Kube
 from .render import RenderError, RenderResult, render_namespace, secrets_from_objects
+from .spendscrape import SpendReporter, SpendSettings
 from .status import StatusUpdate, build_status, failed_budget_report
 from .webhook import register_webhooks
 
@@ -48,6 +49,7 @@ class OperatorOptions:
     injection: InjectionSettings | None = None  # None: no admission webhooks
     resync_seconds: float = 600.0
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    spend: SpendSettings | None = None  # None: BudgetPolicy status shows no spend
 
 
 def _digest(body: bytes, sig: bytes) -> str:
@@ -105,10 +107,15 @@ class NamespaceReconciler:
         self._dirty: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     @property
     def namespaces(self) -> set[str]:
         return set(self._dirty)
+
+    def lock(self, namespace: str) -> asyncio.Lock:
+        """Held while a namespace is reconciled; other writers of the CRs' status hold it too."""
+        return self._locks.setdefault(namespace, asyncio.Lock())
 
     def trigger(self, namespace: str) -> None:
         self._dirty.setdefault(namespace, asyncio.Event()).set()
@@ -138,7 +145,8 @@ class NamespaceReconciler:
         while dirty.is_set():
             dirty.clear()
             try:
-                next_in = await self.reconcile(namespace)
+                async with self.lock(namespace):
+                    next_in = await self.reconcile(namespace)
             except Exception:
                 delays = self._options.retry_delays
                 delay = delays[min(failures, len(delays) - 1)]
@@ -370,6 +378,26 @@ def build_registry(
         elif name == CONFIG_SECRET or (namespace, name) in referenced:
             reconciler.trigger(namespace)
 
+    if options.spend is not None:
+        reporter = SpendReporter(kube, options.spend, lambda: datetime.now(UTC), lock=reconciler.lock)
+        _register_spend_timer(registry, reporter)
     if options.injection is not None:
         register_webhooks(registry, keystore, options.injection, webhook_id=webhook_id)
     return registry
+
+
+def _register_spend_timer(registry: kopf.OperatorRegistry, reporter: SpendReporter) -> None:
+    """Every interval, each BudgetPolicy's status gets the spend its sidecars report (kopf pauses the timer
+    on a standby replica; a timer makes kopf keep a finalizer on the policy)."""
+
+    @kopf.timer(
+        GROUP, VERSION, "budgetpolicies", id="budget-spend",
+        interval=reporter.settings.interval_seconds, registry=registry,
+    )  # fmt: skip
+    async def report_spend(body: kopf.Body, **_: Any) -> None:
+        try:
+            await reporter.report(dict(body))
+        except Exception:  # keep the timer's rhythm; the next tick tries again
+            logger.exception(
+                "reporting the spend of %s/%s failed", body.metadata.namespace, body.metadata.name
+            )

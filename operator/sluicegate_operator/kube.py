@@ -1,6 +1,6 @@
 """The operator's only door to the Kubernetes API (kubernetes_asyncio).
 
-Secrets, ConfigMaps, the CRs and their status, Events, TokenReview.
+Secrets, ConfigMaps, Pods (listed), the CRs and their status, Events, TokenReview.
 
 Objects go in and come out as plain dicts. Custom objects are always patched as JSON merge patches.
 Holds no cluster state of its own.
@@ -170,6 +170,12 @@ class Kube:
             name = body["metadata"]["name"]
             await api.patch_namespaced_config_map(name, namespace, body, _content_type=MERGE_PATCH)
 
+    # Pods
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        listing = await self._core().list_namespaced_pod(namespace, label_selector=label_selector)
+        return [self._plain(pod) for pod in listing.items]
+
     # Sluicegate custom resources
 
     async def list_custom(self, namespace: str, plural: str) -> list[dict[str, Any]]:
@@ -182,6 +188,29 @@ class Kube:
                 continue
             items.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, **item})
         return items
+
+    async def read_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        api = self._custom()
+        try:
+            item = await api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KINDS[plural], **item}
+
+    async def patch_custom(self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]) -> bool:
+        """Merge-patch a custom object (its metadata, say); False when the object is gone."""
+        api = self._custom()
+        try:
+            await api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def patch_custom_status(
         self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from .injection import InjectionSettings
 from .keyservice import KeyService, server_tls, serving
 from .keystore import Keystore
 from .kube import Kube, load_configuration
+from .spendscrape import SpendSettings
 
 DESCRIPTION = """\
 Run the Sluicegate operator: it watches ProviderConnection, RoutingTier and BudgetPolicy resources
@@ -35,7 +36,10 @@ Running it locally against a cluster (kind, minikube, a dev cluster):
   sluicegate operator --namespace default --standalone
 It uses the current context of $KUBECONFIG (or ~/.kube/config); pick another with
 --kubeconfig/--context. Inside a Pod it uses its ServiceAccount. Your kubeconfig user needs to
-read/write Secrets in the watched namespaces and in --operator-namespace, and to patch the CRs' status.
+read/write Secrets in the watched namespaces and in --operator-namespace, to patch the CRs' status, and
+to list Pods: every --spend-interval-seconds it reads the spend of each injected Pod's sidecar from
+http://<pod IP>:9470/metrics into BudgetPolicy status (from outside the cluster Pod IPs are usually
+unreachable: the SpendReported condition says so; 0 turns this off).
 Without --webhook-cert/--webhook-key no admission webhook is served (Pods are not injected, CRs are
 checked by the CRDs' own rules only); without --keyservice-cert/--keyservice-key no key service runs.
 """
@@ -73,6 +77,7 @@ class RunOptions:
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     resync_seconds: float = 600.0
     fast: bool = False  # short watch timeouts, no resource scanning (tests)
+    spend: SpendSettings | None = field(default_factory=SpendSettings)  # None: no spend in status
 
 
 def version() -> str:
@@ -97,7 +102,7 @@ async def run(
             if opts.webhook
             else None
         )
-        options = OperatorOptions(opts.operator_namespace, injection, opts.resync_seconds)
+        options = OperatorOptions(opts.operator_namespace, injection, opts.resync_seconds, spend=opts.spend)
         reconciler = NamespaceReconciler(kube, keystore, options, lambda: datetime.now(UTC))
         registry = build_registry(kube, keystore, options, reconciler)
         settings = build_settings(fast=opts.fast)
@@ -162,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resync-seconds", type=float, default=600.0, help="re-check every namespace this often"
     )
+    parser.add_argument(
+        "--spend-interval-seconds",
+        type=float,
+        default=30.0,
+        help="scrape the sidecars and refresh BudgetPolicy spend this often; 0 turns it off (%(default)s)",
+    )
+    parser.add_argument(
+        "--sidecar-metrics-port", type=int, default=9470, help="the sidecars' metrics port (%(default)s)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -200,6 +214,11 @@ def main(argv: Sequence[str]) -> int:
         standalone=args.standalone,
         liveness=args.liveness or None,
         resync_seconds=args.resync_seconds,
+        spend=SpendSettings(
+            interval_seconds=args.spend_interval_seconds, metrics_port=args.sidecar_metrics_port
+        )
+        if args.spend_interval_seconds > 0
+        else None,
     )
     try:
         asyncio.run(run(opts))

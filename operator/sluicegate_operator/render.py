@@ -191,6 +191,7 @@ def _render_provider(
     provider = Provider(
         name=meta.name,
         provider=kind,
+        declared_kind=spec.provider if offline else None,
         binding=binding,
         base_url=None if offline else spec.base_url,
         api_key=sealed,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
+
 from sluicegate_contract.schema import ModelPrice
 
 from .attribution import Attribution
@@ -75,6 +76,7 @@ class RequestContext:
     status: int | str = 200
     auto_reason: str | None = None
     verdict_policy: str | None = None
+    admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
 
 
 class Accountant:
@@ -92,6 +94,7 @@ class Accountant:
         """Debit ``charge`` now (in memory), then write the ledger line without holding the client."""
         if reservation is not None:
             self.gw.budgets.settle(reservation, charge.cost_micro_usd)
+            self.gw.signal_settled()
         ctx.cost_micro_usd += charge.cost_micro_usd
         ctx.basis = charge.basis
         ctx.usage = charge.usage

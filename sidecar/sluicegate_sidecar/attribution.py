@@ -68,6 +68,10 @@ def attribute(pod: PodIdentity, headers: Mapping[str, str]) -> Attribution:
             value = headers.get(vendor + suffix)
             if value:
                 dimensions[dim] = _clean(value)
+    for header, tag in (("x-tolvyn-agent", "tolvyn_agent"), ("x-tolvyn-environment", "tolvyn_environment")):
+        value = headers.get(header)
+        if value:
+            tags[tag] = _clean(value)
     trace = headers.get("x-portkey-trace-id")
     if trace:
         tags["portkey_trace_id"] = _clean(trace)

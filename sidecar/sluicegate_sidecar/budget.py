@@ -1,6 +1,6 @@
-"""Budget arithmetic: scopes, calendar windows, reservations, settlement and verdicts, in integer micro-USD.
+"""Budget bookkeeping: scopes, calendar windows, reservations, settlement and verdicts, in integer micro-USD.
 
-Pure: no I/O and no clock (time is an argument). All budget arithmetic lives here and nowhere else.
+Pure: no I/O and no clock (time is an argument). All budget arithmetic lives here and in ``ladder``.
 State (spent and reserved per scope) lives in one ``BudgetBook`` built at startup and passed down.
 """
 
@@ -14,18 +14,12 @@ from typing import Literal, NamedTuple
 from sluicegate_contract.schema import Budget, Limit
 
 from .attribution import Attribution
+from .ladder import Scope, ScopeKey, Verdict, outranks, room_left, scope_cap, verdict_at
 from .windows import WindowKind, window_bounds, zone
 
-Verdict = Literal["allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"]
 RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown"]
-_SEVERITY: dict[Verdict, int] = {"allow": 0, "DOWNGRADE": 1, "LIGHT_ONLY": 2, "BLOCK": 3, "KILL": 4}
 _PPM = 1_000_000
 UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
-
-
-def worse(first: Verdict, second: Verdict) -> Verdict:
-    """The verdict that takes precedence: kill switch > BLOCK > LIGHT_ONLY > DOWNGRADE > allow."""
-    return second if _SEVERITY[second] > _SEVERITY[first] else first
 
 
 def usd(micro_usd: int) -> str:
@@ -33,32 +27,6 @@ def usd(micro_usd: int) -> str:
     sign = "-" if micro_usd < 0 else ""
     whole, frac = divmod(abs(micro_usd), _PPM)
     return f"{sign}{whole}.{frac:06d}"
-
-
-class ScopeKey(NamedTuple):
-    """One counter: a policy, its split value ("" when not split), a window and when it started."""
-
-    policy: str
-    split: str
-    window: WindowKind
-    start: datetime
-
-
-class Scope(NamedTuple):  # tuples: built for every request, so cheap to build and hash
-    key: ScopeKey
-    end: datetime
-    budget: Budget
-    limit_micro_usd: int
-    cap_micro_usd: int  # the limit, or lower when a ladder step BLOCKs before 100 %
-
-    @property
-    def shadow(self) -> bool:
-        return self.budget.mode == "Shadow"
-
-    @property
-    def label(self) -> str:
-        split = f"[{self.budget.split_by}={self.key.split}]" if self.key.split else ""
-        return f"{self.key.policy}{split}/{self.key.window}"
 
 
 class _Plan(NamedTuple):
@@ -75,7 +43,7 @@ def _plan(budget: Budget) -> _Plan:
     return _Plan(
         budget,
         tuple(budget.selector.items()),
-        tuple((limit, _cap(budget, limit)) for limit in budget.limits),
+        tuple((limit, scope_cap(budget, limit)) for limit in budget.limits),
         len(set(kinds)) != len(kinds),
     )
 
@@ -119,7 +87,7 @@ class Decision:
     @property
     def shadow(self) -> bool:
         """True when a Shadow policy would have acted more strictly than what is enforced."""
-        return _SEVERITY[self.shadow_action] > _SEVERITY[self.action]
+        return outranks(self.shadow_action, self.action)
 
     @property
     def label(self) -> str:
@@ -159,34 +127,6 @@ class _Tally:
     end: datetime
     spent: int = 0
     reserved: int = 0
-
-
-def _step_reached(used: int, at_ppm: int, limit: int) -> bool:
-    return used * _PPM >= at_ppm * limit
-
-
-def _cap(budget: Budget, limit: Limit) -> int:
-    cap = limit.amount_micro_usd
-    for step in budget.ladder:
-        if step.action == "BLOCK":
-            cap = min(cap, step.at_ppm * limit.amount_micro_usd // _PPM)
-    return cap
-
-
-def _verdict_at(scope: Scope, used: int) -> Verdict:
-    """The scope's verdict with ``used`` micro-USD spent or reserved."""
-    budget = scope.budget
-    if budget.kill_switch:
-        return "KILL"
-    verdict: Verdict = "allow"
-    for step in budget.ladder:
-        if _step_reached(used, step.at_ppm, scope.limit_micro_usd):
-            verdict = worse(verdict, step.action)
-    if used >= scope.limit_micro_usd:
-        verdict = worse(verdict, budget.action)
-    if used >= scope.cap_micro_usd and scope.cap_micro_usd < scope.limit_micro_usd:
-        verdict = worse(verdict, "BLOCK")
-    return verdict
 
 
 def _selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:
@@ -279,10 +219,6 @@ class BudgetBook:
         tally = self._tallies.get(key)
         return 0 if tally is None else tally.spent + tally.reserved
 
-    @staticmethod
-    def _room(scope: Scope, used: int) -> int:
-        return 0 if scope.budget.kill_switch else max(0, scope.cap_micro_usd - used)
-
     def decide(self, attribution: Attribution, now: datetime) -> Decision:
         """The verdict for a request from the current state (no reservation made)."""
         action: Verdict = "allow"
@@ -292,14 +228,14 @@ class BudgetBook:
         remaining: int | None = None
         for scope in self.scopes_for(attribution, now):
             used = self._used(scope.key)
-            verdict = _verdict_at(scope, used)
+            verdict = verdict_at(scope, used)
             if scope.shadow:
-                if _SEVERITY[verdict] > _SEVERITY[shadow_action]:
+                if outranks(verdict, shadow_action):
                     shadow_action, shadow_deciding = verdict, scope
                 continue
-            room = self._room(scope, used)
+            room = room_left(scope, used)
             remaining = room if remaining is None else min(remaining, room)
-            if _SEVERITY[verdict] > _SEVERITY[action]:
+            if outranks(verdict, action):
                 action, deciding = verdict, scope
         return Decision(
             action=action,
@@ -316,20 +252,20 @@ class BudgetBook:
         Any ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output
         cap with ``pricing.max_output_tokens_within`` to it.
         """
-        rooms = [self._room(s, self._used(s.key)) for s in self.scopes_for(attribution, now) if not s.shadow]
+        rooms = [room_left(s, self._used(s.key)) for s in self.scopes_for(attribution, now) if not s.shadow]
         return min(rooms) if rooms else None
 
     def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:
         budget = scope.budget
         used = self._used(scope.key)
-        room = self._room(scope, used)
+        room = room_left(scope, used)
         if budget.kill_switch:
             return Refusal("KILL", "kill_switch", budget.name, scope.label, 0)
         if not priced and not budget.allow_unpriced:
             return Refusal("BLOCK", "pricing_unknown", budget.name, scope.label, room)
         if used + amount <= scope.cap_micro_usd:
             return None
-        action = _verdict_at(scope, used + amount)  # past the cap: the policy's action or a ladder BLOCK
+        action = verdict_at(scope, used + amount)  # past the cap: the policy's action or a ladder BLOCK
         downgrade_to = budget.downgrade_to if action == "DOWNGRADE" else None
         return Refusal(action, "budget_exceeded", budget.name, scope.label, room, downgrade_to)
 
@@ -351,9 +287,9 @@ class BudgetBook:
             if found is None:
                 continue
             if scope.shadow:
-                if shadow_refusal is None or _SEVERITY[found.action] > _SEVERITY[shadow_refusal.action]:
+                if shadow_refusal is None or outranks(found.action, shadow_refusal.action):
                     shadow_refusal = found
-            elif refusal is None or _SEVERITY[found.action] > _SEVERITY[refusal.action]:
+            elif refusal is None or outranks(found.action, refusal.action):
                 refusal = found
         if refusal is not None:
             return refusal
@@ -441,8 +377,8 @@ class BudgetBook:
                             limit_micro_usd=scope.limit_micro_usd,
                             spent_micro_usd=spent,
                             reserved_micro_usd=reserved,
-                            remaining_micro_usd=self._room(scope, spent + reserved),
-                            verdict=_verdict_at(scope, spent + reserved),
+                            remaining_micro_usd=room_left(scope, spent + reserved),
+                            verdict=verdict_at(scope, spent + reserved),
                             window_start=scope.key.start,
                             window_end=scope.end,
                         )

@@ -85,7 +85,7 @@ class ModelCatalog:
         self._tiers = tiers
         self._tier_targets = tier_targets
         self._usable = usable_connections
-        self._kinds = frozenset(p.provider for p in providers.values())
+        self._kinds = frozenset(k for p in providers.values() for k in (p.provider, p.declared_kind) if k)
         self._by_rank = tuple(sorted(tiers.values(), key=lambda t: (t.rank, t.name)))
 
     @classmethod
@@ -142,7 +142,7 @@ class ModelCatalog:
         """Every connection of provider kind ``kind`` offering ``name``, in config order."""
         found: list[Target] = []
         for provider in self._providers.values():
-            if provider.provider == kind:
+            if kind in (provider.provider, provider.declared_kind):
                 target = self._models.get((provider.name, name))
                 if target is not None and target not in found:
                     found.append(target)

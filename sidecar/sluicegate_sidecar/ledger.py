@@ -1,128 +1,43 @@
 """The spend ledger: hash-chained JSONL files, written with group commit and read back.
 
-The only persistence module. One line per settled request; no prompts or completions, ever.
-An entry is acknowledged only once it is fsynced; a torn tail left by a crash is cut off at open.
+The only persistence module (entries are formatted and hashed in ``ledger_entry``). One line per settled
+request; an entry is acknowledged only once it is fsynced; a torn tail left by a crash is cut off at open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
 
 import msgspec
 
-from .attribution import Attribution
-from .budget import Charge
-from .providers.base import Usage
+# The entry format lives in ledger_entry; re-exported so ``from .ledger import Entry, ...`` keeps working.
+from .ledger_entry import GENESIS as GENESIS
+from .ledger_entry import CostBasis as CostBasis
+from .ledger_entry import Entry as Entry
+from .ledger_entry import EntryAttribution as EntryAttribution
+from .ledger_entry import EntryUsage as EntryUsage
+from .ledger_entry import charges as charges
+from .ledger_entry import decode_entry as decode_entry
+from .ledger_entry import entry_attribution as entry_attribution
+from .ledger_entry import entry_hash as entry_hash
+from .ledger_entry import entry_line as entry_line
+from .ledger_entry import entry_usage as entry_usage
+from .ledger_entry import format_time as format_time
+from .ledger_entry import parse_time as parse_time
 
 DEFAULT_LEDGER_DIR = "/var/lib/sluicegate/ledger"
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
-GENESIS = "0" * 64
 _NAME = re.compile(r"^ledger-(\d{6,})\.jsonl$")
 _MAX_RETRY = 10_000  # entries kept in memory for retry while the disk refuses writes
-CostBasis = Literal["exact", "estimated", "unpriced", "reserved"]
 
 
 class LedgerError(Exception):
     """The ledger cannot record (disk full, read-only, corrupt tail): refuse new paid requests."""
-
-
-class EntryAttribution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
-    namespace: str
-    workload: str = ""
-    service_account: str = ""
-    team: str | None = None
-    service: str | None = None
-    feature: str | None = None
-    user: str | None = None
-    end_customer: str | None = None
-    tags: dict[str, str] = {}
-
-
-class EntryUsage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
-    input: int
-    output: int
-    cached: int = 0
-    cache_write: int = 0
-
-
-class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
-    """One settled request. ``seq``, ``prev_hash`` and ``hash`` are set by the ledger on append."""
-
-    time: str  # RFC 3339, UTC, milliseconds: format_time()
-    request_id: str
-    attribution: EntryAttribution
-    connection: str | None
-    provider: str | None
-    model: str | None
-    requested_model: str
-    tier: str | None
-    verdict: str
-    usage: EntryUsage | None
-    cost_micro_usd: int = msgspec.field(name="costMicroUSD")
-    cost_basis: CostBasis
-    status: int | str  # HTTP status, or "partial" / "client_disconnect" / "upstream_error"
-    budget_scopes: tuple[str, ...] = ()
-    seq: int = 0
-    prev_hash: str = ""
-    hash: str = ""
-
-
-def format_time(instant: datetime) -> str:
-    utc = instant.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def entry_attribution(attribution: Attribution) -> EntryAttribution:
-    dims = attribution.dimensions
-    pod = attribution.pod
-    return EntryAttribution(
-        namespace=pod.namespace,
-        workload=pod.workload,
-        service_account=pod.service_account,
-        team=dims.get("team"),
-        service=dims.get("service"),
-        feature=dims.get("feature"),
-        user=dims.get("user"),
-        end_customer=dims.get("endCustomer"),
-        tags=dict(attribution.tags),
-    )
-
-
-def entry_usage(usage: Usage | None) -> EntryUsage | None:
-    if usage is None:
-        return None
-    return EntryUsage(
-        input=usage.input_tokens,
-        output=usage.output_tokens,
-        cached=usage.cached_input_tokens,
-        cache_write=usage.cache_write_tokens,
-    )
-
-
-def _canonical(fields: dict[str, Any]) -> bytes:
-    return msgspec.json.encode(fields, order="sorted")
-
-
-def entry_hash(entry: Entry) -> str:
-    """SHA-256 hex of the previous hash followed by the canonical JSON of the entry without ``hash``."""
-    fields = msgspec.to_builtins(entry)
-    del fields["hash"]
-    return hashlib.sha256(entry.prev_hash.encode() + _canonical(fields)).hexdigest()
-
-
-def entry_line(entry: Entry) -> bytes:
-    return _canonical(msgspec.to_builtins(entry)) + b"\n"
 
 
 def file_name(index: int) -> str:
@@ -147,10 +62,6 @@ def ledger_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def decode_entry(line: bytes) -> Entry:
-    return msgspec.json.decode(line, type=Entry)
-
-
 def read_entries(paths: Iterable[str | Path], since: datetime | None = None) -> Iterator[Entry]:
     """Entries in chain order, skipping a torn last line. Files that end an hour before ``since``
     are skipped. A line that is not an entry raises ``LedgerError`` naming it."""
@@ -170,25 +81,6 @@ def _ends_before(path: Path, instant: datetime) -> bool:
         return last is not None and parse_time(decode_entry(last).time) < instant
     except (msgspec.DecodeError, ValueError):
         return False  # read it in full: the bad line is reported where it is
-
-
-def charges(entries: Iterable[Entry]) -> Iterator[Charge]:
-    """What each entry cost and to which policies, for ``BudgetBook.restore``."""
-    for entry in entries:
-        attr = entry.attribution
-        dims = {
-            "team": attr.team,
-            "service": attr.service,
-            "feature": attr.feature,
-            "user": attr.user,
-            "endCustomer": attr.end_customer,
-        }
-        yield Charge(
-            time=parse_time(entry.time),
-            policies=entry.budget_scopes,
-            dimensions={k: v for k, v in dims.items() if v},
-            cost_micro_usd=entry.cost_micro_usd,
-        )
 
 
 def _tail(path: Path) -> tuple[int, bytes | None]:

@@ -1,7 +1,8 @@
 """The built-in offline provider: an httpx transport that answers OpenAI-format requests in-process.
 
 Used by `make run` and by connections whose provider is ``mock``. Output is a pure function of the
-request body and the seeds; the only state is one instance's failure sequence. It never opens a socket.
+request body and the seeds (generated in ``mock_content``); the only state is one instance's failure
+sequence. It never opens a socket.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import math
 import random
 import struct
 import time
@@ -22,30 +22,11 @@ import msgspec
 
 from sluicegate_contract.schema import MockSettings
 
+from .mock_content import Choice, estimate_tokens, generate_choice, unit_vector, usage_object
+
 DEFAULT_MODELS = ("mock-small", "mock-large", "mock-embedding")
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 _MAX_CHOICES = 128
-_SENTENCES = (
-    "The gateway routes each request to the cheapest model that fits",
-    "Every token is counted before the reply reaches the app",
-    "Budgets are checked locally so the added latency stays small",
-    "A fallback model answers when the first provider is busy",
-    "Teams can see their spend for each feature and service",
-    "Streaming replies arrive one token at a time",
-    "This answer comes from the mock provider and nothing was billed",
-    "Prices come from a signed price book that every replica shares",
-    "The sidecar keeps spend inside the configured cap",
-    "Retries happen only before the first byte reaches the client",
-    "The same request and seed always get the same reply",
-    "Lighter tiers take over when a budget runs low",
-)
-_ARGUMENT_VALUES = ("Paris", "quarterly report", "blue", "tomorrow", "order 1234", "Lisbon")
-_COMPLETION_DETAILS = (
-    "reasoning_tokens",
-    "audio_tokens",
-    "accepted_prediction_tokens",
-    "rejected_prediction_tokens",
-)
 _SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 _OVERLOADED = "The engine is currently overloaded, please try again later."
 
@@ -62,20 +43,6 @@ class _Reply:
     streamed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Choice:
-    """One generated choice: text pieces (one per token) or a tool call."""
-
-    pieces: tuple[str, ...]
-    finish_reason: str
-    completion_tokens: int
-    tool_name: str | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-
 class _Body(httpx.AsyncByteStream):
     """A response body delivered chunk by chunk, as from a network, with a delay between chunks."""
 
@@ -88,11 +55,6 @@ class _Body(httpx.AsyncByteStream):
             if i and self._delay > 0:
                 await asyncio.sleep(self._delay)
             yield chunk
-
-
-def estimate_tokens(text: str) -> int:
-    """A simple token estimate: about four characters per token, at least one for non-empty text."""
-    return (len(text) + 3) // 4
 
 
 class MockUpstreamTransport(httpx.AsyncBaseTransport):
@@ -172,9 +134,9 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         stream, include_usage = _stream_options(request)
         limit = _max_tokens(request)
         tool = _forced_tool(request)
-        choices = [_generate(digest, i, limit, tool) for i in range(_choice_count(request))]
+        choices = [generate_choice(digest, i, limit, tool) for i in range(_choice_count(request))]
         prompt_tokens = _chat_prompt_tokens(messages, request.get("tools"))
-        usage = _usage(prompt_tokens, sum(c.completion_tokens for c in choices))
+        usage = usage_object(prompt_tokens, sum(c.completion_tokens for c in choices))
         head = {"id": "chatcmpl-" + digest.hex()[:29], "created": int(self._clock()), "model": model}
         tail = {"service_tier": "default", "system_fingerprint": "fp_sluicegate_mock"}
         if not stream:
@@ -200,8 +162,10 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         stream, include_usage = _stream_options(request)
         limit = _max_tokens(request)
         n = _choice_count(request)
-        choices = [_generate(digest, i, limit, None) for i in range(n * len(prompts))]
-        usage = _usage(sum(estimate_tokens(p) for p in prompts), sum(c.completion_tokens for c in choices))
+        choices = [generate_choice(digest, i, limit, None) for i in range(n * len(prompts))]
+        usage = usage_object(
+            sum(estimate_tokens(p) for p in prompts), sum(c.completion_tokens for c in choices)
+        )
         head = {"id": "cmpl-" + digest.hex()[:29], "object": "text_completion", "created": int(self._clock())}
         head |= {"model": model, "system_fingerprint": "fp_sluicegate_mock"}
         if not stream:
@@ -232,19 +196,12 @@ def _embeddings(request: dict[str, Any], salt: bytes) -> _Reply:
     tokens = 0
     for index, item in enumerate(items):
         tokens += estimate_tokens(item) if isinstance(item, str) else len(item)
-        vector = _unit_vector(_digest(salt + msgspec.json.encode([model, item])), dimensions)
+        vector = unit_vector(_digest(salt + msgspec.json.encode([model, item])), dimensions)
         packed = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
         embedding = packed if encoding == "base64" else vector
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return _json(200, {"object": "list", "data": data, "model": model, "usage": usage})
-
-
-def _unit_vector(seed: bytes, dimensions: int) -> list[float]:
-    rng = random.Random(seed)
-    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
-    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
-    return [x / norm for x in raw]
 
 
 def _is_token_list(value: object) -> bool:
@@ -311,36 +268,6 @@ def _forced_tool(request: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def _tool_arguments(function: Mapping[str, Any], rng: random.Random) -> str:
-    """``{}``, or the schema's required string properties filled with words."""
-    schema = function.get("parameters")
-    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    required = schema.get("required", []) if isinstance(schema, dict) else []
-    filled = {
-        name: rng.choice(_ARGUMENT_VALUES)
-        for name in required
-        if isinstance(name, str) and isinstance(props.get(name), dict) and props[name].get("type") == "string"
-    }
-    return msgspec.json.encode(filled).decode()
-
-
-def _generate(digest: bytes, index: int, limit: int | None, tool: Mapping[str, Any] | None) -> _Choice:
-    rng = random.Random(digest + index.to_bytes(4, "big"))
-    if tool is not None:
-        arguments = _tool_arguments(tool, rng)
-        pieces = tuple(arguments[i : i + 8] for i in range(0, len(arguments), 8))
-        count = estimate_tokens(tool["name"]) + estimate_tokens(arguments)
-        return _Choice(pieces, "tool_calls", count, tool_name=tool["name"])
-    target = rng.randint(40, 72)
-    tokens: list[str] = []
-    while len(tokens) < target:
-        sentence = rng.choice(_SENTENCES).split()
-        tokens += [(" " if tokens or i else "") + word for i, word in enumerate(sentence)] + ["."]
-    if limit is not None and limit < len(tokens):
-        return _Choice(tuple(tokens[:limit]), "length", limit)
-    return _Choice(tuple(tokens), "stop", len(tokens))
-
-
 def _chat_prompt_tokens(messages: list[Any], tools: object) -> int:
     """About what tiktoken counts: 3 per message plus its text, 3 to prime the reply, plus the tools."""
     total = 3
@@ -357,23 +284,13 @@ def _chat_prompt_tokens(messages: list[Any], tools: object) -> int:
     return total
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": dict.fromkeys(_COMPLETION_DETAILS, 0),
-    }
-
-
-def _tool_call(index: int, choice: _Choice) -> dict[str, Any]:
+def _tool_call(index: int, choice: Choice) -> dict[str, Any]:
     call_id = "call_" + hashlib.sha256(f"{index}:{choice.text}".encode()).hexdigest()[:24]
     function = {"name": choice.tool_name, "arguments": choice.text}
     return {"id": call_id, "type": "function", "function": function}
 
 
-def _message(index: int, choice: _Choice) -> dict[str, Any]:
+def _message(index: int, choice: Choice) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": choice.text,
@@ -385,7 +302,7 @@ def _message(index: int, choice: _Choice) -> dict[str, Any]:
     return _step(index, "message", message, choice)
 
 
-def _deltas(index: int, choice: _Choice) -> list[dict[str, Any]]:
+def _deltas(index: int, choice: Choice) -> list[dict[str, Any]]:
     """A choice's stream deltas: the role first, then one per token (or per piece of tool arguments)."""
     if choice.tool_name is None:
         return [{"role": "assistant", "content": "", "refusal": None}] + [
@@ -397,7 +314,7 @@ def _deltas(index: int, choice: _Choice) -> list[dict[str, Any]]:
     return [first] + [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in choice.pieces]
 
 
-def _step(index: int, field: str, value: object, end: _Choice | None = None) -> dict[str, Any]:
+def _step(index: int, field: str, value: object, end: Choice | None = None) -> dict[str, Any]:
     """One choice in a reply or chunk: ``delta`` (chat) or ``text`` (completions), with its finish reason."""
     finish = None if end is None else end.finish_reason
     return {"index": index, field: value, "logprobs": None, "finish_reason": finish}

@@ -82,6 +82,9 @@ def _bare(model_field: str, catalog: ModelCatalog) -> Resolution:
     if len(targets) == 1:
         return _pinned(targets, catalog)
     if len(targets) > 1:
+        tier = _tier(model_field, catalog, "tier", None)
+        if tier is not None:  # a tier named like the model it spreads (e.g. a LiteLLM model group)
+            return tier
         raise UnknownModel(
             f"The model '{model_field}' is offered by several connections; "
             f"ask for '<connection>/{model_field}' (see GET /v1/models)."

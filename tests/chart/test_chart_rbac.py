@@ -30,6 +30,7 @@ WORKLOAD_RULES = [
     _rule(["sluicegate.io"], STATUSES, ["get", "patch"]),
     _rule([""], ["secrets"], ["get", "list", "watch", "create"]),
     _rule([""], ["secrets"], ["patch", "delete"], ["sluicegate-config"]),
+    _rule([""], ["pods"], ["get", "list"]),
     _rule([""], ["events"], ["create"]),
     _rule(["events.k8s.io"], ["events"], ["create"]),
 ]

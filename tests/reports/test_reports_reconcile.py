@@ -15,14 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from sluicegate_sidecar.exports import ExportError, merge_exports, model_key, parse_export
 from sluicegate_sidecar.ledger import read_entries
-from sluicegate_sidecar.reconcile import (
-    ExportError,
-    merge_exports,
-    model_key,
-    parse_export,
-    reconcile,
-)
+from sluicegate_sidecar.reconcile import reconcile
 from sluicegate_sidecar.savings import catalog_cost
 
 DATA = Path(__file__).parent / "data"

@@ -1,5 +1,6 @@
-"""The Anthropic adapter: OpenAI chat completions ⇄ the Messages API, and Messages passed through for
-Anthropic-native clients. Pure: no HTTP, no clock (``created`` is 0 in translated replies).
+"""The Anthropic adapter: OpenAI chat completions ⇄ the Messages API (requests translated in
+``anthropic_request``, replies and streams here), and Messages passed through for Anthropic-native
+clients. Pure: no HTTP, no clock (``created`` is 0 in translated replies).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from .anthropic_request import messages_body
 from .base import (
     BadUpstreamResponse,
     Connection,
@@ -20,13 +22,12 @@ from .base import (
     UpstreamRequest,
     Usage,
 )
+from .errorinfo import error_info
 from .openai import (
     chunk_event,
     client_wants_usage,
     decode_json,
-    error_info,
     openai_body,
-    output_cap,
     stream_end,
     usage_object,
 )
@@ -34,7 +35,6 @@ from .sse import RelayState, event_fields
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
 _FINISH = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -44,197 +44,6 @@ _FINISH = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-# response_format has no Messages equivalent: it becomes an instruction appended to the system prompt.
-_JSON_HINT = "Respond with a single valid JSON object and nothing else."
-
-
-def _fail(message: str) -> UnsupportedOperation:
-    return UnsupportedOperation(message)
-
-
-# --- chat request → Messages request -----------------------------------------------------------
-
-
-def _media(url: object) -> dict[str, Any]:
-    """An OpenAI image or file URL as an Anthropic ``source``."""
-    if not isinstance(url, str):
-        raise _fail("an image_url part needs a url string")
-    if url.startswith("data:"):
-        header, _, data = url[5:].partition(",")
-        media_type, _, encoding = header.partition(";")
-        if encoding != "base64" or not media_type or not data:
-            raise _fail("data: URLs must be base64-encoded and name a media type")
-        return {"type": "base64", "media_type": media_type, "data": data}
-    if url.startswith(("https://", "http://")):
-        return {"type": "url", "url": url}
-    raise _fail("image URLs must be data:, http: or https: URLs")
-
-
-def _blocks(content: object, *, images: bool = True) -> list[dict[str, Any]]:
-    """OpenAI message content (a string or parts) as Anthropic content blocks; empty text is dropped."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise _fail("message content must be a string or a list of parts")
-    blocks: list[dict[str, Any]] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in ("text", "refusal"):
-            text = part.get(kind)
-            if not isinstance(text, str):
-                raise _fail(f"a {kind} part needs a string")
-            if not text:
-                continue
-            block: dict[str, Any] = {"type": "text", "text": text}
-        elif kind == "image_url" and images:
-            image = part.get("image_url")
-            block = {
-                "type": "image",
-                "source": _media(image.get("url") if isinstance(image, dict) else image),
-            }
-        elif kind == "file" and images and isinstance(part.get("file"), dict):
-            block = {"type": "document", "source": _media(part["file"].get("file_data"))}
-        else:
-            raise _fail(f"anthropic connections do not accept {kind!r} content parts here")
-        if isinstance(part.get("cache_control"), dict):
-            block["cache_control"] = part["cache_control"]
-        blocks.append(block)
-    return blocks
-
-
-def _tool_use(call: object) -> dict[str, Any]:
-    function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise _fail("tool_calls entries need a function with a name")
-    call_id = call.get("id") if isinstance(call, dict) else None
-    if not isinstance(call_id, str):
-        raise _fail("tool_calls entries need an id")
-    arguments = function.get("arguments") or "{}"
-    try:
-        arguments_object = msgspec.json.decode(arguments) if isinstance(arguments, str) else arguments
-    except msgspec.DecodeError as exc:
-        raise _fail("tool call arguments must be a JSON object") from exc
-    if not isinstance(arguments_object, dict):
-        raise _fail("tool call arguments must be a JSON object")
-    return {"type": "tool_use", "id": call_id, "name": function["name"], "input": arguments_object}
-
-
-def _tool_result(message: Mapping[str, Any]) -> dict[str, Any]:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str):
-        raise _fail("tool messages need a tool_call_id")
-    content = message.get("content")
-    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
-    if isinstance(content, str):
-        result["content"] = content
-    elif content is not None:
-        result["content"] = _blocks(content)
-    return result
-
-
-def _turns(messages: object) -> tuple[list[str], list[dict[str, Any]]]:
-    """System texts and alternating user/assistant turns (consecutive same-role messages merged)."""
-    if not isinstance(messages, list):
-        raise _fail("messages must be a list")
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        role = message.get("role") if isinstance(message, dict) else None
-        if role in ("system", "developer"):
-            system.extend(block["text"] for block in _blocks(message.get("content"), images=False))
-            continue
-        if role == "user":
-            blocks = _blocks(message.get("content"))
-        elif role == "assistant":
-            blocks = _blocks(message.get("content"), images=False)
-            blocks.extend(_tool_use(call) for call in message.get("tool_calls") or [])
-        elif role == "tool":
-            role, blocks = "user", [_tool_result(message)]
-        else:
-            raise _fail(f"anthropic connections do not accept {role!r} messages")
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    return system, turns
-
-
-def _tool_choice(choice: object, parallel: object) -> dict[str, Any] | None:
-    if choice is None or choice == "auto":
-        result: dict[str, Any] | None = {"type": "auto"} if parallel is False else None
-    elif choice == "none":
-        return {"type": "none"}
-    elif choice == "required":
-        result = {"type": "any"}
-    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        result = {"type": "tool", "name": choice["function"].get("name")}
-    else:
-        raise _fail("unsupported tool_choice")
-    if result is not None and parallel is False:
-        result["disable_parallel_tool_use"] = True
-    return result
-
-
-def _tools(tools: object) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise _fail("tools must be a list")
-    converted = []
-    for tool in tools:
-        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
-        if not isinstance(function, dict):
-            raise _fail("anthropic connections accept only function tools")
-        entry: dict[str, Any] = {
-            "name": function.get("name"),
-            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-        }
-        if function.get("description"):
-            entry["description"] = function["description"]
-        converted.append(entry)
-    return converted
-
-
-def messages_body(model: str, request: Mapping[str, Any], stream: bool) -> dict[str, Any]:
-    """A chat.completions request as a Messages request."""
-    if request.get("n") not in (None, 1):
-        raise _fail("anthropic connections cannot return more than one choice (n)")
-    system, turns = _turns(request.get("messages"))
-    response_format = request.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        hint = _JSON_HINT
-        if schema is not None:
-            hint += " It must conform to this JSON Schema: " + msgspec.json.encode(schema).decode()
-        system.append(hint)
-    body: dict[str, Any] = {
-        "model": model,
-        "max_tokens": output_cap(request) or DEFAULT_MAX_TOKENS,
-        "messages": turns,
-    }
-    if system:
-        body["system"] = "\n\n".join(system)
-    stop = request.get("stop")
-    if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    temperature = request.get("temperature")
-    if isinstance(temperature, int | float):
-        body["temperature"] = min(max(float(temperature), 0.0), 1.0)  # OpenAI allows up to 2
-    for key in ("top_p", "top_k"):
-        if isinstance(request.get(key), int | float):
-            body[key] = request[key]
-    if request.get("tools"):
-        body["tools"] = _tools(request["tools"])
-        choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
-        if choice is not None:
-            body["tool_choice"] = choice
-    if isinstance(request.get("user"), str):
-        body["metadata"] = {"user_id": request["user"]}
-    if stream:
-        body["stream"] = True
-    return body
 
 
 # --- Messages reply → chat.completion ----------------------------------------------------------
@@ -419,7 +228,7 @@ class AnthropicAdapter:
         elif op == "messages":
             body = openai_body(request, model, stream, stream_usage_option=False)
         else:
-            raise _fail(f"anthropic connections do not serve /v1/{op}")
+            raise UnsupportedOperation(f"anthropic connections do not serve /v1/{op}")
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
         if conn.api_key:
             headers["x-api-key"] = conn.api_key
@@ -444,7 +253,7 @@ class AnthropicAdapter:
             return MessagesPassthroughRelay(model)
         if op == "chat":
             return ChatRelay(model, client_wants_usage(request))
-        raise _fail(f"anthropic connections do not serve /v1/{op}")
+        raise UnsupportedOperation(f"anthropic connections do not serve /v1/{op}")
 
     def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
         payload = decode_json(body)

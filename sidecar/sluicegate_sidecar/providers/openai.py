@@ -1,11 +1,11 @@
 """The OpenAI adapter (chat completions, completions, embeddings) and the OpenAI-shaped builders others reuse.
 
 Pure and on the hot path: bytes are forwarded unchanged and only the fields usage needs are decoded.
+Upstream errors are made safe for the client in ``errorinfo``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +22,10 @@ from .base import (
     UpstreamRequest,
     Usage,
 )
+from .errorinfo import openai_error_info as openai_error_info  # re-exported for azure
 from .sse import DONE_EVENT, RelayState, data_event, event_fields
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-GENERIC_AUTH_MESSAGE = "upstream rejected the provider credentials"
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
 
 _PATHS: Mapping[str, str] = {
@@ -55,9 +55,6 @@ _STRIPPED = frozenset(
     }
 )
 _STRIPPED_PREFIXES = ("litellm_", "portkey_", "azure_", "aws_", "vertex_")
-_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_SECRET = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}|AIza[0-9A-Za-z_\-]{10,}|(?i:bearer)\s+\S+")
-MAX_ERROR_MESSAGE = 300
 
 
 # --- building requests -------------------------------------------------------------------------
@@ -138,6 +135,13 @@ def openai_path(op: Operation, provider: str) -> str:
 
 
 # --- reading replies ---------------------------------------------------------------------------
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
 
 
 class _TokenDetails(msgspec.Struct):
@@ -316,55 +320,6 @@ def stream_end(usage: Usage | None, chunk_id: str, model: str, client_wants_usag
     if client_wants_usage and usage is not None:
         return chunk_event(chunk_id, model, [], usage) + DONE_EVENT
     return DONE_EVENT
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-def error_info(
-    status: int, message: object, code: object = None, *, credentials: bool = False
-) -> UpstreamErrorInfo:
-    """Error fields safe for the client: no upstream auth bodies, no key-like strings, bounded length."""
-    if credentials or status in (401, 403):
-        return UpstreamErrorInfo(GENERIC_AUTH_MESSAGE, "authentication_error", "upstream_auth_failed")
-    if status == 429:
-        kind = "rate_limit_error"
-    elif 400 <= status < 500:
-        kind = "invalid_request_error"
-    else:
-        kind = "api_error"
-    if isinstance(message, str) and message.strip():
-        text = _SECRET.sub("[redacted]", message.strip())[:MAX_ERROR_MESSAGE]
-    else:
-        text = f"upstream returned HTTP {status}"
-    code_text = code if isinstance(code, str) and _CODE.fullmatch(code) else None
-    return UpstreamErrorInfo(text, kind, code_text)
-
-
-def decode_json(body: bytes) -> Any:
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None
-
-
-def openai_error_info(status: int, payload: Any) -> UpstreamErrorInfo:
-    """From ``{"error": {"message", "type", "code"}}`` and the looser shapes compatible servers send."""
-    message: object = None
-    code: object = None
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict):
-            message = error.get("message")
-            code = error.get("code") or error.get("type")
-        elif isinstance(error, str):
-            message = error
-        else:  # Mistral: {"object": "error", "message": str | {"detail": [...]}}; FastAPI: {"detail": ...}
-            message = payload.get("message", payload.get("detail"))
-            code = payload.get("type")
-        if message is not None and not isinstance(message, str):
-            message = msgspec.json.encode(message).decode()
-    return error_info(status, message, code)
 
 
 # --- the adapter -------------------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""The sidecars' budget gauges, read from their Prometheus text exposition (DESIGN §5).
+
+Pure: a small parser of the four ``sluicegate_budget_*`` families; no Prometheus library, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+PPM = 1_000_000
+_FAMILIES = {
+    "sluicegate_budget_limit_usd": "limit",
+    "sluicegate_budget_spent_usd": "spent",
+    "sluicegate_budget_remaining_usd": "remaining",
+    "sluicegate_budget_verdict": "verdict",
+}
+# The sidecar's verdict names → the ones the CRD documents for status.
+VERDICTS = {
+    "allow": "ALLOW",
+    "DOWNGRADE": "DOWNGRADE",
+    "LIGHT_ONLY": "LIGHT_ONLY",
+    "BLOCK": "BLOCK",
+    "KILL": "KILL_SWITCH",
+}
+SEVERITY = {"ALLOW": 0, "DOWNGRADE": 1, "LIGHT_ONLY": 2, "BLOCK": 3, "KILL_SWITCH": 4}
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+-?[0-9]+)?[ \t]*$")
+_LABEL = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*(?:,|$)')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+class MetricsError(ValueError):
+    """A sidecar's metrics text that cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One sidecar's gauges for one (policy, scope, window), in micro-USD."""
+
+    limit: int
+    spent: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarBudgets:
+    readings: Mapping[tuple[str, str, str], Reading]  # (policy, scope, window)
+    verdicts: Mapping[tuple[str, str], str]  # (policy, scope) → ALLOW … KILL_SWITCH
+
+
+def worse(first: str, second: str) -> str:
+    """The stricter of two status verdicts (KILL_SWITCH > BLOCK > LIGHT_ONLY > DOWNGRADE > ALLOW)."""
+    return second if SEVERITY[second] > SEVERITY[first] else first
+
+
+def parse_budget_metrics(text: str) -> SidecarBudgets:
+    """The budget gauges in a Prometheus text exposition; other families are skipped unread."""
+    gauges: dict[str, dict[tuple[str, str, str], Decimal]] = {kind: {} for kind in _FAMILIES.values()}
+    for number, line in enumerate(text.splitlines(), 1):
+        kind = _FAMILIES.get(line.split("{", 1)[0].split(" ", 1)[0].strip())
+        if kind is None:
+            continue
+        match = _SAMPLE.match(line)
+        if match is None:
+            raise MetricsError(f"line {number}: not a sample")
+        labels = _labels(match.group(2) or "", number)
+        try:
+            value = Decimal(match.group(3))
+        except InvalidOperation:
+            raise MetricsError(f"line {number}: bad value {match.group(3)[:20]!r}") from None
+        if not value.is_finite():
+            raise MetricsError(f"line {number}: value {match.group(3)}")
+        third = labels.get("verdict" if kind == "verdict" else "window", "")
+        gauges[kind][(labels.get("policy", ""), labels.get("scope", ""), third)] = value
+    readings = {
+        key: Reading(
+            limit=_micro(limit),
+            spent=_micro(gauges["spent"].get(key, Decimal(0))),
+            remaining=_micro(gauges["remaining"].get(key, Decimal(0))),
+        )
+        for key, limit in gauges["limit"].items()
+    }
+    verdicts: dict[tuple[str, str], str] = {}
+    for (policy, scope, verdict), value in sorted(gauges["verdict"].items()):
+        if value == 1 and verdict in VERDICTS:
+            verdicts[(policy, scope)] = worse(verdicts.get((policy, scope), "ALLOW"), VERDICTS[verdict])
+    return SidecarBudgets(readings=readings, verdicts=verdicts)
+
+
+def _labels(text: str, number: int) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    position, end = 0, len(text.rstrip(", \t"))
+    while position < end:
+        match = _LABEL.match(text, position)
+        if match is None:
+            raise MetricsError(f"line {number}: bad labels")
+        raw = match.group(2)
+        labels[match.group(1)] = _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
+        position = match.end()
+    return labels
+
+
+def _micro(usd: Decimal) -> int:
+    return int((usd * PPM).to_integral_value())

@@ -1,0 +1,193 @@
+"""Budget spend from the sidecars: scrape every injected Pod's ``:9470/metrics``, then write the BudgetPolicy
+status, Events and alert webhooks. The I/O shell around ``spendstatus``; it computes nothing itself.
+
+Until the lease phase each sidecar enforces its own cap: this only reports the sum across sidecars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .budgetgauges import MetricsError, parse_budget_metrics
+from .injection import INJECT_LABEL, OPS_PORT
+from .kube import Kube
+from .spendstatus import (
+    SidecarMetrics,
+    SpendStatus,
+    ThresholdAlert,
+    alert_memory,
+    alert_payload,
+    merge_memory,
+    spend_status,
+)
+
+PLURAL = "budgetpolicies"
+ALERT_REASON = "BudgetThresholdCrossed"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendSettings:
+    interval_seconds: float = 30.0  # how often each BudgetPolicy's status is refreshed
+    metrics_port: int = OPS_PORT
+    timeout_seconds: float = 2.0  # per sidecar
+    max_metrics_bytes: int = 4 * 1024 * 1024
+    webhook_timeout_seconds: float = 5.0
+
+
+class SpendReporter:
+    """Scrapes each namespace at most once per half interval, however many policies it holds."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: SpendSettings,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        lock: Callable[[str], asyncio.Lock] | None = None,
+    ) -> None:
+        self._kube, self._settings, self._clock, self._monotonic = kube, settings, clock, monotonic
+        self._lock = lock or self._own_lock
+        self._own_locks: dict[str, asyncio.Lock] = {}
+        self._scrapes: dict[str, tuple[float, tuple[SidecarMetrics, ...]]] = {}
+        self._scrape_locks: dict[str, asyncio.Lock] = {}
+        self._alerted: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # until the annotation is seen
+
+    @property
+    def settings(self) -> SpendSettings:
+        return self._settings
+
+    async def report(self, policy: Mapping[str, Any]) -> SpendStatus | None:
+        """Refresh one BudgetPolicy's spend status; raise its new threshold alerts.
+
+        The status is computed from a fresh read under the namespace's lock (the reconciler writes the same
+        ``conditions`` list under it), so neither writer undoes the other's work.
+        """
+        meta = policy.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        sidecars = await self.sidecars(namespace)
+        async with self._lock(namespace):
+            fresh = await self._kube.read_custom(namespace, PLURAL, name)
+            if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
+                return None
+            alerted = merge_memory(alert_memory(fresh), self._alerted.get((namespace, name), {}))
+            result = spend_status(fresh, sidecars, now=self._clock(), alerted=alerted)
+            if result is None:
+                return None
+            if result.differs_from(fresh.get("status")):
+                await self._kube.patch_custom_status(namespace, PLURAL, name, result.as_patch())
+        if result.alerts:
+            self._alerted[(namespace, name)] = {k: dict(v) for k, v in result.memory.items()}
+            for alert in result.alerts:
+                logger.info("%s", alert.message)
+                await self._event(fresh, "Warning", ALERT_REASON, alert.message)
+                await self._deliver(fresh, result, alert)
+            await self._kube.patch_custom(namespace, PLURAL, name, result.memory_patch())
+        return result
+
+    async def sidecars(self, namespace: str) -> tuple[SidecarMetrics, ...]:
+        """What every injected Pod of ``namespace`` reports (cached for half an interval)."""
+        async with self._scrape_locks.setdefault(namespace, asyncio.Lock()):
+            cached = self._scrapes.get(namespace)
+            if cached is not None and self._monotonic() - cached[0] < self._settings.interval_seconds / 2:
+                return cached[1]
+            result = await self._scrape(namespace)
+            self._scrapes[namespace] = (self._monotonic(), result)
+            return result
+
+    def _own_lock(self, namespace: str) -> asyncio.Lock:
+        return self._own_locks.setdefault(namespace, asyncio.Lock())
+
+    async def _scrape(self, namespace: str) -> tuple[SidecarMetrics, ...]:
+        pods = await self._kube.list_pods(namespace, f"{INJECT_LABEL}=true")
+        targets = []
+        for pod in pods:
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            status = pod.get("status") or {}
+            if (
+                labels.get(INJECT_LABEL) == "true"
+                and status.get("phase") == "Running"
+                and status.get("podIP")
+            ):
+                targets.append(pod)
+        if not targets:
+            return ()
+        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+            return tuple(await asyncio.gather(*(self._fetch(session, pod) for pod in targets)))
+
+    async def _fetch(self, session: aiohttp.ClientSession, pod: Mapping[str, Any]) -> SidecarMetrics:
+        meta = pod.get("metadata") or {}
+        name, labels = str(meta.get("name")), dict(meta.get("labels") or {})
+        ip = str((pod.get("status") or {}).get("podIP"))
+        host = f"[{ip}]" if ":" in ip else ip
+        limit = self._settings.max_metrics_bytes
+        try:
+            async with session.get(
+                f"http://{host}:{self._settings.metrics_port}/metrics", allow_redirects=False
+            ) as response:
+                if response.status != 200:
+                    return SidecarMetrics(name, labels, None, f"HTTP {response.status}")
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > limit:
+                        return SidecarMetrics(name, labels, None, f"metrics larger than {limit} bytes")
+            return SidecarMetrics(name, labels, parse_budget_metrics(body.decode("utf-8", "replace")))
+        except TimeoutError:
+            return SidecarMetrics(name, labels, None, "timed out")
+        except aiohttp.ClientError as exc:
+            return SidecarMetrics(name, labels, None, type(exc).__name__)
+        except MetricsError as exc:
+            return SidecarMetrics(name, labels, None, f"unreadable metrics: {exc}")
+
+    async def _deliver(self, policy: Mapping[str, Any], result: SpendStatus, alert: ThresholdAlert) -> None:
+        """POST the alert to each of spec.alerts.webhooks; a failure is logged and posted as an Event."""
+        for secret_name, key, style in result.webhooks:
+            problem = await self._post_webhook(alert.namespace, secret_name, key, alert_payload(alert, style))
+            if problem:
+                message = f"alert webhook from Secret {secret_name} failed: {problem}"
+                logger.warning("%s/%s: %s", alert.namespace, alert.policy, message)
+                await self._event(policy, "Warning", "AlertWebhookFailed", message)
+
+    async def _post_webhook(self, namespace: str, secret_name: str, key: str, payload: Any) -> str:
+        """'' when delivered, else what went wrong (never the URL: it is a secret)."""
+        secret = await self._kube.read_secret(namespace, secret_name)
+        if secret is None:
+            return "Secret not found"
+        try:
+            url = base64.b64decode((secret.get("data") or {})[key]).decode().strip()
+        except (KeyError, ValueError, binascii.Error):
+            return f"Secret has no readable key {key!r}"
+        if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).hostname:
+            return "the URL is not http(s)"
+        timeout = aiohttp.ClientTimeout(total=self._settings.webhook_timeout_seconds)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout, trust_env=True) as session,
+                session.post(url, json=payload, allow_redirects=False) as response,
+            ):
+                return "" if 200 <= response.status < 300 else f"HTTP {response.status}"
+        except TimeoutError:
+            return "timed out"
+        except aiohttp.ClientError as exc:
+            return type(exc).__name__
+
+    async def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        try:
+            await self._kube.post_event(obj, type=type_, reason=reason, message=message, now=self._clock())
+        except Exception as exc:  # an Event is best effort
+            logger.warning("could not post event %s: %s", reason, exc)

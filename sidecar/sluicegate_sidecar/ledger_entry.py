@@ -1,0 +1,135 @@
+"""Ledger entries: the JSONL line format, hash chaining, and conversions to and from sidecar values. Pure.
+
+Reads and writes no files (``ledger`` does); no prompts or completions, ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from .attribution import Attribution
+from .budget import Charge
+from .providers.base import Usage
+
+GENESIS = "0" * 64
+CostBasis = Literal["exact", "estimated", "unpriced", "reserved"]
+
+
+class EntryAttribution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    namespace: str
+    workload: str = ""
+    service_account: str = ""
+    team: str | None = None
+    service: str | None = None
+    feature: str | None = None
+    user: str | None = None
+    end_customer: str | None = None
+    tags: dict[str, str] = {}
+
+
+class EntryUsage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    input: int
+    output: int
+    cached: int = 0
+    cache_write: int = 0
+
+
+class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """One settled request. ``seq``, ``prev_hash`` and ``hash`` are set by the ledger on append."""
+
+    time: str  # RFC 3339, UTC, milliseconds: format_time()
+    request_id: str
+    attribution: EntryAttribution
+    connection: str | None
+    provider: str | None
+    model: str | None
+    requested_model: str
+    tier: str | None
+    verdict: str
+    usage: EntryUsage | None
+    cost_micro_usd: int = msgspec.field(name="costMicroUSD")
+    cost_basis: CostBasis
+    status: int | str  # HTTP status, or "partial" / "client_disconnect" / "upstream_error"
+    budget_scopes: tuple[str, ...] = ()
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+
+
+def format_time(instant: datetime) -> str:
+    utc = instant.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def entry_attribution(attribution: Attribution) -> EntryAttribution:
+    dims = attribution.dimensions
+    pod = attribution.pod
+    return EntryAttribution(
+        namespace=pod.namespace,
+        workload=pod.workload,
+        service_account=pod.service_account,
+        team=dims.get("team"),
+        service=dims.get("service"),
+        feature=dims.get("feature"),
+        user=dims.get("user"),
+        end_customer=dims.get("endCustomer"),
+        tags=dict(attribution.tags),
+    )
+
+
+def entry_usage(usage: Usage | None) -> EntryUsage | None:
+    if usage is None:
+        return None
+    return EntryUsage(
+        input=usage.input_tokens,
+        output=usage.output_tokens,
+        cached=usage.cached_input_tokens,
+        cache_write=usage.cache_write_tokens,
+    )
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(fields, order="sorted")
+
+
+def entry_hash(entry: Entry) -> str:
+    """SHA-256 hex of the previous hash followed by the canonical JSON of the entry without ``hash``."""
+    fields = msgspec.to_builtins(entry)
+    del fields["hash"]
+    return hashlib.sha256(entry.prev_hash.encode() + _canonical(fields)).hexdigest()
+
+
+def entry_line(entry: Entry) -> bytes:
+    return _canonical(msgspec.to_builtins(entry)) + b"\n"
+
+
+def decode_entry(line: bytes) -> Entry:
+    return msgspec.json.decode(line, type=Entry)
+
+
+def charges(entries: Iterable[Entry]) -> Iterator[Charge]:
+    """What each entry cost and to which policies, for ``BudgetBook.restore``."""
+    for entry in entries:
+        attr = entry.attribution
+        dims = {
+            "team": attr.team,
+            "service": attr.service,
+            "feature": attr.feature,
+            "user": attr.user,
+            "endCustomer": attr.end_customer,
+        }
+        yield Charge(
+            time=parse_time(entry.time),
+            policies=entry.budget_scopes,
+            dimensions={k: v for k, v in dims.items() if v},
+            cost_micro_usd=entry.cost_micro_usd,
+        )
