@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Any
+
+from sluicegate_contract.windows import window_bounds
 
 from .budgetgauges import PPM, Reading, SidecarBudgets, worse
 from .crparse import BudgetPolicySpec, ResourceError, meta_of, parse_spec
@@ -21,7 +22,6 @@ from .prices import usd_per_mtok_to_micro
 ALERTS_ANNOTATION = "sluicegate.io/alerted-thresholds"
 CONDITION = "SpendReported"
 _ADJECTIVES = {"day": "daily", "week": "weekly", "month": "monthly"}
-WindowKind = Literal["day", "week", "month"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,47 +92,6 @@ def _plain(number: Decimal) -> str:
 
 def _percent(threshold: float) -> str:
     return f"{_plain(Decimal(str(threshold)) * 100)}%"
-
-
-# Calendar windows: the same rule as sluicegate_sidecar.windows (which the operator may not import).
-
-
-def _first_day(kind: WindowKind, day: date) -> date:
-    if kind == "week":
-        return day - timedelta(days=day.weekday())
-    return day.replace(day=1) if kind == "month" else day
-
-
-def _next_first_day(kind: WindowKind, first: date) -> date:
-    if kind == "month":
-        return date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return first + timedelta(days=7 if kind == "week" else 1)
-
-
-def _day_start(day: date, tz: ZoneInfo) -> datetime:
-    """The first UTC instant whose local date in ``tz`` is ``day`` or later."""
-    readings = [datetime(day.year, day.month, day.day, tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1)]
-    low, high = min(readings), max(readings)
-    if low.astimezone(tz).date() >= day:
-        return low
-    while high - low > timedelta(seconds=1):  # local midnight falls in a gap: find the transition
-        middle = (low + (high - low) / 2).replace(microsecond=0)
-        low, high = (low, middle) if middle.astimezone(tz).date() >= day else (middle, high)
-    return high
-
-
-def window_bounds(kind: WindowKind, tz_name: str, now: datetime) -> tuple[datetime, datetime]:
-    """The ``kind`` window holding ``now`` as ``(start, end)`` in UTC; ValueError for an unknown zone."""
-    try:
-        tz = ZoneInfo(tz_name)
-    except (KeyError, ValueError, OSError) as exc:
-        raise ValueError(f"unknown timezone {tz_name!r}") from exc
-    first = _first_day(kind, now.astimezone(tz).date())
-    start, end = _day_start(first, tz), _day_start(_next_first_day(kind, first), tz)
-    while now >= end:
-        first = _next_first_day(kind, first)
-        start, end = end, _day_start(_next_first_day(kind, first), tz)
-    return start, end
 
 
 def _stamp(moment: datetime) -> str:

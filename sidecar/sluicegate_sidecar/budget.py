@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 from sluicegate_contract.schema import Budget, Limit
+from sluicegate_contract.windows import WindowKind, window_bounds, zone
 
 from .attribution import Attribution
 from .ladder import Scope, ScopeKey, Verdict, outranks, room_left, scope_cap, verdict_at
-from .windows import WindowKind, window_bounds, zone
 
 RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown"]
 _PPM = 1_000_000

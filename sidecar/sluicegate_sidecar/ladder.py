@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 from sluicegate_contract.schema import Budget, Limit
-
-from .windows import WindowKind
+from sluicegate_contract.windows import WindowKind
 
 Verdict = Literal["allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"]
 _SEVERITY: dict[Verdict, int] = {"allow": 0, "DOWNGRADE": 1, "LIGHT_ONLY": 2, "BLOCK": 3, "KILL": 4}

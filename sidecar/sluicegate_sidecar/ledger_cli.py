@@ -18,6 +18,8 @@ from typing import Literal, TextIO
 
 import msgspec
 
+from sluicegate_contract.windows import WindowKind, zone
+
 from .budget import usd
 from .ledger import (
     DEFAULT_LEDGER_DIR,
@@ -33,7 +35,6 @@ from .ledger import (
     parse_time,
     read_entries,
 )
-from .windows import WindowKind, zone
 
 ProblemKind = Literal["edited", "deleted", "reordered", "truncated"]
 CSV_COLUMNS = (

@@ -15,6 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from sluicegate_contract.windows import zone
+
 from .exports import ExportError, merge_exports, parse_export
 from .ledger import DEFAULT_LEDGER_DIR, Entry, LedgerError, ledger_files, parse_time, read_entries
 from .reconcile import reconcile
@@ -40,7 +42,6 @@ from .savings import (
     parse_model_ref,
     served_models,
 )
-from .windows import zone
 
 
 class UsageError(Exception):

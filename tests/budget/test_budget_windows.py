@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluicegate_contract.windows import window_bounds
 from sluicegate_sidecar.budget import BudgetBook, Reservation
-from sluicegate_sidecar.windows import window_bounds
 from tests.support.budget_samples import attribution, policy
 
 TICK = timedelta(microseconds=1)

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from sluicegate_operator.budgetgauges import MetricsError, parse_budget_metrics
 from sluicegate_operator.spendstatus import (
@@ -19,7 +17,6 @@ from sluicegate_operator.spendstatus import (
     spend_status,
     window_bounds,
 )
-from sluicegate_sidecar.windows import window_bounds as sidecar_window_bounds
 from tests.support.crdvalidate import load_crds, validate
 from tests.support.spend_metrics import Scope, budget_exposition
 
@@ -259,18 +256,6 @@ def test_window_bounds_follow_the_policy_timezone_across_a_dst_change():
     assert start == datetime(2026, 11, 16, tzinfo=UTC)
     with pytest.raises(ValueError, match="Mars/Olympus"):
         window_bounds("day", "Mars/Olympus", NOW)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    kind=st.sampled_from(["day", "week", "month"]),
-    zone=st.sampled_from(
-        ["UTC", "Europe/Berlin", "America/New_York", "Pacific/Apia", "Australia/Lord_Howe", "Asia/Kolkata"]
-    ),
-    now=st.datetimes(min_value=datetime(2010, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)),
-)
-def test_window_bounds_agree_with_the_sidecars_own_windows(kind, zone, now):
-    assert window_bounds(kind, zone, now) == sidecar_window_bounds(kind, zone, now)
 
 
 def test_webhook_payloads_are_slack_text_or_generic_json():
