@@ -48,7 +48,10 @@ PROXY_KINDS = frozenset(
         "mock",
     }
 )
-PROXY_PATH = re.compile(r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models)$")
+PROXY_ALIASES = {"google": "gemini", "azure": "azure-openai"}  # TOLVYN's names for them
+PROXY_PATH = re.compile(
+    r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages)$"
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _OPS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "messages": "messages"}
 
@@ -65,9 +68,10 @@ class StrictPaths:
             raw = scope.get("raw_path") or scope["path"].encode()
             path = raw.split(b"?", 1)[0].decode("latin-1")
             proxied = PROXY_PATH.match(path)
-            if proxied and proxied.group(1) in PROXY_KINDS:
+            kind = PROXY_ALIASES.get(proxied.group(1), proxied.group(1)) if proxied else None
+            if proxied and kind in PROXY_KINDS:
                 path = f"/v1/{proxied.group(3)}"
-                state = {**scope.get("state", {}), "pin_kind": proxied.group(1)}
+                state = {**scope.get("state", {}), "pin_kind": kind}
                 scope = {**scope, "path": path, "raw_path": path.encode(), "state": state}
             if path not in self.allowed:
                 body = error_body(ApiError(404, "Unknown endpoint.", code="unknown_url"))
@@ -208,7 +212,7 @@ def build_ops(gateway: Gateway) -> ASGIApp:
         detail: dict[str, Any] = {
             "configSerial": served.serial if served else None,
             "lastRejection": gateway.last_rejection,
-            "ledger": "ok" if gateway.ledger.healthy else gateway.ledger.problem,
+            "ledger": gateway.ledger.problem or gateway.restore_problem or "ok",
             "unusableConnections": dict(served.loaded.unusable) if served else {},
             "draining": gateway.draining,
         }
@@ -232,6 +236,8 @@ def _refresh_budget_gauges(gateway: Gateway) -> None:
     from datetime import UTC, datetime
 
     m = gateway.metrics
+    for gauge in (m.budget_limit, m.budget_spent, m.budget_remaining, m.budget_verdict):
+        gauge.clear()  # scopes of closed windows must not linger (the operator sums these)
     for status in gateway.budgets.snapshot(datetime.now(UTC)):
         scope = status.split or "all"
         labels = (status.policy, scope, status.window)

@@ -19,7 +19,7 @@ from .autotier import features_of
 from .budget import Refusal, Reservation
 from .catalog import Target
 from .errors import ApiError, budget_exceeded, error_body, kill_switch
-from .outcome import classify, final_error, should_fall_back
+from .outcome import FailureClass, classify, final_error, should_fall_back
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
@@ -32,7 +32,7 @@ from .upstream import AttemptFailed, open_response, read_body
 from .wire import Fields, output_cap
 
 HEADER_PREFIX = "x-sluicegate-"
-RATE_LIMIT_COOLDOWN_SECONDS = 2.0  # a 429 without a usable Retry-After cools its candidate 1–2 s
+RATE_LIMIT_COOLDOWN_SECONDS = 2.0  # a 429 without a usable Retry-After cools its candidate 1-2 s
 
 
 class Plan:
@@ -158,11 +158,14 @@ class Pipeline:
             headers.get("x-sluicegate-tier-hint") or self.gw.settings.default_tier,
         )
         if pin_kind is not None:  # TOLVYN-style /v1/proxy/<provider>/...: only that provider serves
-            kept = _only(plan.resolution, (pin_kind,), f"No {pin_kind} connection serves this model.")
+            declared = {p.name for p in served.loaded.config.providers if p.declared_kind == pin_kind}
+            kept = _only(
+                plan.resolution, (pin_kind,), f"No {pin_kind} connection serves this model.", declared
+            )
             plan = Plan(kept, list(kept.candidates), plan.prompt_tokens)
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
-        if not self.gw.ledger.healthy:  # DESIGN §8: refuse rather than spend untracked
+        if not (self.gw.ledger.healthy and self.gw.spend_restored):  # DESIGN §8: never spend untracked
             self.gw.metrics.rejected.labels("ledger_unavailable").inc()
             raise ApiError(
                 503,
@@ -212,6 +215,7 @@ class Pipeline:
             reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields, op)
             if refusal is not None:
                 if refusal.action == "KILL":
+                    ctx.verdict = "KILL"
                     raise kill_switch(refusal.policy)
                 if refusal.reason == "pricing_unknown":
                     raise ApiError(
@@ -230,8 +234,7 @@ class Pipeline:
             if isinstance(result, Response):
                 return result
             last, last_target = result, target
-            last_class = classify(result.status, None if result.kind == "http" else result.kind)  # type: ignore[arg-type]
-            assert last_class is not None
+            last_class = failure_class(result, target)
             if not should_fall_back(last_class, plan.resolution.fallback, attempt_no):
                 break
         if last is None:
@@ -242,6 +245,7 @@ class Pipeline:
                 plan = self._reroute(served, plan, ctx, refusal.action, refusal.downgrade_to)
                 ctx.tier = plan.resolution.tier
                 return await self._attempts(served, op, request, fields, ctx, plan)
+            ctx.verdict = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
             raise budget_exceeded(refusal.policy, refusal.scope)
         assert last_class is not None
         return self._final_failure(ctx, last, last_class, target)
@@ -365,8 +369,7 @@ class Pipeline:
         billed: bool = False,
     ) -> None:
         """Record a failed attempt: health, the fallback trail, and what it may have cost."""
-        klass = classify(failure.status, None if failure.kind == "http" else failure.kind)  # type: ignore[arg-type]
-        assert klass is not None
+        klass = failure_class(failure, target)
         now = time.monotonic()
         retry_after = parse_retry_after(failure.headers, datetime.now(UTC)) if failure.headers else None
         if klass == "429" and retry_after is None:  # no usable Retry-After: a jittered cool-down (FAULTS 9)
@@ -394,6 +397,18 @@ class Pipeline:
         return _headers(ctx, self.remaining(ctx), extra)
 
 
+def failure_class(failure: AttemptFailed, target: Target) -> FailureClass:
+    """The class of a failed attempt; a 4xx the adapter reads as a credentials failure is "auth"
+    (Gemini answers a bad key with 400 API_KEY_INVALID, not 401: FAULTS 12)."""
+    klass = classify(failure.status, None if failure.kind == "http" else failure.kind)  # type: ignore[arg-type]
+    assert klass is not None
+    if klass == "request":
+        info = adapter_for(target.provider).parse_error(failure.status or 400, failure.body)
+        if info.code == "upstream_auth_failed":
+            return "auth"
+    return klass
+
+
 def _amount(reservation: Reservation | None) -> int:
     return reservation.amount_micro_usd if reservation is not None else 0
 
@@ -402,8 +417,10 @@ def _only(
     resolution: Resolution,
     kinds: tuple[str, ...],
     message: str = "/v1/messages serves Anthropic connections only; this model has none.",
+    also: set[str] | frozenset[str] = frozenset(),
 ) -> Resolution:
-    kept = tuple(t for t in resolution.candidates if t.provider in kinds)
+    """Keep candidates of ``kinds`` (or on the connections named in ``also``)."""
+    kept = tuple(t for t in resolution.candidates if t.provider in kinds or t.connection in also)
     if not kept:
         raise ApiError(400, message, code="unsupported_for_model")
     return Resolution(

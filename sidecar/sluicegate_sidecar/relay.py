@@ -9,27 +9,51 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
 import msgspec
-from sluicegate_contract.schema import Timeouts
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from .accounting import RequestContext, charge_for
+from sluicegate_contract.schema import ModelPrice, Timeouts
+
+from .accounting import Charge, RequestContext, charge_for
 from .budget import Reservation
 from .catalog import Target
 from .errors import sse_error
 from .outcome import FailureClass
-from .providers.base import Adapter, BadUpstreamResponse, Operation, StreamRelay
+from .pricing import cost_micro_usd
+from .providers.base import Adapter, BadUpstreamResponse, Operation, StreamRelay, Usage
+from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 _TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError)
+
+
+class _SettlingStream(StreamingResponse):
+    """A stream whose body generator is closed however the response ends (the client gone
+    included), then ``on_close`` runs: the attempt is settled at once, never left to garbage
+    collection, even when the client left before the body started (FAULTS 6)."""
+
+    def __init__(
+        self, body: AsyncGenerator[bytes, None], on_close: Callable[[], None], **kwargs: Any
+    ) -> None:
+        super().__init__(body, **kwargs)
+        self._body = body
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._body.aclose()  # runs the body's own ``finally`` if it started
+            self._on_close()
 
 
 def _stream_error(op: Operation, message: str, code: str) -> bytes:
@@ -73,8 +97,18 @@ async def stream_response(
         pipeline._failed(ctx, target, failure, reservation, plan, billed=True)
         return failure
     gw = pipeline.gw
+    settled = False
 
-    async def body() -> AsyncIterator[bytes]:
+    def settle(status: int | str) -> None:
+        nonlocal settled
+        if settled:
+            return
+        settled = True
+        ctx.upstream_seconds += time.perf_counter() - started
+        _settle_stream(pipeline, ctx, target, relay, reservation, plan, status)
+        gw.spawn(response.aclose())
+
+    async def body() -> AsyncGenerator[bytes, None]:
         status: int | str = "client_disconnect"
         gw.inflight += 1
         try:
@@ -84,10 +118,13 @@ async def stream_response(
                 if wait <= 0:
                     raise TimeoutError
                 try:
-                    async with asyncio.timeout(wait):
+                    async with asyncio.timeout(wait) as timer:
+                        gw.track_stream_timer(timer)  # a SIGTERM drain deadline can bring it forward
                         chunk = await anext(iterator)
                 except StopAsyncIteration:
                     break
+                finally:
+                    gw.untrack_stream_timer(timer)
                 out = relay.feed(chunk)
                 if out:
                     yield out
@@ -102,18 +139,26 @@ async def stream_response(
                     op, "The upstream stream ended before it was complete.", "upstream_stream_error"
                 )
         except TimeoutError:
-            status = "upstream_stream_timeout"
-            yield _stream_error(op, "The upstream stream stalled and was cut.", "upstream_stream_timeout")
+            if gw.drain_expired():
+                status = "sidecar_shutdown"
+                message = "The sidecar is shutting down; the stream was cut at its drain deadline."
+                yield _stream_error(op, message, "sidecar_shutdown")
+            else:
+                status = "upstream_stream_timeout"
+                yield _stream_error(op, "The upstream stream stalled and was cut.", "upstream_stream_timeout")
         except (BadUpstreamResponse, *_TRANSPORT_ERRORS):
             status = "upstream_stream_error"
             yield _stream_error(op, "The upstream stream failed.", "upstream_stream_error")
         finally:
             gw.inflight -= 1
-            ctx.upstream_seconds += time.perf_counter() - started
-            _settle_stream(pipeline, ctx, target, relay, reservation, plan, status)
-            gw.spawn(response.aclose())
+            settle(status)
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=pipeline.headers(ctx))
+    return _SettlingStream(
+        body(),
+        lambda: settle("client_disconnect"),
+        media_type="text/event-stream",
+        headers=pipeline.headers(ctx),
+    )
 
 
 def _settle_stream(
@@ -134,12 +179,22 @@ def _settle_stream(
         health.record_failure(target.connection, target.model, klass, now)
     else:
         health.release(target.connection, target.model)
-    charge = charge_for(
-        target.spec.price,
-        relay.usage,
-        reservation.amount_micro_usd if reservation is not None else 0,
-        plan.prompt_tokens,
-        relay.output_chars,
-    )
+    reserved = reservation.amount_micro_usd if reservation is not None else 0
+    charge = _stream_charge(target.spec.price, relay, reserved, plan.prompt_tokens, status == 200)
     pipeline.accountant.settle(ctx, target, reservation, charge, status)
     pipeline.accountant.finish(ctx, status)
+
+
+def _stream_charge(
+    price: ModelPrice | None, relay: StreamRelay, reserved: int, prompt_tokens: int, complete: bool
+) -> Charge:
+    """Reported usage is exact only for a complete stream. A cut one may carry just its opening
+    usage (Anthropic's message_start says 1 output token; Gemini's partial chunks none), so the
+    output seen counts when it is more, and the basis is then an estimate (FAULTS 8, 27)."""
+    usage = relay.usage
+    if not complete and usage is not None and price is not None:
+        seen = estimate_output_tokens_from_chars(relay.output_chars)
+        if seen > usage.output_tokens:
+            partial = Usage(usage.input_tokens, seen, usage.cached_input_tokens, usage.cache_write_tokens)
+            return Charge(cost_micro_usd(price, partial), "estimated", partial)
+    return charge_for(price, usage, reserved, prompt_tokens, relay.output_chars)

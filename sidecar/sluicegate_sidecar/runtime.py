@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from sluicegate_contract.sealing import ConfigRejected
 
 from .attribution import PodIdentity
@@ -22,7 +23,7 @@ from .budget import BudgetBook
 from .catalog import ModelCatalog
 from .configload import LoadedConfig, load_config
 from .health import HealthBook
-from .ledger import Ledger, charges, read_entries
+from .ledger import Ledger, LedgerError, charges, read_entries
 from .metrics import LabelGuard, Metrics
 from .upstream import Upstream, build_client
 
@@ -69,11 +70,39 @@ class Gateway:
     rng: random.Random = field(default_factory=random.Random)
     served: Served | None = None
     last_rejection: str | None = None
+    spend_restored: bool = False  # paid requests wait until the ledger's spend is back in the book
+    restore_problem: str | None = None
     draining: bool = False
     inflight: int = 0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _retired: list[Upstream] = field(default_factory=list)
     _settled: asyncio.Event | None = None
+    drain_deadline: float | None = None  # loop time at which SIGTERM's drain cuts open streams
+    _stream_timers: set[asyncio.Timeout] = field(default_factory=set)
+
+    def start_drain(self, deadline: float) -> None:
+        """Refuse new requests; streams in flight get until ``deadline`` (loop time), then are cut."""
+        self.draining, self.drain_deadline = True, deadline
+        for timer in self._stream_timers:
+            self._bring_forward(timer)
+
+    def track_stream_timer(self, timer: asyncio.Timeout) -> None:
+        """Register a stream's wait for its next chunk, so the drain deadline can end it early."""
+        self._stream_timers.add(timer)
+        self._bring_forward(timer)
+
+    def untrack_stream_timer(self, timer: asyncio.Timeout) -> None:
+        self._stream_timers.discard(timer)
+
+    def _bring_forward(self, timer: asyncio.Timeout) -> None:
+        when = timer.when()
+        if self.drain_deadline is not None and (when is None or when > self.drain_deadline):
+            timer.reschedule(self.drain_deadline)
+
+    def drain_expired(self) -> bool:
+        """True once the drain deadline has passed (a stream's timeout then means: cut for shutdown)."""
+        deadline = self.drain_deadline
+        return deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.05
 
     def signal_settled(self) -> None:
         """A reservation was settled or released: wake the requests waiting for budget room."""
@@ -155,12 +184,21 @@ class Gateway:
         log.info("serving config serial %s for namespace %s", loaded.config.serial, loaded.config.namespace)
 
     def restore_spend(self, now: datetime) -> int:
-        """Rebuild the open windows' spend from the ledger; returns how many entries counted."""
-        since = self.budgets.earliest_window_start(now)
-        if since is None:
+        """Rebuild the open windows' spend from the ledger, once a config is loaded; returns how many
+        entries counted. An unreadable ledger is reported (``restore_problem``), never raised: the
+        sidecar stays up, refuses paid requests, and ``watch`` tries again."""
+        if self.served is None:
             return 0
-        entries = list(charges(read_entries([self.ledger.directory], since=since)))
+        since = self.budgets.earliest_window_start(now)
+        try:
+            entries = [] if since is None else list(charges(read_entries([self.ledger.directory], since)))
+        except (OSError, LedgerError) as exc:
+            if self.restore_problem is None:
+                log.error("cannot restore spend from the ledger, paid requests are refused: %s", exc)
+            self.restore_problem = f"cannot read the ledger to restore spend: {exc}"
+            return 0
         self.budgets.restore(entries, now)
+        self.spend_restored, self.restore_problem = True, None
         return len(entries)
 
     async def watch(self) -> None:
@@ -174,6 +212,8 @@ class Gateway:
             if not self.ledger.healthy:  # a full or read-only disk: paid requests wait for this
                 await self.ledger.probe()
                 self.metrics.ledger_healthy.set(1 if self.ledger.healthy else 0)
+            if not self.spend_restored and self.ledger.healthy:  # a late config or a late volume
+                self.restore_spend(datetime.now(UTC))
             if self._retired and self.inflight == 0:
                 retired, self._retired = self._retired, []
                 for client in retired:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from sluicegate_contract.keyring import KeyringError
 
 from .app import build_api, build_ops
@@ -31,6 +32,7 @@ from .runtime import Gateway, Settings
 
 log = logging.getLogger("sluicegate.sidecar")
 API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (FAULTS 23)
+DRAIN_GRACE_SECONDS = 1.0  # after the drain deadline: for cut streams to send their error event and settle
 
 
 class _QuietServer(uvicorn.Server):
@@ -96,10 +98,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 async def _drain(gateway: Gateway, servers: Sequence[uvicorn.Server], stop: asyncio.Event) -> None:
     await stop.wait()
-    gateway.draining = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + gateway.settings.drain_seconds
+    gateway.start_drain(deadline)  # streams still open at the deadline end with an SSE error event
     log.info("draining: %s in flight", gateway.inflight)
-    deadline = asyncio.get_running_loop().time() + gateway.settings.drain_seconds
-    while gateway.inflight > 0 and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+    while gateway.inflight > 0 and loop.time() < deadline + DRAIN_GRACE_SECONDS:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for server in servers:
         server.should_exit = True

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+
 from sluicegate_contract.schema import MockSettings, Timeouts
 
 from .mock_upstream import MockUpstreamTransport
@@ -88,10 +89,8 @@ async def open_response(
             response = await upstream.transport.handle_async_request(outgoing)
     except TimeoutError:
         raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
-    except httpx.TimeoutException:
-        raise AttemptFailed("timeout", detail="upstream timed out") from None
     except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
-        raise AttemptFailed("connect", detail=type(exc).__name__) from None
+        raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
     response.request = outgoing
     if 200 <= response.status_code < 300:
         return response
@@ -103,6 +102,15 @@ async def open_response(
     finally:
         await response.aclose()
     raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """timeout | connect. httpx-aiohttp maps every aiohttp connection error (refused, reset) to
+    ``httpx.ConnectTimeout``: what happened is in ``__cause__``, a timeout only if that is one."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError | OSError):
+        return "timeout" if isinstance(cause, TimeoutError) else "connect"
+    return "timeout" if isinstance(exc, httpx.TimeoutException) else "connect"
 
 
 async def read_capped(response: httpx.Response, limit: int) -> bytes:

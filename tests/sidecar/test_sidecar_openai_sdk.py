@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
-from genai_prices import Usage as GenaiUsage
 from genai_prices import calc_price
 from openai import AsyncOpenAI, OpenAI
 
@@ -64,13 +63,17 @@ def test_client_that_asks_for_usage_gets_the_usage_chunk_and_one_that_does_not_d
     c = client(sidecar)
     with_usage = list(
         c.chat.completions.create(
-            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
             stream_options={"include_usage": True},
         )
     )
     assert with_usage[-1].usage is not None and with_usage[-1].choices == []
     without = list(
-        c.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+        c.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
     )
     assert all(chunk.choices for chunk in without)
 
@@ -85,7 +88,9 @@ def test_async_client_streams_and_completes_concurrently(sidecar) -> None:
                 )
                 return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
-            plain = await ac.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "x"}])
+            plain = await ac.chat.completions.create(
+                model="openai/gpt-4o", messages=[{"role": "user", "content": "x"}]
+            )
             streamed = await asyncio.gather(*(one(i) for i in range(8)))
             return [plain.choices[0].message.content or "", *streamed]
 
@@ -107,7 +112,10 @@ def test_models_lists_tiers_auto_and_pinned_models(sidecar) -> None:
 
 
 def test_unknown_model_is_a_404_in_the_openai_envelope(sidecar) -> None:
-    r = httpx.post(f"{sidecar.base_url}/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        f"{sidecar.base_url}/chat/completions",
+        json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "model_not_found"
 
@@ -117,15 +125,27 @@ def test_unknown_model_is_a_404_in_the_openai_envelope(sidecar) -> None:
     [
         (b'{"model": "auto", "messages": [', "application/json", "bad_json"),
         (b'{"model": "auto", "model": "x", "messages": []}', "application/json", "bad_json"),
-        (b'{"model": "auto", "temperature": NaN, "messages": [{"role":"user","content":"x"}]}', "application/json", "bad_json"),
+        (
+            b'{"model": "auto", "temperature": NaN, "messages": [{"role":"user","content":"x"}]}',
+            "application/json",
+            "bad_json",
+        ),
         (b"\xef\xbb\xbf{}", "application/json", "bad_json"),
-        (b'{"model": "auto", "messages": [{"role":"user","content":"\xff"}]}', "application/json", "bad_json"),
+        (
+            b'{"model": "auto", "messages": [{"role":"user","content":"\xff"}]}',
+            "application/json",
+            "bad_json",
+        ),
         (b"[" * 100 + b"]" * 100, "application/json", "bad_json"),
         (b'{"model": "auto", "messages": []}', "text/plain", "bad_content_type"),
     ],
 )
-def test_malformed_requests_get_400_and_never_reach_the_upstream(sidecar, fake_openai, body, content_type, code) -> None:
-    r = httpx.post(f"{sidecar.base_url}/chat/completions", content=body, headers={"content-type": content_type})
+def test_malformed_requests_get_400_and_never_reach_the_upstream(
+    sidecar, fake_openai, body, content_type, code
+) -> None:
+    r = httpx.post(
+        f"{sidecar.base_url}/chat/completions", content=body, headers={"content-type": content_type}
+    )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == code
     assert body.decode("latin-1")[:20] not in r.json()["error"]["message"] or len(body) < 3
@@ -134,7 +154,12 @@ def test_malformed_requests_get_400_and_never_reach_the_upstream(sidecar, fake_o
 
 @pytest.mark.parametrize(
     ("patch", "param"),
-    [({"stream": "yes"}, "stream"), ({"max_tokens": -1}, "max_tokens"), ({"n": 1000}, "n"), ({"temperature": "hot"}, "temperature")],
+    [
+        ({"stream": "yes"}, "stream"),
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"n": 1000}, "n"),
+        ({"temperature": "hot"}, "temperature"),
+    ],
 )
 def test_wrong_types_and_values_are_400_naming_the_field(sidecar, fake_openai, patch, param) -> None:
     body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], **patch}
@@ -145,7 +170,11 @@ def test_wrong_types_and_values_are_400_naming_the_field(sidecar, fake_openai, p
 
 @pytest.mark.parametrize("field", ["api_base", "base_url", "api_key"])
 def test_client_supplied_upstream_or_credentials_are_refused(sidecar, fake_openai, field) -> None:
-    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], field: "http://evil"}
+    body = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "x"}],
+        field: "http://evil",
+    }
     r = httpx.post(f"{sidecar.base_url}/chat/completions", json=body)
     assert r.status_code == 400 and r.json()["error"]["param"] == field
     assert fake_openai.requests == []
@@ -156,12 +185,20 @@ def test_a_body_over_the_limit_is_413_before_it_is_buffered(providers_config, tm
 
     with SidecarThread(providers_config, tmp_path / "l2", max_body_bytes=1024) as sc:
         big = b'{"model":"auto","messages":[{"role":"user","content":"' + b"a" * 5000 + b'"}]}'
-        r = httpx.post(f"{sc.base_url}/chat/completions", content=big, headers={"content-type": "application/json"})
+        r = httpx.post(
+            f"{sc.base_url}/chat/completions", content=big, headers={"content-type": "application/json"}
+        )
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
 
 @pytest.mark.parametrize(
-    "path", ["//v1/chat/completions", "/v1/../v1/chat/completions", "/v1/chat%2Fcompletions", "/v1/chat/completions/"]
+    "path",
+    [
+        "//v1/chat/completions",
+        "/v1/../v1/chat/completions",
+        "/v1/chat%2Fcompletions",
+        "/v1/chat/completions/",
+    ],
 )
 def test_ambiguous_paths_are_refused(sidecar, path) -> None:
     import socket

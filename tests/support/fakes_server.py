@@ -237,7 +237,9 @@ class FakeServer:
         return usage or self.usage or FakeUsage(max(1, len(request.body) // 4), len(pieces))
 
     def __enter__(self) -> FakeServer:
-        sock = socket.socket()
+        sock = socket.socket(
+            socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+        )  # asyncio sets TCP_NODELAY only with an explicit protocol
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(

@@ -1,8 +1,8 @@
 """Run the real sidecar (uvicorn, both listeners) in a background thread for tests.
 
-    config = render_dir(tmp_path / "cfg", [connection(...), tier(...), budget(...)])
-    with SidecarThread(config, tmp_path / "ledger") as sc:
-        OpenAI(base_url=sc.base_url, api_key="x").chat.completions.create(...)
+config = render_dir(tmp_path / "cfg", [connection(...), tier(...), budget(...)])
+with SidecarThread(config, tmp_path / "ledger") as sc:
+    OpenAI(base_url=sc.base_url, api_key="x").chat.completions.create(...)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sluicegate_operator.render import render_namespace, secrets_from_objects
 from sluicegate_operator.render_cli import load_or_create_keys, previous_serial
 from sluicegate_sidecar.attribution import PodIdentity
 from sluicegate_sidecar.configload import dev_data_keys, public_keys_from
+from sluicegate_sidecar.health import HealthBook
 from sluicegate_sidecar.runtime import Gateway, Settings
 from sluicegate_sidecar.serve_cli import build_gateway, run_servers
 
@@ -54,8 +55,17 @@ def connection(
     objects: list[dict[str, Any]] = []
     if provider != "mock" and key is not None:
         body["apiKeySecretRef"] = {"name": f"{name}-key", "key": "apiKey"}
-        objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-key"}, "stringData": {"apiKey": key}})
-    objects.append({"apiVersion": API, "kind": "ProviderConnection", "metadata": {"name": name}, "spec": body})
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{name}-key"},
+                "stringData": {"apiKey": key},
+            }
+        )
+    objects.append(
+        {"apiVersion": API, "kind": "ProviderConnection", "metadata": {"name": name}, "spec": body}
+    )
     return objects
 
 
@@ -77,12 +87,21 @@ def budget(name: str, amount_usd: float, window: str = "day", **spec: Any) -> di
     }
 
 
-def priced(name: str, input_per_mtok: float = 1.0, output_per_mtok: float = 2.0, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "pricing": {"inputPerMTok": input_per_mtok, "outputPerMTok": output_per_mtok}, **extra}
+def priced(
+    name: str, input_per_mtok: float = 1.0, output_per_mtok: float = 2.0, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "pricing": {"inputPerMTok": input_per_mtok, "outputPerMTok": output_per_mtok},
+        **extra,
+    }
 
 
-def render_dir(directory: Path, objects: list[Any], namespace: str = "default") -> Path:
-    """Render resources into a sealed config directory (dev keys kept, serial raised on re-render)."""
+def render_dir(
+    directory: Path, objects: list[Any], namespace: str = "default", *, serial: int | None = None
+) -> Path:
+    """Render resources into a sealed config directory (dev keys kept, serial raised on re-render
+    unless ``serial`` is given)."""
     flat: list[dict[str, Any]] = []
     for item in objects:
         flat.extend(item if isinstance(item, list) else [item])
@@ -93,7 +112,7 @@ def render_dir(directory: Path, objects: list[Any], namespace: str = "default") 
         secrets_from_objects(flat),
         data_key=data.active,
         signing_key=signing.active,
-        serial=previous_serial(directory) + 1,
+        serial=serial if serial is not None else previous_serial(directory) + 1,
         now=datetime.now(UTC),
     )
     write_sealed(directory, result.config_json, result.config_sig)
@@ -108,9 +127,11 @@ class SidecarThread:
         *,
         pod: PodIdentity | None = None,
         poll_interval: float = 0.05,
+        health: HealthBook | None = None,
         **settings: Any,
     ) -> None:
         self.config_dir = config_dir
+        self.health = health  # None: the gateway's default HealthBook
         self.ledger_dir = ledger_dir
         self.pod = pod or PodIdentity(namespace="default", workload="checkout", service_account="checkout")
         self.settings = Settings(config_dir=config_dir, poll_interval=poll_interval, **settings)
@@ -146,6 +167,8 @@ class SidecarThread:
                 public_keys=public_keys_from(self.config_dir, environ={}),
                 data_keys=lambda: dev_keys,
             )
+            if self.health is not None:
+                self.gateway.health = self.health
             await run_servers(self.gateway, self.port, self.ops_port, stop=self._stop)
 
         try:
@@ -154,6 +177,17 @@ class SidecarThread:
             self._error = exc
 
     def start(self) -> SidecarThread:
+        for _ in range(2):
+            try:
+                return self._start_once()
+            except SystemExit:  # uvicorn exits when a port free_port() chose was taken meanwhile
+                self._thread.join(timeout=15)
+                self.port, self.ops_port = free_port(), free_port()
+                self._error, self._loop, self._stop = None, None, None
+                self._thread = threading.Thread(target=self._run, daemon=True)
+        return self._start_once()
+
+    def _start_once(self) -> SidecarThread:
         self._thread.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -184,3 +218,100 @@ class SidecarThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- assertions' helpers (shared by tests/sidecar) ------------------------------------------------
+
+
+def wait_until(condition: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll ``condition()`` until it returns something truthy (returned), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def ledger_entries(sidecar: SidecarThread) -> list[dict[str, Any]]:
+    """Every ledger line written so far, after flushing the sidecar's pending writes."""
+    import json
+
+    assert sidecar.gateway is not None
+    sidecar.run_sync(_settled(sidecar.gateway))
+    lines: list[dict[str, Any]] = []
+    for path in sorted(sidecar.ledger_dir.glob("ledger-*.jsonl")):
+        lines += [json.loads(line) for line in path.read_text().splitlines() if line]
+    return lines
+
+
+async def _settled(gateway: Gateway) -> None:
+    """Wait for detached ledger appends (spawned after responses), then flush them to disk."""
+    while gateway._tasks:
+        await asyncio.gather(*list(gateway._tasks), return_exceptions=True)
+    await gateway.ledger.flush()
+
+
+def metric_samples(sidecar: SidecarThread, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample named ``name`` on GET /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{sidecar.ops_url}/metrics", timeout=5).text
+    return [
+        (dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def metric_value(sidecar: SidecarThread, name: str, **labels: str) -> float:
+    """The sum of the samples named ``name`` whose labels include ``labels`` (0 when none)."""
+    return sum(
+        value
+        for found, value in metric_samples(sidecar, name)
+        if all(found.get(k) == v for k, v in labels.items())
+    )
+
+
+def genai_micro_usd(usage: Any, model: str, provider: str) -> int:
+    """genai-prices' price for a ``FakeUsage``, in micro-USD rounded up (as the sidecar charges)."""
+    from genai_prices import calc_price
+
+    price = calc_price(usage.as_genai_usage(), model, provider_id=provider).total_price
+    return int((price * 1_000_000).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate()`` until it returns something truthy (returned) or ``timeout`` passes (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def ledger_lines(directory: Path) -> list[dict[str, Any]]:
+    """Every ledger entry in ``directory`` as a dict, in chain order."""
+    import json
+
+    lines: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("ledger-*.jsonl")):
+        lines += [json.loads(line) for line in path.read_text().splitlines() if line]
+    return lines
+
+
+def prompt_of(tokens: int) -> list[dict[str, str]]:
+    """A one-message chat prompt the sidecar estimates at exactly ``tokens`` tokens (at least 9)."""
+    from sluicegate_sidecar.tokens import estimate_prompt_tokens
+
+    for length in range(tokens * 4):
+        messages = [{"role": "user", "content": "x" * length}]
+        if estimate_prompt_tokens("chat", {"messages": messages}) == tokens:
+            return messages
+    raise ValueError(f"no one-message prompt is estimated at {tokens} tokens")

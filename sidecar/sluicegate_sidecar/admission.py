@@ -1,0 +1,117 @@
+"""Budget admission for one request: the verdict, then per attempt the worst case reserved.
+
+An attempt reserves its worst case with the output cap clamped to what remains. When only other
+requests' reservations in flight stand in the way (they settle for what was used, usually far less),
+it waits for them, boundedly, instead of being clamped or refused: a burst at a small cap is not
+starved by over-reservation, and the bound is never loosened. Budget state lives in the BudgetBook.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from .accounting import RequestContext
+from .attribution import Attribution
+from .budget import BudgetBook, Decision, Refusal, Reservation
+from .catalog import Target
+from .pricing import max_output_tokens_within, worst_case_micro_usd
+from .providers.base import Operation
+from .runtime import Gateway
+from .wire import Fields, output_cap
+
+DEFAULT_OUTPUT_TOKENS = 4096
+RECHECK_SECONDS = 0.1  # a waiting request looks again at least this often, settle signal or not
+
+
+def rooms(book: BudgetBook, attribution: Attribution, now: datetime) -> tuple[int, int] | None:
+    """(room now, room once every reservation in flight is released) over the request's Enforce
+    scopes, in micro-USD; None when no Enforce scope applies."""
+    scopes = [scope for scope in book.scopes_for(attribution, now) if not scope.shadow]
+    if not scopes:
+        return None
+    tallies = {(s.policy, s.split, s.window, s.window_start): s for s in book.snapshot(now)}
+    room_now: int | None = None
+    room_settled: int | None = None
+    for scope in scopes:
+        key = scope.key
+        status = tallies.get((key.policy, key.split, key.window, key.start))
+        spent, reserved = (status.spent_micro_usd, status.reserved_micro_usd) if status else (0, 0)
+        cap = 0 if scope.budget.kill_switch else scope.cap_micro_usd
+        now_room, settled_room = max(0, cap - spent - reserved), max(0, cap - spent)
+        room_now = now_room if room_now is None else min(room_now, now_room)
+        room_settled = settled_room if room_settled is None else min(room_settled, settled_room)
+    assert room_now is not None and room_settled is not None
+    return room_now, room_settled
+
+
+class Admission:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def decide(self, ctx: RequestContext) -> Decision:
+        """The verdict before routing. A BLOCK caused only by reservations in flight waits for them."""
+        budgets = self.gw.budgets
+        decision = budgets.decide(ctx.attribution, ctx.wall)
+        while decision.action == "BLOCK" and await self._wait(ctx, want=1, need=1):
+            decision = budgets.decide(ctx.attribution, datetime.now(UTC))
+        return decision
+
+    async def reserve(
+        self, ctx: RequestContext, target: Target, prompt_tokens: int, fields: Fields, op: Operation
+    ) -> tuple[Reservation | None, int | None, Refusal | None]:
+        """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal).
+
+        The output cap is the request's (or the model's, or a default), clamped to the model's
+        maximum and then to what remains; it is sent upstream whenever a budget applies, so the
+        reply can never cost more than was reserved (short of a price-catalog error).
+        """
+        budgets = self.gw.budgets
+        price = target.spec.price
+        model_max = target.spec.max_output_tokens
+        asked = output_cap(fields)
+        cap = asked if asked is not None else (model_max or DEFAULT_OUTPUT_TOKENS)
+        if model_max is not None:
+            cap = min(cap, model_max)
+        if op == "embeddings":
+            cap = 0
+        if price is None:
+            found = budgets.reserve(ctx.attribution, 0, datetime.now(UTC), priced=False)
+            return (found, None, None) if isinstance(found, Reservation) else (None, None, found)
+        n = fields.n
+        want = worst_case_micro_usd(price, prompt_tokens, cap, n)
+        need = worst_case_micro_usd(price, prompt_tokens, min(cap, 1), n)
+        while True:
+            now = datetime.now(UTC)
+            headroom = budgets.headroom(ctx.attribution, now)
+            if headroom is None or headroom >= want or not await self._wait(ctx, want, need):
+                break
+        send = cap
+        if headroom is not None and op != "embeddings":
+            fits = max_output_tokens_within(price, prompt_tokens, n, headroom)
+            if fits < cap:
+                send = max(fits, 1)
+        result = budgets.reserve(ctx.attribution, worst_case_micro_usd(price, prompt_tokens, send, n), now)
+        if isinstance(result, Refusal):
+            return None, None, result
+        if result.shadow_refusal is not None and "shadow=" not in ctx.verdict:
+            ctx.verdict = f"{ctx.verdict}; shadow={result.shadow_refusal.action}"
+        send_cap = send if (headroom is not None or asked is not None) and op != "embeddings" else None
+        return result, send_cap, None
+
+    async def _wait(self, ctx: RequestContext, want: int, need: int) -> bool:
+        """Wait for a reservation to settle when that may make room: the room now is short of
+        ``want`` (or of all there will be) but reservations in flight hold at least ``need``.
+        False when waiting cannot help or the request's admission deadline has passed."""
+        clock = time.monotonic()
+        if ctx.admission_deadline is None:
+            ctx.admission_deadline = clock + self.gw.settings.budget_wait_seconds
+        left = ctx.admission_deadline - clock
+        found = rooms(self.gw.budgets, ctx.attribution, datetime.now(UTC))
+        if left <= 0 or found is None:
+            return False
+        room_now, room_settled = found
+        if room_now >= min(want, room_settled) or room_settled < need:
+            return False
+        await self.gw.wait_settled(min(left, RECHECK_SECONDS))
+        return True
