@@ -91,6 +91,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted")
     p.add_argument("--receive-timeout", type=float, default=30.0, help="seconds to receive a request body")
     p.add_argument("--drain-seconds", type=float, default=25.0, help="SIGTERM drain deadline")
+    p.add_argument(
+        "--budget-wait-seconds",
+        type=float,
+        default=5.0,
+        help="most a request waits for reservations in flight to free budget room",
+    )
     p.add_argument("--max-connections", type=int, default=1024, help="concurrent connections before 503")
     p.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stdout")
     return p.parse_args(argv)
@@ -162,6 +168,7 @@ async def serve(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         receive_timeout=args.receive_timeout,
         drain_seconds=args.drain_seconds,
+        budget_wait_seconds=args.budget_wait_seconds,
         access_log=not args.no_access_log,
         default_tier=environ.get("SLUICEGATE_DEFAULT_TIER") or None,
     )
