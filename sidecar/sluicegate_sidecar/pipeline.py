@@ -15,33 +15,22 @@ from starlette.responses import Response
 
 from .accounting import Accountant, RequestContext, charge_for
 from .admission import Admission
-from .autotier import features_of
 from .budget import Refusal, Reservation
 from .catalog import Target
 from .errors import ApiError, budget_exceeded, error_body, kill_switch
 from .outcome import FailureClass, classify, final_error, should_fall_back
+from .planning import Plan, plan_request, reroute
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
-from .resolve import InvalidModel, Resolution, UnknownModel, resolve
 from .retryafter import backoff, parse_retry_after
 from .runtime import Gateway, Served
 from .selection import expected_cost_micro_usd, order_candidates
-from .tokens import estimate_prompt_tokens
 from .upstream import AttemptFailed, open_response, read_body
 from .wire import Fields, output_cap
 
 HEADER_PREFIX = "x-sluicegate-"
 RATE_LIMIT_COOLDOWN_SECONDS = 2.0  # a 429 without a usable Retry-After cools its candidate 1-2 s
-
-
-class Plan:
-    """What one client request will try: candidates in order, and the request facts they need."""
-
-    def __init__(self, resolution: Resolution, candidates: list[Target], prompt_tokens: int) -> None:
-        self.resolution = resolution
-        self.candidates = candidates
-        self.prompt_tokens = prompt_tokens
 
 
 def _headers(
@@ -78,45 +67,6 @@ class Pipeline:
         self.accountant = Accountant(gateway)
         self.admission = Admission(gateway)
 
-    # -- planning ---------------------------------------------------------------------------
-
-    def _resolve(
-        self, served: Served, op: Operation, request: dict[str, Any], fields: Fields, hint: str | None
-    ) -> Plan:
-        prompt_tokens = estimate_prompt_tokens(op, request)
-        features = features_of(request, prompt_tokens)
-        try:
-            resolution = resolve(fields.model, served.catalog, features, hint)
-        except InvalidModel as exc:
-            raise ApiError(400, str(exc), code="invalid_model", param="model") from None
-        except UnknownModel as exc:
-            raise ApiError(404, str(exc), code="model_not_found", param="model") from None
-        if op == "messages":
-            resolution = _only(resolution, ("anthropic",))
-        elif op in ("completions", "embeddings"):
-            resolution = _without(
-                resolution, ("anthropic",) if op == "embeddings" else ("anthropic", "gemini")
-            )
-        return Plan(resolution, list(resolution.candidates), prompt_tokens)
-
-    def _reroute(
-        self, served: Served, plan: Plan, ctx: RequestContext, action: str, target_tier: str | None
-    ) -> Plan:
-        """DOWNGRADE / LIGHT_ONLY: the same request on a lighter tier; pinned requests are refused."""
-        catalog = served.catalog
-        if action == "LIGHT_ONLY":
-            tiers = catalog.tiers_by_rank()
-            target_tier = tiers[0].name if tiers else None
-        tier = catalog.tier(target_tier) if target_tier else None
-        if plan.resolution.pinned or tier is None:
-            raise budget_exceeded(
-                ctx.verdict_policy or "", "a lighter tier is not available for this request"
-            )
-        resolution = Resolution(
-            "tier", tier.name, catalog.tier_targets(tier.name), False, tier.strategy, tier.fallback
-        )
-        return Plan(resolution, list(resolution.candidates), plan.prompt_tokens)
-
     def _order(self, plan: Plan, fields: Fields, now: float) -> list[Target]:
         cap = output_cap(fields)
         health = self.gw.health
@@ -150,19 +100,11 @@ class Pipeline:
         served = self.gw.served
         if served is None:
             raise ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
-        plan = self._resolve(
-            served,
-            op,
-            request,
-            fields,
-            headers.get("x-sluicegate-tier-hint") or self.gw.settings.default_tier,
-        )
-        if pin_kind is not None:  # TOLVYN-style /v1/proxy/<provider>/...: only that provider serves
-            declared = {p.name for p in served.loaded.config.providers if p.declared_kind == pin_kind}
-            kept = _only(
-                plan.resolution, (pin_kind,), f"No {pin_kind} connection serves this model.", declared
-            )
-            plan = Plan(kept, list(kept.candidates), plan.prompt_tokens)
+        pin = None
+        if pin_kind is not None:
+            pin = (pin_kind, {p.name for p in served.loaded.config.providers if p.declared_kind == pin_kind})
+        hint = headers.get("x-sluicegate-tier-hint") or self.gw.settings.default_tier
+        plan = plan_request(served.catalog, op, request, fields.model, hint, pin)
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
         if not (self.gw.ledger.healthy and self.gw.spend_restored):  # DESIGN §8: never spend untracked
@@ -183,7 +125,9 @@ class Pipeline:
             raise budget_exceeded(decision.policy or "", "its cap is reached")
         if decision.action in ("DOWNGRADE", "LIGHT_ONLY"):
             ctx.verdict_policy = decision.policy
-            plan = self._reroute(served, plan, ctx, decision.action, decision.downgrade_to)
+            plan = reroute(
+                served.catalog, plan, decision.action, decision.downgrade_to, decision.policy or ""
+            )
             ctx.tier = plan.resolution.tier
         return await self._attempts(served, op, request, fields, ctx, plan)
 
@@ -242,7 +186,7 @@ class Pipeline:
             if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") and ctx.verdict_policy is None:
                 # The policy's action when this request no longer fits: once, on the lighter tier.
                 ctx.verdict, ctx.verdict_policy = refusal.action, refusal.policy
-                plan = self._reroute(served, plan, ctx, refusal.action, refusal.downgrade_to)
+                plan = reroute(served.catalog, plan, refusal.action, refusal.downgrade_to, refusal.policy)
                 ctx.tier = plan.resolution.tier
                 return await self._attempts(served, op, request, fields, ctx, plan)
             ctx.verdict = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
@@ -411,41 +355,3 @@ def failure_class(failure: AttemptFailed, target: Target) -> FailureClass:
 
 def _amount(reservation: Reservation | None) -> int:
     return reservation.amount_micro_usd if reservation is not None else 0
-
-
-def _only(
-    resolution: Resolution,
-    kinds: tuple[str, ...],
-    message: str = "/v1/messages serves Anthropic connections only; this model has none.",
-    also: set[str] | frozenset[str] = frozenset(),
-) -> Resolution:
-    """Keep candidates of ``kinds`` (or on the connections named in ``also``)."""
-    kept = tuple(t for t in resolution.candidates if t.provider in kinds or t.connection in also)
-    if not kept:
-        raise ApiError(400, message, code="unsupported_for_model")
-    return Resolution(
-        resolution.kind,
-        resolution.tier,
-        kept,
-        resolution.pinned,
-        resolution.strategy,
-        resolution.fallback,
-        resolution.reason,
-    )
-
-
-def _without(resolution: Resolution, kinds: tuple[str, ...]) -> Resolution:
-    kept = tuple(t for t in resolution.candidates if t.provider not in kinds)
-    if not kept:
-        raise ApiError(
-            400, "This model's providers do not support this endpoint.", code="unsupported_for_model"
-        )
-    return Resolution(
-        resolution.kind,
-        resolution.tier,
-        kept,
-        resolution.pinned,
-        resolution.strategy,
-        resolution.fallback,
-        resolution.reason,
-    )

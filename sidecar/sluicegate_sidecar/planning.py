@@ -1,0 +1,99 @@
+"""What one request will try: the model resolved to candidates, narrowed by endpoint and provider pin,
+or moved to a lighter tier by a budget verdict. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from .autotier import features_of
+from .catalog import ModelCatalog, Target
+from .errors import ApiError, budget_exceeded
+from .providers.base import Operation
+from .resolve import InvalidModel, Resolution, UnknownModel, resolve
+from .tokens import estimate_prompt_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The resolution, its candidates, and the prompt-size estimate every price is based on."""
+
+    resolution: Resolution
+    prompt_tokens: int
+    candidates: list[Target] = field(default_factory=list)
+
+
+def _narrowed(resolution: Resolution, kept: tuple[Target, ...]) -> Resolution:
+    return Resolution(
+        resolution.kind,
+        resolution.tier,
+        kept,
+        resolution.pinned,
+        resolution.strategy,
+        resolution.fallback,
+        resolution.reason,
+    )
+
+
+def only(
+    resolution: Resolution,
+    kinds: Collection[str],
+    message: str = "/v1/messages serves Anthropic connections only; this model has none.",
+    also: Collection[str] = (),
+) -> Resolution:
+    """Keep candidates of provider ``kinds`` (or on the connections named in ``also``)."""
+    kept = tuple(t for t in resolution.candidates if t.provider in kinds or t.connection in also)
+    if not kept:
+        raise ApiError(400, message, code="unsupported_for_model")
+    return _narrowed(resolution, kept)
+
+
+def without(resolution: Resolution, kinds: Collection[str]) -> Resolution:
+    kept = tuple(t for t in resolution.candidates if t.provider not in kinds)
+    if not kept:
+        raise ApiError(
+            400, "This model's providers do not support this endpoint.", code="unsupported_for_model"
+        )
+    return _narrowed(resolution, kept)
+
+
+def plan_request(
+    catalog: ModelCatalog,
+    op: Operation,
+    request: dict[str, Any],
+    model: str,
+    hint: str | None,
+    pin: tuple[str, Collection[str]] | None = None,
+) -> Plan:
+    """Resolve ``model`` for ``op``; ``pin`` is (provider kind, connections declaring it) from /v1/proxy."""
+    prompt_tokens = estimate_prompt_tokens(op, request)
+    try:
+        resolution = resolve(model, catalog, features_of(request, prompt_tokens), hint)
+    except InvalidModel as exc:
+        raise ApiError(400, str(exc), code="invalid_model", param="model") from None
+    except UnknownModel as exc:
+        raise ApiError(404, str(exc), code="model_not_found", param="model") from None
+    if op == "messages":
+        resolution = only(resolution, ("anthropic",))
+    elif op in ("completions", "embeddings"):
+        resolution = without(resolution, ("anthropic",) if op == "embeddings" else ("anthropic", "gemini"))
+    if pin is not None:  # TOLVYN-style /v1/proxy/<provider>/...: only that provider serves
+        kind, declared = pin
+        resolution = only(resolution, (kind,), f"No {kind} connection serves this model.", declared)
+    return Plan(resolution, prompt_tokens, list(resolution.candidates))
+
+
+def reroute(catalog: ModelCatalog, plan: Plan, action: str, target_tier: str | None, policy: str) -> Plan:
+    """DOWNGRADE / LIGHT_ONLY: the same request on a lighter tier; a pinned request is refused (402)."""
+    if action == "LIGHT_ONLY":
+        tiers = catalog.tiers_by_rank()
+        target_tier = tiers[0].name if tiers else None
+    tier = catalog.tier(target_tier) if target_tier else None
+    if plan.resolution.pinned or tier is None:
+        raise budget_exceeded(policy, "a lighter tier is not available for this request")
+    resolution = Resolution(
+        "tier", tier.name, catalog.tier_targets(tier.name), False, tier.strategy, tier.fallback
+    )
+    return Plan(resolution, plan.prompt_tokens, list(resolution.candidates))
