@@ -21,6 +21,7 @@ from .ledger_entry import CostBasis as CostBasis
 from .ledger_entry import Entry as Entry
 from .ledger_entry import EntryAttribution as EntryAttribution
 from .ledger_entry import EntryUsage as EntryUsage
+from .ledger_entry import chain_entry
 from .ledger_entry import charges as charges
 from .ledger_entry import decode_entry as decode_entry
 from .ledger_entry import entry_attribution as entry_attribution
@@ -217,12 +218,14 @@ class Ledger:
             self._prepare()
         seq, prev = self._seq, self._hash
         chained: list[Entry] = []
+        lines: list[bytes] = []
         for entry in entries:
             seq += 1
-            linked = msgspec.structs.replace(entry, seq=seq, prev_hash=prev, hash="")
-            prev = entry_hash(linked)
-            chained.append(msgspec.structs.replace(linked, hash=prev))
-        data = b"".join(entry_line(entry) for entry in chained)
+            digest, line = chain_entry(entry, seq, prev)
+            lines.append(line)
+            chained.append(msgspec.structs.replace(entry, seq=seq, prev_hash=prev, hash=digest))
+            prev = digest
+        data = b"".join(lines)
         if self._size > 0 and self._size + len(data) > self._max_file_bytes:
             self._rotate()
         assert self._fd is not None

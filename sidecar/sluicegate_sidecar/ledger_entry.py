@@ -62,8 +62,8 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="cam
 
 
 def format_time(instant: datetime) -> str:
-    utc = instant.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-23T04:25:19.375Z``."""
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -110,6 +110,16 @@ def entry_hash(entry: Entry) -> str:
 
 def entry_line(entry: Entry) -> bytes:
     return _canonical(msgspec.to_builtins(entry)) + b"\n"
+
+
+def chain_entry(entry: Entry, seq: int, prev_hash: str) -> tuple[str, bytes]:
+    """The hash and the line of ``entry`` as number ``seq`` after ``prev_hash`` (one encoding pass)."""
+    fields = msgspec.to_builtins(entry)
+    fields["seq"], fields["prevHash"] = seq, prev_hash
+    del fields["hash"]
+    digest = hashlib.sha256(prev_hash.encode() + _canonical(fields)).hexdigest()
+    fields["hash"] = digest
+    return digest, _canonical(fields) + b"\n"
 
 
 def decode_entry(line: bytes) -> Entry:
