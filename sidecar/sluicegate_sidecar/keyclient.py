@@ -58,6 +58,15 @@ class KeyClient:
         self.keys, self.namespace = keys, reply.namespace
         return keys
 
+    async def refresh(self) -> bool:
+        """One fetch (an unknown key id showed up); False when it failed, keeping the keys we have."""
+        try:
+            await self.fetch()
+        except (KeyServiceError, httpx.HTTPError, OSError) as exc:
+            log.warning("data keys not refreshed: %s", exc)
+            return False
+        return True
+
     async def fetch_with_backoff(self, attempts: int = 8, rng: random.Random | None = None) -> bool:
         rng = rng or random.Random()
         delay = 0.5

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from sluicegate_contract.sealing import ConfigRejected
 from .attribution import PodIdentity
 from .budget import BudgetBook
 from .catalog import ModelCatalog
-from .configload import LoadedConfig, load_config
+from .configload import LoadedConfig, load_config, open_connections
 from .health import HealthBook
 from .ledger import Ledger, LedgerError, charges, read_entries
 from .metrics import LabelGuard, Metrics
@@ -64,6 +65,10 @@ class Gateway:
     data_keys: Callable[[], Mapping[str, bytes]]
     ledger: Ledger
     metrics: Metrics
+    # Fetches data keys again (key service); called once per back-off step on an unknown key id.
+    refresh_keys: Callable[[], Awaitable[bool]] | None = None
+    _next_key_refresh: float = 0.0
+    _key_refresh_backoff: float = 1.0
     pod: PodIdentity = field(default_factory=PodIdentity)
     health: HealthBook = field(default_factory=HealthBook)
     budgets: BudgetBook = field(default_factory=lambda: BudgetBook(()))
@@ -214,10 +219,32 @@ class Gateway:
                 self.metrics.ledger_healthy.set(1 if self.ledger.healthy else 0)
             if not self.spend_restored and self.ledger.healthy:  # a late config or a late volume
                 self.restore_spend(datetime.now(UTC))
+            await self._refresh_unknown_keys()
             if self._retired and self.inflight == 0:
                 retired, self._retired = self._retired, []
                 for client in retired:
                     await client.aclose()
+
+    async def _refresh_unknown_keys(self) -> None:
+        """A config sealed under a data key we lack (rotation): fetch keys again, with back-off (FAULTS 15)."""
+        served = self.served
+        if served is None or self.refresh_keys is None:
+            return
+        if "unknown_data_key" not in served.loaded.unusable.values():
+            self._key_refresh_backoff = 1.0
+            return
+        now = time.monotonic()
+        if now < self._next_key_refresh:
+            return
+        fetched = await self.refresh_keys()
+        self._next_key_refresh = now + self._key_refresh_backoff
+        self._key_refresh_backoff = min(self._key_refresh_backoff * 2, 300.0)
+        if fetched:
+            connections, unusable = open_connections(served.loaded.config, self.data_keys())
+            if connections.keys() != served.loaded.connections.keys():
+                self.swap(
+                    LoadedConfig(config=served.loaded.config, connections=connections, unusable=unusable)
+                )
 
     async def aclose(self) -> None:
         if self._tasks:

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,6 +121,7 @@ def build_gateway(
     pod: PodIdentity,
     public_keys: Mapping[str, Ed25519PublicKey],
     data_keys: Callable[[], Mapping[str, bytes]],
+    refresh_keys: Callable[[], Awaitable[bool]] | None = None,
 ) -> Gateway:
     """The runtime with its config loaded (if a valid one is there) and open windows' spend restored."""
     metrics = Metrics()
@@ -133,6 +134,7 @@ def build_gateway(
         ledger=ledger,
         metrics=metrics,
         pod=pod,
+        refresh_keys=refresh_keys,
     )
     gateway.try_load()
     restored = gateway.restore_spend(datetime.now(UTC))
@@ -178,6 +180,7 @@ async def serve(args: argparse.Namespace) -> int:
         pod=pod_identity(environ, Path(args.labels_file)),
         public_keys=public_keys,
         data_keys=(lambda: keys.keys) if keys is not None else (lambda: dev_keys),
+        refresh_keys=keys.refresh if keys is not None else None,
     )
     return await run_servers(gateway, args.port, args.ops_port, args.max_connections)
 
