@@ -226,7 +226,7 @@ class Gateway:
                     await client.aclose()
 
     async def _refresh_unknown_keys(self) -> None:
-        """A config sealed under a data key we lack (rotation): fetch keys again, with back-off (FAULTS 15)."""
+        """A config sealed under a data key we lack (rotation): refetch keys, with back-off (FAULTS 15)."""
         served = self.served
         if served is None or self.refresh_keys is None:
             return
