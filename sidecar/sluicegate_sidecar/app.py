@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sluicegate_contract.schema import ProviderKind
 
 from .accounting import RequestContext
 from .attribution import attribute
@@ -35,19 +37,7 @@ API_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages"}
 )
 # TOLVYN's per-provider base URL: /v1/proxy/<provider kind>/<endpoint> pins that provider.
-PROXY_KINDS = frozenset(
-    {
-        "openai",
-        "azure-openai",
-        "anthropic",
-        "gemini",
-        "mistral",
-        "groq",
-        "together",
-        "openai-compatible",
-        "mock",
-    }
-)
+PROXY_KINDS = frozenset(get_args(ProviderKind))
 PROXY_ALIASES = {"google": "gemini", "azure": "azure-openai"}  # TOLVYN's names for them
 PROXY_PATH = re.compile(
     r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages)$"
