@@ -5,6 +5,7 @@ The charge rules (FAULTS 27) are pure functions; ``Accountant`` applies them to 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -76,6 +77,7 @@ class RequestContext:
     status: int | str = 200
     auto_reason: str | None = None
     verdict_policy: str | None = None
+    ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
     admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
 
 
@@ -116,8 +118,14 @@ class Accountant:
             status=status,
             budget_scopes=reservation.policies if reservation is not None else (),
         )
-        self.gw.spawn(self._write(entry))
+        ctx.ledger_writes.append(self.gw.spawn(self._write(entry)))
         self._count_spend(ctx, target, charge)
+
+    async def durable(self, ctx: RequestContext) -> None:
+        """Wait until this request's ledger lines are on disk (when the sidecar runs with ledger sync)."""
+        if self.gw.settings.ledger_sync and ctx.ledger_writes:
+            writes, ctx.ledger_writes = ctx.ledger_writes, []
+            await asyncio.shield(asyncio.gather(*writes))
 
     async def _write(self, entry: Entry) -> None:
         try:

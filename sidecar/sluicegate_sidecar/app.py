@@ -43,6 +43,7 @@ PROXY_PATH = re.compile(
     r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages)$"
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_CLOSE = {"connection": "close"}  # uvicorn then closes the connection once the error is sent
 _OPS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "messages": "messages"}
 
 
@@ -72,10 +73,12 @@ class StrictPaths:
 
 
 async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
+    """The whole body, under ``limit`` bytes and ``deadline`` seconds. Every refusal closes the
+    connection: the rest of the body is never read, so the connection cannot serve another request."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
-            raise ApiError(400, "Invalid Content-Length.", code="bad_request")
+            raise ApiError(400, "Invalid Content-Length.", code="bad_request", headers=_CLOSE)
         if int(length) > limit:
             raise too_large(limit)
     chunks: list[bytes] = []
@@ -88,7 +91,9 @@ async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
                     raise too_large(limit)
                 chunks.append(chunk)
     except TimeoutError:
-        raise ApiError(408, "The request body was not received in time.", code="request_timeout") from None
+        raise ApiError(
+            408, "The request body was not received in time.", code="request_timeout", headers=_CLOSE
+        ) from None
     return b"".join(chunks)
 
 
@@ -149,6 +154,8 @@ def build_api(gateway: Gateway) -> ASGIApp:
         except ApiError as exc:
             if exc.code == "request_too_large":
                 gateway.metrics.rejected.labels("too_large").inc()
+            elif exc.code == "request_timeout":  # a slow or stalled body (FAULTS 5)
+                gateway.metrics.rejected.labels("request_timeout").inc()
             pipeline.accountant.finish(ctx, exc.status)
             return error_response(
                 exc, pipeline.headers(ctx) if gateway.served else {"x-request-id": ctx.request_id}

@@ -76,6 +76,7 @@ class KeyClient:
                 return True
             except (KeyServiceError, httpx.HTTPError, OSError) as exc:
                 log.warning("data keys not fetched (attempt %s): %s", attempt, exc)
-            await asyncio.sleep(delay * (0.5 + rng.random() / 2))
-            delay = min(delay * 2, 30.0)
+            if attempt < attempts:  # no sleep after the last: the caller goes on without keys
+                await asyncio.sleep(delay * (0.5 + rng.random() / 2))
+                delay = min(delay * 2, 30.0)
         return False

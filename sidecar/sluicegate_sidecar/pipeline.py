@@ -296,6 +296,7 @@ class Pipeline:
         self.gw.health.record_success(target.connection, target.model)
         charge = charge_for(target.spec.price, reply.usage, _amount(reservation), plan.prompt_tokens, None)
         self.accountant.settle(ctx, target, reservation, charge, 200)
+        await self.accountant.durable(ctx)
         remaining = self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))
         headers = _headers(
             ctx, remaining, {"x-sluicegate-cost-usd": f"{charge.cost_micro_usd / 1_000_000:.6f}"}

@@ -1,5 +1,5 @@
-"""What one request will try: the model resolved to candidates, narrowed by endpoint and provider pin,
-or moved to a lighter tier by a budget verdict. Pure: no I/O, no clock.
+"""What one request will try: the model resolved to candidates, narrowed by endpoint, provider pin and
+context window, or moved to a lighter tier by a budget verdict. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class Plan:
     resolution: Resolution
     prompt_tokens: int
     candidates: list[Target] = field(default_factory=list)
+    check_context: bool = False  # the prompt estimate is one prompt, comparable to a context window
 
 
 def _narrowed(resolution: Resolution, kept: tuple[Target, ...]) -> Resolution:
@@ -59,6 +60,37 @@ def without(resolution: Resolution, kinds: Collection[str]) -> Resolution:
     return _narrowed(resolution, kept)
 
 
+def _checks_context(op: Operation, request: dict[str, Any]) -> bool:
+    """Whether the prompt estimate is one model input. Embeddings and batched completion prompts
+    are limited per item, so their total says nothing about a context window."""
+    if op in ("chat", "messages"):
+        return True
+    return op == "completions" and isinstance(request.get("prompt"), str)
+
+
+def _fitting(resolution: Resolution, prompt_tokens: int) -> tuple[Target, ...]:
+    return tuple(
+        t
+        for t in resolution.candidates
+        if t.spec.context_window is None or prompt_tokens <= t.spec.context_window
+    )
+
+
+def within_context(resolution: Resolution, prompt_tokens: int, param: str = "messages") -> Resolution:
+    """Drop candidates whose context window cannot hold the prompt; 400 when none can (FAULTS 4)."""
+    kept = _fitting(resolution, prompt_tokens)
+    if kept or not resolution.candidates:  # no candidate at all is the pipeline's 503, not this 400
+        return _narrowed(resolution, kept)
+    largest = max(t.spec.context_window or 0 for t in resolution.candidates)
+    raise ApiError(
+        400,
+        f"The prompt is about {prompt_tokens:,} tokens, more than the context window of any model "
+        f"this request may go to (at most {largest:,} tokens). Shorten it.",
+        code="context_length_exceeded",
+        param=param,
+    )
+
+
 def plan_request(
     catalog: ModelCatalog,
     op: Operation,
@@ -82,7 +114,11 @@ def plan_request(
     if pin is not None:  # TOLVYN-style /v1/proxy/<provider>/...: only that provider serves
         kind, declared = pin
         resolution = only(resolution, (kind,), f"No {kind} connection serves this model.", declared)
-    return Plan(resolution, prompt_tokens, list(resolution.candidates))
+    check = _checks_context(op, request)
+    if check:
+        param = "prompt" if op == "completions" else "messages"
+        resolution = within_context(resolution, prompt_tokens, param)
+    return Plan(resolution, prompt_tokens, list(resolution.candidates), check)
 
 
 def reroute(catalog: ModelCatalog, plan: Plan, action: str, target_tier: str | None, policy: str) -> Plan:
@@ -96,4 +132,9 @@ def reroute(catalog: ModelCatalog, plan: Plan, action: str, target_tier: str | N
     resolution = Resolution(
         "tier", tier.name, catalog.tier_targets(tier.name), False, tier.strategy, tier.fallback
     )
-    return Plan(resolution, plan.prompt_tokens, list(resolution.candidates))
+    if plan.check_context and resolution.candidates:
+        kept = _fitting(resolution, plan.prompt_tokens)
+        if not kept:
+            raise budget_exceeded(policy, "the lighter tier's models cannot hold this prompt")
+        resolution = _narrowed(resolution, kept)
+    return Plan(resolution, plan.prompt_tokens, list(resolution.candidates), plan.check_context)

@@ -129,12 +129,12 @@ async def stream_response(
                 if out:
                     yield out
             tail = relay.finish()
+            status = 200 if relay.completed else "upstream_stream_error"
+            settle(status)  # the ledger line is durable before the stream's last bytes leave
+            await pipeline.accountant.durable(ctx)
             if tail:
                 yield tail
-            if relay.completed:
-                status = 200
-            else:
-                status = "upstream_stream_error"
+            if status != 200:
                 yield _stream_error(
                     op, "The upstream stream ended before it was complete.", "upstream_stream_error"
                 )

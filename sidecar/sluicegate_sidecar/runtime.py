@@ -29,6 +29,7 @@ from .metrics import LabelGuard, Metrics
 from .upstream import Upstream, build_client
 
 log = logging.getLogger("sluicegate.sidecar")
+MISSING_POLLS = 5  # polls in a row without a config before a served sidecar reports it missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,10 @@ class Settings:
     poll_interval: float = 1.0
     drain_seconds: float = 25.0
     access_log: bool = True
-    default_tier: str | None = None  # the Pod's sluicegate.io/default-tier: the floor for ``auto``
+    default_tier: str | None = None
+    # True: a reply's last byte leaves only after its ledger line is fsynced, so a crash can never
+    # lose the record of spend a client already received (costs one fdatasync of latency).
+    ledger_sync: bool = True  # the Pod's sluicegate.io/default-tier: the floor for ``auto``
     budget_wait_seconds: float = 5.0  # most a request waits for reservations in flight to settle
 
 
@@ -69,6 +73,7 @@ class Gateway:
     refresh_keys: Callable[[], Awaitable[bool]] | None = None
     _next_key_refresh: float = 0.0
     _key_refresh_backoff: float = 1.0
+    _missing_polls: int = 0  # consecutive polls that found no config (a swap in progress, or gone)
     pod: PodIdentity = field(default_factory=PodIdentity)
     health: HealthBook = field(default_factory=HealthBook)
     budgets: BudgetBook = field(default_factory=lambda: BudgetBook(()))
@@ -126,11 +131,12 @@ class Gateway:
         except TimeoutError:
             pass
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` detached (ledger writes after the response), keeping a reference until done."""
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` detached (a cancelled request never cancels it), keeping a reference until done."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def try_load(self, now: datetime | None = None) -> bool:
         """Load a newer verified config if there is one; a bad one is refused and counted."""
@@ -145,7 +151,17 @@ class Gateway:
                 min_serial=current,
             )
         except ConfigRejected as exc:
+            if exc.reason == "missing" and self.served is not None:
+                # Read mid-swap (``..data`` on a removed generation): keep serving, read again at the
+                # next poll; only a config gone for MISSING_POLLS polls in a row is reported (FAULTS 14).
+                self._missing_polls += 1
+                if self._missing_polls < MISSING_POLLS:
+                    return False
+            else:
+                self._missing_polls = 0
             if exc.reason == "rollback" and self.served is not None:
+                if self.last_rejection is not None and self.last_rejection.startswith("missing:"):
+                    self.last_rejection = None  # the served config is back in place
                 return False  # the same config seen again: nothing new
             if self.last_rejection != str(exc):
                 log.warning(
@@ -154,6 +170,7 @@ class Gateway:
                 self.metrics.config_rejected.labels(exc.reason).inc()
             self.last_rejection = str(exc)
             return False
+        self._missing_polls = 0
         self.swap(loaded)
         return True
 

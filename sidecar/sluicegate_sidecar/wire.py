@@ -140,4 +140,5 @@ def too_large(limit: int) -> ApiError:
         f"The request body is larger than {limit} bytes.",
         type="invalid_request_error",
         code="request_too_large",
+        headers={"connection": "close"},  # the rest of the body is never read
     )
