@@ -95,13 +95,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def ledger_dirs(paths: Sequence[str]) -> list[str]:
+    """Each path, and for a directory every directory below it holding ledger files: the ledgers of
+    many sidecars collected side by side (one chain per directory) are read together."""
+    found: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        found.append(raw)
+        if path.is_dir():
+            below = {p.parent for p in path.rglob("ledger-*.jsonl") if p.parent != path}
+            found.extend(str(d) for d in sorted(below))
+    return found
+
+
 def _entries(paths: Sequence[str]) -> list[Entry]:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"{missing[0]}: no such file or directory")
-    if not ledger_files(paths):
+    every = ledger_dirs(paths)
+    if not ledger_files(every):
         raise UsageError(f"no ledger files in {', '.join(paths)}")
-    return list(read_entries(paths))
+    return list(read_entries(every))
 
 
 def _ref(text: str, entries: Sequence[Entry]) -> ModelRef:

@@ -52,6 +52,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "operator": {"replicas": 1},
         "image": {"repository": "registry.example/sg", "tag": "1.2.3"},
     },
+    "reconcile": {
+        "monitoring": {"enabled": True},
+        "imagePullSecrets": ["regcred"],
+        "reports": {
+            "reconcile": {
+                "enabled": True,
+                "export": {"fetch": {"provider": "anthropic", "adminKeySecret": {"name": "admin-key"}}},
+                "output": {
+                    "pushgateway": "http://pushgateway.monitoring.svc:9091",
+                    "volume": {"persistentVolumeClaim": {"claimName": "sluicegate-reports"}},
+                    "html": "reconcile.html",
+                    "metricsFile": "sluicegate_reconcile.prom",
+                },
+            }
+        },
+    },
 }
 
 

@@ -6,7 +6,8 @@ matchers read `label op "string"` (regexes compiled with Python's re, close to b
 that ranges are durations, that every called name is a known PromQL function or aggregation, that
 binary operators have operands, and it extracts metric names. It does NOT type-check (instant vs range
 vectors), check function arity, vector-matching rules or precedence. Exported names come from
-`sluicegate_sidecar.metrics.METRIC_NAMES`, the one list the sidecar keeps true.
+`sluicegate_sidecar.metrics.METRIC_NAMES`, the one list the sidecar keeps true, plus the explicit
+allow-list KUBE_STATE_METRICS: the few kube-state-metrics series the reconciliation alert reads.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ TOKEN = re.compile(
     re.VERBOSE,
 )
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# Not the sidecar's: kube-state-metrics' Job series, read by SluicegateReconcileFailed (reports.reconcile).
+KUBE_STATE_METRICS = frozenset(
+    {"kube_job_status_failed", "kube_job_status_succeeded", "kube_job_status_start_time"}
+)
+RECONCILE_ON = {"enabled": True, "export": {"fetch": {"adminKeySecret": {"name": "openai-admin"}}}}
 
 
 class PromQLError(ValueError):
@@ -136,7 +142,7 @@ def check_promql(expr: str) -> set[str]:
                 and following[1].lower() in {"by", "without"}
             ):
                 pass  # `sum by (labels) (expr)`
-            elif following == ("bracket", "("):
+            elif following == ("bracket", "(") and lowered not in BINARY:  # `or (`: an operand
                 if value not in FUNCTIONS | AGGREGATIONS and lowered not in LABEL_LIST_KEYWORDS:
                     raise PromQLError(f"unknown function {value!r}")
             elif lowered in KEYWORDS:
@@ -206,6 +212,7 @@ def test_promql_check_extracts_metrics_but_not_labels_functions_or_keywords() ->
         "and -c[1h:5m] or vector(1e3)"
     )
     assert check_promql(expr) == {"a_bucket", "b_total", "c"}
+    assert check_promql("(a > on (x) b) or (c unless on (x) d) and(e)") == {"a", "b", "c", "d", "e"}
 
 
 def test_promql_check_names_unexported_metrics() -> None:
@@ -218,8 +225,11 @@ def _rules(render: Any, values: dict[str, Any] | None = None) -> list[dict[str, 
 
 
 def test_every_alert_expression_parses_and_reads_only_exported_metrics(render: Any) -> None:
-    exported = _exported_names()
-    for rule in _rules(render):
+    exported = _exported_names() | KUBE_STATE_METRICS
+    values = {"monitoring": {"enabled": True}, "reports": {"reconcile": RECONCILE_ON}}
+    rules = _rules(render, values)
+    assert "SluicegateReconcileFailed" in {r["alert"] for r in rules}
+    for rule in rules:
         names = check_promql(rule["expr"])
         assert names, f"{rule['alert']} reads no metric"
         assert not _unexported(names, exported), f"{rule['alert']} reads {_unexported(names, exported)}"

@@ -148,3 +148,19 @@ def test_reconcile_pushes_its_result_to_a_pushgateway() -> None:
     ((method, path, body),) = received
     assert (method, path) == ("PUT", "/metrics/job/sluicegate_reconcile")
     assert b"sluicegate_reconcile_failed 1" in body
+
+
+def test_reports_read_every_sidecars_ledger_collected_below_one_directory(tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    from sluicegate_sidecar.ledger import read_entries
+    from sluicegate_sidecar.report_cli import ledger_dirs
+
+    source = Path(__file__).parent / "data" / "savings-ledger"
+    one_pod = list(read_entries([source]))
+    for pod in ("pod-a", "pod-b"):
+        shutil.copytree(source, tmp_path / "ledgers" / pod)
+    dirs = ledger_dirs([str(tmp_path / "ledgers")])
+    assert dirs[1:] == [str(tmp_path / "ledgers" / "pod-a"), str(tmp_path / "ledgers" / "pod-b")]
+    assert len(list(read_entries(dirs))) == 2 * len(one_pod) > 0
