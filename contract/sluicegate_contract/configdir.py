@@ -52,7 +52,12 @@ def write_sealed(directory: Path, body: bytes, signature: bytes) -> None:
             if link.exists():
                 link.unlink()
             link.symlink_to(f"{DATA_LINK}/{name}")
-    if previous is not None and previous != generation and previous.parent == directory.resolve():
+    if (
+        previous is not None
+        and previous != generation
+        and previous.parent == directory.resolve()
+        and previous.is_dir()  # a dangling ..data (generation already gone) leaves nothing to remove
+    ):
         for child in previous.iterdir():
             child.unlink()
         previous.rmdir()

@@ -29,10 +29,11 @@ _AAD_PREFIX = b"sluicegate/provider-key/v1\n"
 class ConfigRejected(Exception):
     """A config that must not be used. ``reason`` is a short stable code for metrics and status."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, serial: int | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.serial = serial  # the refused config's serial, when it could be read
 
 
 class KeyUnsealError(Exception):
@@ -192,7 +193,9 @@ def verify_config(
         )
     if config.serial <= min_serial:
         raise ConfigRejected(
-            "rollback", f"serial {config.serial} is not newer than the serial in use ({min_serial})"
+            "rollback",
+            f"serial {config.serial} is not newer than the serial in use ({min_serial})",
+            config.serial,
         )
     try:
         not_before, not_after = parse_time(config.not_before), parse_time(config.not_after)

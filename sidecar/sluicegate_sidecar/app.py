@@ -29,7 +29,7 @@ from .errors import ApiError, error_body
 from .pipeline import Pipeline, error_response
 from .providers.base import Operation
 from .runtime import Gateway
-from .wire import decode_body, read_fields, too_large
+from .wire import CLOSE, decode_body, read_fields, too_large
 
 log = logging.getLogger("sluicegate.sidecar")
 
@@ -43,7 +43,6 @@ PROXY_PATH = re.compile(
     r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages)$"
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_CLOSE = {"connection": "close"}  # uvicorn then closes the connection once the error is sent
 _OPS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "messages": "messages"}
 
 
@@ -73,12 +72,12 @@ class StrictPaths:
 
 
 async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
-    """The whole body, under ``limit`` bytes and ``deadline`` seconds. Every refusal closes the
-    connection: the rest of the body is never read, so the connection cannot serve another request."""
+    """The whole body, under ``limit`` bytes and ``deadline`` seconds. Every refusal says
+    ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (FAULTS 5)."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
-            raise ApiError(400, "Invalid Content-Length.", code="bad_request", headers=_CLOSE)
+            raise ApiError(400, "Invalid Content-Length.", code="bad_request", headers=CLOSE)
         if int(length) > limit:
             raise too_large(limit)
     chunks: list[bytes] = []
@@ -92,7 +91,7 @@ async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise ApiError(
-            408, "The request body was not received in time.", code="request_timeout", headers=_CLOSE
+            408, "The request body was not received in time.", code="request_timeout", headers=CLOSE
         ) from None
     return b"".join(chunks)
 

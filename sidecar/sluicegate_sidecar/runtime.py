@@ -159,10 +159,11 @@ class Gateway:
                     return False
             else:
                 self._missing_polls = 0
-            if exc.reason == "rollback" and self.served is not None:
+            if exc.reason == "rollback" and self.served is not None and exc.serial == current:
                 if self.last_rejection is not None and self.last_rejection.startswith("missing:"):
                     self.last_rejection = None  # the served config is back in place
                 return False  # the same config seen again: nothing new
+            # an older serial (a config rolled back) falls through: refused and counted once
             if self.last_rejection != str(exc):
                 log.warning(
                     "config refused (%s): %s; serving serial %s", exc.reason, exc.detail, current or "none"

@@ -7,6 +7,7 @@ fields routing and budgets need are then checked by type with a msgspec struct.
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from .errors import ApiError, bad_request
 
 MAX_DEPTH = 64
 MAX_N = 16
+CLOSE = MappingProxyType({"connection": "close"})  # an error sent before the whole body was read
 # Client fields that could pick the upstream or its credentials (FAULTS 3): refused outright.
 ROUTING_FIELDS = frozenset(
     {"api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers", "organization"}
@@ -140,5 +142,5 @@ def too_large(limit: int) -> ApiError:
         f"The request body is larger than {limit} bytes.",
         type="invalid_request_error",
         code="request_too_large",
-        headers={"connection": "close"},  # the rest of the body is never read
+        headers=CLOSE,  # the rest of the body is never read
     )

@@ -11,6 +11,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,14 @@ class SidecarThread:
         pod: PodIdentity | None = None,
         poll_interval: float = 0.05,
         health: HealthBook | None = None,
+        data_keys: Callable[[], Mapping[str, bytes]] | None = None,
+        refresh_keys: Callable[[], Awaitable[bool]] | None = None,
         **settings: Any,
     ) -> None:
         self.config_dir = config_dir
         self.health = health  # None: the gateway's default HealthBook
+        self.data_keys = data_keys  # None: the dev data keys beside the config, read at start
+        self.refresh_keys = refresh_keys  # the key service's refetch, on an unknown data key id
         self.ledger_dir = ledger_dir
         self.pod = pod or PodIdentity(namespace="default", workload="checkout", service_account="checkout")
         self.settings = Settings(config_dir=config_dir, poll_interval=poll_interval, **settings)
@@ -160,12 +165,14 @@ class SidecarThread:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             dev_keys = dev_data_keys(self.config_dir)
+            data_keys = self.data_keys or (lambda: dev_keys)
             self.gateway = build_gateway(
                 self.settings,
                 self.ledger_dir,
                 pod=self.pod,
                 public_keys=public_keys_from(self.config_dir, environ={}),
-                data_keys=lambda: dev_keys,
+                data_keys=data_keys,
+                refresh_keys=self.refresh_keys,
             )
             if self.health is not None:
                 self.gateway.health = self.health
