@@ -1,0 +1,160 @@
+"""Render ProviderConnections: Secrets resolved and sealed, model prices resolved. Pure.
+
+A connection whose Secret or key is missing is reported and left out; the rest keep working.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sluicegate_contract.schema import (
+    Azure,
+    KeyBinding,
+    MockSettings,
+    Model,
+    ModelPrice,
+    Provider,
+    Rates,
+    SealedKey,
+    Timeouts,
+)
+from sluicegate_contract.sealing import DataKey, key_fingerprint, seal_key
+
+from .crparse import Meta, ModelSpec, ProviderConnectionSpec, ResourceError, meta_of
+from .prices import catalog_price, usd_per_mtok_to_micro
+from .resourcereport import ResourceReport
+
+
+def secrets_from_objects(objects: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, bytes]]:
+    """Secret objects → {name: {key: raw bytes}}, folding ``stringData`` over ``data``."""
+    out: dict[str, dict[str, bytes]] = {}
+    for obj in objects:
+        if obj.get("kind") != "Secret":
+            continue
+        name = meta_of(obj).name
+        values: dict[str, bytes] = {}
+        for key, text in (obj.get("data") or {}).items():
+            try:
+                values[key] = base64.b64decode(str(text), validate=True)
+            except binascii.Error:
+                raise ResourceError("Secret", name, f"data.{key} is not base64") from None
+        for key, text in (obj.get("stringData") or {}).items():
+            values[key] = str(text).encode("utf-8")
+        out[name] = values
+    return out
+
+
+def _model_price(spec: ModelSpec, kind: str, now: datetime) -> tuple[ModelPrice | None, int | None]:
+    if spec.pricing is not None:
+        p = spec.pricing
+        rates = Rates(
+            input_per_mtok=usd_per_mtok_to_micro(p.input_per_m_tok),
+            output_per_mtok=usd_per_mtok_to_micro(p.output_per_m_tok),
+            cached_input_per_mtok=None
+            if p.cached_input_per_m_tok is None
+            else usd_per_mtok_to_micro(p.cached_input_per_m_tok),
+            cache_write_per_mtok=None
+            if p.cache_write_per_m_tok is None
+            else usd_per_mtok_to_micro(p.cache_write_per_m_tok),
+        )
+        return ModelPrice(source="override", base=rates), None
+    entry = catalog_price(kind, spec.name, now)
+    if entry is None:
+        return None, None
+    return entry.price, entry.context_window
+
+
+def render_provider(
+    meta: Meta,
+    spec: ProviderConnectionSpec,
+    namespace: str,
+    secrets: Mapping[str, Mapping[str, bytes]],
+    data_key: DataKey,
+    now: datetime,
+    offline: bool,
+) -> tuple[Provider, ResourceReport, str]:
+    """The provider entry, its report, and the key digest that goes into the content hash."""
+    binding = KeyBinding(connection=meta.name, uid=meta.uid, generation=meta.generation)
+    models: list[Model] = []
+    unpriced: list[str] = []
+    for m in spec.models:
+        price, context = _model_price(m, spec.provider, now)
+        if price is None:
+            unpriced.append(m.name)
+        models.append(
+            Model(
+                name=m.name,
+                alias=m.alias,
+                price=price,
+                context_window=m.context_window or context,
+                max_output_tokens=m.max_output_tokens,
+            )
+        )
+    sealed: SealedKey | None = None
+    fingerprint: str | None = None
+    key_digest = ""
+    kind = spec.provider
+    if offline:
+        kind = "mock"
+    elif spec.provider != "mock":
+        ref = spec.api_key_secret_ref
+        if ref is None:
+            raise ResourceError(meta.kind, meta.name, "spec.apiKeySecretRef is required for this provider")
+        secret = secrets.get(ref.name)
+        if secret is None:
+            raise ResourceError(meta.kind, meta.name, f"Secret {ref.name!r} not found")
+        raw = secret.get(ref.key)
+        if raw is None:
+            raise ResourceError(meta.kind, meta.name, f"Secret {ref.name!r} has no key {ref.key!r}")
+        raw_key = raw.decode("utf-8").strip()
+        if not raw_key:
+            raise ResourceError(meta.kind, meta.name, f"Secret {ref.name!r} key {ref.key!r} is empty")
+        sealed = seal_key(raw_key, data_key, namespace, binding)
+        fingerprint = key_fingerprint(raw_key)
+        key_digest = hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+    t = spec.timeouts
+    provider = Provider(
+        name=meta.name,
+        provider=kind,
+        declared_kind=spec.provider if offline else None,
+        binding=binding,
+        base_url=None if offline else spec.base_url,
+        api_key=sealed,
+        key_fingerprint=fingerprint,
+        azure=Azure(api_version=spec.azure.api_version, deployments=dict(spec.azure.deployments))
+        if spec.azure is not None and not offline
+        else None,
+        mock=MockSettings(
+            latency_ms=spec.mock.latency_ms,
+            failure_rate=spec.mock.failure_rate,
+            stream_chunk_delay_ms=spec.mock.stream_chunk_delay_ms,
+            seed=spec.mock.seed,
+        )
+        if spec.mock is not None
+        else (MockSettings(latency_ms=20) if offline else None),
+        models=tuple(models),
+        timeouts=Timeouts(
+            connect_seconds=t.connect_seconds,
+            first_byte_seconds=t.first_byte_seconds,
+            idle_seconds=t.idle_seconds,
+            total_seconds=t.total_seconds,
+        ),
+    )
+    message = "sealed"
+    if unpriced:
+        message = f"sealed; no price for {', '.join(unpriced)} (refused under a budget unless allowed)"
+    report = ResourceReport(
+        kind=meta.kind,
+        name=meta.name,
+        ready=True,
+        reason="Sealed",
+        message=message,
+        key_fingerprint=fingerprint,
+        models=tuple(models),
+    )
+    return provider, report, key_digest
