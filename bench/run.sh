@@ -3,7 +3,8 @@
 # same fake upstream, in one run (../shared/bench/peers.sh does the driving; wrk generates load).
 #
 # Knobs: TARGETS="direct portkey litellm" (sluicegate is always added), DURATION, REPEATS,
-# SCENARIOS (see peers.sh), BENCH_DIR=/tmp/sluicegate-bench, SLUICEGATE_PORT=8470.
+# SCENARIOS (see peers.sh), BENCH_DIR=/tmp/sluicegate-bench, SLUICEGATE_PORT=8470,
+# SLUICEGATE_ARGS (extra sidecar flags, e.g. --ledger-async).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS=${PEERS:-$ROOT/../shared/bench/peers.sh}
@@ -20,7 +21,7 @@ mkdir -p "$BENCH_DIR"
 export TARGETS=${TARGETS:-"direct portkey litellm"}
 export EXTRA_TARGET_NAME=sluicegate
 export EXTRA_TARGET_URL=http://127.0.0.1:$PORT
-export EXTRA_TARGET_START="$ROOT/.venv/bin/sluicegate sidecar --config $BENCH_DIR/config --port $PORT --ops-port $OPS_PORT --ledger-dir $BENCH_DIR/ledger"
+export EXTRA_TARGET_START="$ROOT/.venv/bin/sluicegate sidecar --config $BENCH_DIR/config --port $PORT --ops-port $OPS_PORT --ledger-dir $BENCH_DIR/ledger ${SLUICEGATE_ARGS:-}"
 export PEERS_DIR=${PEERS_DIR:-/tmp/peers}
 export OUT_DIR=${OUT_DIR:-$PEERS_DIR/results/$(date +%Y%m%d-%H%M%S)}
 for step in "${@:-all}"; do
