@@ -155,7 +155,6 @@ class Pipeline:
         refusal: Refusal | None = None
         attempt_no = 0
         for target in ordered:
-            attempt_no += 1
             reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields, op)
             if refusal is not None:
                 if refusal.action == "KILL":
@@ -169,7 +168,8 @@ class Pipeline:
                         type="budget_exceeded",
                         code="pricing_unknown",
                     )
-                continue  # a cheaper candidate may still fit
+                continue  # a cheaper candidate may still fit (not an attempt: no retry is used)
+            attempt_no += 1
             if last_target is not None and last_class is not None:
                 self._count_fallback(served, last_target, target, last_class)
             result = await self._attempt(
@@ -191,8 +191,8 @@ class Pipeline:
                 return await self._attempts(served, op, request, fields, ctx, plan)
             ctx.verdict = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
             raise budget_exceeded(refusal.policy, refusal.scope)
-        assert last_class is not None
-        return self._final_failure(ctx, last, last_class, target)
+        assert last_class is not None and last_target is not None
+        return self._final_failure(ctx, last, last_class, last_target)
 
     def _count_fallback(self, served: Served, failed: Target, to: Target, reason: str) -> None:
         guard = served.guard
