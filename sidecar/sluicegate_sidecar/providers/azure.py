@@ -10,17 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Connection, Operation, Reply, UnsupportedOperation, UpstreamErrorInfo, UpstreamRequest
-from .openai import (
-    JSON_HEADERS,
-    OpenAIStreamRelay,
-    build_openai_request,
-    client_wants_usage,
-    decode_json,
-    openai_error_info,
-    openai_path,
-    parse_openai_reply,
-)
+from .base import Connection, Operation, UnsupportedOperation, UpstreamRequest
+from .openai import JSON_HEADERS, OpenAIAdapter, build_openai_request, openai_path
 
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _API_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-preview)?|v1|latest|preview")
@@ -41,8 +32,11 @@ def deployment_url(conn: Connection, model: str, op: Operation) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class AzureAdapter:
+class AzureAdapter(OpenAIAdapter):
+    """OpenAI's adapter with Azure's URL and key header; replies, streams and errors are OpenAI's."""
+
     provider: str = "azure-openai"
+    default_base_url: str | None = None
 
     def build(
         self,
@@ -59,14 +53,3 @@ class AzureAdapter:
             headers["api-key"] = conn.api_key
         # Azure picks the model by deployment; the body's ``model`` is ignored there and kept harmless.
         return build_openai_request(url, headers, request, model, stream and op != "embeddings")
-
-    def parse(self, op: Operation, model: str, body: bytes) -> Reply:
-        return parse_openai_reply(op, body)
-
-    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> OpenAIStreamRelay:
-        if op not in ("chat", "completions"):
-            raise UnsupportedOperation(f"/v1/{op} cannot be streamed")
-        return OpenAIStreamRelay(keep_usage_chunk=client_wants_usage(request))
-
-    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
-        return openai_error_info(status, decode_json(body))
