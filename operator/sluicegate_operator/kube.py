@@ -9,7 +9,7 @@ Holds no cluster state of its own.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +77,16 @@ async def load_configuration(
     return cfg
 
 
+async def _unless_missing(call: Awaitable[Any]) -> Any:
+    """The call's result, or None when the object is not there (404); other API errors propagate."""
+    try:
+        return await call
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 class Kube:
     """A thin async wrapper; ``close()`` when done."""
 
@@ -120,12 +130,8 @@ class Kube:
     # Secrets and ConfigMaps
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._plain(await self._core().read_namespaced_secret(name, namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found = await _unless_missing(self._core().read_namespaced_secret(name, namespace))
+        return None if found is None else self._plain(found)
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": "v1", "kind": "Secret", **body}
@@ -142,21 +148,11 @@ class Kube:
         return self._plain(result)
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
-        try:
-            await self._core().delete_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return await _unless_missing(self._core().delete_namespaced_secret(name, namespace)) is not None
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._plain(await self._core().read_namespaced_config_map(name, namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found = await _unless_missing(self._core().read_namespaced_config_map(name, namespace))
+        return None if found is None else self._plain(found)
 
     async def apply_config_map(self, namespace: str, body: Mapping[str, Any]) -> None:
         """Create, or merge-patch when it exists."""
@@ -191,41 +187,30 @@ class Kube:
 
     async def read_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         api = self._custom()
-        try:
-            item = await api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        item = await _unless_missing(
+            api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        )
+        if item is None:
+            return None
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KINDS[plural], **item}
 
     async def patch_custom(self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]) -> bool:
         """Merge-patch a custom object (its metadata, say); False when the object is gone."""
         api = self._custom()
-        try:
-            await api.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        patched = api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+        )
+        return await _unless_missing(patched) is not None
 
     async def patch_custom_status(
         self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]
     ) -> bool:
         """Merge-patch the status subresource; False when the object is gone."""
         api = self._custom()
-        try:
-            await api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        patched = api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+        )
+        return await _unless_missing(patched) is not None
 
     # Events and authentication
 

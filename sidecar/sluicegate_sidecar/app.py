@@ -29,7 +29,7 @@ from .errors import ApiError, error_body
 from .pipeline import Pipeline, error_response
 from .providers.base import Operation
 from .runtime import Gateway
-from .wire import CLOSE, decode_body, read_fields, too_large
+from .wire import CLOSE, Fields, decode_body, read_fields, too_large
 
 log = logging.getLogger("sluicegate.sidecar")
 
@@ -43,6 +43,7 @@ PROXY_PATH = re.compile(
     r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages)$"
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REJECTED_AS = {"request_too_large": "too_large"}  # metric reasons that differ from the error code
 _OPS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "messages": "messages"}
 
 
@@ -107,6 +108,13 @@ def build_api(gateway: Gateway) -> ASGIApp:
     pipeline = Pipeline(gateway)
     settings = gateway.settings
 
+    async def read_request(request: Request, headers: Mapping[str, str], op: Operation) -> tuple[Any, Fields]:
+        if not headers.get("content-type", "").lower().startswith("application/json"):
+            raise ApiError(400, "Send the request body as application/json.", code="bad_content_type")
+        raw = await read_limited(request, settings.max_body_bytes, settings.receive_timeout)
+        body = decode_body(raw)
+        return body, read_fields(body, needs=_OPS[op])
+
     async def operation(request: Request, op: Operation) -> Response:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
         pin_kind: str | None = request.scope.get("state", {}).get("pin_kind")
@@ -125,25 +133,13 @@ def build_api(gateway: Gateway) -> ASGIApp:
                     code="draining",
                     headers={"retry-after": "2"},
                 )
-            content_type = headers.get("content-type", "")
-            if not content_type.lower().startswith("application/json"):
-                gateway.metrics.rejected.labels("bad_content_type").inc()
-                raise ApiError(400, "Send the request body as application/json.", code="bad_content_type")
-            raw = await read_limited(request, settings.max_body_bytes, settings.receive_timeout)
             try:
-                body = decode_body(raw)
-                fields = read_fields(body, needs=_OPS[op])
-            except ApiError as exc:
-                gateway.metrics.rejected.labels(exc.code or "bad_request").inc()
+                body, fields = await read_request(request, headers, op)
+            except ApiError as exc:  # refused before routing: counted once, here (FAULTS 1, 4, 5)
+                reason = _REJECTED_AS.get(exc.code or "", exc.code or "bad_request")
+                gateway.metrics.rejected.labels(reason).inc()
                 raise
             ctx.requested_model = fields.model[:256]
-            if (
-                pin_kind is not None
-                and "/" not in fields.model
-                and fields.model != "auto"
-                and ":" not in fields.model
-            ):
-                fields = msgspec.structs.replace(fields, model=f"{pin_kind}/{fields.model}")
             for name in ("x-portkey-provider", "x-portkey-config", "x-portkey-virtual-key"):
                 if name in headers:
                     log.info(
@@ -151,10 +147,6 @@ def build_api(gateway: Gateway) -> ASGIApp:
                     )
             response = await pipeline.handle(op, body, fields, ctx, headers, pin_kind)
         except ApiError as exc:
-            if exc.code == "request_too_large":
-                gateway.metrics.rejected.labels("too_large").inc()
-            elif exc.code == "request_timeout":  # a slow or stalled body (FAULTS 5)
-                gateway.metrics.rejected.labels("request_timeout").inc()
             pipeline.accountant.finish(ctx, exc.status)
             return error_response(
                 exc, pipeline.headers(ctx) if gateway.served else {"x-request-id": ctx.request_id}

@@ -100,6 +100,8 @@ def plan_request(
     pin: tuple[str, Collection[str]] | None = None,
 ) -> Plan:
     """Resolve ``model`` for ``op``; ``pin`` is (provider kind, connections declaring it) from /v1/proxy."""
+    if pin is not None and "/" not in model and model != "auto" and not model.startswith("tier:"):
+        model = f"{pin[0]}/{model}"  # a bare name under /v1/proxy/<kind>/ means that provider's model
     prompt_tokens = estimate_prompt_tokens(op, request)
     try:
         resolution = resolve(model, catalog, features_of(request, prompt_tokens), hint)
