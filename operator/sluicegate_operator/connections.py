@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from sluicegate_contract.schema import (
     Timeouts,
 )
 from sluicegate_contract.sealing import DataKey, key_fingerprint, seal_key
+from sluicegate_contract.usable import model_problems
 
 from .crparse import Meta, ModelSpec, ProviderConnectionSpec, ResourceError, meta_of
 from .prices import catalog_price, usd_per_mtok_to_micro
@@ -47,6 +49,23 @@ def secrets_from_objects(objects: Sequence[Mapping[str, Any]]) -> dict[str, dict
             values[key] = str(text).encode("utf-8")
         out[name] = values
     return out
+
+
+def _finite_prices(meta: Meta, index: int, spec: ModelSpec) -> None:
+    """A price override that is not a finite number is refused before it is converted."""
+    p = spec.pricing
+    if p is None:
+        return
+    for field, value in (
+        ("inputPerMTok", p.input_per_m_tok),
+        ("outputPerMTok", p.output_per_m_tok),
+        ("cachedInputPerMTok", p.cached_input_per_m_tok),
+        ("cacheWritePerMTok", p.cache_write_per_m_tok),
+    ):
+        if value is not None and not math.isfinite(value):
+            raise ResourceError(
+                meta.kind, meta.name, f"spec.models[{index}].pricing.{field}: not a usable price ({value})"
+            )
 
 
 def _model_price(spec: ModelSpec, kind: str, now: datetime) -> tuple[ModelPrice | None, int | None]:
@@ -82,7 +101,8 @@ def render_provider(
     binding = KeyBinding(connection=meta.name, uid=meta.uid, generation=meta.generation)
     models: list[Model] = []
     unpriced: list[str] = []
-    for m in spec.models:
+    for index, m in enumerate(spec.models):
+        _finite_prices(meta, index, m)
         price, context = _model_price(m, spec.provider, now)
         if price is None:
             unpriced.append(m.name)
@@ -95,6 +115,10 @@ def render_provider(
                 max_output_tokens=m.max_output_tokens,
             )
         )
+    # Values the CRD accepts but a sidecar cannot use (FAULTS 33): this connection is left out.
+    problems = model_problems(models)
+    if problems:
+        raise ResourceError(meta.kind, meta.name, "; ".join(f"{f}: {m}" for f, m in problems))
     sealed: SealedKey | None = None
     fingerprint: str | None = None
     key_digest = ""

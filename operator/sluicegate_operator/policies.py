@@ -5,6 +5,7 @@ Thresholds and ladder steps are fractions in (0, 1] on the resources, parts per 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from sluicegate_contract.schema import (
@@ -19,6 +20,7 @@ from sluicegate_contract.schema import (
     Webhook,
 )
 from sluicegate_contract.schema import AutoRule as AutoRuleSchema
+from sluicegate_contract.usable import budget_problems
 
 from .crparse import BudgetPolicySpec, Meta, ResourceError, RoutingTierSpec
 from .prices import usd_per_mtok_to_micro
@@ -82,6 +84,8 @@ def render_tier(
 
 
 def _ppm(fraction: float, what: str, meta: Meta) -> int:
+    if not math.isfinite(fraction):
+        raise ResourceError(meta.kind, meta.name, f"{what} must be in (0, 1], got {fraction}")
     value = round(fraction * _PPM)
     if not 0 < value <= _PPM:
         raise ResourceError(meta.kind, meta.name, f"{what} must be in (0, 1], got {fraction}")
@@ -94,12 +98,14 @@ def render_budget(meta: Meta, spec: BudgetPolicySpec) -> Budget:
     ):
         raise ResourceError(meta.kind, meta.name, "spec.downgradeTo is required for DOWNGRADE")
     limits = []
-    for limit in spec.limits:
+    for i, limit in enumerate(spec.limits):
+        if not math.isfinite(limit.amount_usd):
+            raise ResourceError(meta.kind, meta.name, f"spec.limits[{i}].amountUSD: not a usable amount")
         amount = usd_per_mtok_to_micro(limit.amount_usd)
         if amount <= 0:
             raise ResourceError(meta.kind, meta.name, "spec.limits[].amountUSD must be > 0")
         limits.append(Limit(window=limit.window, amount_micro_usd=amount, timezone=limit.timezone))
-    return Budget(
+    budget = Budget(
         name=meta.name,
         uid=meta.uid,
         selector=dict(spec.selector.match_labels),
@@ -133,3 +139,9 @@ def render_budget(meta: Meta, spec: BudgetPolicySpec) -> Budget:
         mode=spec.mode,
         allow_unpriced=spec.allow_unpriced,
     )
+    # Values the CRD accepts but a sidecar cannot use (FAULTS 33): the whole render fails (budgets fail
+    # closed), so the last good config keeps serving and this policy's condition names the field.
+    problems = budget_problems(budget)
+    if problems:
+        raise ResourceError(meta.kind, meta.name, "; ".join(f"{f}: {m}" for f, m in problems))
+    return budget

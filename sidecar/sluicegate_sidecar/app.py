@@ -197,14 +197,17 @@ def build_ops(gateway: Gateway) -> ASGIApp:
 
     async def readyz(request: Request) -> Response:
         served = gateway.served
+        watch_problem = gateway.watch_problem()
         detail: dict[str, Any] = {
             "configSerial": served.serial if served else None,
             "lastRejection": gateway.last_rejection,
             "ledger": gateway.ledger.problem or gateway.restore_problem or "ok",
             "unusableConnections": dict(served.loaded.unusable) if served else {},
             "draining": gateway.draining,
+            "rollbackGuard": gateway.serial_state_problem or "ok",
+            "configWatch": watch_problem or "ok",
         }
-        ready = served is not None and not gateway.draining
+        ready = served is not None and not gateway.draining and watch_problem is None
         return Response(
             msgspec.json.encode({"ready": ready, **detail}),
             status_code=200 if ready else 503,

@@ -1,11 +1,12 @@
 """Read, verify and open a sealed config directory into what the sidecar serves.
 
-A config that fails verification raises ``ConfigRejected``; a provider key that does not open
-makes only that connection unusable (FAULTS 15).
+A config that fails verification, or carries a value the sidecar cannot use (FAULTS 33), raises
+``ConfigRejected``; a provider key that does not open makes only that connection unusable (FAULTS 15).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sluicegate_contract.configdir import DATA_RING_FILE, KEYS_DIR, PUBLIC_KEYS_
 from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
 from sluicegate_contract.schema import Config, Provider
 from sluicegate_contract.sealing import ConfigRejected, KeyUnsealError, unseal_key, verify_config
+from sluicegate_contract.usable import config_problems
 
 from .providers.base import Connection
 from .providers.registry import default_base_url
@@ -30,6 +32,7 @@ class LoadedConfig:
     config: Config
     connections: Mapping[str, Connection]
     unusable: Mapping[str, str] = field(default_factory=dict)
+    body_sha256: str = ""  # of config.json as read: an equal serial after a restart must be this config
 
 
 def public_keys_from(
@@ -98,6 +101,17 @@ def load_config(
         body, signature = read_sealed(directory)
     except FileNotFoundError:
         raise ConfigRejected("missing", f"no config.json/config.sig in {directory}") from None
+    except OSError as exc:
+        raise ConfigRejected("unreadable", f"cannot read the config: {exc}") from None
     config = verify_config(body, signature, public_keys, namespace=namespace, now=now, min_serial=min_serial)
+    problems = config_problems(config)
+    if problems:
+        detail = "; ".join(map(str, problems))
+        raise ConfigRejected("unusable", f"serial {config.serial}: {detail}", config.serial)
     connections, unusable = open_connections(config, data_keys)
-    return LoadedConfig(config=config, connections=connections, unusable=unusable)
+    return LoadedConfig(
+        config=config,
+        connections=connections,
+        unusable=unusable,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+    )

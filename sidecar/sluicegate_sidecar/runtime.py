@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -26,10 +27,12 @@ from .configload import LoadedConfig, load_config, open_connections
 from .health import HealthBook
 from .ledger import Ledger, LedgerError, charges, read_entries
 from .metrics import LabelGuard, Metrics
+from .serialstate import Accepted, write_accepted
 from .upstream import Upstream, build_client
 
 log = logging.getLogger("sluicegate.sidecar")
 MISSING_POLLS = 5  # polls in a row without a config before a served sidecar reports it missing
+WATCH_STALL_SECONDS = 60.0  # a watcher silent this long (or 30 polls) makes the sidecar not ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,11 @@ class Gateway:
     rng: random.Random = field(default_factory=random.Random)
     served: Served | None = None
     last_rejection: str | None = None
+    # Where the newest accepted serial is kept across restarts (the ledger volume); None: nowhere.
+    state_dir: Path | None = None
+    accepted: Accepted | None = None
+    serial_state_problem: str | None = None  # the record could not be read or written (/readyz)
+    watch_beat: float | None = None  # loop time of the watcher's last completed poll; None: not running
     spend_restored: bool = False  # paid requests wait until the ledger's spend is back in the book
     restore_problem: str | None = None
     draining: bool = False
@@ -139,72 +147,127 @@ class Gateway:
         return task
 
     def try_load(self, now: datetime | None = None) -> bool:
-        """Load a newer verified config if there is one; a bad one is refused and counted."""
+        """Load a newer verified config if there is one; a bad one is refused and counted.
+
+        Never raises: anything that goes wrong while loading is a rejection like a bad signature
+        (FAULTS 33), so the last good config keeps serving and the watcher keeps running.
+        """
         current = self.served.serial if self.served else 0
         try:
-            loaded = load_config(
-                self.settings.config_dir,
-                self.public_keys,
-                self.data_keys(),
-                namespace=self.settings.namespace,
-                now=now or datetime.now(UTC),
-                min_serial=current,
-            )
+            return self._load(now or datetime.now(UTC), current)
         except ConfigRejected as exc:
-            if exc.reason == "missing" and self.served is not None:
-                # Read mid-swap (``..data`` on a removed generation): keep serving, read again at the
-                # next poll; only a config gone for MISSING_POLLS polls in a row is reported (FAULTS 14).
-                self._missing_polls += 1
-                if self._missing_polls < MISSING_POLLS:
-                    return False
-            else:
-                self._missing_polls = 0
-            if exc.reason == "rollback" and self.served is not None and exc.serial == current:
-                if self.last_rejection is not None and self.last_rejection.startswith("missing:"):
-                    self.last_rejection = None  # the served config is back in place
-                return False  # the same config seen again: nothing new
-            # an older serial (a config rolled back) falls through: refused and counted once
-            if self.last_rejection != str(exc):
-                log.warning(
-                    "config refused (%s): %s; serving serial %s", exc.reason, exc.detail, current or "none"
-                )
-                self.metrics.config_rejected.labels(exc.reason).inc()
-            self.last_rejection = str(exc)
-            return False
+            self._refused(exc, current)
+        except Exception as exc:
+            log.exception("config could not be loaded; serving serial %s", current or "none")
+            self._refused(ConfigRejected("unusable", f"{type(exc).__name__}: {exc}"), current)
+        return False
+
+    def _load(self, now: datetime, current: int) -> bool:
+        loaded = load_config(
+            self.settings.config_dir,
+            self.public_keys,
+            self.data_keys(),
+            namespace=self.settings.namespace,
+            now=now,
+            min_serial=current,
+        )
+        accepted, serial = self.accepted, loaded.config.serial
+        if accepted is not None and (
+            serial < accepted.serial or (serial == accepted.serial and loaded.body_sha256 != accepted.sha256)
+        ):
+            # Only possible before the first load after a restart (then ``current`` is 0): FAULTS 34.
+            raise ConfigRejected(
+                "rollback", f"serial {serial} is older than serial {accepted.serial}, accepted before", serial
+            )
         self._missing_polls = 0
         self.swap(loaded)
         return True
 
-    def swap(self, loaded: LoadedConfig) -> None:
-        old = self.served
-        clients: dict[str, Upstream] = {}
-        for provider in loaded.config.providers:
-            if provider.name not in loaded.connections:
-                continue
-            reuse = old.clients.get(provider.name) if old else None
-            same = old is not None and _same_upstream(old, loaded, provider.name)
-            clients[provider.name] = (
-                reuse
-                if (reuse is not None and same)
-                else build_client(provider.provider, provider.timeouts, provider.mock)
+    def _refused(self, exc: ConfigRejected, current: int) -> None:
+        if exc.reason in ("missing", "unreadable") and self.served is not None:
+            # Read mid-swap (``..data`` on a removed generation): keep serving, read again at the
+            # next poll; only a config gone for MISSING_POLLS polls in a row is reported (FAULTS 14).
+            self._missing_polls += 1
+            if self._missing_polls < MISSING_POLLS:
+                return
+        else:
+            self._missing_polls = 0
+        if exc.reason == "rollback" and self.served is not None and exc.serial == current:
+            if self.last_rejection is not None and self.last_rejection.startswith(
+                ("missing:", "unreadable:")
+            ):
+                self.last_rejection = None  # the served config is back in place
+            return  # the same config seen again: nothing new
+        # an older serial (a config rolled back) falls through: refused and counted once
+        if self.last_rejection != str(exc):
+            log.warning(
+                "config refused (%s): %s; serving serial %s", exc.reason, exc.detail, current or "none"
             )
-            if old is not None and provider.name in old.loaded.connections and not same:
+            self.metrics.config_rejected.labels(exc.reason).inc()
+        self.last_rejection = str(exc)
+
+    def swap(self, loaded: LoadedConfig) -> None:
+        """Serve ``loaded``: everything is built first, then installed at once (never a partial apply)."""
+        served = self._prepare(loaded)
+        old = self.served
+        for provider in loaded.config.providers:
+            if (
+                old is not None
+                and provider.name in old.loaded.connections
+                and not _same_upstream(old, loaded, provider.name)
+            ):
                 self.health.clear_key_bad(provider.name)
-        catalog = ModelCatalog.from_config(loaded.config, usable=lambda name: name in loaded.connections)
-        guard = LabelGuard(
-            models=frozenset(f"{p.name}/{m.name}" for p in loaded.config.providers for m in p.models),
-            tiers=frozenset(t.name for t in loaded.config.tiers),
-        )
         self.budgets.replace_budgets(loaded.config.budgets)
-        self.served = Served(loaded=loaded, catalog=catalog, clients=clients, guard=guard)
+        self.served = served
         self.metrics.config_serial.set(loaded.config.serial)
         self.last_rejection = None
         for name, reason in loaded.unusable.items():
             log.warning("connection %s is unusable: %s", name, reason)
         if old is not None:
-            kept = set(map(id, clients.values()))
+            kept = set(map(id, served.clients.values()))
             self._retired.extend(c for c in old.clients.values() if id(c) not in kept)
+        self._remember(loaded)
         log.info("serving config serial %s for namespace %s", loaded.config.serial, loaded.config.namespace)
+
+    def _prepare(self, loaded: LoadedConfig) -> Served:
+        """Everything a config is served with; raises (changing nothing) when it cannot be built."""
+        old = self.served
+        catalog = ModelCatalog.from_config(loaded.config, usable=lambda name: name in loaded.connections)
+        guard = LabelGuard(
+            models=frozenset(f"{p.name}/{m.name}" for p in loaded.config.providers for m in p.models),
+            tiers=frozenset(t.name for t in loaded.config.tiers),
+        )
+        BudgetBook(loaded.config.budgets)  # the policies' plans build (zones load) or this raises
+        clients: dict[str, Upstream] = {}
+        try:
+            for provider in loaded.config.providers:
+                if provider.name not in loaded.connections:
+                    continue
+                reuse = old.clients.get(provider.name) if old else None
+                same = old is not None and _same_upstream(old, loaded, provider.name)
+                clients[provider.name] = (
+                    reuse
+                    if (reuse is not None and same)
+                    else build_client(provider.provider, provider.timeouts, provider.mock)
+                )
+        except Exception:
+            reused = set(map(id, old.clients.values())) if old else set()
+            self._retired.extend(c for c in clients.values() if id(c) not in reused)
+            raise
+        return Served(loaded=loaded, catalog=catalog, clients=clients, guard=guard)
+
+    def _remember(self, loaded: LoadedConfig) -> None:
+        """Record the accepted serial on the volume, so a restart refuses older configs (FAULTS 34)."""
+        record = Accepted(loaded.config.serial, loaded.body_sha256)
+        if self.state_dir is None or not loaded.body_sha256 or record == self.accepted:
+            return
+        try:
+            write_accepted(self.state_dir, record)
+        except OSError as exc:
+            log.error("cannot record config serial %s: %s", record.serial, exc)
+            self.serial_state_problem = f"cannot record the accepted serial: {exc.strerror or exc}"
+            return
+        self.accepted, self.serial_state_problem = record, None
 
     def restore_spend(self, now: datetime) -> int:
         """Rebuild the open windows' spend from the ledger, once a config is loaded; returns how many
@@ -225,23 +288,50 @@ class Gateway:
         return len(entries)
 
     async def watch(self) -> None:
-        """Poll the config directory; the kubelet swaps ``..data`` atomically: one read, one version."""
-        while True:
-            await asyncio.sleep(self.settings.poll_interval)
-            try:
-                self.try_load()
-            except OSError as exc:  # transient ENOENT during a swap: try again next tick
-                log.debug("config read failed: %s", exc)
-            if not self.ledger.healthy:  # a full or read-only disk: paid requests wait for this
-                await self.ledger.probe()
-                self.metrics.ledger_healthy.set(1 if self.ledger.healthy else 0)
-            if not self.spend_restored and self.ledger.healthy:  # a late config or a late volume
-                self.restore_spend(datetime.now(UTC))
-            await self._refresh_unknown_keys()
-            if self._retired and self.inflight == 0:
-                retired, self._retired = self._retired, []
-                for client in retired:
-                    await client.aclose()
+        """Poll the config directory; the kubelet swaps ``..data`` atomically: one read, one version.
+
+        Nothing a poll runs into ends this loop: a step that fails is logged and runs again at the
+        next poll, so a later config is still loaded, the ledger still probed and keys still fetched.
+        """
+        loop = asyncio.get_running_loop()
+        self.watch_beat = loop.time()
+        try:
+            while True:
+                await asyncio.sleep(self.settings.poll_interval)
+                self.try_load()  # never raises: a bad config is a counted rejection
+                for step in (self._probe_ledger, self._refresh_unknown_keys, self._close_retired):
+                    try:
+                        await step()
+                    except Exception:
+                        log.exception("config watcher: %s failed; again at the next poll", step.__name__)
+                self.watch_beat = loop.time()
+        finally:
+            self.watch_beat = -math.inf  # stopped (at shutdown, or cancelled by something else)
+
+    def watch_problem(self) -> str | None:
+        """Why the watcher is not polling (stalled), or None while it polls (or was never started)."""
+        beat = self.watch_beat
+        if beat is None:
+            return None
+        if beat == -math.inf:
+            return "the config watcher stopped"
+        late = asyncio.get_running_loop().time() - beat
+        if late > max(WATCH_STALL_SECONDS, 30 * self.settings.poll_interval):
+            return f"the config watcher has not completed a poll for {late:.0f} s"
+        return None
+
+    async def _probe_ledger(self) -> None:
+        if not self.ledger.healthy:  # a full or read-only disk: paid requests wait for this
+            await self.ledger.probe()
+            self.metrics.ledger_healthy.set(1 if self.ledger.healthy else 0)
+        if not self.spend_restored and self.ledger.healthy:  # a late config or a late volume
+            self.restore_spend(datetime.now(UTC))
+
+    async def _close_retired(self) -> None:
+        if self._retired and self.inflight == 0:
+            retired, self._retired = self._retired, []
+            for client in retired:
+                await client.aclose()
 
     async def _refresh_unknown_keys(self) -> None:
         """A config sealed under a data key we lack (rotation): refetch keys, with back-off (FAULTS 15)."""

@@ -29,6 +29,7 @@ from .keyclient import KeyClient
 from .ledger import Ledger
 from .metrics import Metrics
 from .runtime import Gateway, Settings
+from .serialstate import read_accepted
 
 log = logging.getLogger("sluicegate.sidecar")
 API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (FAULTS 23)
@@ -141,7 +142,13 @@ def build_gateway(
         metrics=metrics,
         pod=pod,
         refresh_keys=refresh_keys,
+        state_dir=ledger_dir,  # the sidecar's own volume: the newest accepted serial outlives restarts
     )
+    gateway.accepted, gateway.serial_state_problem = read_accepted(ledger_dir)
+    if gateway.serial_state_problem is not None:
+        log.error(
+            "rollback guard: %s; treated as absent until a config is accepted", gateway.serial_state_problem
+        )
     gateway.try_load()
     restored = gateway.restore_spend(datetime.now(UTC))
     log.info("restored %s ledger entries into open budget windows", restored)
