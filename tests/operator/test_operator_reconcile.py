@@ -324,6 +324,46 @@ async def test_a_broken_budget_keeps_the_last_good_config_and_says_why(cluster):
     await eventually(lambda: condition(cluster, "BudgetPolicy", "namespace-monthly")["status"] == "True")
 
 
+async def test_a_budget_in_an_unknown_timezone_keeps_the_last_good_config_and_names_the_field(cluster):
+    """FAULTS 33: the CRD accepts ``Mars/Olympus``; render refuses it, so no sidecar is handed it."""
+    before, _ = await applied_examples(cluster)
+    limits = [{"window": "month", "amountUSD": 500, "timezone": "Mars/Olympus"}]
+    await patch(cluster, "BudgetPolicy", NS, "namespace-monthly", {"spec": {"limits": limits}})
+
+    def refused():
+        ready = condition(cluster, "BudgetPolicy", "namespace-monthly")
+        assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+        assert "spec.limits[0].timezone" in ready["message"] and "Mars/Olympus" in ready["message"]
+        assert ready["observedGeneration"] == 2
+        return True
+
+    await eventually(refused)
+    assert sealed(cluster)[0]["serial"] == before["serial"]
+    limits[0]["timezone"] = "Europe/Berlin"
+    await patch(cluster, "BudgetPolicy", NS, "namespace-monthly", {"spec": {"limits": limits}})
+    await eventually(lambda: condition(cluster, "BudgetPolicy", "namespace-monthly")["status"] == "True")
+    config, _ = sealed(cluster)
+    assert config["serial"] > before["serial"]
+    policy = next(b for b in config["budgets"] if b["name"] == "namespace-monthly")
+    assert policy["limits"][0]["timezone"] == "Europe/Berlin"
+
+
+async def test_a_connection_whose_alias_collides_with_its_model_is_left_out_naming_the_field(cluster):
+    await applied_examples(cluster)
+    models = [{"name": "mock-small"}, {"name": "mock-large", "alias": "mock-small"}]
+    await patch(cluster, "ProviderConnection", NS, "mock", {"spec": {"models": models}})
+
+    def refused():
+        ready = condition(cluster, "ProviderConnection", "mock")
+        assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+        assert "spec.models[1].alias" in ready["message"]
+        config, _ = sealed(cluster)
+        assert "mock" not in {p["name"] for p in config["providers"]}
+        return True
+
+    await eventually(refused)
+
+
 async def test_nothing_of_a_data_key_reaches_the_app_namespace(cluster):
     await applied_examples(cluster)
     ring = secret_data(read_object(cluster, "v1/secrets", "sluicegate-system", f"sluicegate-data-keys-{NS}"))

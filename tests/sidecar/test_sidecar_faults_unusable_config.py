@@ -35,7 +35,9 @@ POLL = 0.05
 
 def resources(openai_up: FakeOpenAI, *, with_later: bool = False) -> list[Any]:
     objects: list[Any] = [
-        connection("openai", "openai", ["gpt-4o-mini", "gpt-4o"], base_url=openai_up.base_url, key=OPENAI_KEY),
+        connection(
+            "openai", "openai", ["gpt-4o-mini", "gpt-4o"], base_url=openai_up.base_url, key=OPENAI_KEY
+        ),
         tier("standard", 10, [("openai", "gpt-4o-mini")]),
         budget("daily", 5.0),
     ]
@@ -62,7 +64,9 @@ def alias_colliding_with_a_model(config: Config) -> Config:
 
 def price_overflowing(config: Config) -> Config:
     rates = Rates(input_per_mtok=10**30, output_per_mtok=10**30)
-    return _models(config, lambda m: msgspec.structs.replace(m, price=ModelPrice(source="override", base=rates)))
+    return _models(
+        config, lambda m: msgspec.structs.replace(m, price=ModelPrice(source="override", base=rates))
+    )
 
 
 UNUSABLE = [
