@@ -19,6 +19,7 @@ from pathlib import Path
 
 import kopf
 
+from .alerttargets import AllowListError, WebhookPolicy
 from .handlers import NamespaceReconciler, OperatorOptions, build_registry, build_settings
 from .injection import InjectionSettings
 from .keyservice import KeyService, server_tls, serving
@@ -176,6 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sidecar-metrics-port", type=int, default=9470, help="the sidecars' metrics port (%(default)s)"
     )
+    parser.add_argument(
+        "--alert-webhook-allow",
+        action="append",
+        default=[],
+        metavar="HOST|*.SUFFIX|CIDR",
+        help="an alert webhook target allowed besides public https hosts: may be cluster-internal or "
+        "private and use plain http (repeatable; the chart's operator.alertWebhooks.allow)",
+    )
+    parser.add_argument(
+        "--cluster-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="the cluster's Pod and Service ranges: alert webhooks resolving into them are refused "
+        "like private addresses (repeatable; the chart's operator.alertWebhooks.clusterCIDRs)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -197,6 +214,11 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        webhook_policy = WebhookPolicy.build(args.alert_webhook_allow, args.cluster_cidr)
+    except AllowListError as exc:
+        print(f"sluicegate operator: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -215,7 +237,9 @@ def main(argv: Sequence[str]) -> int:
         liveness=args.liveness or None,
         resync_seconds=args.resync_seconds,
         spend=SpendSettings(
-            interval_seconds=args.spend_interval_seconds, metrics_port=args.sidecar_metrics_port
+            interval_seconds=args.spend_interval_seconds,
+            metrics_port=args.sidecar_metrics_port,
+            webhook_policy=webhook_policy,
         )
         if args.spend_interval_seconds > 0
         else None,

@@ -10,16 +10,19 @@ import asyncio
 import base64
 import binascii
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from .alertsend import Resolve, post_alert, system_resolve, vet
+from .alerttargets import Refused, WebhookPolicy
 from .budgetgauges import MetricsError, parse_budget_metrics
+from .crparse import BudgetPolicySpec, ResourceError, parse_spec
 from .injection import INJECT_LABEL, OPS_PORT
 from .kube import Kube
 from .spendstatus import (
@@ -30,6 +33,7 @@ from .spendstatus import (
     alert_payload,
     merge_memory,
     spend_status,
+    webhook_condition,
 )
 
 PLURAL = "budgetpolicies"
@@ -45,6 +49,10 @@ class SpendSettings:
     timeout_seconds: float = 2.0  # per sidecar
     max_metrics_bytes: int = 4 * 1024 * 1024
     webhook_timeout_seconds: float = 5.0
+    # Which alert webhook targets are allowed besides public https hosts (--alert-webhook-allow).
+    webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
+    webhook_ssl: ssl.SSLContext | None = None  # None: the system's trusted CAs
+    resolve: Resolve = system_resolve  # host name → addresses, for the webhook checks
 
 
 class SpendReporter:
@@ -60,6 +68,7 @@ class SpendReporter:
         lock: Callable[[str], asyncio.Lock] | None = None,
     ) -> None:
         self._kube, self._settings, self._clock, self._monotonic = kube, settings, clock, monotonic
+        self._resolve = settings.resolve
         self._lock = lock or self._own_lock
         self._own_locks: dict[str, asyncio.Lock] = {}
         self._scrapes: dict[str, tuple[float, tuple[SidecarMetrics, ...]]] = {}
@@ -79,12 +88,15 @@ class SpendReporter:
         meta = policy.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         sidecars = await self.sidecars(namespace)
+        webhooks_checked = await self._check_webhooks(policy)
         async with self._lock(namespace):
             fresh = await self._kube.read_custom(namespace, PLURAL, name)
             if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
                 return None
             alerted = merge_memory(alert_memory(fresh), self._alerted.get((namespace, name), {}))
-            result = spend_status(fresh, sidecars, now=self._clock(), alerted=alerted)
+            result = spend_status(
+                fresh, sidecars, now=self._clock(), alerted=alerted, webhooks_checked=webhooks_checked
+            )
             if result is None:
                 return None
             if result.differs_from(fresh.get("status")):
@@ -159,32 +171,59 @@ class SpendReporter:
         for secret_name, key, style in result.webhooks:
             problem = await self._post_webhook(alert.namespace, secret_name, key, alert_payload(alert, style))
             if problem:
-                message = f"alert webhook from Secret {secret_name} failed: {problem}"
+                refused = problem.startswith("refused:")
+                message = (
+                    f"alert webhook from Secret {secret_name} {'was' if refused else 'failed:'} {problem}"
+                )
                 logger.warning("%s/%s: %s", alert.namespace, alert.policy, message)
-                await self._event(policy, "Warning", "AlertWebhookFailed", message)
+                reason = "AlertWebhookRefused" if refused else "AlertWebhookFailed"
+                await self._event(policy, "Warning", reason, message)
+
+    async def _webhook_url(self, namespace: str, secret_name: str, key: str) -> tuple[str | None, str]:
+        """The URL in the Secret, or None and why not."""
+        secret = await self._kube.read_secret(namespace, secret_name)
+        if secret is None:
+            return None, "Secret not found"
+        try:
+            return base64.b64decode((secret.get("data") or {})[key]).decode().strip(), ""
+        except (KeyError, ValueError, binascii.Error):
+            return None, f"Secret has no readable key {key!r}"
 
     async def _post_webhook(self, namespace: str, secret_name: str, key: str, payload: Any) -> str:
         """'' when delivered, else what went wrong (never the URL: it is a secret)."""
-        secret = await self._kube.read_secret(namespace, secret_name)
-        if secret is None:
-            return "Secret not found"
+        url, problem = await self._webhook_url(namespace, secret_name, key)
+        if url is None:
+            return problem
+        return await post_alert(
+            url,
+            payload,
+            self._settings.webhook_policy,
+            timeout_seconds=self._settings.webhook_timeout_seconds,
+            resolve=self._resolve,
+            ssl_context=self._settings.webhook_ssl,
+        )
+
+    async def _check_webhooks(self, policy: Mapping[str, Any]) -> dict[str, str] | None:
+        """The AlertWebhooks condition: every webhook's URL checked against the allow-list now."""
         try:
-            url = base64.b64decode((secret.get("data") or {})[key]).decode().strip()
-        except (KeyError, ValueError, binascii.Error):
-            return f"Secret has no readable key {key!r}"
-        if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).hostname:
-            return "the URL is not http(s)"
-        timeout = aiohttp.ClientTimeout(total=self._settings.webhook_timeout_seconds)
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout, trust_env=True) as session,
-                session.post(url, json=payload, allow_redirects=False) as response,
-            ):
-                return "" if 200 <= response.status < 300 else f"HTTP {response.status}"
-        except TimeoutError:
-            return "timed out"
-        except aiohttp.ClientError as exc:
-            return type(exc).__name__
+            spec = parse_spec(policy, BudgetPolicySpec)
+        except ResourceError:
+            return None
+        namespace = str((policy.get("metadata") or {}).get("namespace") or "")
+        refusals: list[str] = []
+        for hook in spec.alerts.webhooks:
+            ref = hook.url_secret_ref
+            url, problem = await self._webhook_url(namespace, ref.name, ref.key)
+            if url is None:
+                refusals.append(f"Secret {ref.name}: {problem}")
+                continue
+            try:
+                await vet(url, self._settings.webhook_policy, self._resolve)
+            except Refused as exc:
+                refusals.append(f"Secret {ref.name} key {ref.key}: refused: {exc}")
+            except OSError:
+                pass  # a lookup that fails now is retried at delivery, not a refusal
+        return webhook_condition(refusals, len(spec.alerts.webhooks))
 
     async def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         try:

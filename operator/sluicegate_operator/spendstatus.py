@@ -21,6 +21,7 @@ from .prices import usd_per_mtok_to_micro
 
 ALERTS_ANNOTATION = "sluicegate.io/alerted-thresholds"
 CONDITION = "SpendReported"
+WEBHOOK_CONDITION = "AlertWebhooks"  # False when a webhook's URL is refused (alerttargets), saying why
 _ADJECTIVES = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
@@ -209,11 +210,11 @@ def merge_memory(*memories: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[s
 def _condition(
     current: Sequence[Mapping[str, Any]] | None, desired: Mapping[str, str], generation: int, now: datetime
 ) -> list[dict[str, Any]]:
-    """``current`` with the SpendReported condition set in place (others untouched, order kept)."""
+    """``current`` with the condition of ``desired``'s type set in place (others untouched, order kept)."""
     out: list[dict[str, Any]] = []
     found = False
     for existing in current or ():
-        if existing.get("type") != CONDITION:
+        if existing.get("type") != desired["type"]:
             out.append(dict(existing))
             continue
         found = True
@@ -222,6 +223,21 @@ def _condition(
     if not found:
         out.append({**desired, "observedGeneration": generation, "lastTransitionTime": _stamp(now)})
     return out
+
+
+def webhook_condition(refusals: Sequence[str], total: int) -> dict[str, str] | None:
+    """The AlertWebhooks condition: why each refused webhook was refused (None without webhooks)."""
+    if total == 0:
+        return None
+    if not refusals:
+        message = f"{total} alert webhook{'s' if total > 1 else ''} allowed"
+        return {"type": WEBHOOK_CONDITION, "status": "True", "reason": "Allowed", "message": message}
+    return {
+        "type": WEBHOOK_CONDITION,
+        "status": "False",
+        "reason": "WebhookRefused",
+        "message": "; ".join(refusals),
+    }
 
 
 def _scrape_condition(total: int, failures: Sequence[str]) -> dict[str, str]:
@@ -274,11 +290,13 @@ def spend_status(
     *,
     now: datetime,
     alerted: Mapping[str, Mapping[str, Any]] | None = None,
+    webhooks_checked: Mapping[str, str] | None = None,
 ) -> SpendStatus | None:
     """The spend part of a BudgetPolicy's status from what its sidecars reported (None: spec unreadable).
 
     ``alerted`` (default: the policy's annotation) is the alerts already raised. Without any answer from
     the sidecars it selects, the last windows are kept and only the condition changes.
+    ``webhooks_checked`` is the AlertWebhooks condition (see ``webhook_condition``); None removes it.
     """
     try:
         spec = parse_spec(policy, BudgetPolicySpec)
@@ -290,11 +308,14 @@ def spend_status(
     reports = [s.budgets for s in selected if s.budgets is not None]
     failures = [f"{s.pod} ({s.error})" for s in selected if s.budgets is None]
     status = policy.get("status") or {}
-    fields: dict[str, Any] = {
-        "conditions": _condition(
-            status.get("conditions"), _scrape_condition(len(selected), failures), meta.generation, now
-        )
-    }
+    conditions = _condition(
+        status.get("conditions"), _scrape_condition(len(selected), failures), meta.generation, now
+    )
+    if webhooks_checked is None:
+        conditions = [c for c in conditions if c.get("type") != WEBHOOK_CONDITION]
+    else:
+        conditions = _condition(conditions, webhooks_checked, meta.generation, now)
+    fields: dict[str, Any] = {"conditions": conditions}
     webhooks = tuple((w.url_secret_ref.name, w.url_secret_ref.key, w.format) for w in spec.alerts.webhooks)
     if selected and not reports:
         return SpendStatus(fields=fields, webhooks=webhooks)

@@ -92,6 +92,19 @@ def test_watched_namespaces_become_namespace_flags(render: Any) -> None:
     assert [args[i + 1] for i, a in enumerate(args) if a == "--namespace"] == ["team-a", "team-b"]
 
 
+def test_the_alert_webhook_allow_list_and_cluster_ranges_become_operator_flags(render: Any) -> None:
+    assert "--alert-webhook-allow" not in _container(render())["args"]  # default: public https only
+    values = {
+        "alertWebhooks": {"allow": ["*.corp.example", "10.20.0.0/16"], "clusterCIDRs": ["10.96.0.0/12"]}
+    }
+    args = _container(render({"operator": values}))["args"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--alert-webhook-allow"] == [
+        "*.corp.example",
+        "10.20.0.0/16",
+    ]
+    assert _flag(args, "--cluster-cidr") == "10.96.0.0/12"
+
+
 def test_operator_gets_its_peering_identity_and_the_sidecar_defaults(render: Any) -> None:
     sidecar = {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
     env = {e["name"]: e for e in _container(render({"sidecar": {"resources": sidecar}}))["env"]}

@@ -66,6 +66,11 @@ BAD_VALUES = [
     ({"operator": {"replicas": 0}}, "/operator/replicas", "minimum"),
     ({"operator": {"replicaCount": 2}}, "/operator", "'replicaCount' not allowed"),
     ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0", "pattern"),
+    (
+        {"operator": {"alertWebhooks": {"allow": ["http://hooks.example.com/x"]}}},
+        "/operator/alertWebhooks/allow/0",
+        "pattern",
+    ),
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", "'Always', 'IfNotPresent', 'Never'"),
     ({"monitoring": {"enabled": "yes"}}, "/monitoring/enabled", "want boolean"),
     (
@@ -115,6 +120,7 @@ def test_bad_values_are_refused_with_an_error_naming_the_field(
     "values",
     [
         {"webhook": {"failurePolicy": "Ignore"}},
+        {"operator": {"alertWebhooks": {"allow": ["*.corp.example", "hooks.example.com", "10.0.0.0/8"]}}},
         {"operator": {"resources": {"requests": {"cpu": 0.5, "memory": "1Gi"}}}},
         {"certManager": {"enabled": True, "issuerRef": {"kind": "ClusterIssuer", "name": "corp-ca"}}},
         {"budgetAlerts": {"thresholds": [{"fraction": 0.9, "severity": "critical"}], "for": "1h30m"}},

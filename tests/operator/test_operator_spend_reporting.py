@@ -10,6 +10,7 @@ import json
 import aiohttp.web
 import pytest
 
+from sluicegate_operator.alerttargets import WebhookPolicy
 from sluicegate_operator.operator_cli import RunOptions, run
 from sluicegate_operator.spendscrape import SpendSettings
 from tests.support.kmocksupport import (
@@ -121,7 +122,13 @@ async def test_sidecar_spend_reaches_budget_status_and_each_threshold_alerts_onc
             await post(kmock, f"/api/v1/namespaces/{NS}/pods", pod(name, ip, injected=injected))
         await post(kmock, f"/apis/sluicegate.io/v1alpha1/namespaces/{NS}/budgetpolicies", POLICY)
         fake.spent = 3.0
-        spend = SpendSettings(interval_seconds=0.3, metrics_port=fake.port, timeout_seconds=1.0)
+        spend = SpendSettings(
+            interval_seconds=0.3,
+            metrics_port=fake.port,
+            timeout_seconds=1.0,
+            # the hook listens on loopback: only an allow-listed target may be (issue 13)
+            webhook_policy=WebhookPolicy.build(["127.0.0.1/32"]),
+        )
         opts = RunOptions(
             all_namespaces=True, server=str(kmock.url), standalone=True, liveness=None, fast=True, spend=spend
         )
@@ -139,6 +146,12 @@ async def test_sidecar_spend_reaches_budget_status_and_each_threshold_alerts_onc
             condition = next(c for c in status(kmock)["conditions"] if c["type"] == "SpendReported")
             assert condition["message"].startswith("2 of 3 sidecars reported; 1 did not: chat-3 (")
             assert status(kmock)["lastAlertThreshold"] == 0.5
+            hooks = next(c for c in status(kmock)["conditions"] if c["type"] == "AlertWebhooks")
+            assert (hooks["status"], hooks["reason"], hooks["message"]) == (
+                "True",
+                "Allowed",
+                "1 alert webhook allowed",
+            )
             await eventually(lambda: len(fake.hooks) == 1)
             assert "50% of the monthly limit" in fake.hooks[0]["text"]
 
@@ -179,3 +192,58 @@ async def test_a_webhook_whose_secret_is_missing_is_reported_as_an_event_without
             assert [e["message"][:40] for e in alert_events(kmock)] == [
                 "BudgetPolicy team-a/monthly: 80% of the "
             ]
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://169.254.169.254/latest/meta-data/iam", "169.254.169.254 is link-local"),
+        (
+            "https://kubernetes.default.svc/api/v1/secrets",
+            "'kubernetes.default.svc' is a cluster-internal name",
+        ),
+        ("http://127.0.0.1:{port}/hook", "127.0.0.1 is a loopback address"),
+    ],
+    ids=["metadata-service", "api-server", "loopback-hook"],
+)
+async def test_a_webhook_aimed_inside_the_cluster_is_refused_and_the_policy_condition_says_why(
+    kmock, url, why
+):
+    declare_resources(kmock)
+    async with serving(FakeSidecars()) as fake:
+        hook_url = base64.b64encode(url.format(port=fake.port).encode()).decode()
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "budget-hook"},
+            "data": {"url": hook_url},
+        }
+        await post(kmock, f"/api/v1/namespaces/{NS}/secrets", secret)
+        await post(kmock, f"/api/v1/namespaces/{NS}/pods", pod("chat-1", "127.0.0.1"))
+        await post(kmock, f"/apis/sluicegate.io/v1alpha1/namespaces/{NS}/budgetpolicies", POLICY)
+        fake.spent = 9.0
+        spend = SpendSettings(interval_seconds=0.3, metrics_port=fake.port, timeout_seconds=1.0)
+        opts = RunOptions(
+            all_namespaces=True, server=str(kmock.url), standalone=True, liveness=None, fast=True, spend=spend
+        )
+        async with running(lambda stop: run(opts, stop_flag=stop)):
+
+            def refused():
+                [hooks] = [c for c in status(kmock).get("conditions", []) if c["type"] == "AlertWebhooks"]
+                assert (hooks["status"], hooks["reason"]) == ("False", "WebhookRefused")
+                return hooks["message"]
+
+            message = await eventually(refused)
+            assert message.startswith("Secret budget-hook key url: refused: ") and why in message
+            assert "meta-data" not in message and "/api/v1" not in message  # never the URL itself
+
+            def refusal_events():
+                events = [
+                    kmock.objects[k].raw for k in kmock.objects if k[0].plural == "events" and k[1] == NS
+                ]
+                return [e for e in events if e["reason"] == "AlertWebhookRefused"]
+
+            [event] = await eventually(refusal_events)
+            assert why in event["message"]
+            assert alert_events(kmock)  # the threshold alert itself is still an Event
+            assert fake.hooks == []
