@@ -344,9 +344,9 @@ class Gateway:
         now = time.monotonic()
         if now < self._next_key_refresh:
             return
-        fetched = await self.refresh_keys()
-        self._next_key_refresh = now + self._key_refresh_backoff
+        self._next_key_refresh = now + self._key_refresh_backoff  # before the call: a raise backs off too
         self._key_refresh_backoff = min(self._key_refresh_backoff * 2, 300.0)
+        fetched = await self.refresh_keys()
         if fetched:
             connections, unusable = open_connections(served.loaded.config, self.data_keys())
             if connections.keys() != served.loaded.connections.keys():

@@ -18,6 +18,7 @@ from sluicegate_contract.configdir import read_sealed, write_sealed
 from sluicegate_contract.schema import Config, Model, ModelPrice, Rates
 from sluicegate_contract.sealing import seal_config
 from sluicegate_operator.render_cli import load_or_create_keys
+from sluicegate_sidecar.configload import dev_data_keys
 from tests.sidecar.conftest import OPENAI_KEY
 from tests.support.fakes import FakeOpenAI
 from tests.support.sidecar_harness import (
@@ -140,3 +141,34 @@ def test_an_unusable_config_at_startup_after_a_good_one_does_not_crash_and_is_re
         wait_until(lambda: readiness(sc).status_code == 200)
         assert readiness(sc).json()["configSerial"] == 3
         assert chat(sc).status_code == 200
+
+
+def test_a_failing_step_of_a_poll_never_stops_the_watcher_from_loading_later_configs(
+    tmp_path: Path, openai_up: FakeOpenAI
+) -> None:
+    """A key service call that raises (here: every time) is logged and retried, never the end of the
+    watcher that also loads configs, probes the ledger and refreshes keys."""
+    config_dir = render_dir(tmp_path / "cfg", resources(openai_up))
+    dev_keys = dict(dev_data_keys(config_dir))
+    keys: dict[str, bytes] = {}  # the sidecar starts without the data key: its connection is unusable
+    refreshes: list[int] = []
+
+    async def refresh_that_raises() -> bool:
+        refreshes.append(1)
+        raise RuntimeError("key service answered something unexpected")
+
+    with SidecarThread(
+        config_dir,
+        tmp_path / "ledger",
+        poll_interval=POLL,
+        data_keys=lambda: keys,
+        refresh_keys=refresh_that_raises,
+    ) as sc:
+        wait_until(lambda: refreshes)
+        assert readiness(sc).json()["unusableConnections"] == {"openai": "unknown_data_key"}
+
+        keys.update(dev_keys)
+        render_dir(config_dir, resources(openai_up, with_later=True))  # serial 2
+        wait_until(lambda: metric_value(sc, "sluicegate_config_serial") == 2)
+        assert chat(sc, "tier:later").status_code == 200
+        assert readiness(sc).json()["configWatch"] == "ok"
