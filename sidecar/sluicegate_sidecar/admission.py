@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from .accounting import RequestContext
 from .attribution import Attribution
+from .bounds import RequestBound
 from .budget import BudgetBook, Decision, Refusal, Reservation
 from .catalog import Target
 from .pricing import max_output_tokens_within, worst_case_micro_usd
@@ -20,7 +21,9 @@ from .providers.base import Operation
 from .runtime import Gateway
 from .wire import Fields, output_cap
 
-DEFAULT_OUTPUT_TOKENS = 4096
+# The output limit assumed, and sent under a budget, for a model whose limit the catalog does not
+# know: low enough that every current model accepts it (a cap above a model's limit is a 400).
+UNKNOWN_OUTPUT_LIMIT = 4_096
 RECHECK_SECONDS = 0.1  # a waiting request looks again at least this often, settle signal or not
 
 
@@ -58,45 +61,51 @@ class Admission:
         return decision
 
     async def reserve(
-        self, ctx: RequestContext, target: Target, prompt_tokens: int, fields: Fields, op: Operation
+        self, ctx: RequestContext, target: Target, bound: RequestBound, fields: Fields, op: Operation
     ) -> tuple[Reservation | None, int | None, Refusal | None]:
         """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal).
 
-        The output cap is the request's (or the model's, or a default), clamped to the model's
-        maximum and then to what remains; it is sent upstream whenever a budget applies, so the
-        reply can never cost more than was reserved (short of a price-catalog error).
+        The worst case is the request's input bound plus every output it can produce at the output
+        cap: the client's cap, else the model's output limit (``UNKNOWN_OUTPUT_LIMIT`` when the
+        catalog has none), never above the model's limit, clamped to what remains of the budget.
+        The cap to send is None when the request goes out unchanged: the client's own cap, or none
+        when the model's known limit fits. Otherwise (clamped, above the model's limit, or a limit
+        the catalog does not know) it is sent, so the reply cannot cost more than was reserved.
         """
         budgets = self.gw.budgets
         price = target.spec.price
         model_max = target.spec.max_output_tokens
         asked = output_cap(fields)
-        cap = asked if asked is not None else (model_max or DEFAULT_OUTPUT_TOKENS)
+        outputs = bound.outputs
+        input_tokens = bound.input_tokens(target)
+        cap = asked if asked is not None else (model_max or UNKNOWN_OUTPUT_LIMIT)
         if model_max is not None:
             cap = min(cap, model_max)
-        if op == "embeddings":
+        if outputs == 0:  # embeddings: input only
             cap = 0
         if price is None:
             found = budgets.reserve(ctx.attribution, 0, datetime.now(UTC), priced=False)
-            return (found, None, None) if isinstance(found, Reservation) else (None, None, found)
-        n = fields.n
-        want = worst_case_micro_usd(price, prompt_tokens, cap, n)
-        need = worst_case_micro_usd(price, prompt_tokens, min(cap, 1), n)
+            send_cap = cap if asked is not None and cap < asked else None
+            return (found, send_cap, None) if isinstance(found, Reservation) else (None, None, found)
+        want = worst_case_micro_usd(price, input_tokens, cap, outputs)
+        need = worst_case_micro_usd(price, input_tokens, min(cap, 1), outputs)
         while True:
             now = datetime.now(UTC)
             headroom = budgets.headroom(ctx.attribution, now)
             if headroom is None or headroom >= want or not await self._wait(ctx, want, need):
                 break
         send = cap
-        if headroom is not None and op != "embeddings":
-            fits = max_output_tokens_within(price, prompt_tokens, n, headroom)
+        if headroom is not None and outputs > 0:
+            fits = max_output_tokens_within(price, input_tokens, outputs, headroom)
             if fits < cap:
                 send = max(fits, 1)
-        result = budgets.reserve(ctx.attribution, worst_case_micro_usd(price, prompt_tokens, send, n), now)
+        amount = worst_case_micro_usd(price, input_tokens, send, outputs)
+        result = budgets.reserve(ctx.attribution, amount, now)
         if isinstance(result, Refusal):
             return None, None, result
         if result.shadow_refusal is not None and "shadow=" not in ctx.verdict:
             ctx.verdict = f"{ctx.verdict}; shadow={result.shadow_refusal.action}"
-        send_cap = send if (headroom is not None or asked is not None) and op != "embeddings" else None
+        send_cap = _cap_to_send(send, asked, model_max, budgeted=headroom is not None, outputs=outputs)
         return result, send_cap, None
 
     async def _wait(self, ctx: RequestContext, want: int, need: int) -> bool:
@@ -115,3 +124,16 @@ class Admission:
             return False
         await self.gw.wait_settled(min(left, RECHECK_SECONDS))
         return True
+
+
+def _cap_to_send(
+    send: int, asked: int | None, model_max: int | None, *, budgeted: bool, outputs: int
+) -> int | None:
+    """The output cap to put in the upstream request, or None to leave the request unchanged."""
+    if outputs == 0:
+        return None
+    if asked is not None:
+        return send if send < asked else None  # clamped to the budget or to the model's limit
+    if budgeted and (model_max is None or send < model_max):
+        return send  # the bound needs a cap the provider would not apply by itself
+    return None

@@ -27,7 +27,7 @@ from .retryafter import backoff, parse_retry_after
 from .runtime import Gateway, Served
 from .selection import expected_cost_micro_usd, order_candidates
 from .upstream import AttemptFailed, open_response, read_body
-from .wire import Fields, output_cap
+from .wire import Fields, output_cap, with_output_cap
 
 HEADER_PREFIX = "x-sluicegate-"
 RATE_LIMIT_COOLDOWN_SECONDS = 2.0  # a 429 without a usable Retry-After cools its candidate 1-2 s
@@ -73,7 +73,7 @@ class Pipeline:
         return order_candidates(
             plan.resolution.strategy,
             plan.candidates,
-            lambda t: expected_cost_micro_usd(t, plan.prompt_tokens, cap, fields.n),
+            lambda t: expected_cost_micro_usd(t, plan.prompt_tokens, cap, plan.bound.outputs),
             self.gw.rng,
             lambda t: health.usable(t.connection, t.model, now),
         )
@@ -84,7 +84,7 @@ class Pipeline:
         self, ctx: RequestContext, target: Target, plan: Plan, fields: Fields, op: Operation
     ) -> tuple[Reservation | None, int | None, Refusal | None]:
         """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal)."""
-        return await self.admission.reserve(ctx, target, plan.prompt_tokens, fields, op)
+        return await self.admission.reserve(ctx, target, plan.bound, fields, op)
 
     # -- the request ------------------------------------------------------------------------
 
@@ -104,7 +104,7 @@ class Pipeline:
         if pin_kind is not None:
             pin = (pin_kind, {p.name for p in served.loaded.config.providers if p.declared_kind == pin_kind})
         hint = headers.get("x-sluicegate-tier-hint") or self.gw.settings.default_tier
-        plan = plan_request(served.catalog, op, request, fields.model, hint, pin)
+        plan = plan_request(served.catalog, op, request, fields.model, hint, pin, (fields.n, fields.best_of))
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
         if not (self.gw.ledger.healthy and self.gw.spend_restored):  # DESIGN §8: never spend untracked
@@ -242,12 +242,9 @@ class Pipeline:
         provider = served.catalog.connection(target.connection)
         assert provider is not None
         timeouts = provider.timeouts
-        body = request
-        if send_cap is not None:
-            body = dict(request)
-            body.pop("max_completion_tokens", None) if "max_tokens" in request else None
-            key = "max_completion_tokens" if "max_completion_tokens" in request else "max_tokens"
-            body[key] = send_cap
+        if send_cap is None and op == "chat" and target.provider == "anthropic" and not output_cap(fields):
+            send_cap = target.spec.max_output_tokens  # Messages needs a cap: the model's own limit
+        body = request if send_cap is None else with_output_cap(request, send_cap)
         try:
             upstream = adapter.build(op, conn, target.model, body, stream=fields.stream)
         except UnsupportedOperation as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .autotier import features_of
+from .bounds import RequestBound, request_bound
 from .catalog import ModelCatalog, Target
 from .errors import ApiError, budget_exceeded
 from .providers.base import Operation
@@ -18,10 +19,12 @@ from .tokens import estimate_prompt_tokens
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The resolution, its candidates, and the prompt-size estimate every price is based on."""
+    """The resolution, its candidates, the prompt-size estimate (``auto``, candidate order, context
+    checks) and the request's upper bound (its reservations)."""
 
     resolution: Resolution
     prompt_tokens: int
+    bound: RequestBound
     candidates: list[Target] = field(default_factory=list)
     check_context: bool = False  # the prompt estimate is one prompt, comparable to a context window
 
@@ -98,8 +101,10 @@ def plan_request(
     model: str,
     hint: str | None,
     pin: tuple[str, Collection[str]] | None = None,
+    outputs: tuple[int, int | None] = (1, None),
 ) -> Plan:
-    """Resolve ``model`` for ``op``; ``pin`` is (provider kind, connections declaring it) from /v1/proxy."""
+    """Resolve ``model`` for ``op``; ``pin`` is (provider kind, connections declaring it) from /v1/proxy;
+    ``outputs`` is the request's (n, best_of)."""
     if pin is not None and "/" not in model and model != "auto" and not model.startswith("tier:"):
         model = f"{pin[0]}/{model}"  # a bare name under /v1/proxy/<kind>/ means that provider's model
     prompt_tokens = estimate_prompt_tokens(op, request)
@@ -120,7 +125,8 @@ def plan_request(
     if check:
         param = "prompt" if op == "completions" else "messages"
         resolution = within_context(resolution, prompt_tokens, param)
-    return Plan(resolution, prompt_tokens, list(resolution.candidates), check)
+    bound = request_bound(op, request, *outputs)
+    return Plan(resolution, prompt_tokens, bound, list(resolution.candidates), check)
 
 
 def reroute(catalog: ModelCatalog, plan: Plan, action: str, target_tier: str | None, policy: str) -> Plan:
@@ -139,4 +145,4 @@ def reroute(catalog: ModelCatalog, plan: Plan, action: str, target_tier: str | N
         if not kept:
             raise budget_exceeded(policy, "the lighter tier's models cannot hold this prompt")
         resolution = _narrowed(resolution, kept)
-    return Plan(resolution, plan.prompt_tokens, list(resolution.candidates), plan.check_context)
+    return Plan(resolution, plan.prompt_tokens, plan.bound, list(resolution.candidates), plan.check_context)

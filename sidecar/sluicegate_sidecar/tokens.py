@@ -35,7 +35,7 @@ def _text_tokens(ascii_chars: int, other_bytes: int) -> int:
     return -(-ascii_chars * 2 // 7) + -(-other_bytes * 2 // 5)
 
 
-def _media_tokens(part: dict[Any, Any]) -> int | None:
+def media_tokens(part: dict[Any, Any]) -> int | None:
     """Fixed tokens for an image, audio or file content part, or None for any other dict."""
     kind = part.get("type")
     if kind == "image_url":
@@ -81,7 +81,7 @@ def _tally(root: object, *, count_keys: bool) -> int:
             else:
                 other_bytes += len(value.encode("utf-8", "surrogatepass"))
         elif isinstance(value, dict):
-            media = _media_tokens(value)
+            media = media_tokens(value)
             if media is not None:
                 fixed += media
                 continue

@@ -16,6 +16,7 @@ from .errors import ApiError, bad_request
 
 MAX_DEPTH = 64
 MAX_N = 16
+MAX_BEST_OF = 20  # OpenAI's own limit on /v1/completions
 CLOSE = MappingProxyType({"connection": "close"})  # an error sent before the whole body was read
 # Client fields that could pick the upstream or its credentials (FAULTS 3): refused outright.
 ROUTING_FIELDS = frozenset(
@@ -102,6 +103,7 @@ class Fields(msgspec.Struct, frozen=True):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     n: int = 1
+    best_of: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     stream_options: dict[str, Any] | None = None
@@ -125,6 +127,13 @@ def read_fields(request: dict[str, Any], *, needs: str) -> Fields:
             raise bad_request(f"'{name}' must be at least 1.", param=name)
     if not 1 <= fields.n <= MAX_N:
         raise bad_request(f"'n' must be between 1 and {MAX_N}.", param="n")
+    if fields.best_of is not None:
+        if needs != "prompt":
+            raise bad_request("'best_of' is a /v1/completions parameter.", param="best_of")
+        if not fields.n <= fields.best_of <= MAX_BEST_OF:
+            raise bad_request(f"'best_of' must be between 'n' and {MAX_BEST_OF}.", param="best_of")
+        if fields.stream and fields.best_of > 1:
+            raise bad_request("'best_of' above 1 cannot be streamed.", param="best_of")
     if fields.temperature is not None and not 0 <= fields.temperature <= 2:
         raise bad_request("'temperature' must be between 0 and 2.", param="temperature")
     if needs == "messages" and (not isinstance(request["messages"], list) or not request["messages"]):
@@ -133,7 +142,19 @@ def read_fields(request: dict[str, Any], *, needs: str) -> Fields:
 
 
 def output_cap(fields: Fields) -> int | None:
-    return fields.max_completion_tokens if fields.max_completion_tokens is not None else fields.max_tokens
+    """The client's output cap: the smaller of ``max_tokens`` and ``max_completion_tokens``."""
+    caps = [cap for cap in (fields.max_tokens, fields.max_completion_tokens) if cap is not None]
+    return min(caps) if caps else None
+
+
+def with_output_cap(request: dict[str, Any], cap: int) -> dict[str, Any]:
+    """``request`` with its output cap set to ``cap``: in each cap field the client used, else in
+    ``max_tokens`` (each adapter then sends the field its upstream accepts)."""
+    body = dict(request)
+    present = [name for name in ("max_tokens", "max_completion_tokens") if name in request]
+    for name in present or ["max_tokens"]:
+        body[name] = cap
+    return body
 
 
 def too_large(limit: int) -> ApiError:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sluicegate_sidecar.bounds import request_bound
 from sluicegate_sidecar.budget import Reservation
 from sluicegate_sidecar.pricing import worst_case_micro_usd
 from sluicegate_sidecar.tokens import estimate_prompt_tokens
@@ -29,8 +30,8 @@ from tests.support.sidecar_harness import (
     connection,
     ledger_lines,
     priced,
-    prompt_of,
     render_dir,
+    reserved_prompt_of,
     tier,
     wait_for,
 )
@@ -71,7 +72,7 @@ def sidecar(fake: RealisticOpenAI, tmp_path: Path) -> Iterator[SidecarThread]:
 
 
 def body_for(i: int) -> dict[str, Any]:
-    messages = prompt_of(40 + i % 25)
+    messages = reserved_prompt_of(40 + i % 25)
     content = messages[0]["content"]
     messages[0]["content"] = f"{i:03d}" + content[3:]  # same estimate, a recognisable prompt
     body: dict[str, Any] = {"model": "tier:standard", "messages": messages, "stream": i % 2 == 0}
@@ -141,9 +142,10 @@ def test_a_burst_of_200_requests_never_spends_past_the_cap_and_uses_most_of_it(s
         body = request.json
         index = int(body["messages"][0]["content"][:3])
         asked = ASKED[index % len(ASKED)]
-        assert asked is None or body["max_tokens"] <= asked
-        clamped += asked is not None and body["max_tokens"] < asked
-        sent.append(worst_case_micro_usd(price, estimate_prompt_tokens("chat", body), body["max_tokens"]))
+        cap = body["max_completion_tokens"]  # the field every OpenAI chat model accepts
+        assert asked is None or cap <= asked
+        clamped += asked is not None and cap < asked
+        sent.append(worst_case_micro_usd(price, request_bound("chat", body, 1, None).text_tokens, cap))
     assert sorted(sent) == sorted(amount for amount, _ in admitted)
 
     used = spent / CAP_MICRO_USD
@@ -190,7 +192,7 @@ def slow_gateway(tmp_path: Path) -> Iterator[Callable[..., tuple[SidecarThread, 
 def while_streaming(sc: SidecarThread, second: dict[str, Any]) -> tuple[httpx.Response, float]:
     """Hold a 4,050 micro-USD reservation with a slow stream (max_tokens 1000, ten words used) and
     send ``second`` once it is held; returns the second's response and how long it took."""
-    first = {"model": "tier:standard", "messages": prompt_of(50), "max_tokens": 1000, "stream": True}
+    first = {"model": "tier:standard", "messages": reserved_prompt_of(50), "max_tokens": 1000, "stream": True}
     client = httpx.Client(timeout=10)
     with client, client.stream("POST", f"{sc.base_url}/chat/completions", json=first) as stream:
         chunks = stream.iter_raw()
@@ -209,17 +211,25 @@ def test_a_request_kept_out_only_by_a_reservation_in_flight_waits_for_it_and_is_
     slow_gateway,
 ) -> None:
     sc, fake = slow_gateway()
-    second = {"model": "tier:standard", "messages": prompt_of(50), "max_tokens": 500}  # worst case 2,050
+    second = {
+        "model": "tier:standard",
+        "messages": reserved_prompt_of(50),
+        "max_tokens": 500,
+    }  # worst case 2,050
     response, elapsed = while_streaming(sc, second)  # only 950 is free until the stream settles
     assert response.status_code == 200
-    assert fake.requests[1].json["max_tokens"] == 500  # not clamped to the 950 free while it waited
+    assert (
+        fake.requests[1].json["max_completion_tokens"] == 500
+    )  # not clamped to the 950 free while it waited
     assert elapsed > 0.3  # it waited for the stream to settle
 
 
 def test_the_wait_for_room_is_bounded_then_the_output_cap_is_clamped_to_what_remains(slow_gateway) -> None:
     sc, fake = slow_gateway(budget_wait_seconds=0.2)
-    second = {"model": "tier:standard", "messages": prompt_of(50), "max_tokens": 500}
+    second = {"model": "tier:standard", "messages": reserved_prompt_of(50), "max_tokens": 500}
     response, elapsed = while_streaming(sc, second)
     assert response.status_code == 200
     assert elapsed < 0.8  # did not wait for the ~1 s stream
-    assert fake.requests[1].json["max_tokens"] == (5_000 - 4_050 - 50) // 4  # what remained: 225 tokens
+    assert (
+        fake.requests[1].json["max_completion_tokens"] == (5_000 - 4_050 - 50) // 4
+    )  # what remained: 225 tokens

@@ -1,7 +1,7 @@
 """Budget verdicts through the real sidecar: BLOCK, kill switch, DOWNGRADE, LIGHT_ONLY, Shadow, the
 ladder, pinned models, unpriced models, the remaining-budget header and per-customer caps.
 
-Prices are overrides and the fake reports exactly the estimated prompt and the asked output, so
+Prices are overrides and the fake reports exactly the reserved (bounded) prompt and the asked output, so
 every request costs a known amount: light 200, standard 700, premium 2,800 micro-USD.
 """
 
@@ -24,8 +24,8 @@ from tests.support.sidecar_harness import (
     connection,
     ledger_lines,
     priced,
-    prompt_of,
     render_dir,
+    reserved_prompt_of,
     tier,
 )
 
@@ -63,7 +63,7 @@ def gateway_with(fake: FakeOpenAI, tmp_path: Path) -> Iterator[Callable[..., Sid
 
 
 def ask(sc: SidecarThread, model: str = "tier:premium", **headers: str) -> httpx.Response:
-    body = {"model": model, "messages": prompt_of(PROMPT_TOKENS), "max_tokens": OUTPUT_TOKENS}
+    body = {"model": model, "messages": reserved_prompt_of(PROMPT_TOKENS), "max_tokens": OUTPUT_TOKENS}
     return httpx.post(f"{sc.base_url}/chat/completions", json=body, headers=headers, timeout=10)
 
 
@@ -238,7 +238,7 @@ def test_a_streamed_reply_is_charged_to_the_budget_like_a_plain_one(gateway_with
     sc = gateway_with(budget("team-cap", COST["premium"] / 1e6))
     body = {
         "model": "tier:premium",
-        "messages": prompt_of(PROMPT_TOKENS),
+        "messages": reserved_prompt_of(PROMPT_TOKENS),
         "max_tokens": OUTPUT_TOKENS,
         "stream": True,
     }

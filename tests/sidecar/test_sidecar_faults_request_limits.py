@@ -23,6 +23,7 @@ from tests.support.sidecar_harness import (
     priced,
     prompt_of,
     render_dir,
+    reserved_prompt_of,
     tier,
 )
 
@@ -71,7 +72,7 @@ def gateway(tmp_path: Path, openai_up: FakeOpenAI) -> Iterator[Callable[..., Sid
 
 
 def chat(sidecar: SidecarThread, **body: Any) -> httpx.Response:
-    body.setdefault("messages", prompt_of(50))
+    body.setdefault("messages", reserved_prompt_of(50))
     return httpx.post(f"{sidecar.base_url}/chat/completions", json=body, timeout=10)
 
 
@@ -101,7 +102,7 @@ def test_the_reservation_is_multiplied_by_n_and_the_output_cap_clamped_so_n_choi
     # One choice of 400 tokens fits the $0.002 left (50 + 400 x 4 = 1,650 micro-USD): sent as asked.
     openai_up.script([Fault.ok(usage=FakeUsage(50, 10))])
     assert chat(sc, model="small/gpt-4o-mini", max_tokens=400).status_code == 200
-    assert openai_up.requests[-1].json["max_tokens"] == 400
+    assert openai_up.requests[-1].json["max_completion_tokens"] == 400
     remaining = CAP_MICRO_USD - spent(sc)
     assert remaining == CAP_MICRO_USD - (50 + 10 * 4)
 
@@ -111,7 +112,7 @@ def test_the_reservation_is_multiplied_by_n_and_the_output_cap_clamped_so_n_choi
     reply = chat(sc, model="small/gpt-4o-mini", max_tokens=400, n=3)
     assert reply.status_code == 200, reply.text
     sent = openai_up.requests[-1].json
-    assert sent["n"] == 3 and sent["max_tokens"] == clamped
+    assert sent["n"] == 3 and sent["max_completion_tokens"] == clamped
     assert 50 + 3 * clamped * 4 <= remaining < 50 + 3 * (clamped + 1) * 4
 
     refused = chat(sc, model="small/gpt-4o-mini", max_tokens=400, n=3)
@@ -129,7 +130,7 @@ def test_max_tokens_above_the_models_maximum_is_clamped_and_reserved_at_the_clam
     sc = gateway(capped=True)
     reply = chat(sc, model="small/gpt-4o", max_tokens=10**12)
     assert reply.status_code == 200, reply.text  # reserved at 100 tokens, not 10^12: it fits the cap
-    assert openai_up.requests[-1].json["max_tokens"] == 100
+    assert openai_up.requests[-1].json["max_completion_tokens"] == 100
     assert reply.headers["x-sluicegate-verdict"] == "allow"
 
 

@@ -16,8 +16,8 @@ from tests.support.sidecar_harness import (
     connection,
     ledger_lines,
     priced,
-    prompt_of,
     render_dir,
+    reserved_prompt_of,
     tier,
     wait_for,
 )
@@ -26,7 +26,7 @@ COST = 2_800  # micro-USD: 100 prompt tokens at $20/MTok + 20 output tokens at $
 
 
 def ask(sc: SidecarThread) -> httpx.Response:
-    body = {"model": "tier:premium", "messages": prompt_of(100), "max_tokens": 20}
+    body = {"model": "tier:premium", "messages": reserved_prompt_of(100), "max_tokens": 20}
     return httpx.post(f"{sc.base_url}/chat/completions", json=body, timeout=10)
 
 

@@ -314,7 +314,8 @@ def ledger_lines(directory: Path) -> list[dict[str, Any]]:
 
 
 def prompt_of(tokens: int) -> list[dict[str, str]]:
-    """A one-message chat prompt the sidecar estimates at exactly ``tokens`` tokens (at least 9)."""
+    """A one-message chat prompt the sidecar estimates at exactly ``tokens`` tokens (at least 9):
+    what ``auto`` and the context-window check see."""
     from sluicegate_sidecar.tokens import estimate_prompt_tokens
 
     for length in range(tokens * 4):
@@ -322,3 +323,15 @@ def prompt_of(tokens: int) -> list[dict[str, str]]:
         if estimate_prompt_tokens("chat", {"messages": messages}) == tokens:
             return messages
     raise ValueError(f"no one-message prompt is estimated at {tokens} tokens")
+
+
+def reserved_prompt_of(tokens: int) -> list[dict[str, str]]:
+    """A one-message chat prompt the sidecar's reservation counts as exactly ``tokens`` input
+    tokens (its upper bound, ``bounds.request_bound``; at least 7)."""
+    from sluicegate_sidecar.bounds import request_bound
+
+    for length in range(tokens):
+        messages = [{"role": "user", "content": "x" * length}]
+        if request_bound("chat", {"messages": messages}, 1, None).text_tokens == tokens:
+            return messages
+    raise ValueError(f"no one-message prompt is bounded at {tokens} tokens")

@@ -31,6 +31,13 @@ def deployment_url(conn: Connection, model: str, op: Operation) -> str:
     return f"{conn.base_url.rstrip('/')}/openai/deployments/{deployment}{path}?api-version={version}"
 
 
+def knows_completion_tokens(api_version: str | None) -> bool:
+    """Whether this API version accepts ``max_completion_tokens`` (2024-09-01-preview and later, v1)."""
+    if not api_version:
+        return False
+    return not api_version[:1].isdigit() or api_version[:10] >= "2024-09-01"
+
+
 @dataclass(frozen=True, slots=True)
 class AzureAdapter(OpenAIAdapter):
     """OpenAI's adapter with Azure's URL and key header; replies, streams and errors are OpenAI's."""
@@ -52,4 +59,11 @@ class AzureAdapter(OpenAIAdapter):
         if conn.api_key:
             headers["api-key"] = conn.api_key
         # Azure picks the model by deployment; the body's ``model`` is ignored there and kept harmless.
-        return build_openai_request(url, headers, request, model, stream and op != "embeddings")
+        return build_openai_request(
+            url,
+            headers,
+            request,
+            model,
+            stream and op != "embeddings",
+            completion_tokens_field=op == "chat" and knows_completion_tokens(conn.azure_api_version),
+        )

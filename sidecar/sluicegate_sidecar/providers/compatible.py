@@ -39,4 +39,5 @@ def compatible_adapter(kind: str) -> OpenAIAdapter:
         default_base_url=default_base_url(kind),
         stream_usage_option=not mistral,
         max_tokens_only=mistral,
+        completion_tokens_field=False,  # max_tokens is the field every compatible server knows
     )

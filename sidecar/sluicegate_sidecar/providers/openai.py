@@ -79,8 +79,13 @@ def openai_body(
     *,
     stream_usage_option: bool = True,
     max_tokens_only: bool = False,
+    completion_tokens_field: bool = False,
 ) -> dict[str, Any]:
-    """The client body with ``model`` replaced, routing and credential fields removed, usage asked for."""
+    """The client body with ``model`` replaced, routing and credential fields removed, usage asked for.
+
+    The output cap goes in ``max_tokens`` with ``max_tokens_only``, in ``max_completion_tokens`` with
+    ``completion_tokens_field`` (OpenAI's reasoning models refuse ``max_tokens``), else as the client
+    sent it."""
     body = {
         key: value
         for key, value in request.items()
@@ -102,12 +107,17 @@ def openai_body(
         if "stream" in body:
             body["stream"] = False
     if max_tokens_only and "max_completion_tokens" in body:
-        cap = body.pop("max_completion_tokens")
-        current = body.get("max_tokens")
-        body["max_tokens"] = (
-            cap if not isinstance(current, int) or not isinstance(cap, int) else min(cap, current)
-        )
+        _merge_cap(body, "max_completion_tokens", "max_tokens")
+    elif completion_tokens_field and "max_tokens" in body:
+        _merge_cap(body, "max_tokens", "max_completion_tokens")
     return body
+
+
+def _merge_cap(body: dict[str, Any], source: str, into: str) -> None:
+    """Move the output cap in ``source`` to ``into``, keeping the smaller of the two if both are set."""
+    cap = body.pop(source)
+    current = body.get(into)
+    body[into] = cap if not isinstance(current, int) or not isinstance(cap, int) else min(cap, current)
 
 
 def build_openai_request(
@@ -119,10 +129,16 @@ def build_openai_request(
     *,
     stream_usage_option: bool = True,
     max_tokens_only: bool = False,
+    completion_tokens_field: bool = False,
 ) -> UpstreamRequest:
     """A POST of the client's OpenAI-shaped body to ``url`` (see ``openai_body``)."""
     body = openai_body(
-        request, model, stream, stream_usage_option=stream_usage_option, max_tokens_only=max_tokens_only
+        request,
+        model,
+        stream,
+        stream_usage_option=stream_usage_option,
+        max_tokens_only=max_tokens_only,
+        completion_tokens_field=completion_tokens_field,
     )
     return UpstreamRequest("POST", url, headers, msgspec.json.encode(body))
 
@@ -331,12 +347,15 @@ class OpenAIAdapter:
 
     ``stream_usage_option`` False: the upstream rejects ``stream_options`` and reports usage anyway
     (Mistral). ``max_tokens_only``: the upstream rejects ``max_completion_tokens`` (Mistral).
+    ``completion_tokens_field``: chat output caps go in ``max_completion_tokens``, which every OpenAI
+    chat model accepts and its reasoning models require (``/v1/completions`` keeps ``max_tokens``).
     """
 
     provider: str = "openai"
     default_base_url: str | None = OPENAI_BASE_URL
     stream_usage_option: bool = True
     max_tokens_only: bool = False
+    completion_tokens_field: bool = True
 
     def base_url(self, conn: Connection) -> str:
         base = conn.base_url or self.default_base_url
@@ -365,6 +384,7 @@ class OpenAIAdapter:
             stream and op != "embeddings",
             stream_usage_option=self.stream_usage_option,
             max_tokens_only=self.max_tokens_only,
+            completion_tokens_field=self.completion_tokens_field and op == "chat",
         )
 
     def parse(self, op: Operation, model: str, body: bytes) -> Reply:
