@@ -35,6 +35,11 @@ class CatalogEntry:
     context_window: int | None
 
 
+def is_embedding_model(model_id: str) -> bool:
+    """Embedding models (OpenAI ``text-embedding-*``, Google ``gemini-embedding-*``, ``mistral-embed``)."""
+    return "embed" in model_id.lower()
+
+
 def catalog_version() -> str:
     return "genai-prices " + importlib.metadata.version("genai-prices")
 
@@ -83,8 +88,12 @@ def catalog_price(provider_kind: str, model: str, when: datetime) -> CatalogEntr
     values: dict[str, Decimal | TieredPrices | None] = {
         key: getattr(calc.model_price, key, None) for key in _KEYS
     }
-    if values["input_mtok"] is None or values["output_mtok"] is None:
+    if values["input_mtok"] is None:
         return None
+    if values["output_mtok"] is None:
+        if not is_embedding_model(calc.model.id):
+            return None  # a generative model without an output rate is unpriced, never priced at 0
+        values["output_mtok"] = Decimal(0)  # embeddings bill input only: the catalog lists no output
     thresholds = sorted(
         {tier.start for value in values.values() if isinstance(value, TieredPrices) for tier in value.tiers}
     )

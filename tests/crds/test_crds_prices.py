@@ -35,7 +35,11 @@ def catalog_models() -> list[tuple[str, str]]:
     return [(provider, model["name"]) for provider, model in example_models() if "pricing" not in model]
 
 
-@pytest.mark.parametrize(("provider", "model"), catalog_models(), ids=lambda v: str(v))
+def generative_models() -> list[tuple[str, str]]:
+    return [(provider, name) for provider, name in catalog_models() if "embed" not in name]
+
+
+@pytest.mark.parametrize(("provider", "model"), generative_models(), ids=lambda v: str(v))
 def test_example_model_without_override_is_priced_by_the_catalog(provider: str, model: str) -> None:
     price = calc_price(
         Usage(input_tokens=1_000_000, output_tokens=1_000_000), model, provider_id=CATALOG_PROVIDER[provider]
@@ -46,7 +50,14 @@ def test_example_model_without_override_is_priced_by_the_catalog(provider: str, 
 
 def test_catalog_priced_examples_cover_three_providers() -> None:
     assert {provider for provider, _ in catalog_models()} == {"openai", "anthropic", "gemini"}
-    assert len(catalog_models()) == 10
+    assert len(generative_models()) == 10
+
+
+def test_the_example_embedding_model_has_an_input_price_in_the_catalog() -> None:
+    embeddings = [name for _, name in catalog_models() if "embed" in name]
+    assert embeddings == ["text-embedding-3-small"]
+    price = calc_price(Usage(input_tokens=1_000_000, output_tokens=0), embeddings[0], provider_id="openai")
+    assert price.input_price > 0
 
 
 def test_every_model_on_a_provider_without_a_catalog_carries_pricing() -> None:
