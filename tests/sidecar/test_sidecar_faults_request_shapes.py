@@ -277,3 +277,19 @@ def test_a_burst_of_requests_with_many_tools_settles_within_the_cap(sidecar, fak
         for _ in range(100)
     ]
     assert_bound_held("many tools", *burst(sidecar, fake, "chat/completions", bodies))
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        ({"best_of": 21}, "above OpenAI's limit of 20"),
+        ({"best_of": 2, "n": 3}, "fewer candidates than choices"),
+        ({"best_of": 2, "stream": True}, "best_of cannot be streamed"),
+    ],
+)
+def test_a_best_of_the_bound_cannot_hold_is_a_400_before_the_upstream(sidecar, fake, extra, why) -> None:
+    body = {"model": "openai/gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": WORDS, **extra}
+    reply = httpx.post(f"{sidecar.base_url}/completions", json=body, timeout=10)
+    assert reply.status_code == 400, why
+    assert reply.json()["error"]["param"] == "best_of"
+    assert fake.requests == []
