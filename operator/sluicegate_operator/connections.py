@@ -28,6 +28,7 @@ from sluicegate_contract.sealing import DataKey, key_fingerprint, seal_key
 from sluicegate_contract.usable import model_problems
 
 from .crparse import Meta, ModelSpec, ProviderConnectionSpec, ResourceError, meta_of
+from .outputlimits import known_output_limit
 from .prices import catalog_price, usd_per_mtok_to_micro
 from .resourcereport import ResourceReport
 
@@ -112,7 +113,7 @@ def render_provider(
                 alias=m.alias,
                 price=price,
                 context_window=m.context_window or context,
-                max_output_tokens=m.max_output_tokens,
+                max_output_tokens=m.max_output_tokens or known_output_limit(spec.provider, m.name),
             )
         )
     # Values the CRD accepts but a sidecar cannot use (FAULTS 33): this connection is left out.

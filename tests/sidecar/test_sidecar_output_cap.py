@@ -31,6 +31,7 @@ from tests.support.sidecar_harness import (
 )
 
 REASONING = ("o1", "o3", "o4-", "gpt-5")
+FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::9x2k"
 PROMPT = [{"role": "user", "content": "Write a haiku about budgets."}]
 
 
@@ -65,8 +66,9 @@ def anthropic_up() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture
 def start(openai_up: ReasoningOpenAI, anthropic_up: FakeAnthropic, tmp_path: Path) -> Iterator[Any]:
-    """A sidecar over OpenAI (o3-mini and gpt-4o with known output limits, gpt-4o-2024-05-13 and an
-    instruct model without), Anthropic (claude-sonnet-4-5, 64,000) and Mistral, optionally capped."""
+    """A sidecar over OpenAI (o3-mini and gpt-4o with declared output limits, gpt-4.1 with the bundled
+    table's, a fine-tuned chat model and davinci-002 with none), Anthropic (claude-sonnet-4-5,
+    64,000) and Mistral, optionally capped."""
     started: list[SidecarThread] = []
 
     def run(cap_usd: float | None = None) -> SidecarThread:
@@ -77,8 +79,9 @@ def start(openai_up: ReasoningOpenAI, anthropic_up: FakeAnthropic, tmp_path: Pat
                 [
                     priced("o3-mini", 1.0, 4.0, maxOutputTokens=100_000),
                     priced("gpt-4o", 1.0, 4.0, maxOutputTokens=16_384),
-                    priced("gpt-4o-2024-05-13", 1.0, 4.0),
-                    priced("gpt-3.5-turbo-instruct", 1.0, 4.0),
+                    priced("gpt-4.1", 1.0, 4.0),  # its limit from the bundled table: 32,768
+                    priced(FINE_TUNED, 1.0, 4.0),  # limits unknown
+                    priced("davinci-002", 1.0, 4.0),
                 ],
                 base_url=openai_up.base_url,
             ),
@@ -142,11 +145,13 @@ def test_a_model_under_a_roomy_budget_is_not_cut_at_4096_output_tokens(start, op
     sc = start(cap_usd=10.0)
     client(sc).chat.completions.create(model="openai/gpt-4o", messages=PROMPT)
     assert cap_fields(openai_up.last_request) == {}  # its own 16,384-token limit applies, reserved
+    client(sc).chat.completions.create(model="openai/gpt-4.1", messages=PROMPT)
+    assert cap_fields(openai_up.last_request) == {}  # undeclared: the bundled table knows 32,768
 
 
 def test_without_a_budget_no_cap_is_ever_injected(start, openai_up) -> None:
     sc = start()
-    client(sc).chat.completions.create(model="openai/gpt-4o-2024-05-13", messages=PROMPT)
+    client(sc).chat.completions.create(model=f"openai/{FINE_TUNED}", messages=PROMPT)
     assert cap_fields(openai_up.last_request) == {}
 
 
@@ -154,9 +159,9 @@ def test_a_model_whose_output_limit_is_unknown_gets_4096_under_a_budget_in_the_f
     start, openai_up
 ) -> None:
     sc = start(cap_usd=10.0)
-    client(sc).chat.completions.create(model="openai/gpt-4o-2024-05-13", messages=PROMPT)
+    client(sc).chat.completions.create(model=f"openai/{FINE_TUNED}", messages=PROMPT)
     assert cap_fields(openai_up.last_request) == {"max_completion_tokens": 4_096}
-    client(sc).completions.create(model="openai/gpt-3.5-turbo-instruct", prompt="Say hi")
+    client(sc).completions.create(model="openai/davinci-002", prompt="Say hi")
     assert cap_fields(openai_up.last_request) == {"max_tokens": 4_096}  # the legacy endpoint's field
     client(sc).chat.completions.create(model="mistral/mistral-small-latest", messages=PROMPT)
     assert cap_fields(openai_up.last_request) == {"max_tokens": 4_096}  # Mistral refuses the other
