@@ -17,7 +17,6 @@ from .bounds import RequestBound
 from .budget import BudgetBook, Decision, Refusal, Reservation
 from .catalog import Target
 from .pricing import max_output_tokens_within, worst_case_micro_usd
-from .providers.base import Operation
 from .runtime import Gateway
 from .wire import Fields, output_cap
 
@@ -61,7 +60,7 @@ class Admission:
         return decision
 
     async def reserve(
-        self, ctx: RequestContext, target: Target, bound: RequestBound, fields: Fields, op: Operation
+        self, ctx: RequestContext, target: Target, bound: RequestBound, fields: Fields
     ) -> tuple[Reservation | None, int | None, Refusal | None]:
         """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal).
 

@@ -81,10 +81,10 @@ class Pipeline:
     # -- budget -----------------------------------------------------------------------------
 
     async def _reserve(
-        self, ctx: RequestContext, target: Target, plan: Plan, fields: Fields, op: Operation
+        self, ctx: RequestContext, target: Target, plan: Plan, fields: Fields
     ) -> tuple[Reservation | None, int | None, Refusal | None]:
         """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal)."""
-        return await self.admission.reserve(ctx, target, plan.bound, fields, op)
+        return await self.admission.reserve(ctx, target, plan.bound, fields)
 
     # -- the request ------------------------------------------------------------------------
 
@@ -155,7 +155,7 @@ class Pipeline:
         refusal: Refusal | None = None
         attempt_no = 0
         for target in ordered:
-            reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields, op)
+            reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields)
             if refusal is not None:
                 if refusal.action == "KILL":
                     ctx.verdict = "KILL"
