@@ -192,7 +192,7 @@ class Pipeline:
             ctx.verdict = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
             raise budget_exceeded(refusal.policy, refusal.scope)
         assert last_class is not None and last_target is not None
-        return self._final_failure(ctx, last, last_class, last_target)
+        return self._final_failure(ctx, last, last_class, last_target, served)
 
     def _count_fallback(self, served: Served, failed: Target, to: Target, reason: str) -> None:
         guard = served.guard
@@ -203,12 +203,14 @@ class Pipeline:
         ).inc()
 
     def _final_failure(
-        self, ctx: RequestContext, failure: AttemptFailed, klass: str, target: Target
+        self, ctx: RequestContext, failure: AttemptFailed, klass: str, target: Target, served: Served
     ) -> Response:
         err = final_error(klass, failure.status)  # type: ignore[arg-type]
         adapter = adapter_for(target.provider)
         if klass == "request":
-            info = adapter.parse_error(failure.status or 400, failure.body)
+            # The attempt's connection (same ``served``): its key never reaches the client (FAULTS 31).
+            scrubber = served.loaded.connections[target.connection].scrubber
+            info = adapter.parse_error(failure.status or 400, failure.body, scrubber=scrubber)
             message = info.message
         elif klass == "429":
             message = "All candidates are rate limited upstream; retry later."
@@ -263,7 +265,18 @@ class Pipeline:
         ctx.routed = target
         if fields.stream:
             return await stream_response(
-                self, ctx, adapter, op, target, request, response, reservation, plan, started, timeouts
+                self,
+                ctx,
+                adapter,
+                op,
+                target,
+                request,
+                response,
+                reservation,
+                plan,
+                started,
+                timeouts,
+                scrubber=conn.scrubber,
             )
         return await self._complete(ctx, adapter, op, target, response, reservation, plan, started, timeouts)
 

@@ -27,6 +27,7 @@ from .errors import sse_error
 from .outcome import FailureClass
 from .pricing import cost_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, StreamRelay, Usage
+from .providers.keyscrub import NO_KEY, KeyScrubber
 from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed
 
@@ -83,8 +84,10 @@ async def stream_response(
     plan: Any,
     started: float,
     timeouts: Timeouts,
+    *,
+    scrubber: KeyScrubber = NO_KEY,
 ) -> StreamingResponse | AttemptFailed:
-    relay = adapter.relay(op, target.model, request)
+    relay = adapter.relay(op, target.model, request, scrubber=scrubber)  # upstream error events: scrubbed
     iterator = response.aiter_raw()
     deadline = started + timeouts.total_seconds
     try:

@@ -23,6 +23,7 @@ from .base import (
     Usage,
 )
 from .errorinfo import error_info
+from .keyscrub import NO_KEY, KeyScrubber
 from .openai import (
     chunk_event,
     client_wants_usage,
@@ -104,9 +105,10 @@ def chat_completion(message: Mapping[str, Any], model: str) -> tuple[dict[str, A
 class _Relay(RelayState):
     """Reads Messages stream events; subclasses decide what the client sees."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, scrubber: KeyScrubber = NO_KEY) -> None:
         super().__init__()
         self._model = model
+        self._scrubber = scrubber
 
     def feed(self, data: bytes) -> bytes:
         try:
@@ -134,7 +136,7 @@ class _Relay(RelayState):
             self._ended = True
         elif kind == "error":
             error = event.get("error") or {}
-            self._error = error_info(500, error.get("message"), error.get("type"))
+            self._error = error_info(500, error.get("message"), error.get("type"), scrubber=self._scrubber)
 
     def _event(self, raw: bytes, event: dict[str, Any] | None) -> bytes:
         raise NotImplementedError
@@ -151,19 +153,24 @@ def _decode_event(raw: bytes) -> dict[str, Any] | None:
 
 
 class MessagesPassthroughRelay(_Relay):
-    """Anthropic SSE to an Anthropic-native client, unchanged."""
+    """Anthropic SSE to an Anthropic-native client, unchanged but for error events: those are
+    rebuilt from the fields ``error_info`` made safe (no fragment of the connection's key)."""
 
     def _event(self, raw: bytes, event: dict[str, Any] | None) -> bytes:
-        if event is not None and not self._ended:
+        if event is not None and (event.get("type") == "error" or not self._ended):
             self._read(event)
+            if event.get("type") == "error" and self._error is not None:
+                error = {"type": self._error.code or self._error.type, "message": self._error.message}
+                payload = msgspec.json.encode({"type": "error", "error": error})
+                return b"event: error\ndata: " + payload + b"\n\n"
         return raw
 
 
 class ChatRelay(_Relay):
     """Anthropic SSE → OpenAI ``chat.completion.chunk`` SSE."""
 
-    def __init__(self, model: str, client_wants_usage: bool) -> None:
-        super().__init__(model)
+    def __init__(self, model: str, client_wants_usage: bool, scrubber: KeyScrubber = NO_KEY) -> None:
+        super().__init__(model, scrubber)
         self._id = "msg"
         self._wants_usage = client_wants_usage
         self._tool_index: dict[int, int] = {}
@@ -248,17 +255,20 @@ class AnthropicAdapter:
             raise BadUpstreamResponse("upstream reply is not a Messages response") from exc
         return Reply(msgspec.json.encode(completion), usage, finish)
 
-    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> _Relay:
+    def relay(
+        self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
+    ) -> _Relay:
         if op == "messages":
-            return MessagesPassthroughRelay(model)
+            return MessagesPassthroughRelay(model, scrubber)
         if op == "chat":
-            return ChatRelay(model, client_wants_usage(request))
+            return ChatRelay(model, client_wants_usage(request), scrubber)
         raise UnsupportedOperation(f"anthropic connections do not serve /v1/{op}")
 
-    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
+    def parse_error(self, status: int, body: bytes, *, scrubber: KeyScrubber = NO_KEY) -> UpstreamErrorInfo:
         payload = decode_json(body)
         error = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(error, dict):
             return error_info(status, None)
         kind = error.get("type")
-        return error_info(status, error.get("message"), kind, credentials=kind == "authentication_error")
+        credentials = kind == "authentication_error"
+        return error_info(status, error.get("message"), kind, credentials=credentials, scrubber=scrubber)

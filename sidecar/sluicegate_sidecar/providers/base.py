@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from .keyscrub import NO_KEY, KeyScrubber
+
 # chat: POST /v1/chat/completions, completions: POST /v1/completions,
 # embeddings: POST /v1/embeddings, messages: POST /v1/messages (Anthropic-native clients).
 Operation = Literal["chat", "completions", "embeddings", "messages"]
@@ -31,14 +33,22 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """What an adapter needs of one configured connection, its key already decrypted."""
+    """What an adapter needs of one configured connection, its key already decrypted.
+
+    ``scrubber`` is built from the key with the connection (when the config loads): it keeps the key
+    out of the upstream texts passed on to the client.
+    """
 
     name: str
     provider: str
     base_url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     azure_api_version: str | None = None
     azure_deployments: Mapping[str, str] = field(default_factory=dict)
+    scrubber: KeyScrubber = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scrubber", KeyScrubber(self.api_key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +136,14 @@ class Adapter(Protocol):
         """A 2xx upstream body → the client's format plus usage. Raises ``BadUpstreamResponse``."""
         ...
 
-    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> StreamRelay:
-        """A fresh relay for one streamed reply to ``request``."""
+    def relay(
+        self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
+    ) -> StreamRelay:
+        """A fresh relay for one streamed reply to ``request``. An error event the upstream sends
+        reaches the client only as error fields ``scrubber`` has cleaned (the connection's)."""
         ...
 
-    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
-        """A non-2xx upstream body → error fields safe to show the client."""
+    def parse_error(self, status: int, body: bytes, *, scrubber: KeyScrubber = NO_KEY) -> UpstreamErrorInfo:
+        """A non-2xx upstream body → error fields safe to show the client (``scrubber``: the
+        connection's, which removes its key's fragments)."""
         ...

@@ -24,6 +24,7 @@ from .base import (
 )
 from .errorinfo import error_info
 from .gemini_request import embed_body, generate_content_body, model_path
+from .keyscrub import NO_KEY, KeyScrubber
 from .openai import (
     chunk_event,
     client_wants_usage,
@@ -139,9 +140,10 @@ class ChatRelay(RelayState):
     A finish reason followed by the upstream's close is a proper end.
     """
 
-    def __init__(self, model: str, client_wants_usage: bool) -> None:
+    def __init__(self, model: str, client_wants_usage: bool, scrubber: KeyScrubber = NO_KEY) -> None:
         super().__init__()
         self._model = model
+        self._scrubber = scrubber
         self._id = "gemini"
         self._wants_usage = client_wants_usage
         self._finished = False
@@ -182,7 +184,7 @@ class ChatRelay(RelayState):
             raise BadUpstreamResponse("upstream sent a stream event that is not a JSON object")
         if isinstance(response.get("error"), dict):
             error = response["error"]
-            self._error = error_info(500, error.get("message"), error.get("status"))
+            self._error = error_info(500, error.get("message"), error.get("status"), scrubber=self._scrubber)
             return b""
         self._id = response.get("responseId") or self._id
         self._model = response.get("modelVersion") or self._model
@@ -265,12 +267,14 @@ class GeminiAdapter:
             raise BadUpstreamResponse("upstream reply is not a generateContent response") from exc
         return Reply(msgspec.json.encode(completion), usage, finish)
 
-    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> ChatRelay:
+    def relay(
+        self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
+    ) -> ChatRelay:
         if op != "chat":
             raise UnsupportedOperation(f"/v1/{op} cannot be streamed from gemini connections")
-        return ChatRelay(model, client_wants_usage(request))
+        return ChatRelay(model, client_wants_usage(request), scrubber)
 
-    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
+    def parse_error(self, status: int, body: bytes, *, scrubber: KeyScrubber = NO_KEY) -> UpstreamErrorInfo:
         payload = decode_json(body)
         if isinstance(payload, list) and payload:
             payload = payload[0]
@@ -283,4 +287,4 @@ class GeminiAdapter:
         )
         message = error.get("message")
         credentials = bool(reasons & _AUTH_REASONS) or (isinstance(message, str) and "API key" in message)
-        return error_info(status, message, error.get("status"), credentials=credentials)
+        return error_info(status, message, error.get("status"), credentials=credentials, scrubber=scrubber)

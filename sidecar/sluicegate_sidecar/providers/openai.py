@@ -23,6 +23,7 @@ from .base import (
     Usage,
 )
 from .errorinfo import openai_error_info as openai_error_info  # re-exported for azure
+from .keyscrub import NO_KEY, KeyScrubber
 from .sse import DONE_EVENT, RelayState, data_event, event_fields
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -236,23 +237,39 @@ def parse_openai_reply(op: Operation, body: bytes) -> Reply:
     return Reply(body, _usage(completion.usage), finish)
 
 
+def error_event(info: UpstreamErrorInfo) -> bytes:
+    """An upstream's in-stream error event as the client gets it: rebuilt from the safe fields."""
+    error = {"message": info.message, "type": info.type, "param": None, "code": info.code}
+    return data_event(msgspec.json.encode({"error": error}))
+
+
 class OpenAIStreamRelay(RelayState):
     """Passes OpenAI SSE through event by event; drops the usage-only chunk the client did not ask for.
 
     ``completed`` waits for ``data: [DONE]``: a finish_reason alone is not the end, usage follows it.
+    An error event is not passed through: the client gets it rebuilt from fields ``scrubber`` cleaned.
     """
 
-    def __init__(self, keep_usage_chunk: bool) -> None:
+    def __init__(self, keep_usage_chunk: bool, scrubber: KeyScrubber = NO_KEY) -> None:
         super().__init__()
         self._keep_usage_chunk = keep_usage_chunk
+        self._scrubber = scrubber
 
     def feed(self, data: bytes) -> bytes:
         events = self._splitter.feed(data)
         if not events:
             return b""
         if len(events) == 1:
-            return events[0] if self._keep(events[0]) else b""
-        return b"".join([raw for raw in events if self._keep(raw)])
+            return self._pass(events[0])
+        return b"".join([self._pass(raw) for raw in events])
+
+    def _pass(self, raw: bytes) -> bytes:
+        error = self._error
+        if not self._keep(raw):
+            return b""
+        if self._error is not error and self._error is not None:  # this event was the error
+            return error_event(self._error)
+        return raw
 
     def finish(self) -> bytes:
         rest = self._splitter.rest()
@@ -261,7 +278,7 @@ class OpenAIStreamRelay(RelayState):
         # An upstream that closed without the final blank line: accept its last event if it is whole.
         raw = rest.rstrip(b"\r\n") + b"\n\n"
         try:
-            return raw if self._keep(raw) else b""
+            return self._pass(raw)
         except BadUpstreamResponse:
             return b""
 
@@ -274,12 +291,15 @@ class OpenAIStreamRelay(RelayState):
             return True
         try:
             chunk = msgspec.json.decode(payload, type=_Chunk)
-        except msgspec.ValidationError:
-            return True  # an unusual but well-formed chunk: not ours to judge
+        except msgspec.ValidationError:  # an unusual but well-formed chunk: not ours to judge
+            loose = decode_json(payload)
+            if isinstance(loose, dict) and loose.get("error") is not None:  # unless it is an error
+                self._error = openai_error_info(500, loose, self._scrubber)
+            return True
         except msgspec.DecodeError as exc:
             raise BadUpstreamResponse("upstream sent a stream event that is not JSON") from exc
         if chunk.error is not None:
-            self._error = openai_error_info(500, {"error": chunk.error})
+            self._error = openai_error_info(500, {"error": chunk.error}, self._scrubber)
             return True
         usage = chunk.usage if chunk.usage is not None else (chunk.x_groq.usage if chunk.x_groq else None)
         if usage is not None:
@@ -390,10 +410,12 @@ class OpenAIAdapter:
     def parse(self, op: Operation, model: str, body: bytes) -> Reply:
         return parse_openai_reply(op, body)
 
-    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> OpenAIStreamRelay:
+    def relay(
+        self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
+    ) -> OpenAIStreamRelay:
         if op not in ("chat", "completions"):
             raise UnsupportedOperation(f"/v1/{op} cannot be streamed")
-        return OpenAIStreamRelay(keep_usage_chunk=client_wants_usage(request))
+        return OpenAIStreamRelay(keep_usage_chunk=client_wants_usage(request), scrubber=scrubber)
 
-    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
-        return openai_error_info(status, decode_json(body))
+    def parse_error(self, status: int, body: bytes, *, scrubber: KeyScrubber = NO_KEY) -> UpstreamErrorInfo:
+        return openai_error_info(status, decode_json(body), scrubber)
