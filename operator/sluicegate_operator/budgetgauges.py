@@ -1,13 +1,15 @@
 """The sidecars' budget gauges, read from their Prometheus text exposition (DESIGN §5).
 
-Pure: a small parser of the four ``sluicegate_budget_*`` families; no Prometheus library, no I/O.
+Pure: a small parser of the ``sluicegate_budget_*`` families; no Prometheus library, no I/O. A split
+policy's scope is ``max`` (its most-used split value on that sidecar); ``sluicegate_budget_policy_spent_usd``
+carries the policy's total over all split values.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 PPM = 1_000_000
@@ -16,6 +18,7 @@ _FAMILIES = {
     "sluicegate_budget_spent_usd": "spent",
     "sluicegate_budget_remaining_usd": "remaining",
     "sluicegate_budget_verdict": "verdict",
+    "sluicegate_budget_policy_spent_usd": "total",
 }
 # The sidecar's verdict names → the ones the CRD documents for status.
 VERDICTS = {
@@ -48,6 +51,9 @@ class Reading:
 class SidecarBudgets:
     readings: Mapping[tuple[str, str, str], Reading]  # (policy, scope, window)
     verdicts: Mapping[tuple[str, str], str]  # (policy, scope) → ALLOW … KILL_SWITCH
+    totals: Mapping[tuple[str, str], int] = field(
+        default_factory=dict
+    )  # (policy, window) → all scopes' spent
 
 
 def worse(first: str, second: str) -> str:
@@ -86,7 +92,8 @@ def parse_budget_metrics(text: str) -> SidecarBudgets:
     for (policy, scope, verdict), value in sorted(gauges["verdict"].items()):
         if value == 1 and verdict in VERDICTS:
             verdicts[(policy, scope)] = worse(verdicts.get((policy, scope), "ALLOW"), VERDICTS[verdict])
-    return SidecarBudgets(readings=readings, verdicts=verdicts)
+    totals = {(policy, window): _micro(value) for (policy, _, window), value in gauges["total"].items()}
+    return SidecarBudgets(readings=readings, verdicts=verdicts, totals=totals)
 
 
 def _labels(text: str, number: int) -> dict[str, str]:

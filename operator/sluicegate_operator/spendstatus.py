@@ -49,7 +49,7 @@ class ThresholdAlert:
 
     @property
     def message(self) -> str:
-        who = "" if self.scope == "all" else f" for {self.scope}"
+        who = {"all": "", "max": " for its most-spent split value"}.get(self.scope, f" for {self.scope}")
         return (
             f"BudgetPolicy {self.namespace}/{self.policy}: {_percent(self.threshold)} of the "
             f"{_ADJECTIVES.get(self.window, self.window)} limit reached{who}: "
@@ -156,11 +156,21 @@ def _window(
     verdict = "KILL_SWITCH" if spec.kill_switch else "ALLOW"
     for scope, reading in readings:
         used, scope_verdict = _judge(reading, spec)
-        spent += reading.spent
         reserved += used - reading.spent
         used_by_scope[scope] = used_by_scope.get(scope, 0) + used
         spent_by_scope[scope] = spent_by_scope.get(scope, 0) + reading.spent
         verdict = worse(verdict, scope_verdict)
+    for report in reports:  # a split policy's total is its own gauge (its scopes are not exported)
+        total = report.totals.get((name, limit_spec.window))
+        spent += (
+            total
+            if total is not None
+            else sum(
+                reading.spent
+                for (policy, _, window), reading in report.readings.items()
+                if policy == name and window == limit_spec.window
+            )
+        )
     top_scope = max(sorted(spent_by_scope), key=spent_by_scope.__getitem__, default="all")
     fields: dict[str, Any] = {
         "window": limit_spec.window,

@@ -25,7 +25,9 @@ from sluicegate_contract.schema import ProviderKind
 
 from .accounting import RequestContext
 from .attribution import attribute
+from .budgetsummary import summarize
 from .errors import ApiError, error_body
+from .ladder import Verdict, worse
 from .pipeline import Pipeline, error_response
 from .providers.base import Operation
 from .runtime import Gateway
@@ -227,16 +229,23 @@ def _refresh_budget_gauges(gateway: Gateway) -> None:
     from datetime import UTC, datetime
 
     m = gateway.metrics
-    for gauge in (m.budget_limit, m.budget_spent, m.budget_remaining, m.budget_verdict):
+    gauges = (m.budget_limit, m.budget_spent, m.budget_remaining, m.budget_verdict)
+    for gauge in (*gauges, m.budget_policy_spent, m.budget_scopes):
         gauge.clear()  # scopes of closed windows must not linger (the operator sums these)
-    for status in gateway.budgets.snapshot(datetime.now(UTC)):
-        scope = status.split or "all"
-        labels = (status.policy, scope, status.window)
-        m.budget_limit.labels(*labels).set(status.limit_micro_usd / 1_000_000)
-        m.budget_spent.labels(*labels).set(status.spent_micro_usd / 1_000_000)
-        m.budget_remaining.labels(*labels).set(status.remaining_micro_usd / 1_000_000)
+    verdicts: dict[tuple[str, str], Verdict] = {}
+    for summary in summarize(gateway.budgets.open_scopes(datetime.now(UTC))):
+        labels = (summary.policy, summary.scope, summary.window)
+        m.budget_limit.labels(*labels).set(summary.limit_micro_usd / 1_000_000)
+        m.budget_spent.labels(*labels).set(summary.top_spent_micro_usd / 1_000_000)
+        m.budget_remaining.labels(*labels).set(summary.top_remaining_micro_usd / 1_000_000)
+        m.budget_policy_spent.labels(summary.policy, summary.window).set(summary.spent_micro_usd / 1_000_000)
+        for verdict, count in summary.verdicts.items():
+            m.budget_scopes.labels(summary.policy, summary.window, verdict).set(count)
+        key = (summary.policy, summary.scope)
+        verdicts[key] = worse(verdicts.get(key, "allow"), summary.top_verdict)
+    for (policy, scope), current in verdicts.items():  # the worst of the policy's windows
         for verdict in ("allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"):
-            m.budget_verdict.labels(status.policy, scope, verdict).set(1 if status.verdict == verdict else 0)
+            m.budget_verdict.labels(policy, scope, verdict).set(1 if current == verdict else 0)
     served = gateway.served
     if served is not None:
         import time

@@ -1,7 +1,8 @@
 """Prometheus metrics of one sidecar: one registry, built at startup, label values bounded.
 
 Label values outside the configured models, tiers and scopes fold into ``other`` (FAULTS 25);
-``user`` and ``endCustomer`` are never labels.
+``user`` and ``endCustomer`` are never labels, and the budget gauges are per policy and window, never
+per split value (``budgetsummary``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ METRIC_NAMES = (
     "sluicegate_budget_spent_usd",
     "sluicegate_budget_remaining_usd",
     "sluicegate_budget_verdict",
+    "sluicegate_budget_policy_spent_usd",
+    "sluicegate_budget_scopes",
     "sluicegate_config_serial",
     "sluicegate_config_rejected_total",
     "sluicegate_unpriced_requests_total",
@@ -98,6 +101,18 @@ class Metrics:
             "sluicegate_budget_verdict",
             "1 for the policy's current verdict",
             ("policy", "scope", "verdict"),
+            registry=r,
+        )
+        self.budget_policy_spent = Gauge(
+            "sluicegate_budget_policy_spent_usd",
+            "Spent by all of a policy's scopes (every split value) in the window",
+            ("policy", "window"),
+            registry=r,
+        )
+        self.budget_scopes = Gauge(
+            "sluicegate_budget_scopes",
+            "A policy's scopes (split values seen) at each verdict",
+            ("policy", "window", "verdict"),
             registry=r,
         )
         self.config_serial = Gauge("sluicegate_config_serial", "Serial of the config in use", registry=r)

@@ -150,6 +150,22 @@ def test_split_scopes_add_up_in_spent_but_alerts_follow_the_most_spent_scope():
     assert "for acme" in alert.message
 
 
+def test_a_split_policy_reads_its_total_from_the_policy_gauge_and_alerts_on_its_most_spent_value():
+    obj = policy("per-customer", splitBy="endCustomer", limits=[{"window": "day", "amountUSD": 5}])
+
+    def split_sidecar(pod: str, top_spent: float, total: float) -> SidecarMetrics:
+        top = ("per-customer", "max", "day", 5, top_spent, 5 - top_spent, "allow")
+        exposition = budget_exposition(top, totals={("per-customer", "day"): total})
+        return SidecarMetrics(pod, {"sluicegate.io/inject": "true"}, parse_budget_metrics(exposition))
+
+    result = spend_status(obj, [split_sidecar("a", 2, 40), split_sidecar("b", 1, 12.5)], now=NOW)
+    window = result.fields["windows"][0]
+    assert window["spentUSD"] == 52.5  # every customer's spend, though only the top one is a series
+    [alert] = result.alerts
+    assert (alert.threshold, alert.scope, alert.spent_usd) == (0.5, "max", 3)
+    assert "for its most-spent split value" in alert.message
+
+
 def test_each_threshold_alerts_once_per_window_and_a_new_window_starts_over():
     obj = policy(alerts={"thresholds": [0.5, 0.8, 1.0]})
 

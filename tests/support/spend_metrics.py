@@ -12,9 +12,12 @@ Scope = tuple[
 VERDICTS = ("allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL")
 
 
-def budget_exposition(*scopes: Scope) -> str:
-    """What a sidecar's /metrics serves, with its budget gauges set as its _refresh_budget_gauges sets them."""
+def budget_exposition(*scopes: Scope, totals: dict[tuple[str, str], float] | None = None) -> str:
+    """What a sidecar's /metrics serves, with its budget gauges set as its _refresh_budget_gauges sets them
+    (``totals``: the policy-level spent per (policy, window), as split policies export it)."""
     metrics = Metrics()
+    for (policy, window), total in (totals or {}).items():
+        metrics.budget_policy_spent.labels(policy, window).set(total)
     metrics.spend.labels("ns", "app", "t", "s", "f", "gpt-4o-mini", "openai", "light").inc(0.5)
     for policy, scope, window, limit, spent, remaining, verdict in scopes:
         metrics.budget_limit.labels(policy, scope, window).set(limit)
