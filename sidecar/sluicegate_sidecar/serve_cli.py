@@ -25,6 +25,7 @@ from sluicegate_contract.keyring import KeyringError
 from .app import build_api, build_ops
 from .attribution import PodIdentity
 from .configload import dev_data_keys, public_keys_from
+from .httplimits import ConnectionLimits, protocol_for, raise_open_file_limit
 from .keyclient import KeyClient
 from .ledger import Ledger
 from .metrics import Metrics
@@ -34,6 +35,8 @@ from .serialstate import read_accepted
 log = logging.getLogger("sluicegate.sidecar")
 API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (FAULTS 23)
 DRAIN_GRACE_SECONDS = 1.0  # after the drain deadline: for cut streams to send their error event and settle
+# Connections the API takes beyond --max-connections, answered 503, before it closes new ones at once.
+API_CONNECTION_SLACK = 64
 
 
 class _QuietServer(uvicorn.Server):
@@ -99,6 +102,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="most a request waits for reservations in flight to free budget room",
     )
     p.add_argument("--max-connections", type=int, default=1024, help="concurrent connections before 503")
+    p.add_argument(
+        "--ops-max-connections",
+        type=int,
+        default=32,
+        help="open connections on the ops port; more are closed at once (it can never starve the API)",
+    )
+    p.add_argument("--max-header-kb", type=int, default=64, help="largest request head (431 above it)")
+    p.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds for a request's headers to arrive"
+    )
     p.add_argument(
         "--ledger-async",
         action="store_true",
@@ -196,7 +209,16 @@ async def serve(args: argparse.Namespace) -> int:
         data_keys=(lambda: keys.keys) if keys is not None else (lambda: dev_keys),
         refresh_keys=keys.refresh if keys is not None else None,
     )
-    return await run_servers(gateway, args.port, args.ops_port, args.max_connections)
+    log.info("open-file limit: %s", raise_open_file_limit())
+    header = {"max_header_bytes": args.max_header_kb * 1024, "header_timeout": args.header_timeout}
+    return await run_servers(
+        gateway,
+        args.port,
+        args.ops_port,
+        api_limits=ConnectionLimits(max_connections=args.max_connections + API_CONNECTION_SLACK, **header),
+        ops_limits=ConnectionLimits(max_connections=args.ops_max_connections, **header),
+        max_connections=args.max_connections,
+    )
 
 
 async def run_servers(
@@ -205,26 +227,39 @@ async def run_servers(
     ops_port: int,
     max_connections: int = 1024,
     stop: asyncio.Event | None = None,
+    *,
+    api_limits: ConnectionLimits | None = None,
+    ops_limits: ConnectionLimits | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT (or ``stop``) is set, drain, flush the ledger."""
-    common = {
-        "loop": "none",
-        "http": "httptools",
-        "lifespan": "off",
-        "access_log": False,
-        "log_level": "warning",
-    }
+    """Serve until SIGTERM/SIGINT (or ``stop``) is set, drain, flush the ledger.
+
+    Both listeners cap request heads and their arrival time and bound their connections (FAULTS 5,
+    32); the ops port, reachable from other Pods, gets few, so it can never use up what the API needs.
+    """
+    api_limits = api_limits or ConnectionLimits(max_connections=max_connections + API_CONNECTION_SLACK)
+    ops_limits = ops_limits or ConnectionLimits(max_connections=32)
+    common = {"loop": "none", "lifespan": "off", "access_log": False, "log_level": "warning"}
     api = _QuietServer(
         uvicorn.Config(
             build_api(gateway),
             host=API_HOST,
             port=port,
+            http=protocol_for(api_limits),
             limit_concurrency=max_connections,
             timeout_keep_alive=30,
             **common,  # type: ignore[arg-type]
         )
     )
-    ops = _QuietServer(uvicorn.Config(build_ops(gateway), host="0.0.0.0", port=ops_port, **common))  # type: ignore[arg-type]
+    ops = _QuietServer(
+        uvicorn.Config(
+            build_ops(gateway),
+            host="0.0.0.0",
+            port=ops_port,
+            http=protocol_for(ops_limits),
+            timeout_keep_alive=5,
+            **common,  # type: ignore[arg-type]
+        )
+    )
     loop = asyncio.get_running_loop()
     if stop is None:
         stop = asyncio.Event()
