@@ -43,6 +43,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._opened = 0.0
+        self._message_ended = False  # a request's end was parsed in the read being handled
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.LIMITS.max_connections and not self._evict_idle():
@@ -79,10 +80,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._in_headers and self._header_timer is None:
             self._arm()
+        self._message_ended = False
         super().data_received(data)
-        # Counted after parsing, so a chunk that completes the headers is not counted against them;
-        # what httptools holds of an unfinished header is at most the cap plus one read.
-        if self._in_headers and not self.transport.is_closing():
+        # Counted after parsing, so a read that completes the headers, or ends a body (and may begin
+        # the next request), is not counted against them: what httptools holds of an unfinished
+        # header is at most the cap plus two reads.
+        if self._in_headers and not self._message_ended and not self.transport.is_closing():
             self._header_bytes += len(data)
             if self._header_bytes > self.LIMITS.max_header_bytes:
                 self._refuse(431, "Request Header Fields Too Large")
@@ -97,6 +100,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_headers = True  # the next request's headers, when they come, are counted afresh
         self._header_bytes = 0
+        self._message_ended = True
 
     def _arm(self) -> None:
         self._disarm()

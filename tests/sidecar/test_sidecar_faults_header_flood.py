@@ -5,6 +5,7 @@ a flood of ops connections under a small open-file limit cannot make API request
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
@@ -195,3 +196,22 @@ def test_many_idle_ops_connections_cannot_make_api_requests_fail_under_a_small_o
     assert statuses == [200] * 20
     assert health == 200  # the oldest idle connection made room: probes are not locked out
     assert sidecar.process.poll() is None
+
+
+def test_a_large_body_sent_in_one_write_with_its_headers_and_a_32_kib_header_are_served(
+    launch: Callable[..., Sidecar],
+) -> None:
+    sidecar = launch()
+    content = "word " * (60 * 1024)  # 300 KiB of body: it must not count against the header cap
+    body = json.dumps(
+        {"model": "tier:light", "messages": [{"role": "user", "content": content}], "max_tokens": 5}
+    )
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"X-Sluicegate-Tags: {json.dumps({'note': 'n' * 32 * 1024})}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=10) as sock:
+        sock.sendall(head.encode() + body.encode())
+        reply = answer_and_close(sock, within=10)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
