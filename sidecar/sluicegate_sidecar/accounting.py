@@ -122,8 +122,9 @@ class Accountant:
         self._count_spend(ctx, target, charge)
 
     async def durable(self, ctx: RequestContext) -> None:
-        """Wait until this request's ledger lines are on disk (when the sidecar runs with ledger sync)."""
-        if self.gw.settings.ledger_sync and ctx.ledger_writes:
+        """Wait until this request's ledger lines are written (handed to the kernel; fdatasynced too
+        with ``--ledger-sync``): call it before the reply's last byte or a stream's terminator leaves."""
+        if ctx.ledger_writes:
             writes, ctx.ledger_writes = ctx.ledger_writes, []
             await asyncio.shield(asyncio.gather(*writes))
 

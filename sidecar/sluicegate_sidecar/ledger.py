@@ -1,16 +1,15 @@
 """The spend ledger: hash-chained JSONL files, written with group commit and read back.
 
 The only persistence module (entries are formatted and hashed in ``ledger_entry``). One line per settled
-request; an entry is acknowledged only once it is fsynced; a torn tail left by a crash is cut off at open.
+request; an entry is acknowledged once it is written to the file (handed to the kernel: a killed process
+cannot lose it), or once it is fdatasynced in sync mode; a torn tail left by a crash is cut off at open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -30,78 +29,16 @@ from .ledger_entry import entry_line as entry_line
 from .ledger_entry import entry_usage as entry_usage
 from .ledger_entry import format_time as format_time
 from .ledger_entry import parse_time as parse_time
+from .ledger_read import LedgerError as LedgerError
+from .ledger_read import file_index as file_index
+from .ledger_read import file_name as file_name
+from .ledger_read import ledger_files as ledger_files
+from .ledger_read import read_entries as read_entries
+from .ledger_read import tail
 
 DEFAULT_LEDGER_DIR = "/var/lib/sluicegate/ledger"
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
-_NAME = re.compile(r"^ledger-(\d{6,})\.jsonl$")
 _MAX_RETRY = 10_000  # entries kept in memory for retry while the disk refuses writes
-
-
-class LedgerError(Exception):
-    """The ledger cannot record (disk full, read-only, corrupt tail): refuse new paid requests."""
-
-
-def file_name(index: int) -> str:
-    return f"ledger-{index:06d}.jsonl"
-
-
-def file_index(path: Path) -> int | None:
-    match = _NAME.match(path.name)
-    return int(match.group(1)) if match else None
-
-
-def ledger_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files to read, in chain order: a directory stands for its ``ledger-NNNNNN.jsonl`` files."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = [p for p in path.iterdir() if file_index(p) is not None]
-            files.extend(sorted(found, key=lambda p: file_index(p) or 0))
-        else:
-            files.append(path)
-    return files
-
-
-def read_entries(paths: Iterable[str | Path], since: datetime | None = None) -> Iterator[Entry]:
-    """Entries in chain order, skipping a torn last line. Files that end an hour before ``since``
-    are skipped. A line that is not an entry raises ``LedgerError`` naming it."""
-    for path in ledger_files(paths):
-        if since is not None and _ends_before(path, since - timedelta(hours=1)):
-            continue
-        for number, line in enumerate(path.read_bytes().split(b"\n")[:-1], 1):  # [-1]: torn or empty
-            try:
-                yield decode_entry(line)
-            except msgspec.DecodeError as exc:
-                raise LedgerError(f"{path}:{number}: not a ledger entry ({exc})") from exc
-
-
-def _ends_before(path: Path, instant: datetime) -> bool:
-    _, last = _tail(path)
-    try:
-        return last is not None and parse_time(decode_entry(last).time) < instant
-    except (msgspec.DecodeError, ValueError):
-        return False  # read it in full: the bad line is reported where it is
-
-
-def _tail(path: Path) -> tuple[int, bytes | None]:
-    """(length up to the last newline, last complete line), read from the end of the file.
-
-    What follows the last newline is a torn write (or NUL padding after a crash): never acknowledged.
-    """
-    with path.open("rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        chunk = 4096
-        while True:
-            start = max(0, size - chunk)
-            handle.seek(start)
-            data = handle.read(size - start)
-            end = data.rfind(b"\n")
-            if end < 0 and start == 0:
-                return 0, None
-            if end >= 0 and (start == 0 or data.rfind(b"\n", 0, end) >= 0):
-                return start + end + 1, data[data.rfind(b"\n", 0, end) + 1 : end]
-            chunk *= 4
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -120,31 +57,61 @@ def _sync_dir(directory: Path) -> None:
 
 
 _Pending = tuple[Entry, "asyncio.Future[Entry] | None"]
+_Written = tuple[Entry, Entry, "asyncio.Future[Entry] | None"]  # (as appended, chained, its waiter)
+
+
+def _sync_files(paths: Sequence[Path], directory: Path | None) -> None:
+    """fdatasync each file (by path: any descriptor of a file flushes it), then the directory."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+    if directory is not None:
+        _sync_dir(directory)
 
 
 class Ledger:
-    """Appends entries to ``DIR/ledger-NNNNNN.jsonl``; ``await append(entry)`` returns once fsynced.
+    """Appends entries to ``DIR/ledger-NNNNNN.jsonl`` (DESIGN §5a).
 
-    Concurrent appends share one write and one fsync (group commit): a batch is written when
-    ``batch_max`` entries wait or ``batch_delay`` seconds after the first. A file past
-    ``max_file_bytes`` is closed and the chain goes on in the next. When the disk refuses a write,
-    ``healthy`` turns False, the waiting appends raise ``LedgerError`` and their entries are kept and
-    written by a later append or ``probe()``.
+    ``await append(entry)`` returns the chained entry once its line is **written**: handed to the
+    kernel with ``os.write`` (never buffered in this process), so a killed process (SIGKILL, OOM)
+    cannot lose it. ``fdatasync`` runs in a worker thread in the background, batched: when
+    ``batch_max`` written lines wait for it or ``batch_delay`` seconds after the first. A ledger
+    opened with ``sync=True`` returns from ``append`` only once the line is fdatasynced too.
+
+    Appends made in the same event-loop turn share one write (group commit); lines written while an
+    fdatasync runs share the next one. A file past ``max_file_bytes`` is closed and the chain goes on
+    in the next. When the disk refuses a write (or, with ``sync=True``, an fdatasync), ``healthy``
+    turns False, the waiting appends raise ``LedgerError`` and their entries are kept and written by
+    a later append or ``probe()``. A failed background fdatasync turns ``healthy`` False until one
+    succeeds.
     """
 
-    def __init__(self, directory: Path, max_file_bytes: int, batch_max: int, batch_delay: float) -> None:
+    def __init__(
+        self, directory: Path, max_file_bytes: int, batch_max: int, batch_delay: float, sync: bool
+    ) -> None:
         self.directory = directory
+        self.sync = sync
         self._max_file_bytes = max_file_bytes
         self._batch_max = batch_max
         self._batch_delay = batch_delay
         self._fd: int | None = None
         self._index = 1
-        self._size = 0  # bytes durable in the current file
+        self._size = 0  # bytes written in the current file
         self._seq = 0
         self._hash = GENESIS
-        self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._full: asyncio.Event | None = None
+        self._pending: list[_Pending] = []  # waiting for the write
+        self._write_soon: asyncio.Handle | None = None
+        self._unsynced: list[_Written] = []  # with ``sync``: written, waiting for their fdatasync
+        self._unsynced_lines = 0  # lines written since the last fdatasync began
+        self._dirty: set[int] = set()  # indexes of files with lines not yet fdatasynced
+        self._dir_dirty = False  # a file was created since the directory was last synced
+        self._synced_at = (1, 0)  # (file index, size) the last fdatasync covered
+        self._syncer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._sync_problem = False
         self.problem: str | None = None
         self.dropped = 0  # entries lost after _MAX_RETRY waited for a disk that stayed full
 
@@ -155,10 +122,11 @@ class Ledger:
         *,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         batch_max: int = 256,
-        batch_delay: float = 0.002,
+        batch_delay: float = 0.005,
+        sync: bool = False,
     ) -> Ledger:
         """Open (creating) the ledger in ``directory``; an unusable disk gives an unhealthy ledger."""
-        ledger = cls(Path(directory), max_file_bytes, batch_max, batch_delay)
+        ledger = cls(Path(directory), max_file_bytes, batch_max, batch_delay, sync)
         try:
             ledger._prepare()
         except (OSError, LedgerError) as exc:
@@ -180,7 +148,7 @@ class Ledger:
         files = ledger_files([self.directory])
         seq, last_hash = 0, GENESIS
         for path in reversed(files):
-            durable, line = _tail(path)
+            durable, line = tail(path)
             if durable != path.stat().st_size:
                 os.truncate(path, durable)
             if line is not None:
@@ -194,6 +162,8 @@ class Ledger:
         fd = os.open(self.directory / file_name(self._index), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._fd, self._size = fd, os.fstat(fd).st_size
         self._seq, self._hash = seq, last_hash
+        if not self._unsynced:
+            self._synced_at = (self._index, self._size)
         if not files:
             _sync_dir(self.directory)
 
@@ -206,14 +176,16 @@ class Ledger:
                 pass
 
     def _rotate(self) -> None:
+        """Go on in the next file; the closed one's lines are fdatasynced by path in the background."""
         self._close_fd()
         self._index += 1
         fd = os.open(self.directory / file_name(self._index), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._fd, self._size = fd, os.fstat(fd).st_size
-        _sync_dir(self.directory)
+        self._dir_dirty = True
 
     def _write(self, entries: Sequence[Entry]) -> list[Entry]:
-        """Chain, write and fsync a batch (in a worker thread, one at a time). All or nothing."""
+        """Chain and write a batch with ``os.write`` (in the event loop: a page-cache append).
+        All or nothing."""
         if self._fd is None:
             self._prepare()
         seq, prev = self._seq, self._hash
@@ -231,7 +203,6 @@ class Ledger:
         assert self._fd is not None
         try:
             _write_all(self._fd, data)
-            os.fdatasync(self._fd)
         except OSError:
             try:  # cut what reached the file so a retry cannot duplicate it
                 os.ftruncate(self._fd, self._size)
@@ -241,73 +212,128 @@ class Ledger:
             raise
         self._size += len(data)
         self._seq, self._hash = seq, prev
+        self._dirty.add(self._index)
         return chained
 
     def _fail(self, exc: BaseException) -> None:
         self.problem = f"ledger cannot write in {self.directory}: {exc}"
 
     async def append(self, entry: Entry) -> Entry:
-        """Record ``entry``; returns it chained once it is on disk. Raises ``LedgerError`` if not.
-
-        A cancelled caller does not cancel the write.
+        """Record ``entry``; returns it chained once written (with ``sync=True``: once fdatasynced).
+        Raises ``LedgerError`` if the disk refused it. A cancelled caller does not cancel the write.
         """
-        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Entry] = loop.create_future()
         self._pending.append((entry, future))
-        self._kick()
+        if self._write_soon is None:  # every append of this loop turn goes in the same write
+            self._write_soon = loop.call_soon(self._write_pending)
         return await future
 
-    def _kick(self) -> None:
-        if self._full is None:
-            self._full = asyncio.Event()
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
-        elif len(self._pending) >= self._batch_max:
-            self._full.set()
+    def _write_pending(self) -> None:
+        self._write_soon = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            written = self._write([entry for entry, _ in batch])
+        except (OSError, LedgerError) as exc:
+            self._fail(exc)
+            self._keep_for_retry(batch)
+            return
+        if not self._sync_problem:
+            self.problem = None
+        self._unsynced_lines += len(batch)
+        for (entry, future), done in zip(batch, written, strict=True):
+            if self.sync:
+                self._unsynced.append((entry, done, future))
+            elif future is not None and not future.done():
+                future.set_result(done)
+        self._kick_syncer()
 
-    async def _flush_loop(self) -> None:
-        assert self._full is not None
-        while self._pending:
-            if len(self._pending) < self._batch_max and self._batch_delay > 0:
+    def _kick_syncer(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._syncer is None or self._syncer.done():
+            self._syncer = asyncio.get_running_loop().create_task(self._sync_loop())
+        elif self._unsynced_lines >= self._batch_max:
+            self._wake.set()
+
+    async def _sync_loop(self) -> None:
+        assert self._wake is not None
+        while self._dirty or self._dir_dirty:
+            if self._unsynced_lines < self._batch_max and self._batch_delay > 0:
                 try:
                     async with asyncio.timeout(self._batch_delay):
-                        await self._full.wait()
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
-            self._full.clear()
-            batch, self._pending = self._pending, []
+            self._wake.clear()
+            count, mark = len(self._unsynced), (self._index, self._size)
+            self._unsynced_lines = 0
+            dirty, self._dirty = self._dirty, set()
+            dir_dirty, self._dir_dirty = self._dir_dirty, False
+            paths = [self.directory / file_name(index) for index in sorted(dirty)]
             try:
-                written = await asyncio.to_thread(self._write, [entry for entry, _ in batch])
-            except (OSError, LedgerError) as exc:
-                self._fail(exc)
-                self._keep_for_retry(batch + self._pending)
+                await asyncio.to_thread(_sync_files, paths, self.directory if dir_dirty else None)
+            except OSError as exc:
+                self._dirty |= dirty
+                self._dir_dirty |= dir_dirty
+                self._sync_failed(exc)
                 return
-            self.problem = None
-            for (_, future), done in zip(batch, written, strict=True):
+            synced, self._unsynced = self._unsynced[:count], self._unsynced[count:]
+            self._synced_at = mark
+            if self._sync_problem:
+                self._sync_problem, self.problem = False, None
+            for _, done, future in synced:
                 if future is not None and not future.done():
                     future.set_result(done)
 
-    def _keep_for_retry(self, waiting: list[_Pending]) -> None:
+    def _sync_failed(self, exc: OSError) -> None:
+        """A failed fdatasync. Without ``sync`` the lines were acknowledged and stay: the ledger is
+        unhealthy until an fdatasync succeeds. With ``sync`` nothing unsynced was acknowledged: the
+        lines are cut back (when still in the current file) and their entries kept for retry."""
+        self._fail(exc)
+        self._sync_problem = True
+        if not self.sync:
+            return
+        waiting, self._unsynced = self._unsynced, []
+        index, size = self._synced_at
+        if index == self._index:
+            try:
+                os.truncate(self.directory / file_name(index), size)
+            except OSError:
+                pass
+            self._close_fd()  # the next write re-reads the chain's end from the disk
+            self._dirty.discard(index)
+            self._keep_for_retry([(entry, future) for entry, _, future in waiting] + self._pending)
+        else:  # the lines span a rotation: they stay written, unconfirmed
+            self._keep_for_retry([(entry, future) for entry, _, future in waiting], keep=False)
+
+    def _keep_for_retry(self, waiting: list[_Pending], *, keep: bool = True) -> None:
         """Fail every waiting append (the disk refuses writes) but keep its entry for a later attempt."""
         error = LedgerError(self.problem)
         for _, future in waiting:
             if future is not None and not future.done():
                 future.set_exception(error)
                 future.exception()  # marked as retrieved: a caller that went away must not warn
-        self.dropped += max(0, len(waiting) - _MAX_RETRY)
-        self._pending = [(entry, None) for entry, _ in waiting[-_MAX_RETRY:]]
+        if keep:
+            self.dropped += max(0, len(waiting) - _MAX_RETRY)
+            self._pending = [(entry, None) for entry, _ in waiting[-_MAX_RETRY:]]
 
     async def flush(self) -> None:
-        """Write whatever waits (including entries kept after a failure); raises ``LedgerError`` if not."""
-        if self._pending:
-            self._kick()
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        """Write and fdatasync whatever waits (entries kept after a failure too); raises
+        ``LedgerError`` if the disk refuses."""
+        self._write_pending()
+        if self._dirty or self._dir_dirty:
+            self._kick_syncer()
+        if self._wake is not None:
+            self._wake.set()  # no batching delay
+        if self._syncer is not None:
+            await asyncio.shield(self._syncer)
         if not self.healthy:
             raise LedgerError(self.problem)
 
     def _probe_disk(self) -> None:
-        if self._fd is None:
-            self._prepare()
         probe = self.directory / ".probe"
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
@@ -319,18 +345,20 @@ class Ledger:
 
     async def probe(self) -> bool:
         """Try the disk again (entries kept after a failure first); True once the ledger can write."""
-        if self._pending or (self._flusher is not None and not self._flusher.done()):
+        if self._pending or self._dirty or (self._syncer is not None and not self._syncer.done()):
             try:
                 await self.flush()
             except LedgerError:
                 return False
             return True
         try:
+            if self._fd is None:
+                self._prepare()
             await asyncio.to_thread(self._probe_disk)
         except (OSError, LedgerError) as exc:
             self._fail(exc)
             return False
-        self.problem = None
+        self._sync_problem, self.problem = False, None
         return True
 
     async def aclose(self) -> None:

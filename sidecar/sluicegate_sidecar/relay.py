@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 _TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError)
+_RELEASE_SECONDS = 1.0  # how long the rest of a complete upstream body is read, for connection reuse
 
 
 class _SettlingStream(StreamingResponse):
@@ -109,14 +110,18 @@ async def stream_response(
         settled = True
         ctx.upstream_seconds += time.perf_counter() - started
         _settle_stream(pipeline, ctx, target, relay, reservation, plan, status)
-        gw.spawn(response.aclose())
+        gw.spawn(_release(response, iterator) if status == 200 else response.aclose())
 
     async def body() -> AsyncGenerator[bytes, None]:
         status: int | str = "client_disconnect"
         gw.inflight += 1
         try:
-            yield first
-            while True:
+            tail = b""
+            if relay.completed:  # the whole answer came in the first read
+                tail = first
+            else:
+                yield first
+            while not relay.completed:
                 wait = min(timeouts.idle_seconds, deadline - time.perf_counter())
                 if wait <= 0:
                     raise TimeoutError
@@ -125,15 +130,17 @@ async def stream_response(
                         gw.track_stream_timer(timer)  # a SIGTERM drain deadline can bring it forward
                         chunk = await anext(iterator)
                 except StopAsyncIteration:
+                    tail = relay.finish()  # Gemini's end of body is its end: the terminator is made here
                     break
                 finally:
                     gw.untrack_stream_timer(timer)
                 out = relay.feed(chunk)
-                if out:
+                if relay.completed:
+                    tail = out  # holds the terminator ([DONE], message_stop): it waits for the ledger
+                elif out:
                     yield out
-            tail = relay.finish()
             status = 200 if relay.completed else "upstream_stream_error"
-            settle(status)  # the ledger line is durable before the stream's last bytes leave
+            settle(status)  # the ledger line is written before the terminator leaves (DESIGN §5a)
             await pipeline.accountant.durable(ctx)
             if tail:
                 yield tail
@@ -162,6 +169,19 @@ async def stream_response(
         media_type="text/event-stream",
         headers=pipeline.headers(ctx),
     )
+
+
+async def _release(response: httpx.Response, iterator: AsyncIterator[bytes]) -> None:
+    """After a complete stream: read what the upstream still sends (a keep-alive upstream may hold
+    the body open after its terminator) for a bounded time, so its connection can be reused."""
+    try:
+        async with asyncio.timeout(_RELEASE_SECONDS):
+            async for _ in iterator:
+                pass
+    except (TimeoutError, *_TRANSPORT_ERRORS):
+        pass
+    finally:
+        await response.aclose()
 
 
 def _settle_stream(

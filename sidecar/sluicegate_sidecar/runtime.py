@@ -44,10 +44,11 @@ class Settings:
     poll_interval: float = 1.0
     drain_seconds: float = 25.0
     access_log: bool = True
-    default_tier: str | None = None
-    # True: a reply's last byte leaves only after its ledger line is fsynced, so a crash can never
-    # lose the record of spend a client already received (costs one fdatasync of latency).
-    ledger_sync: bool = True  # the Pod's sluicegate.io/default-tier: the floor for ``auto``
+    default_tier: str | None = None  # the Pod's sluicegate.io/default-tier: the floor for ``auto``
+    # A reply's last byte (a stream's terminator) always leaves after its ledger line is written, so
+    # a killed process never loses the record of spend a client received (DESIGN §5a). True: after
+    # it is fdatasynced too (a persistent local directory; costs one fdatasync of latency).
+    ledger_sync: bool = False
     budget_wait_seconds: float = 5.0  # most a request waits for reservations in flight to settle
 
 

@@ -34,6 +34,7 @@ from .serialstate import read_accepted
 
 log = logging.getLogger("sluicegate.sidecar")
 API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (FAULTS 23)
+SYNC_EVERY_SECONDS = 0.005  # default mode: the background fdatasync gathers this long (power loss risk)
 DRAIN_GRACE_SECONDS = 1.0  # after the drain deadline: for cut streams to send their error event and settle
 # Connections the API takes beyond --max-connections, answered 503, before it closes new ones at once.
 API_CONNECTION_SLACK = 64
@@ -113,9 +114,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--header-timeout", type=float, default=10.0, help="seconds for a request's headers to arrive"
     )
     p.add_argument(
+        "--ledger-sync",
+        action="store_true",
+        help="answer only once the ledger line is fdatasynced, for a persistent local ledger directory "
+        "(default: once it is written, fdatasync batched in the background)",
+    )
+    p.add_argument(
         "--ledger-async",
         action="store_true",
-        help="answer before the ledger line is fsynced (faster; a crash may lose the newest lines)",
+        help="deprecated, no effect: the default now answers once the line is written",
     )
     p.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stdout")
     return p.parse_args(argv)
@@ -144,8 +151,11 @@ def build_gateway(
 ) -> Gateway:
     """The runtime with its config loaded (if a valid one is there) and open windows' spend restored."""
     metrics = Metrics()
-    # In sync mode a lone request's line goes out at once; concurrent ones coalesce while a write runs.
-    ledger = Ledger.open(ledger_dir, batch_delay=0.0 if settings.ledger_sync else 0.002)
+    # With --ledger-sync a lone reply's fdatasync starts at once and concurrent ones coalesce while it
+    # runs; by default replies wait only for the write, and fdatasync runs at most every few ms.
+    ledger = Ledger.open(
+        ledger_dir, sync=settings.ledger_sync, batch_delay=0.0 if settings.ledger_sync else SYNC_EVERY_SECONDS
+    )
     metrics.ledger_healthy.set(1 if ledger.healthy else 0)
     gateway = Gateway(
         settings=settings,
@@ -190,6 +200,8 @@ async def serve(args: argparse.Namespace) -> int:
     if keys is not None:
         await keys.fetch_with_backoff()
     dev_keys = dev_data_keys(config_dir) if keys is None else {}
+    if args.ledger_async:
+        log.warning("--ledger-async is deprecated and has no effect: replies wait for the write only")
     settings = Settings(
         config_dir=config_dir,
         namespace=namespace,
@@ -198,7 +210,7 @@ async def serve(args: argparse.Namespace) -> int:
         drain_seconds=args.drain_seconds,
         budget_wait_seconds=args.budget_wait_seconds,
         access_log=not args.no_access_log,
-        ledger_sync=not args.ledger_async,
+        ledger_sync=args.ledger_sync,
         default_tier=environ.get("SLUICEGATE_DEFAULT_TIER") or None,
     )
     gateway = build_gateway(

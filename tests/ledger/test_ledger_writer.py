@@ -25,6 +25,68 @@ async def test_appends_return_chained_entries_once_on_disk(tmp_path: Path) -> No
     await ledger.aclose()
 
 
+async def test_an_append_returns_once_written_and_the_fdatasync_follows_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs: list[int] = []
+    real_sync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
+    ledger = Ledger.open(tmp_path, batch_delay=30)  # the background fdatasync waits to gather more
+    done = await ledger.append(entry(1))
+    assert syncs == []  # not waited for...
+    assert [e.hash for e in read_entries([tmp_path])] == [done.hash]  # ...but in the file already
+    await ledger.aclose()  # a flush does not wait for the batching delay
+    assert len(syncs) == 1
+
+
+async def test_with_sync_an_append_returns_only_once_fdatasynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs: list[int] = []
+    real_sync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
+    ledger = Ledger.open(tmp_path, sync=True, batch_delay=0)
+    await ledger.append(entry(1))
+    assert len(syncs) == 1
+    await ledger.aclose()
+
+
+async def test_appends_of_the_same_loop_turn_share_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger.open(tmp_path)
+    writes: list[int] = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: (writes.append(len(data)), real_write(fd, data))[1])
+    written = await asyncio.gather(*(ledger.append(entry(i)) for i in range(50)))
+    monkeypatch.undo()
+    await ledger.aclose()
+    assert len(writes) == 1 and [e.seq for e in written] == list(range(1, 51))
+    assert verify([tmp_path]) == (50, None)
+
+
+async def test_a_failed_background_fdatasync_makes_the_ledger_unhealthy_until_one_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger.open(tmp_path, batch_delay=0)
+
+    def read_only(fd: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "fdatasync", read_only)
+    done = await ledger.append(entry(1))  # written: acknowledged, and kept in the file
+    with pytest.raises(LedgerError, match="Read-only file system"):
+        await ledger.flush()
+    assert not ledger.healthy  # paid requests are refused until the disk syncs again
+    assert await ledger.probe() is False
+    monkeypatch.undo()
+    assert await ledger.probe() is True and ledger.healthy
+    await ledger.append(entry(2))
+    await ledger.aclose()
+    assert [e.hash for e in read_entries([tmp_path])][0] == done.hash
+    assert verify([tmp_path]) == (2, None)
+
+
 async def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     syncs = []
     real_sync = os.fdatasync
@@ -132,10 +194,10 @@ async def test_a_full_disk_fails_the_append_keeps_the_entry_and_recovers(tmp_pat
     assert verify([tmp_path]) == (5, None)
 
 
-async def test_a_failed_fsync_leaves_no_partial_batch_behind(
+async def test_with_sync_a_failed_fsync_leaves_no_partial_batch_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ledger = Ledger.open(tmp_path)
+    ledger = Ledger.open(tmp_path, sync=True)
     await ledger.append(entry(0))
 
     def read_only(fd: int) -> None:

@@ -13,8 +13,9 @@
     A pytest fixture is three lines: ``with FakeOpenAI() as fake: yield fake``. Stopping joins the
     thread and ends hanging requests within ~50 ms.
 
-Servers (each ``FakeX(*, api_key=None, text=DEFAULT_TEXT, usage=None, tool_input=None, chunk_delay=0.0)``;
-the same names are attributes a test may change while the fake runs):
+Servers (each ``FakeX(*, api_key=None, text=DEFAULT_TEXT, usage=None, tool_input=None, chunk_delay=0.0,
+linger=0.0)``, ``linger``: seconds a streamed body stays open after its last event, as keep-alive
+upstreams do; the same names are attributes a test may change while the fake runs):
     FakeOpenAI       POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models.
                      Key: ``Authorization: Bearer``. Streams honour stream_options.include_usage.
     FakeAzureOpenAI  /openai/deployments/{dep}/{op}?api-version=... and /openai/v1/{op}; key: ``api-key``.

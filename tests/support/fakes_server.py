@@ -180,12 +180,14 @@ class FakeServer:
         usage: FakeUsage | None = None,
         tool_input: Mapping[str, Any] | None = None,
         chunk_delay: float = 0.0,
+        linger: float = 0.0,
     ) -> None:
         self.api_key = api_key  # when set, a request without this key gets the provider's auth error
         self.text = text
         self.usage = usage  # None: input from the body size, output = the words sent
         self.tool_input = dict(tool_input or {"location": "Paris"})
         self.chunk_delay = chunk_delay
+        self.linger = linger  # seconds a streamed body stays open after its last event (keep-alive upstreams)
         self.requests: list[RecordedRequest] = []
         self.last_usage: FakeUsage | None = None
         self._scripts: collections.deque[Fault] = collections.deque()
@@ -335,6 +337,8 @@ class FakeServer:
             if i == len(plan.chunks) - 1 and usage is not None:
                 self.last_usage = usage
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if plan.streamed and self.linger:
+            await self._wait(self.linger)
         await send({"type": "http.response.body", "body": b""})
 
     async def _wait(self, seconds: float) -> bool:
