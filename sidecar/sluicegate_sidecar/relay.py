@@ -2,7 +2,8 @@
 
 The client's response starts only once the upstream's first useful bytes are in (until then a
 failure can still fall back). After that, a cut or stalled upstream ends the stream with an SSE
-error event, never a clean end; whatever happens, what was streamed is charged.
+error event, never a clean end; whatever happens, what was streamed is charged. A complete stream's
+terminator leaves only once its ledger line is written (DESIGN §5a), and the client's stream ends there.
 """
 
 from __future__ import annotations
@@ -178,8 +179,8 @@ async def _release(response: httpx.Response, iterator: AsyncIterator[bytes]) -> 
         async with asyncio.timeout(_RELEASE_SECONDS):
             async for _ in iterator:
                 pass
-    except (TimeoutError, *_TRANSPORT_ERRORS):
-        pass
+    except (TimeoutError, httpx.StreamError, *_TRANSPORT_ERRORS):
+        pass  # whatever follows a complete answer is not the client's concern
     finally:
         await response.aclose()
 
