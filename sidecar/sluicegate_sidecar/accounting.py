@@ -20,8 +20,10 @@ from .attribution import Attribution
 from .budget import Reservation
 from .catalog import Target
 from .ledger import Entry, LedgerError, entry_attribution, entry_usage, format_time
-from .pricing import cost_micro_usd
-from .providers.base import Usage
+from .ledger_entry import entry_reported_usage
+from .pricing import cost_micro_usd, max_output_tokens_within
+from .providers.base import ReportedUsage, Usage
+from .providers.usagefields import ANOMALY_REASONS, valid_count
 from .runtime import Gateway
 from .tokens import estimate_output_tokens_from_chars
 
@@ -31,8 +33,106 @@ log = logging.getLogger("sluicegate.sidecar")
 @dataclass(frozen=True, slots=True)
 class Charge:
     cost_micro_usd: int
-    basis: str  # exact | estimated | unpriced
-    usage: Usage | None
+    basis: str  # exact | estimated | unpriced | anomalous
+    usage: Usage | None  # for anomalous: the bounded figures charged
+    anomaly: str | None = None  # why the usage was anomalous (a ``usagefields.ANOMALY_REASONS`` value)
+    reported: ReportedUsage | None = None  # for anomalous: what the upstream reported
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What one attempt's reservation assumed: the most a correct upstream can report for it.
+
+    ``prompt_tokens`` is the input the reservation counted (the request's input bound);
+    ``output_tokens`` the output (all completions together) it pays for on top of that, None when
+    nothing bounds it (no cap was sent and the model's limit is unknown); ``context_window`` is set
+    when the request is one model input, which no correct provider reports more of.
+    """
+
+    prompt_tokens: int
+    output_tokens: int | None = None
+    context_window: int | None = None
+
+
+def attempt_bounds(
+    price: ModelPrice | None,
+    prompt_tokens: int,
+    reserved_micro_usd: int,
+    send_cap: int | None,
+    model_max: int | None,
+    outputs: int,
+    context_window: int | None,
+) -> Bounds:
+    """The bounds of an attempt that reserved ``reserved_micro_usd`` for ``prompt_tokens`` of input and
+    sent the output cap ``send_cap`` (None: none was sent, the model's own limit ``model_max`` applies).
+    Derived from the reservation itself, so every output admission counted is in it; ``outputs`` (how
+    many completions the request can produce) serves only unpriced models."""
+    cap = send_cap if send_cap is not None else model_max
+    if cap is None:
+        return Bounds(prompt_tokens, None, context_window)
+    if price is None or reserved_micro_usd <= 0:
+        return Bounds(prompt_tokens, cap * max(outputs, 1), context_window)
+    affordable = max_output_tokens_within(price, prompt_tokens, 1, reserved_micro_usd)
+    return Bounds(prompt_tokens, affordable, context_window)
+
+
+def usage_anomaly(usage: Usage, bounds: Bounds | None) -> str | None:
+    """Why ``usage`` cannot be what a correct upstream reports for this attempt (None: it can)."""
+    if usage.anomaly is not None:
+        return usage.anomaly
+    if bounds is None:
+        return None
+    if bounds.output_tokens is not None and usage.output_tokens > bounds.output_tokens:
+        return "output_over_cap"
+    if bounds.context_window is not None and usage.input_tokens > bounds.context_window:
+        return "input_over_context"
+    return None
+
+
+def anomalous_charge(
+    price: ModelPrice | None, usage: Usage, reason: str, reserved_micro_usd: int, bounds: Bounds
+) -> Charge:
+    """Charge a usage no correct upstream reports (FAULTS 30) at a bounded figure, at most the reservation.
+
+    Each figure is kept when it is valid and within the bounds; otherwise input counts as the
+    reservation's prompt estimate and output as the output the reservation pays for (the whole
+    reservation when nothing bounds the output). The reported figures are kept beside it.
+    """
+    reported = usage.reported or ReportedUsage(
+        usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.cache_write_tokens
+    )
+    window = bounds.context_window
+    input_ok = reported.input_tokens == usage.input_tokens and valid_count(usage.input_tokens)
+    input_ok = input_ok and (window is None or usage.input_tokens <= window)
+    cap = bounds.output_tokens
+    output_ok = reported.output_tokens == usage.output_tokens and valid_count(usage.output_tokens)
+    output_ok = output_ok and (cap is None or usage.output_tokens <= cap)
+    input_tokens = usage.input_tokens if input_ok else bounds.prompt_tokens
+    cached = (
+        usage.cached_input_tokens
+        if input_ok and reported.cached_input_tokens == usage.cached_input_tokens
+        else 0
+    )
+    written = (
+        usage.cache_write_tokens
+        if input_ok and reported.cache_write_tokens == usage.cache_write_tokens
+        else 0
+    )
+    output = usage.output_tokens if output_ok else (cap or 0)
+    bounded = Usage(
+        input_tokens,
+        output,
+        min(cached, input_tokens),
+        min(written, input_tokens - min(cached, input_tokens)),
+    )
+    if price is None:
+        return Charge(0, "anomalous", bounded, reason, reported)
+    cost = cost_micro_usd(price, bounded)
+    if not output_ok and cap is None:
+        cost = max(cost, reserved_micro_usd)  # nothing bounds the output: the reservation is the figure
+    if reserved_micro_usd > 0:
+        cost = min(cost, reserved_micro_usd)
+    return Charge(cost, "anomalous", bounded, reason, reported)
 
 
 def charge_for(
@@ -41,17 +141,27 @@ def charge_for(
     reserved_micro_usd: int,
     prompt_tokens: int,
     output_chars: int | None,
+    bounds: Bounds | None = None,
 ) -> Charge:
-    """What to debit. Reported usage is exact; without it, the smaller of the reservation and the
-    streamed-token estimate, but never below what was seen (``output_chars`` None: nothing known)."""
+    """What to debit. Reported usage is exact, unless no correct upstream could report it (an
+    anomaly: a bounded figure, at most the reservation); without usage, the smaller of the reservation
+    and the streamed-token estimate, but never below what was seen (``output_chars`` None: nothing
+    known). Estimates never exceed the output ``bounds`` allow: the estimate errs high, not the upstream."""
+    if usage is not None:
+        reason = usage_anomaly(usage, bounds)
+        if reason is not None:
+            return anomalous_charge(price, usage, reason, reserved_micro_usd, bounds or Bounds(prompt_tokens))
     if price is None:
         return Charge(0, "unpriced", usage)
     if usage is not None:
         return Charge(cost_micro_usd(price, usage), "exact", usage)
     if output_chars is None:
         return Charge(reserved_micro_usd, "estimated", None)
-    seen = Usage(input_tokens=0, output_tokens=estimate_output_tokens_from_chars(output_chars))
-    estimate = Usage(input_tokens=prompt_tokens, output_tokens=seen.output_tokens)
+    seen_tokens = estimate_output_tokens_from_chars(output_chars)
+    if bounds is not None and bounds.output_tokens is not None:
+        seen_tokens = min(seen_tokens, bounds.output_tokens)
+    seen = Usage(input_tokens=0, output_tokens=seen_tokens)
+    estimate = Usage(input_tokens=prompt_tokens, output_tokens=seen_tokens)
     cost = max(min(reserved_micro_usd, cost_micro_usd(price, estimate)), cost_micro_usd(price, seen))
     return Charge(cost, "estimated", estimate)
 
@@ -102,6 +212,16 @@ class Accountant:
         ctx.usage = charge.usage
         if charge.basis == "unpriced":
             self.gw.metrics.unpriced.labels(self._guard_model(target)).inc()
+        if charge.anomaly is not None:
+            reason = charge.anomaly if charge.anomaly in ANOMALY_REASONS else "malformed"
+            self.gw.metrics.usage_anomalies.labels(target.provider, reason).inc()
+            log.warning(
+                "upstream usage anomaly (%s) from %s/%s, request %s: charged the bounded figure",
+                reason,
+                target.connection,
+                target.model,
+                ctx.request_id,
+            )
         entry = Entry(
             time=format_time(datetime.now(UTC)),
             request_id=ctx.request_id,
@@ -117,6 +237,8 @@ class Accountant:
             cost_basis=charge.basis,  # type: ignore[arg-type]
             status=status,
             budget_scopes=reservation.policies if reservation is not None else (),
+            reported_usage=entry_reported_usage(charge.reported),
+            anomaly=charge.anomaly,
         )
         ctx.ledger_writes.append(self.gw.spawn(self._write(entry)))
         self._count_spend(ctx, target, charge)

@@ -14,10 +14,14 @@ import msgspec
 
 from .attribution import Attribution
 from .budget import Charge
-from .providers.base import Usage
+from .providers.base import ReportedUsage, Usage
 
 GENESIS = "0" * 64
-CostBasis = Literal["exact", "estimated", "unpriced", "reserved"]
+# anomalous: the upstream reported usage no correct provider reports (FAULTS 30); ``usage`` holds the
+# bounded figures charged, ``reportedUsage`` what was reported, ``anomaly`` why.
+CostBasis = Literal["exact", "estimated", "unpriced", "reserved", "anomalous"]
+# Fields a line carries only when set, so that lines written before they existed hash as they did.
+_OPTIONAL = ("reportedUsage", "anomaly")
 
 
 class EntryAttribution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -37,6 +41,17 @@ class EntryUsage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
     output: int
     cached: int = 0
     cache_write: int = 0
+
+
+class EntryReportedUsage(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True
+):
+    """What the upstream reported for an ``anomalous`` entry: None where it sent no integer."""
+
+    input: int | None
+    output: int | None
+    cached: int | None = 0
+    cache_write: int | None = 0
 
 
 class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -59,6 +74,8 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="cam
     seq: int = 0
     prev_hash: str = ""
     hash: str = ""
+    reported_usage: EntryReportedUsage | None = None
+    anomaly: str | None = None
 
 
 def format_time(instant: datetime) -> str:
@@ -97,24 +114,43 @@ def entry_usage(usage: Usage | None) -> EntryUsage | None:
     )
 
 
+def entry_reported_usage(reported: ReportedUsage | None) -> EntryReportedUsage | None:
+    if reported is None:
+        return None
+    return EntryReportedUsage(
+        input=reported.input_tokens,
+        output=reported.output_tokens,
+        cached=reported.cached_input_tokens,
+        cache_write=reported.cache_write_tokens,
+    )
+
+
 def _canonical(fields: dict[str, Any]) -> bytes:
     return msgspec.json.encode(fields, order="sorted")
 
 
+def _fields(entry: Entry) -> dict[str, Any]:
+    fields: dict[str, Any] = msgspec.to_builtins(entry)
+    for name in _OPTIONAL:
+        if fields.get(name) is None:
+            del fields[name]
+    return fields
+
+
 def entry_hash(entry: Entry) -> str:
     """SHA-256 hex of the previous hash followed by the canonical JSON of the entry without ``hash``."""
-    fields = msgspec.to_builtins(entry)
+    fields = _fields(entry)
     del fields["hash"]
     return hashlib.sha256(entry.prev_hash.encode() + _canonical(fields)).hexdigest()
 
 
 def entry_line(entry: Entry) -> bytes:
-    return _canonical(msgspec.to_builtins(entry)) + b"\n"
+    return _canonical(_fields(entry)) + b"\n"
 
 
 def chain_entry(entry: Entry, seq: int, prev_hash: str) -> tuple[str, bytes]:
     """The hash and the line of ``entry`` as number ``seq`` after ``prev_hash`` (one encoding pass)."""
-    fields = msgspec.to_builtins(entry)
+    fields = _fields(entry)
     fields["seq"], fields["prevHash"] = seq, prev_hash
     del fields["hash"]
     digest = hashlib.sha256(prev_hash.encode() + _canonical(fields)).hexdigest()

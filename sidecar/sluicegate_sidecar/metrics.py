@@ -31,6 +31,7 @@ METRIC_NAMES = (
     "sluicegate_requests_rejected_total",
     "sluicegate_circuit_state",
     "sluicegate_ledger_healthy",
+    "sluicegate_usage_anomalies_total",
 )
 OTHER = "other"
 MAX_FREE_VALUES = 50  # per free-text dimension (team, service, feature) before folding into "other"
@@ -129,6 +130,13 @@ class Metrics:
             "sluicegate_circuit_state", "0 closed, 1 half-open, 2 open", ("connection", "model"), registry=r
         )
         self.ledger_healthy = Gauge("sluicegate_ledger_healthy", "1 when the ledger can write", registry=r)
+        self.usage_anomalies = Counter(
+            "sluicegate_usage_anomalies",
+            "Upstream replies whose usage no correct provider reports (charged a bounded figure), "
+            "and streams cut past their reserved output",
+            ("provider", "reason"),
+            registry=r,
+        )
         self.ledger_healthy.set(1)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from starlette.responses import Response
 
-from .accounting import Accountant, RequestContext, charge_for
+from .accounting import Accountant, Bounds, RequestContext, attempt_bounds, charge_for
 from .admission import Admission
 from .budget import Refusal, Reservation
 from .catalog import Target
@@ -263,6 +263,12 @@ class Pipeline:
             self._failed(ctx, target, failure, reservation, plan)
             return failure
         ctx.routed = target
+        spec, bound = target.spec, plan.bound
+        bounds = attempt_bounds(  # what a correct upstream can report for this attempt (FAULTS 30)
+            spec.price, bound.input_tokens(target), _amount(reservation),
+            send_cap if send_cap is not None else output_cap(fields),  # unchanged: the client's own cap
+            spec.max_output_tokens, bound.outputs, spec.context_window if bound.one_prompt else None,
+        )  # fmt: skip
         if fields.stream:
             return await stream_response(
                 self,
@@ -276,9 +282,12 @@ class Pipeline:
                 plan,
                 started,
                 timeouts,
+                bounds,
                 scrubber=conn.scrubber,
             )
-        return await self._complete(ctx, adapter, op, target, response, reservation, plan, started, timeouts)
+        return await self._complete(
+            ctx, adapter, op, target, response, reservation, plan, started, timeouts, bounds
+        )
 
     async def _complete(
         self,
@@ -291,6 +300,7 @@ class Pipeline:
         plan: Plan,
         started: float,
         timeouts: Any,
+        bounds: Bounds,
     ) -> Response | AttemptFailed:
         try:
             raw = await read_body(response, timeouts.idle_seconds, timeouts.total_seconds)
@@ -304,7 +314,11 @@ class Pipeline:
             return failure
         ctx.upstream_seconds += time.perf_counter() - started
         self.gw.health.record_success(target.connection, target.model)
-        charge = charge_for(target.spec.price, reply.usage, _amount(reservation), plan.prompt_tokens, None)
+        # A reply whose usage is anomalous still reaches the client (it is well-formed otherwise);
+        # it is charged a bounded figure, at most the reservation (FAULTS 30).
+        charge = charge_for(
+            target.spec.price, reply.usage, _amount(reservation), plan.prompt_tokens, None, bounds
+        )
         self.accountant.settle(ctx, target, reservation, charge, 200)
         await self.accountant.durable(ctx)
         remaining = self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))

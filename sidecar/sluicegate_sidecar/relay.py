@@ -21,14 +21,15 @@ from starlette.types import Receive, Scope, Send
 
 from sluicegate_contract.schema import ModelPrice, Timeouts
 
-from .accounting import Charge, RequestContext, charge_for
+from .accounting import Bounds, Charge, RequestContext, anomalous_charge, charge_for, usage_anomaly
 from .budget import Reservation
 from .catalog import Target
 from .errors import sse_error
 from .outcome import FailureClass
 from .pricing import cost_micro_usd
-from .providers.base import Adapter, BadUpstreamResponse, Operation, StreamRelay, Usage
+from .providers.base import Adapter, BadUpstreamResponse, Operation, ReportedUsage, StreamRelay, Usage
 from .providers.keyscrub import NO_KEY, KeyScrubber
+from .providers.usagefields import flagged
 from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed
 
@@ -37,6 +38,26 @@ if TYPE_CHECKING:
 
 _TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError)
 _RELEASE_SECONDS = 1.0  # how long the rest of a complete upstream body is read, for connection reuse
+OVER_CAP = "upstream_output_over_cap"  # the status (and error code) of a stream cut past its reserved output
+# A stream is cut once its output is surely past the output its reservation pays for: the upstream's
+# own running count says so, or its text is longer than that many tokens could be at this many
+# characters a token (prose runs ~4, code ~3.5; only runs of whitespace or rules get longer).
+CUT_CHARS_PER_TOKEN = 8
+
+
+class _OutputOverCap(Exception):
+    """The upstream streamed past the output the reservation pays for (it ignored the cap it was sent)."""
+
+
+def _past(relay: StreamRelay, limit: int, char_limit: int) -> bool:
+    """Whether the output streamed so far is surely more than ``limit`` tokens. Cheap: per chunk."""
+    if relay.output_chars > char_limit:
+        return True
+    usage = relay.usage
+    if usage is None:
+        return False
+    reported = usage.reported.output_tokens if usage.reported is not None else None
+    return usage.output_tokens > limit or (reported is not None and reported > limit)
 
 
 class _SettlingStream(StreamingResponse):
@@ -86,6 +107,7 @@ async def stream_response(
     plan: Any,
     started: float,
     timeouts: Timeouts,
+    bounds: Bounds,
     *,
     scrubber: KeyScrubber = NO_KEY,
 ) -> StreamingResponse | AttemptFailed:
@@ -110,13 +132,18 @@ async def stream_response(
             return
         settled = True
         ctx.upstream_seconds += time.perf_counter() - started
-        _settle_stream(pipeline, ctx, target, relay, reservation, plan, status)
+        _settle_stream(pipeline, ctx, target, relay, reservation, bounds, plan.prompt_tokens, status)
         gw.spawn(_release(response, iterator) if status == 200 else response.aclose())
+
+    limit = bounds.output_tokens
+    char_limit = limit * CUT_CHARS_PER_TOKEN if limit is not None else 0
 
     async def body() -> AsyncGenerator[bytes, None]:
         status: int | str = "client_disconnect"
         gw.inflight += 1
         try:
+            if limit is not None and _past(relay, limit, char_limit):
+                raise _OutputOverCap
             tail = b""
             if relay.completed:  # the whole answer came in the first read
                 tail = first
@@ -136,6 +163,8 @@ async def stream_response(
                 finally:
                     gw.untrack_stream_timer(timer)
                 out = relay.feed(chunk)
+                if limit is not None and _past(relay, limit, char_limit):
+                    raise _OutputOverCap  # what passed the cap is not relayed
                 if relay.completed:
                     tail = out  # holds the terminator ([DONE], message_stop): it waits for the ledger
                 elif out:
@@ -157,6 +186,10 @@ async def stream_response(
             else:
                 status = "upstream_stream_timeout"
                 yield _stream_error(op, "The upstream stream stalled and was cut.", "upstream_stream_timeout")
+        except _OutputOverCap:
+            status = OVER_CAP
+            message = "The upstream streamed more output than this request reserved; the stream was cut."
+            yield _stream_error(op, message, OVER_CAP)
         except (BadUpstreamResponse, *_TRANSPORT_ERRORS):
             status = "upstream_stream_error"
             yield _stream_error(op, "The upstream stream failed.", "upstream_stream_error")
@@ -191,34 +224,56 @@ def _settle_stream(
     target: Target,
     relay: StreamRelay,
     reservation: Reservation | None,
-    plan: Any,
+    bounds: Bounds,
+    prompt_estimate: int,
     status: int | str,
 ) -> None:
     health = pipeline.gw.health
     now = time.monotonic()
     if status == 200:
         health.record_success(target.connection, target.model)
-    elif status in ("upstream_stream_error", "upstream_stream_timeout"):
+    elif status in ("upstream_stream_error", "upstream_stream_timeout", OVER_CAP):
         klass: FailureClass = "timeout" if status == "upstream_stream_timeout" else "5xx"
         health.record_failure(target.connection, target.model, klass, now)
     else:
         health.release(target.connection, target.model)
     reserved = reservation.amount_micro_usd if reservation is not None else 0
-    charge = _stream_charge(target.spec.price, relay, reserved, plan.prompt_tokens, status == 200)
+    charge = _stream_charge(target.spec.price, relay, reserved, bounds, prompt_estimate, status)
     pipeline.accountant.settle(ctx, target, reservation, charge, status)
     pipeline.accountant.finish(ctx, status)
 
 
 def _stream_charge(
-    price: ModelPrice | None, relay: StreamRelay, reserved: int, prompt_tokens: int, complete: bool
+    price: ModelPrice | None,
+    relay: StreamRelay,
+    reserved: int,
+    bounds: Bounds,
+    prompt_estimate: int,
+    status: int | str,
 ) -> Charge:
     """Reported usage is exact only for a complete stream. A cut one may carry just its opening
     usage (Anthropic's message_start says 1 output token; Gemini's partial chunks none), so the
-    output seen counts when it is more, and the basis is then an estimate (FAULTS 8, 27)."""
+    output seen counts when it is more, and the basis is then an estimate (FAULTS 8, 27). A stream
+    cut past its reserved output is anomalous: charged at most its reservation (FAULTS 30)."""
     usage = relay.usage
-    if not complete and usage is not None and price is not None:
-        seen = estimate_output_tokens_from_chars(relay.output_chars)
+    seen = estimate_output_tokens_from_chars(relay.output_chars)
+    if status == OVER_CAP:
+        base = usage or Usage(bounds.prompt_tokens, 0)
+        output = max(base.output_tokens, seen)
+        reported = base.reported or ReportedUsage(
+            base.input_tokens if usage is not None else None,
+            output,
+            base.cached_input_tokens,
+            base.cache_write_tokens,
+        )
+        cut = Usage(base.input_tokens, output, base.cached_input_tokens, base.cache_write_tokens)
+        return anomalous_charge(
+            price, flagged(cut, "output_over_cap", reported), "output_over_cap", reserved, bounds
+        )
+    if status != 200 and usage is not None and price is not None and usage_anomaly(usage, bounds) is None:
+        if bounds.output_tokens is not None:
+            seen = min(seen, bounds.output_tokens)  # the estimate errs high; the upstream did not
         if seen > usage.output_tokens:
             partial = Usage(usage.input_tokens, seen, usage.cached_input_tokens, usage.cache_write_tokens)
             return Charge(cost_micro_usd(price, partial), "estimated", partial)
-    return charge_for(price, usage, reserved, prompt_tokens, relay.output_chars)
+    return charge_for(price, usage, reserved, prompt_estimate, relay.output_chars, bounds)

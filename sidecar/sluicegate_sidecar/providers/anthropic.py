@@ -33,6 +33,7 @@ from .openai import (
     usage_object,
 )
 from .sse import RelayState, event_fields
+from .usagefields import UsageReader, sticky
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -51,21 +52,32 @@ _FINISH = {
 
 
 def _usage(raw: object, previous: Usage | None = None) -> Usage:
-    """Usage from a Messages ``usage`` object; fields it lacks keep their ``previous`` values."""
-    fields = raw if isinstance(raw, dict) else {}
+    """Usage from a Messages ``usage`` object. A reply's (and message_start's) always has
+    ``input_tokens`` and ``output_tokens``; a message_delta's fields it lacks keep their ``previous``
+    values. Cache counts are optional (absent or null: 0). Bad counts are flagged, never raised."""
+    reader = UsageReader(raw)
     base = previous or Usage(0, 0)
+    later = previous is not None
+    read = reader.count("cache_read_input_tokens", base.cached_input_tokens)
+    written = reader.count("cache_creation_input_tokens", base.cache_write_tokens)
+    plain_before = base.input_tokens - base.cached_input_tokens - base.cache_write_tokens
+    plain = reader.count("input_tokens", plain_before if later else None)
+    output = reader.count("output_tokens", base.output_tokens if later else None)
+    usage = Usage(plain + read + written, output, read, written)
+    inputs = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    built = reader.build(
+        usage, inputs, ("output_tokens",), ("cache_read_input_tokens",), ("cache_creation_input_tokens",)
+    )
+    return sticky(built, previous) or built
 
-    def value(key: str, default: int) -> int:
-        number = fields.get(key)
-        return number if isinstance(number, int) else default
 
-    read = value("cache_read_input_tokens", base.cached_input_tokens)
-    written = value("cache_creation_input_tokens", base.cache_write_tokens)
-    plain = value("input_tokens", base.input_tokens - base.cached_input_tokens - base.cache_write_tokens)
-    return Usage(plain + read + written, value("output_tokens", base.output_tokens), read, written)
+def _reply_usage(message: Mapping[str, Any]) -> Usage | None:
+    """A reply's usage; None when it has none (FAULTS 27: charged as unknown, not as zero)."""
+    raw = message.get("usage")
+    return None if raw is None else _usage(raw)
 
 
-def chat_completion(message: Mapping[str, Any], model: str) -> tuple[dict[str, Any], Usage, str]:
+def chat_completion(message: Mapping[str, Any], model: str) -> tuple[dict[str, Any], Usage | None, str]:
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in message.get("content") or []:
@@ -87,14 +99,14 @@ def chat_completion(message: Mapping[str, Any], model: str) -> tuple[dict[str, A
     if tool_calls:
         reply["tool_calls"] = tool_calls
     finish = _FINISH.get(message.get("stop_reason") or "", "stop")
-    usage = _usage(message.get("usage"))
+    usage = _reply_usage(message)
     completion = {
         "id": message.get("id") or "msg",
         "object": "chat.completion",
         "created": 0,
         "model": message.get("model") or model,
         "choices": [{"index": 0, "message": reply, "finish_reason": finish, "logprobs": None}],
-        "usage": usage_object(usage),
+        "usage": usage_object(usage or Usage(0, 0)),
     }
     return completion, usage, finish
 
@@ -125,9 +137,11 @@ class _Relay(RelayState):
         if kind == "message_start":
             message = event.get("message") or {}
             self._model = message.get("model") or self._model
-            self._usage = _usage(message.get("usage"))
+            if message.get("usage") is not None:
+                self._usage = _usage(message["usage"])
         elif kind == "message_delta":
-            self._usage = _usage(event.get("usage"), self._usage)
+            if event.get("usage") is not None:
+                self._usage = _usage(event["usage"], self._usage)
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
             text = delta.get("text") or delta.get("partial_json") or delta.get("thinking") or ""
@@ -248,7 +262,7 @@ class AnthropicAdapter:
             raise BadUpstreamResponse("upstream reply is not a Messages response")
         if op == "messages":
             reason = message.get("stop_reason")
-            return Reply(body, _usage(message.get("usage")), reason if isinstance(reason, str) else None)
+            return Reply(body, _reply_usage(message), reason if isinstance(reason, str) else None)
         try:
             completion, usage, finish = chat_completion(message, model)
         except (AttributeError, TypeError) as exc:

@@ -18,17 +18,32 @@ Operation = Literal["chat", "completions", "embeddings", "messages"]
 
 
 @dataclass(frozen=True, slots=True)
+class ReportedUsage:
+    """What a provider reported in a usage no correct provider reports, figure by figure, for the
+    ledger: None where a figure was missing or not an integer (``Usage`` has 0 there)."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token usage as the provider reported it.
 
     ``input_tokens`` counts every prompt token, cached reads and cache writes included;
     ``cached_input_tokens`` and ``cache_write_tokens`` are the parts of it billed at other rates.
+    ``anomaly`` names why the report cannot be right (``providers.usagefields``): the figures are
+    then the valid ones, 0 where a figure was unusable, and ``reported`` keeps what was sent.
     """
 
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    anomaly: str | None = None
+    reported: ReportedUsage | None = None
 
 
 @dataclass(frozen=True, slots=True)

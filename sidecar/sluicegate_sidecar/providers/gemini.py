@@ -33,6 +33,7 @@ from .openai import (
     usage_object,
 )
 from .sse import RelayState, event_fields
+from .usagefields import UsageReader, sticky
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
@@ -44,16 +45,19 @@ _AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KE
 
 
 def _usage(meta: object) -> Usage | None:
-    if not isinstance(meta, dict):
+    """Usage from ``usageMetadata`` (absent: none reported). Proto3 JSON leaves out zero counts, so
+    an absent count is 0; a count that is not a non-negative integer is flagged, never raised."""
+    if meta is None:
         return None
-
-    def count(key: str) -> int:
-        value = meta.get(key)
-        return value if isinstance(value, int) else 0
-
-    prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
-    output = count("candidatesTokenCount") + count("thoughtsTokenCount")
-    return Usage(prompt, output, count("cachedContentTokenCount"))
+    reader = UsageReader(meta)
+    prompt = reader.count("promptTokenCount", 0) + reader.count("toolUsePromptTokenCount", 0)
+    output = reader.count("candidatesTokenCount", 0) + reader.count("thoughtsTokenCount", 0)
+    cached = reader.count("cachedContentTokenCount", 0)
+    usage = Usage(prompt, output, min(cached, prompt))
+    inputs = ("promptTokenCount", "toolUsePromptTokenCount")
+    return reader.build(
+        usage, inputs, ("candidatesTokenCount", "thoughtsTokenCount"), ("cachedContentTokenCount",)
+    )
 
 
 def _finish(reason: object, had_calls: bool) -> str:
@@ -188,7 +192,7 @@ class ChatRelay(RelayState):
             return b""
         self._id = response.get("responseId") or self._id
         self._model = response.get("modelVersion") or self._model
-        self._usage = _usage(response.get("usageMetadata")) or self._usage
+        self._usage = sticky(_usage(response.get("usageMetadata")), self._usage)
         candidates = response.get("candidates")
         if not isinstance(candidates, list):
             if isinstance(response.get("promptFeedback"), dict) and response["promptFeedback"].get(

@@ -25,6 +25,7 @@ from .base import (
 from .errorinfo import openai_error_info as openai_error_info  # re-exported for azure
 from .keyscrub import NO_KEY, KeyScrubber
 from .sse import DONE_EVENT, RelayState, data_event, event_fields
+from .usagefields import UsageReader, sticky
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
@@ -161,28 +162,20 @@ def decode_json(body: bytes) -> Any:
         return None
 
 
-class _TokenDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    prompt_tokens_details: _TokenDetails | None = None
-
-
 class _ReplyChoice(msgspec.Struct):
     finish_reason: str | None = None
 
 
+# Usage objects are decoded as plain JSON and read by ``usagefields``: a bad count is an anomaly
+# to charge a bounded figure for, never a reason to refuse a reply the client is waiting for.
 class _Completion(msgspec.Struct):
     choices: list[_ReplyChoice]
-    usage: _Usage | None = None
+    usage: Any = None
 
 
 class _Embeddings(msgspec.Struct):
     data: msgspec.Raw
-    usage: _Usage | None = None
+    usage: Any = None
 
 
 class _FunctionDelta(msgspec.Struct):
@@ -206,22 +199,32 @@ class _ChunkChoice(msgspec.Struct):
 
 
 class _Groq(msgspec.Struct):
-    usage: _Usage | None = None
+    usage: Any = None
 
 
 class _Chunk(msgspec.Struct):
     choices: list[_ChunkChoice] | None = None
-    usage: _Usage | None = None
+    usage: Any = None
     x_groq: _Groq | None = None
     error: Any = None
 
 
-def _usage(usage: _Usage | None) -> Usage | None:
-    if usage is None:
+def _usage(raw: object, embeddings: bool = False) -> Usage | None:
+    """Usage from an OpenAI ``usage`` object (None or absent: none reported). ``prompt_tokens`` and
+    ``completion_tokens`` are always sent (embeddings have no completion); bad counts are flagged."""
+    if raw is None:
         return None
-    details = usage.prompt_tokens_details
-    cached = details.cached_tokens if details is not None else None
-    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached or 0)
+    reader = UsageReader(raw)
+    prompt = reader.count("prompt_tokens")
+    completion = reader.count("completion_tokens", 0 if embeddings else None)
+    details = raw.get("prompt_tokens_details") if isinstance(raw, dict) else None
+    cached = 0
+    if isinstance(details, dict):
+        inner = UsageReader(details)
+        cached = inner.count("cached_tokens", 0)
+        reader.anomaly = reader.anomaly or inner.anomaly
+    usage = Usage(prompt, completion, min(cached, prompt))
+    return reader.build(usage, ("prompt_tokens",), ("completion_tokens",))
 
 
 def parse_openai_reply(op: Operation, body: bytes) -> Reply:
@@ -229,7 +232,7 @@ def parse_openai_reply(op: Operation, body: bytes) -> Reply:
     try:
         if op == "embeddings":
             embeddings = msgspec.json.decode(body, type=_Embeddings)
-            return Reply(body, _usage(embeddings.usage))
+            return Reply(body, _usage(embeddings.usage, embeddings=True))
         completion = msgspec.json.decode(body, type=_Completion)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise BadUpstreamResponse(f"upstream reply is not a valid {op} response") from exc
@@ -303,7 +306,7 @@ class OpenAIStreamRelay(RelayState):
             return True
         usage = chunk.usage if chunk.usage is not None else (chunk.x_groq.usage if chunk.x_groq else None)
         if usage is not None:
-            self._usage = _usage(usage)
+            self._usage = sticky(_usage(usage), self._usage)
         if chunk.choices:
             for choice in chunk.choices:
                 delta = choice.delta
