@@ -47,6 +47,12 @@ Faults (one per request, in order):
     Fault.stream_reset(after)                ``after`` chunks, then a TCP reset
     Fault.stream_error(after, message)       ``after`` chunks, then the provider's in-stream error event
     Stream faults on an unstreamed request send half the JSON body instead of ``after`` chunks.
+    Fault.endless()                          a stream that ignores the cap and never ends: content
+                                             chunks until the client leaves (``fake.endless_frames_sent``)
+    Fault.over_cap(text=None, usage=None)    a whole reply (or stream) that ignores the cap it was sent
+    Fault.bad_usage(raw)                     a normal reply whose usage object is ``raw`` verbatim, where
+                                             the provider puts it (OpenAI ``usage``, Anthropic message /
+                                             message_start / message_delta ``usage``, Gemini ``usageMetadata``)
 
 ``closed_port()`` gives a loopback port nothing listens on (connecting is refused).
 """

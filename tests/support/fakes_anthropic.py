@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.support.fakes_server import FakeServer, FakeUsage, Plan, RecordedRequest, json_plan, split_words
+from tests.support.fakes_server import (
+    UNSET,
+    FakeServer,
+    FakeUsage,
+    Fault,
+    Plan,
+    RecordedRequest,
+    json_plan,
+    split_words,
+)
 
 _ERRORS = {
     400: "invalid_request_error",
@@ -57,7 +66,7 @@ class FakeAnthropic(FakeServer):
         return _event({"type": "error", "error": {"type": "overloaded_error", "message": message}})
 
     def answer(
-        self, request: RecordedRequest, text: str, usage: FakeUsage | None
+        self, request: RecordedRequest, text: str, usage: FakeUsage | None, fault: Fault | None = None
     ) -> tuple[Plan, FakeUsage | None]:
         if (request.method, request.path) != ("POST", "/v1/messages"):
             return self.error(404, "Not Found"), None
@@ -78,9 +87,14 @@ class FakeAnthropic(FakeServer):
         if tool is not None:
             arguments = json.dumps(self.tool_input)
             pieces, stop = [arguments[i : i + 10] for i in range(0, len(arguments), 10)], "tool_use"
-        elif isinstance(body.get("max_tokens"), int) and len(pieces) > body["max_tokens"]:
-            pieces, stop = pieces[: body["max_tokens"]], "max_tokens"
+        elif (
+            isinstance(cap := body.get("max_tokens"), int)
+            and len(pieces) > cap
+            and not (fault and fault.ignore_cap)
+        ):
+            pieces, stop = pieces[:cap], "max_tokens"
         reported = self.reply_usage(request, pieces, usage)
+        raw = UNSET if fault is None else fault.raw_usage
         number = len(self.requests)
         block: dict[str, Any] = {"type": "text", "text": ""}
         if tool is not None:
@@ -93,7 +107,7 @@ class FakeAnthropic(FakeServer):
             "content": [block | ({"input": self.tool_input} if tool else {"text": "".join(pieces)})],
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": usage_json(reported),
+            "usage": usage_json(reported) if raw is UNSET else raw,
         }
         headers = {"request-id": f"req_fake{number:06d}"}
         if body.get("stream") is not True:
@@ -101,7 +115,7 @@ class FakeAnthropic(FakeServer):
         started = message | {
             "content": [],
             "stop_reason": None,
-            "usage": usage_json(reported) | {"output_tokens": 1},
+            "usage": usage_json(reported) | {"output_tokens": 1} if raw is UNSET else raw,
         }
         if tool is not None:
             deltas = [{"type": "input_json_delta", "partial_json": p} for p in ["", *pieces]]
@@ -110,6 +124,8 @@ class FakeAnthropic(FakeServer):
         final_usage = (
             usage_json(reported) if self.full_delta_usage else {"output_tokens": reported.output_tokens}
         )
+        if raw is not UNSET:
+            final_usage = raw
         events = [
             {"type": "message_start", "message": started},
             {"type": "content_block_start", "index": 0, "content_block": block},
@@ -125,6 +141,9 @@ class FakeAnthropic(FakeServer):
         ]
         frames = tuple(_event(e) for e in events)
         return Plan(200, "text/event-stream; charset=utf-8", frames, streamed=True, headers=headers), reported
+
+    def content_frame(self, plan: Plan) -> int:
+        return 3  # message_start, content_block_start, ping, then the first content_block_delta
 
 
 def _tool(body: dict[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from tests.support.fakes_server import FakeServer, FakeUsage, Plan, RecordedRequest, split_words
+from tests.support.fakes_server import UNSET, FakeServer, FakeUsage, Fault, Plan, RecordedRequest, split_words
 
 _STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -64,7 +64,7 @@ class FakeGemini(FakeServer):
         )
 
     def answer(
-        self, request: RecordedRequest, text: str, usage: FakeUsage | None
+        self, request: RecordedRequest, text: str, usage: FakeUsage | None, fault: Fault | None = None
     ) -> tuple[Plan, FakeUsage | None]:
         match = _PATH.fullmatch(request.path)
         if request.method != "POST" or match is None:
@@ -84,7 +84,7 @@ class FakeGemini(FakeServer):
         limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
         if tool is not None:
             pieces = [json.dumps(self.tool_input)]
-        elif isinstance(limit, int) and len(pieces) > limit:
+        elif isinstance(limit, int) and len(pieces) > limit and not (fault and fault.ignore_cap):
             pieces, finish = pieces[:limit], "MAX_TOKENS"
         reported = self.reply_usage(request, pieces, usage)
         head = {"modelVersion": model, "responseId": f"fake{len(self.requests):06d}"}
@@ -100,8 +100,11 @@ class FakeGemini(FakeServer):
         else:
             responses = [candidate([{"text": p}], i == len(pieces) - 1) for i, p in enumerate(pieces)]
         partial = {"promptTokenCount": reported.input_tokens, "totalTokenCount": reported.input_tokens}
+        final = usage_json(reported)
+        if fault is not None and fault.raw_usage is not UNSET:  # a bad usageMetadata in every chunk
+            partial = final = fault.raw_usage
         replies = [r | {"usageMetadata": partial} | head for r in responses[:-1]]
-        replies.append(responses[-1] | {"usageMetadata": usage_json(reported)} | head)
+        replies.append(responses[-1] | {"usageMetadata": final} | head)
         if method == "generateContent":
             return Plan(200, "application/json; charset=UTF-8", (json.dumps(replies[0]).encode(),)), reported
         if request.query.get("alt") == "sse":
@@ -110,6 +113,9 @@ class FakeGemini(FakeServer):
         items = [("[" if i == 0 else ",\r\n") + json.dumps(r) for i, r in enumerate(replies)]
         frames = tuple(item.encode() for item in items) + (b"]",)
         return Plan(200, "application/json; charset=UTF-8", frames, streamed=True), reported
+
+    def content_frame(self, plan: Plan) -> int:
+        return 0 if plan.content_type == "text/event-stream" else 1  # in a JSON array: an element after "["
 
 
 def _tool(body: dict[str, Any]) -> str | None:

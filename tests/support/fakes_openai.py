@@ -14,7 +14,16 @@ import struct
 import time
 from typing import Any, ClassVar
 
-from tests.support.fakes_server import FakeServer, FakeUsage, Plan, RecordedRequest, json_plan, split_words
+from tests.support.fakes_server import (
+    UNSET,
+    FakeServer,
+    FakeUsage,
+    Fault,
+    Plan,
+    RecordedRequest,
+    json_plan,
+    split_words,
+)
 
 _ERRORS = {  # status: (type, code, message)
     400: ("invalid_request_error", None, "Invalid request."),
@@ -78,7 +87,7 @@ class FakeOpenAI(FakeServer):
         return _frame({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
 
     def answer(
-        self, request: RecordedRequest, text: str, usage: FakeUsage | None
+        self, request: RecordedRequest, text: str, usage: FakeUsage | None, fault: Fault | None = None
     ) -> tuple[Plan, FakeUsage | None]:
         op = self.route(request)
         if isinstance(op, Plan):
@@ -95,9 +104,10 @@ class FakeOpenAI(FakeServer):
             body = json.loads(request.body)
         except ValueError:
             return self.error(400, "We could not parse the JSON body of your request."), None
+        raw = UNSET if fault is None else fault.raw_usage
         if op == "embeddings":
             reported = usage or self.usage or FakeUsage(max(1, len(request.body) // 4), 0)
-            return _embeddings(body, reported), reported
+            return _embeddings(body, reported, raw), reported
         chat = op == "chat/completions"
         tool = _tool(body) if chat else None
         pieces, finish = split_words(text), "stop"
@@ -105,9 +115,10 @@ class FakeOpenAI(FakeServer):
         if tool is not None:
             arguments = json.dumps(self.tool_input)
             pieces, finish = [arguments[i : i + 10] for i in range(0, len(arguments), 10)], "tool_calls"
-        elif isinstance(limit, int) and len(pieces) > limit:
+        elif isinstance(limit, int) and len(pieces) > limit and not (fault and fault.ignore_cap):
             pieces, finish = pieces[:limit], "length"
         reported = self.reply_usage(request, pieces, usage)
+        usage_body = usage_json(reported) if raw is UNSET else raw
         number = len(self.requests)
         head = {
             "id": f"chatcmpl-fake{number:06d}" if chat else f"cmpl-fake{number:06d}",
@@ -118,12 +129,16 @@ class FakeOpenAI(FakeServer):
         }
         call = None if tool is None else {"id": f"call_fake{number:06d}", "type": "function", "name": tool}
         if body.get("stream") is not True:
-            return self._whole(head, "".join(pieces), call, finish, reported), reported
+            return self._whole(head, "".join(pieces), call, finish, usage_body), reported
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-        return self._streamed(head, pieces, call, finish, reported if include_usage else None), reported
+        streamed = self._streamed(head, pieces, call, finish, usage_body if include_usage else UNSET)
+        return streamed, reported
+
+    def content_frame(self, plan: Plan) -> int:
+        return 2 if self.azure else 1  # after Azure's prompt-filter chunk and the role chunk
 
     def _whole(
-        self, head: dict[str, Any], content: str, call: dict[str, Any] | None, finish: str, usage: FakeUsage
+        self, head: dict[str, Any], content: str, call: dict[str, Any] | None, finish: str, usage: Any
     ) -> Plan:
         choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish}
         if head["object"] == "text_completion":
@@ -136,7 +151,7 @@ class FakeOpenAI(FakeServer):
         if self.azure:
             choice["content_filter_results"] = _FILTERS
             head = head | {"prompt_filter_results": _PROMPT_FILTERS}
-        return json_plan(200, head | {"choices": [choice], "usage": usage_json(usage)})
+        return json_plan(200, head | {"choices": [choice], "usage": usage})
 
     def _streamed(
         self,
@@ -144,7 +159,7 @@ class FakeOpenAI(FakeServer):
         pieces: list[str],
         call: dict[str, Any] | None,
         finish: str,
-        usage: FakeUsage | None,
+        usage: Any,
     ) -> Plan:
         """One chunk per piece, a finish chunk, with include_usage a usage chunk, then ``[DONE]``."""
         if head["object"] == "text_completion":
@@ -172,10 +187,8 @@ class FakeOpenAI(FakeServer):
         if self.azure:
             empty = {"id": "", "object": "", "created": 0, "model": "", "choices": []}
             chunks.insert(0, empty | {"prompt_filter_results": _PROMPT_FILTERS})
-        if usage is not None:
-            chunks = [c | {"usage": None} for c in chunks] + [
-                head | {"choices": [], "usage": usage_json(usage)}
-            ]
+        if usage is not UNSET:  # the usage object (any JSON, for bad-usage faults) in its own last chunk
+            chunks = [c | {"usage": None} for c in chunks] + [head | {"choices": [], "usage": usage}]
         frames = (*(_frame(c) for c in chunks), b"data: [DONE]\n\n")
         return Plan(200, "text/event-stream; charset=utf-8", frames, streamed=True)
 
@@ -195,7 +208,7 @@ def _tool(body: dict[str, Any]) -> str | None:
     return names[0]
 
 
-def _embeddings(body: dict[str, Any], usage: FakeUsage) -> Plan:
+def _embeddings(body: dict[str, Any], usage: FakeUsage, raw: Any = UNSET) -> Plan:
     """Vector i is (0.1 * (i + 1), 0, 0, ...) of ``dimensions`` (default 8) floats, base64 if asked."""
     inputs = body.get("input")
     items = inputs if isinstance(inputs, list) and not all(isinstance(i, int) for i in inputs) else [inputs]
@@ -206,7 +219,9 @@ def _embeddings(body: dict[str, Any], usage: FakeUsage) -> Plan:
         encoded = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
         embedding = encoded if body.get("encoding_format") == "base64" else vector
         data.append({"object": "embedding", "index": index, "embedding": embedding})
-    tokens = {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
+    tokens = (
+        {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens} if raw is UNSET else raw
+    )
     return json_plan(200, {"object": "list", "data": data, "model": body.get("model"), "usage": tokens})
 
 

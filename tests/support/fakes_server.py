@@ -28,9 +28,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 FaultKind = Literal[
     "ok", "status", "html", "invalid_json", "hang", "reset",
-    "stream_hang", "stream_truncate", "stream_reset", "stream_error",
+    "stream_hang", "stream_truncate", "stream_reset", "stream_error", "endless",
 ]  # fmt: skip
+ENDLESS_MAX_FRAMES = 1_000_000  # an endless stream still stops somewhere if nobody cuts it
+UNSET: Any = object()  # ``Fault.raw_usage`` not given: the fake reports its usage in the usual shape
 DEFAULT_TEXT = "Hello from the fake upstream. It answers every request the same way."
+ENDLESS_TEXT = "And on " + "and on " * 40
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,30 @@ class Fault:
     after: int = 0
     text: str | None = None
     usage: FakeUsage | None = None
+    raw_usage: Any = UNSET
+    ignore_cap: bool = False
 
     @classmethod
     def ok(cls, *, text: str | None = None, usage: FakeUsage | None = None) -> Fault:
         return cls(text=text, usage=usage)
+
+    @classmethod
+    def bad_usage(cls, raw: Any, *, text: str | None = None) -> Fault:
+        """A normal reply whose usage object is ``raw``, verbatim, where the provider puts its usage
+        (OpenAI ``usage``, Anthropic ``usage`` in the message / message_start and message_delta,
+        Gemini ``usageMetadata`` in every chunk). ``None`` sends a JSON null there."""
+        return cls(text=text, raw_usage=raw)
+
+    @classmethod
+    def over_cap(cls, *, text: str | None = None, usage: FakeUsage | None = None) -> Fault:
+        """A normal reply that ignores the output cap it was sent: all of ``text``, the usage it says."""
+        return cls(text=text, usage=usage, ignore_cap=True)
+
+    @classmethod
+    def endless(cls) -> Fault:
+        """A stream that ignores the cap and never ends: content chunks until the client goes away
+        (or the fake stops). An unstreamed request gets a whole reply that ignored the cap."""
+        return cls("endless", text=ENDLESS_TEXT, ignore_cap=True)
 
     @classmethod
     def status(
@@ -190,6 +213,7 @@ class FakeServer:
         self.linger = linger  # seconds a streamed body stays open after its last event (keep-alive upstreams)
         self.requests: list[RecordedRequest] = []
         self.last_usage: FakeUsage | None = None
+        self.endless_frames_sent = 0  # content frames the last endless stream sent before its client left
         self._scripts: collections.deque[Fault] = collections.deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -200,9 +224,14 @@ class FakeServer:
     # -- provider hooks -------------------------------------------------------------------------
 
     def answer(
-        self, request: RecordedRequest, text: str, usage: FakeUsage | None
+        self, request: RecordedRequest, text: str, usage: FakeUsage | None, fault: Fault | None = None
     ) -> tuple[Plan, FakeUsage | None]:
-        """The success reply (or a routing/auth error) and the usage it reports."""
+        """The success reply (or a routing/auth error) and the usage it reports. ``fault`` may ask
+        for a raw usage object or a reply that ignores the output cap."""
+        raise NotImplementedError
+
+    def content_frame(self, plan: Plan) -> int:
+        """The index of the first stream frame that carries generated text (repeated by ``endless``)."""
         raise NotImplementedError
 
     def error(self, status: int, message: str | None) -> Plan:
@@ -299,11 +328,30 @@ class FakeServer:
         if fault.kind == "invalid_json":
             await self._send(send, Plan(200, "application/json", (b'{"id": "x", "choices": [{"ind',)))
             return None
-        plan, usage = self.answer(request, fault.text if fault.text is not None else self.text, fault.usage)
-        if fault.kind in ("ok", "hang"):
+        text = fault.text if fault.text is not None else self.text
+        plan, usage = self.answer(request, text, fault.usage, fault)
+        if fault.kind == "endless" and plan.streamed and plan.status < 300:
+            return await self._send_endless(send, plan)
+        if fault.kind in ("ok", "hang", "endless"):
             await self._send(send, plan, self.chunk_delay, usage if plan.status < 300 else None)
             return None
         return await self._send_broken(send, receive, plan, fault)
+
+    async def _send_endless(self, send: Send, plan: Plan) -> None:
+        """The frames up to the first content frame, then that frame again and again, never the end."""
+        cycle = getattr(send, "__self__")  # noqa: B009  (uvicorn's request cycle: has it disconnected?)
+        index = self.content_frame(plan)
+        await send({"type": "http.response.start", "status": plan.status, "headers": _headers(plan, None)})
+        for chunk in plan.chunks[:index]:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        sent = 0
+        while not cycle.disconnected and not self._stopping.is_set() and sent < ENDLESS_MAX_FRAMES:
+            await send({"type": "http.response.body", "body": plan.chunks[index], "more_body": True})
+            sent += 1
+            await asyncio.sleep(self.chunk_delay)
+        self.endless_frames_sent = sent
+        if not cycle.disconnected:
+            await send({"type": "http.response.body", "body": b""})
 
     async def _send_broken(self, send: Send, receive: Receive, plan: Plan, fault: Fault) -> None:
         """Send the first ``fault.after`` chunks (half the body of an unstreamed reply), then fail."""
