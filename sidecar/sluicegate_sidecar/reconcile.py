@@ -151,7 +151,15 @@ def _causes(
         if all(v is not None for v in values):
             text += f", worth {_usd(sum(v or 0 for v in values))} at catalog prices"
         causes.append(text)
-    estimated = [f for f in flagged if f.cost_basis != "unpriced"]
+    anomalous = [f for f in flagged if f.cost_basis == "anomalous"]
+    if anomalous:
+        cost = sum(f.cost_micro_usd for f in anomalous)
+        causes.append(
+            f"{len(anomalous)} anomalous request(s): the upstream reported usage no correct provider "
+            f"reports (or streamed past its cap); the ledger charged {_usd(cost)} on bounded figures "
+            "and keeps the reported ones (reportedUsage) to compare with the invoice"
+        )
+    estimated = [f for f in flagged if f.cost_basis not in ("unpriced", "anomalous")]
     if estimated:
         cost = sum(f.cost_micro_usd for f in estimated)
         causes.append(

@@ -268,6 +268,13 @@ def test_config_rejected_and_upstream_error_alerts_exist(render: Any) -> None:
     assert 'status=~"502|504"' in upstream and upstream.rstrip().endswith("> 0.05")
 
 
+def test_upstream_usage_anomalies_alert_on_any_increase_per_provider_and_reason(render: Any) -> None:
+    """FAULTS 30: usage no correct provider reports is counted, and alerted."""
+    rule = {r["alert"]: r for r in _rules(render)}["SluicegateUpstreamUsageAnomalies"]
+    assert check_promql(rule["expr"]) == {"sluicegate_usage_anomalies_total"}
+    assert "provider, reason" in rule["expr"] and rule["expr"].rstrip().endswith("> 0")
+
+
 def test_alert_annotations_keep_prometheus_templates_for_prometheus(render: Any) -> None:
     rule = next(r for r in _rules(render) if r["alert"] == "SluicegateBudget80Percent")
     assert "{{ $labels.policy }}" in rule["annotations"]["description"]

@@ -9,6 +9,7 @@ import pytest
 
 from sluicegate_sidecar.ledger import decode_entry, entry_hash, entry_line, ledger_files
 from sluicegate_sidecar.ledger_cli import main, verify
+from sluicegate_sidecar.ledger_entry import EntryReportedUsage
 from tests.support.budget_samples import entry, write_ledger
 
 # Each line is about 650 bytes: three entries per file, eight entries over three files.
@@ -140,3 +141,28 @@ def test_files_given_one_by_one_verify_like_the_directory(ledger: Path) -> None:
     files = [str(p) for p in ledger_files([ledger])]
     assert verify(files) == (8, None)
     assert verify(files[1:])[1] is not None
+
+
+def test_a_ledger_with_an_anomalous_entry_verifies_and_keeps_the_reported_and_bounded_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = msgspec.structs.replace(
+        entry(1),
+        cost_basis="anomalous",
+        anomaly="huge",
+        reported_usage=EntryReportedUsage(input=None, output=10**12),
+    )
+    write_ledger(tmp_path, [entry(0), odd, entry(2)])
+    assert main(["verify", str(tmp_path)]) == 0
+    assert "ok: 3 entries" in capsys.readouterr().out
+    line = lines(tmp_path / "ledger-000001.jsonl")[1]
+    assert b'"costBasis":"anomalous"' in line and b'"reportedUsage":{' in line
+    assert decode_entry(line.rstrip(b"\n")).reported_usage == EntryReportedUsage(input=None, output=10**12)
+
+
+def test_lines_written_before_anomalous_existed_still_verify() -> None:
+    """The new fields are written only when set, so older ledgers hash exactly as they did."""
+    old = Path(__file__).parent.parent / "reports" / "data" / "recon-ledger"
+    assert b"reportedUsage" not in b"".join(p.read_bytes() for p in old.glob("*.jsonl"))
+    _, problem = verify([old])
+    assert problem is None

@@ -13,10 +13,12 @@ import json
 from datetime import date
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from sluicegate_sidecar.exports import ExportError, merge_exports, model_key, parse_export
 from sluicegate_sidecar.ledger import read_entries
+from sluicegate_sidecar.ledger_entry import EntryReportedUsage
 from sluicegate_sidecar.reconcile import reconcile
 from sluicegate_sidecar.savings import catalog_cost
 
@@ -177,3 +179,25 @@ def test_an_export_that_cannot_be_reconciled_is_refused_with_the_reason(content,
 def test_exports_of_two_providers_cannot_be_merged() -> None:
     with pytest.raises(ExportError, match="different providers"):
         load("openai-costs.json", "anthropic-cost.csv")
+
+
+def test_anomalous_requests_are_named_apart_with_their_bounded_charge() -> None:
+    entries = ledger("openai")
+    odd = [
+        msgspec.structs.replace(
+            e,
+            cost_basis="anomalous",
+            anomaly="output_over_cap",
+            reported_usage=EntryReportedUsage(input=e.usage.input, output=5_000) if e.usage else None,
+        )
+        if e.request_id == "r3"
+        else e
+        for e in entries
+    ]
+    result = reconcile(
+        odd, load("openai-costs.json"), threshold_micro_usd=100_000, threshold_pct=0.0, pricer=catalog_cost
+    )
+    assert [(f.request_id, f.cost_basis) for f in result.flagged] == [("r3", "anomalous"), ("r5", "unpriced")]
+    (cause,) = row(result, DAY1, "gpt-4o-mini").causes
+    assert cause.startswith("1 anomalous request(s): the upstream reported usage no correct provider reports")
+    assert "$0.002100" in cause

@@ -26,6 +26,7 @@ import msgspec
 import pytest
 
 from sluicegate_sidecar.ledger import EntryUsage, read_entries
+from sluicegate_sidecar.ledger_entry import EntryReportedUsage
 from sluicegate_sidecar.savings import (
     ModelRef,
     analyze_savings,
@@ -150,3 +151,11 @@ def test_catalog_cost_knows_no_mock_or_unknown_model() -> None:
 def test_grouping_by_an_unknown_dimension_is_refused(entries) -> None:
     with pytest.raises(ValueError, match="cannot group by"):
         analyze_savings(entries, by="colour", window="day", tz=UTC_ZONE)
+
+
+def test_an_anomalous_request_is_compared_at_its_bounded_figures_and_counted_as_estimated(entries) -> None:
+    reported = EntryReportedUsage(input=None, output=10**12)
+    odd = msgspec.structs.replace(entries[0], cost_basis="anomalous", reported_usage=reported, anomaly="huge")
+    report = analyze_savings([odd], by="team", window="day", tz=UTC_ZONE)
+    assert report.total.compared == 1 and report.total.estimated == 1
+    assert report.total.actual_micro_usd == entries[0].cost_micro_usd
