@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from sluicegate_contract.schema import ModelPrice, Rates
+from sluicegate_sidecar.bounds import request_bound
 from sluicegate_sidecar.pricing import worst_case_micro_usd
-from sluicegate_sidecar.tokens import estimate_prompt_tokens
 from tests.sidecar.conftest import ANTHROPIC_KEY, CLAUDE, GEMINI, GEMINI_KEY, OPENAI_KEY
 from tests.support.fakes import FakeServer, FakeUsage, Fault
 from tests.support.sidecar_harness import (
@@ -77,10 +77,11 @@ def request_body(route: str, stream: bool) -> dict[str, Any]:
 
 
 def reservation_of(route: str) -> int:
-    """The most one request of ``route`` may be charged: its worst case at the cap it sends."""
+    """The most one request of ``route`` may be charged: its worst case (input bound, every output)
+    at the cap it sends."""
     op = "completions" if ROUTES[route][2] == "/completions" else "chat"
-    prompt = estimate_prompt_tokens(op, request_body(route, False))  # type: ignore[arg-type]
-    return worst_case_micro_usd(PRICE, prompt, CAP_TOKENS)
+    bound = request_bound(op, request_body(route, False), 1, None)  # type: ignore[arg-type]
+    return worst_case_micro_usd(PRICE, bound.text_tokens, CAP_TOKENS, bound.outputs)
 
 
 def post(sidecar: SidecarThread, route: str, stream: bool) -> tuple[httpx.Response, str]:
