@@ -132,7 +132,7 @@ class Metrics:
         self.ledger_healthy = Gauge("sluicegate_ledger_healthy", "1 when the ledger can write", registry=r)
         self.usage_anomalies = Counter(
             "sluicegate_usage_anomalies",
-            "Upstream replies whose usage no correct provider reports (charged a bounded figure), "
+            "Replies whose usage no correct provider reports (charged a bounded figure), "
             "and streams cut past their reserved output",
             ("provider", "reason"),
             registry=r,

@@ -329,7 +329,10 @@ class FakeServer:
             await self._send(send, Plan(200, "application/json", (b'{"id": "x", "choices": [{"ind',)))
             return None
         text = fault.text if fault.text is not None else self.text
-        plan, usage = self.answer(request, text, fault.usage, fault)
+        if fault.raw_usage is UNSET and not fault.ignore_cap:  # a subclass may not take ``fault``
+            plan, usage = self.answer(request, text, fault.usage)
+        else:
+            plan, usage = self.answer(request, text, fault.usage, fault)
         if fault.kind == "endless" and plan.streamed and plan.status < 300:
             return await self._send_endless(send, plan)
         if fault.kind in ("ok", "hang", "endless"):
