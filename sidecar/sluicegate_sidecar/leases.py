@@ -1,0 +1,234 @@
+"""The leases one sidecar holds from the budget authority, and what to ask for at the next sync.
+
+Pure: no I/O; the monotonic clock is an argument. Requests reserve against the lease of each scope
+locally (no network while it covers them); ``authorityclient`` syncs the book with the authority.
+A lease is usable until its deadline: the sync's send time plus the granted TTL less a skew margin,
+on the monotonic clock, so a wall clock set wrong on this node cannot stretch it (FAULTS 16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sluicegate_contract.authority import AccountView, LeaseAsk, Refusal, ScopeRef, SyncReply
+from sluicegate_contract.windows import WindowKind
+
+LeaseKey = tuple[str, str, WindowKind]  # (policy, split value or "", window kind)
+Shortfall = Literal["kill_switch", "budget_exceeded", "budget_authority_unavailable", "pending"]
+DEMAND_HALF_LIFE = 5.0  # seconds: how fast the demand estimate forgets
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseSettings:
+    refresh_seconds: float = 1.0  # background sync period
+    skew_margin: float = 0.2  # share of a TTL given up against clock rate error and delay
+    near_cap_requests: int = 3  # below this many worst cases per holder left: one reservation a time
+    share_divisor: int = 2  # a slice is at most remaining / (divisor * holders)
+
+
+@dataclass(slots=True)
+class HeldLease:
+    key: LeaseKey
+    lease_id: str
+    amount: int
+    deadline: float  # monotonic: nothing is reserved on it after this
+    settled: int = 0  # cumulative, settled by this sidecar on it
+    reserved: int = 0  # in flight
+    current: bool = True  # False: retired (expired, closed); only waits for its last report
+
+    def room(self, mono: float) -> int:
+        if not self.current or mono >= self.deadline:
+            return 0
+        return max(0, self.amount - self.settled - self.reserved)
+
+
+@dataclass(slots=True)
+class ScopeState:
+    lease: HeldLease | None = None
+    account: AccountView | None = None
+    refusal: Refusal | None = None
+    demand: float = 0.0  # micro-USD per second, decayed
+    demand_at: float = 0.0
+    worst: int = 0  # the largest reservation seen lately
+    needed: int = 0  # shortfall of requests waiting for a synchronous sync
+
+
+def slice_want(state: ScopeState, room: int, settings: LeaseSettings) -> tuple[int, int, bool]:
+    """(want, least, near cap) for a scope: enough for two refresh periods of demand, at most a
+    fair share of what remains; near the cap nothing ahead of need (each request asks for itself)."""
+    account = state.account
+    holders = max(1, account.holders if account else 1)
+    worst = max(state.worst, 1)
+    remaining = account.remaining_micro_usd if account else None
+    near = remaining is not None and remaining < settings.near_cap_requests * worst * holders
+    if near:
+        want = max(0, state.needed)
+        return want, want, True
+    target = max(worst, int(state.demand * settings.refresh_seconds * 2))
+    if remaining is not None:
+        target = min(target, max(worst, (room + remaining) // (settings.share_divisor * holders)))
+    want = max(0, target - room, state.needed)
+    return want, min(want, max(state.needed, worst)), False
+
+
+@dataclass
+class LeaseBook:
+    settings: LeaseSettings = field(default_factory=LeaseSettings)
+    scopes: dict[LeaseKey, ScopeState] = field(default_factory=dict)
+    held: dict[str, HeldLease] = field(default_factory=dict)  # every lease not yet reported closed
+    unavailable: bool = False  # the last sync failed
+    draining: bool = False  # shutting down: return what is not in flight, ask for nothing
+
+    def _scope(self, key: LeaseKey) -> ScopeState:
+        state = self.scopes.get(key)
+        if state is None:
+            state = self.scopes[key] = ScopeState()
+        return state
+
+    def room(self, key: LeaseKey, mono: float) -> int:
+        state = self.scopes.get(key)
+        if state is None or state.lease is None or state.refusal == "kill_switch":
+            return 0
+        return state.lease.room(mono)
+
+    def fleet_room(self, key: LeaseKey, mono: float) -> int:
+        """This sidecar's room plus what the account had unleased at the last sync (an estimate for
+        verdicts and the remaining-budget header, never for admission)."""
+        state = self.scopes.get(key)
+        if state is None or state.account is None:
+            return self.room(key, mono)
+        if state.refusal == "kill_switch":
+            return 0
+        return self.room(key, mono) + state.account.remaining_micro_usd
+
+    def shortfall(self, key: LeaseKey, amount: int, mono: float) -> Shortfall | None:
+        """Why ``amount`` does not fit the scope's lease now (None: it fits)."""
+        state = self.scopes.get(key)
+        if state is not None and state.refusal == "kill_switch":
+            return "kill_switch"
+        if self.room(key, mono) >= amount:
+            return None
+        if self.unavailable:
+            return "budget_authority_unavailable"
+        if state is not None and (state.refusal is not None or state.account is not None):
+            account = state.account
+            if state.refusal is not None or (account is not None and account.remaining_micro_usd < amount):
+                return "budget_exceeded"
+        return "pending"
+
+    def note_demand(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> None:
+        for key in keys:
+            state = self._scope(key)
+            elapsed = max(0.0, mono - state.demand_at)
+            decay = 0.5 ** (elapsed / DEMAND_HALF_LIFE)
+            state.demand = state.demand * decay + amount / DEMAND_HALF_LIFE
+            state.demand_at = mono
+            state.worst = max(amount, int(state.worst * decay))
+
+    def need(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> None:
+        """Requests are waiting for this much more on each of ``keys``: ask at the next sync."""
+        for key in keys:
+            state = self._scope(key)
+            state.needed += max(0, amount - self.room(key, mono))
+
+    def take(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> tuple[str, ...] | None:
+        """Reserve ``amount`` on the lease of every key, or on none; returns the lease ids."""
+        if any(self.room(key, mono) < amount for key in keys):
+            return None
+        taken = []
+        for key in keys:
+            lease = self.scopes[key].lease
+            assert lease is not None
+            lease.reserved += amount
+            taken.append(lease.lease_id)
+        return tuple(taken)
+
+    def put(self, lease_ids: tuple[str, ...], amount: int, actual: int) -> None:
+        """Settle a reservation of ``amount`` on those leases at ``actual`` (0: released)."""
+        for lease_id in lease_ids:
+            lease = self.held.get(lease_id)
+            if lease is not None:
+                lease.reserved -= amount
+                lease.settled += actual
+
+    def asks(self, mono: float) -> tuple[LeaseAsk, ...]:
+        """What to send at a sync: every lease's cumulative spend, top-ups ahead of need, returns."""
+        asks: list[LeaseAsk] = []
+        for lease in self.held.values():
+            state = self._scope(lease.key)
+            if lease.current and mono >= lease.deadline:
+                lease.current = False  # expired here: the authority charges it unless reported
+                state.lease = None if state.lease is lease else state.lease
+            scope = ScopeRef(policy=lease.key[0], split=lease.key[1], window=lease.key[2])
+            if not lease.current or self.draining:  # return what is not in flight; close when idle
+                asks.append(_ask(scope, lease, lease.settled + lease.reserved, 0, 0, lease.reserved == 0))
+                continue
+            want, least, near = slice_want(state, lease.room(mono), self.settings)
+            limit = lease.amount
+            if near:  # hold nothing idle: what is not in flight goes back for whoever asks next
+                limit = lease.settled + lease.reserved
+            asks.append(_ask(scope, lease, limit, want, least, False))
+        if not self.draining:
+            for key, state in self.scopes.items():
+                if state.lease is not None or (state.needed == 0 and state.demand < 1.0):
+                    continue
+                want, least, _ = slice_want(state, 0, self.settings)
+                if want > 0:
+                    scope = ScopeRef(policy=key[0], split=key[1], window=key[2])
+                    asks.append(LeaseAsk(scope=scope, want_micro_usd=want, least_micro_usd=least))
+        return tuple(asks)
+
+    def apply(self, reply: SyncReply, sent_at: float) -> None:
+        """Adopt the authority's answer to a sync sent at ``sent_at`` (monotonic)."""
+        self.unavailable = False
+        for grant in reply.leases:
+            key: LeaseKey = (grant.scope.policy, grant.scope.split, grant.scope.window)
+            state = self._scope(key)
+            state.account = grant.account or state.account
+            lease = self.held.get(grant.lease_id) if grant.lease_id is not None else None
+            if grant.state == "open" or grant.lease_id is None or grant.refusal == "kill_switch":
+                state.refusal, state.needed = grant.refusal, 0  # the answer to this scope's asks
+            if grant.lease_id is None:
+                continue
+            if grant.state != "open":
+                if lease is not None:
+                    lease.current = False
+                    if state.lease is lease:
+                        state.lease = None
+                    if lease.reserved == 0 and lease.settled <= grant.settled_micro_usd:
+                        del self.held[grant.lease_id]  # closed and fully reported
+                continue
+            deadline = sent_at + grant.ttl_ms / 1000 * (1 - self.settings.skew_margin)
+            if lease is None:
+                lease = HeldLease(key, grant.lease_id, grant.amount_micro_usd, deadline)
+                self.held[grant.lease_id] = lease
+                if state.lease is not None and state.lease is not lease:
+                    state.lease.current = False
+                state.lease = lease
+            else:
+                lease.amount, lease.deadline = grant.amount_micro_usd, deadline
+                if lease.current and state.lease is None:
+                    state.lease = lease
+
+    def failed(self) -> None:
+        self.unavailable = True
+
+    def outstanding(self) -> bool:
+        """True while a lease is held that the authority has not seen closed."""
+        return bool(self.held)
+
+
+def _ask(scope: ScopeRef, lease: HeldLease, limit: int, want: int, least: int, final: bool) -> LeaseAsk:
+    # Lowered here, before the ask leaves: a reservation made while it is in flight must fit the
+    # lower amount the authority may already have applied.
+    lease.amount = min(lease.amount, limit)
+    return LeaseAsk(
+        scope=scope,
+        lease_id=lease.lease_id,
+        settled_micro_usd=lease.settled,
+        limit_micro_usd=limit,
+        want_micro_usd=want,
+        least_micro_usd=least,
+        final=final,
+    )

@@ -1,0 +1,229 @@
+"""Property test of the fleet's lease arithmetic: sidecars' lease books against the authority's rules.
+
+Random interleavings of reserve / settle (under, at and over the reservation) / sync (replies lost
+or not) / time passing (sidecar clocks running fast or slow) / expiry / drain / crash never let the
+fleet's accounts pass ``settled + leased ≤ cap`` (short of price error) nor let real spend pass it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from sluicegate_contract.authority import AccountView, LeaseAsk, LeaseGrant, ScopeRef, SyncReply
+from sluicegate_contract.leases import Account, Lease, contribution, expired, moved, synced
+from sluicegate_sidecar.leases import LeaseBook, LeaseKey, LeaseSettings
+
+TTL = 10.0
+KEYS: tuple[LeaseKey, ...] = (("team-cap", "", "day"), ("team-cap", "", "month"))
+
+
+@dataclass
+class Record:
+    key: LeaseKey
+    owner: str
+    lease: Lease
+    deadline: float
+    true_spend: int = 0
+
+
+@dataclass
+class Sidecar:
+    name: str
+    book: LeaseBook
+    rate: float  # its monotonic clock's speed against the authority's
+    offset: float
+    inflight: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
+
+
+class Fleet(RuleBasedStateMachine):
+    @initialize(cap=st.integers(0, 20_000), sidecars=st.integers(1, 4))
+    def start(self, cap: int, sidecars: int) -> None:
+        self.now = 0.0
+        self.cap = cap
+        self.accounts = {key: Account(cap) for key in KEYS}
+        self.records: dict[str, Record] = {}
+        self.ids = itertools.count(1)
+        self.excess = 0  # settled above what was reserved: price-catalog error
+        self.sidecars = [self._new_sidecar(1.0) for _ in range(sidecars)]
+
+    def _new_sidecar(self, rate: float) -> Sidecar:
+        name = f"sidecar-{next(self.ids)}"
+        book = LeaseBook(LeaseSettings(refresh_seconds=1.0))
+        return Sidecar(name, book, rate, offset=float(next(self.ids)) * 7)
+
+    def _mono(self, sidecar: Sidecar) -> float:
+        return sidecar.offset + self.now * sidecar.rate
+
+    def _handle(self, owner: str, ask: LeaseAsk) -> LeaseGrant:
+        key: LeaseKey = (ask.scope.policy, ask.scope.split, ask.scope.window)
+        record = self.records.get(ask.lease_id) if ask.lease_id else None
+        lease = None
+        if record is not None:
+            assert record.owner == owner
+            lease = record.lease
+            if lease.state == "open" and record.deadline <= self.now:  # due: expire it first
+                self.accounts[key] = moved(self.accounts[key], lease, expired(lease))
+                lease = record.lease = expired(lease)
+        out = synced(
+            self.accounts[key],
+            lease,
+            settled=ask.settled_micro_usd,
+            limit=ask.limit_micro_usd,
+            want=ask.want_micro_usd,
+            least=ask.least_micro_usd,
+            final=ask.final,
+        )
+        self.accounts[key] = out.account
+        lease_id = ask.lease_id
+        if out.lease is not None:
+            if record is None:
+                lease_id = f"lease-{next(self.ids)}"
+                record = self.records[lease_id] = Record(key, owner, out.lease, 0.0)
+            record.lease = out.lease
+            if out.lease.state == "open":
+                record.deadline = self.now + TTL
+        acct = out.account
+        view = AccountView(
+            cap_micro_usd=acct.cap, settled_micro_usd=acct.settled, leased_micro_usd=acct.leased, holders=1
+        )
+        return LeaseGrant(
+            scope=ask.scope,
+            lease_id=lease_id if out.lease is not None else None,
+            state=out.lease.state if out.lease else "closed",
+            amount_micro_usd=out.lease.amount if out.lease else 0,
+            settled_micro_usd=out.lease.reported if out.lease else 0,
+            ttl_ms=int(TTL * 1000),
+            window_start="2026-12-06T00:00:00Z",
+            window_end="2026-12-07T00:00:00Z",
+            account=view,
+            refusal="budget_exceeded" if ask.want_micro_usd and not out.granted else None,
+        )
+
+    @rule(i=st.integers(0, 3), amount=st.integers(1, 3_000), both=st.booleans())
+    def reserve(self, i: int, amount: int, both: bool) -> None:
+        sidecar = self.sidecars[i % len(self.sidecars)]
+        keys = KEYS if both else KEYS[:1]
+        mono = self._mono(sidecar)
+        sidecar.book.note_demand(keys, amount, mono)
+        taken = sidecar.book.take(keys, amount, mono)
+        if taken is None:
+            sidecar.book.need(keys, amount, mono)
+        else:
+            sidecar.inflight.append((taken, amount))
+
+    @rule(i=st.integers(0, 3), j=st.integers(0, 50), share=st.integers(0, 100), over=st.integers(0, 50))
+    def settle(self, i: int, j: int, share: int, over: int) -> None:
+        sidecar = self.sidecars[i % len(self.sidecars)]
+        if not sidecar.inflight:
+            return
+        taken, amount = sidecar.inflight.pop(j % len(sidecar.inflight))
+        actual = amount * share // 100 + (over if share == 100 else 0)
+        self.excess += max(0, actual - amount)
+        sidecar.book.put(taken, amount, actual)
+        for lease_id in taken:
+            self.records[lease_id].true_spend += actual
+
+    @rule(i=st.integers(0, 3), lose_reply=st.booleans())
+    def sync(self, i: int, lose_reply: bool) -> None:
+        sidecar = self.sidecars[i % len(self.sidecars)]
+        sent_at = self._mono(sidecar)
+        asks = sidecar.book.asks(sent_at)
+        reply = SyncReply(leases=tuple(self._handle(sidecar.name, ask) for ask in asks))
+        if lose_reply:
+            sidecar.book.failed()
+        else:
+            sidecar.book.apply(reply, sent_at)
+
+    @rule(seconds=st.floats(0, 6), i=st.integers(0, 3), rate=st.floats(0.85, 1.15))
+    def time_passes(self, seconds: float, i: int, rate: float) -> None:
+        sidecar = self.sidecars[i % len(self.sidecars)]
+        reading = self._mono(sidecar)  # its clock runs fast or slow from here on, still monotonic
+        sidecar.rate, sidecar.offset = rate, reading - self.now * rate
+        self.now += seconds
+
+    @rule()
+    def authority_expires_leases(self) -> None:
+        for record in self.records.values():
+            if record.lease.state == "open" and record.deadline <= self.now:
+                before = record.lease
+                record.lease = expired(before)
+                self._recount(record.key)
+
+    def _recount(self, key: LeaseKey) -> None:
+        settled = leased = 0
+        for record in self.records.values():
+            if record.key == key:
+                part_settled, part_leased = contribution(record.lease)
+                settled, leased = settled + part_settled, leased + part_leased
+        self.accounts[key] = Account(self.cap, settled, leased)
+
+    @rule(i=st.integers(0, 3))
+    def drain(self, i: int) -> None:
+        self.sidecars[i % len(self.sidecars)].book.draining = True
+
+    @rule(i=st.integers(0, 3))
+    def crash(self, i: int) -> None:
+        """kill -9: requests in flight may have cost everything they reserved, and no one reports."""
+        index = i % len(self.sidecars)
+        for taken, amount in self.sidecars[index].inflight:
+            for lease_id in taken:
+                self.records[lease_id].true_spend += amount
+        self.sidecars[index] = self._new_sidecar(1.0)
+
+    @invariant()
+    def accounts_match_their_leases(self) -> None:
+        for key in KEYS:
+            expected = self.accounts[key]
+            self._recount(key)
+            assert self.accounts[key] == expected
+
+    @invariant()
+    def settled_and_leased_stay_within_the_cap(self) -> None:
+        for key in KEYS:
+            account = self.accounts[key]
+            assert account.settled + account.leased <= self.cap + self.excess
+
+    @invariant()
+    def real_spend_stays_within_what_the_accounts_hold(self) -> None:
+        for key in KEYS:
+            spent = sum(r.true_spend for r in self.records.values() if r.key == key)
+            account = self.accounts[key]
+            assert spent <= account.settled + account.leased
+            assert spent <= self.cap + self.excess
+
+
+Fleet.TestCase.settings = settings(max_examples=500, stateful_step_count=60, deadline=None)
+test_random_interleavings_never_break_the_fleet_cap = Fleet.TestCase
+
+
+def test_a_lease_returned_near_the_cap_is_not_spent_when_the_reply_is_lost() -> None:
+    """Near the cap the sidecar hands back what is not in flight; if that sync's reply never comes,
+    the authority may already have given the returned part to another sidecar."""
+    book = LeaseBook(LeaseSettings())
+    key = KEYS[0]
+    scope = ScopeRef(policy=key[0], split=key[1], window="day")
+    view = AccountView(cap_micro_usd=1_000, settled_micro_usd=0, leased_micro_usd=1_000, holders=1)
+    grant = LeaseGrant(
+        scope=scope,
+        lease_id="l1",
+        state="open",
+        amount_micro_usd=1_000,
+        settled_micro_usd=0,
+        ttl_ms=10_000,
+        window_start="",
+        window_end="",
+        account=view,
+    )
+    book.apply(SyncReply(leases=(grant,)), sent_at=0.0)
+    book.note_demand((key,), 400, 0.1)
+    taken = book.take((key,), 400, 0.1)
+    assert taken is not None
+    (ask,) = book.asks(0.2)  # near the cap: keep only what is in flight
+    assert ask.limit_micro_usd == 400
+    book.failed()  # the reply is lost
+    assert book.take((key,), 1, 0.3) is None
