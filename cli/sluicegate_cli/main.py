@@ -12,6 +12,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("sluicegate_sidecar.config_cli", "verify or show a sealed config directory"),
     "sidecar": ("sluicegate_sidecar.serve_cli", "serve the OpenAI-compatible gateway on loopback"),
     "operator": ("sluicegate_operator.operator_cli", "run the operator (kopf) against a cluster"),
+    "authority": (
+        "sluicegate_operator.authority.authority_cli",
+        "serve fleet budget leases from PostgreSQL, standalone",
+    ),
     "ledger": ("sluicegate_sidecar.ledger_cli", "verify, export or summarise a spend ledger"),
     "report": ("sluicegate_sidecar.report_cli", "savings and invoice reconciliation from ledgers"),
     "import": ("sluicegate_operator.import_cli", "translate a Portkey or LiteLLM config into resources"),

@@ -16,6 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .authority import LeaseState
+from .schema import Budget, Limit
+
+_PPM = 1_000_000
+
+
+def scope_cap(budget: Budget, limit: Limit) -> int:
+    """The limit, lowered by any ladder step that BLOCKs before 100 % (the sidecar and the authority
+    hold a scope to the same cap)."""
+    cap = limit.amount_micro_usd
+    for step in budget.ladder:
+        if step.action == "BLOCK":
+            cap = min(cap, step.at_ppm * limit.amount_micro_usd // _PPM)
+    return cap
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from sluicegate_contract.schema import Budget, Limit
+from sluicegate_contract.leases import scope_cap as scope_cap  # re-exported: one cap rule for both sides
+from sluicegate_contract.schema import Budget
 from sluicegate_contract.windows import WindowKind
 
 Verdict = Literal["allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"]
@@ -54,15 +55,6 @@ class Scope(NamedTuple):  # tuples: built for every request, so cheap to build a
 
 def _step_reached(used: int, at_ppm: int, limit: int) -> bool:
     return used * _PPM >= at_ppm * limit
-
-
-def scope_cap(budget: Budget, limit: Limit) -> int:
-    """The limit, lowered by any ladder step that BLOCKs before 100 %."""
-    cap = limit.amount_micro_usd
-    for step in budget.ladder:
-        if step.action == "BLOCK":
-            cap = min(cap, step.at_ppm * limit.amount_micro_usd // _PPM)
-    return cap
 
 
 def verdict_at(scope: Scope, used: int) -> Verdict:

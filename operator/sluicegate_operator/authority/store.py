@@ -8,9 +8,9 @@ transaction): one clock for every replica, and the one that places budget window
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,27 +23,15 @@ from sluicegate_contract.authority import (
     LeaseAsk,
     LeaseGrant,
     Refusal,
-    WindowKind,
 )
 from sluicegate_contract.leases import Account, Lease, expired, moved, synced
 from sluicegate_contract.sealing import format_time
 
 from .migrations import MIGRATIONS
+from .terms import Terms as Terms
+from .terms import TermsFn
 
 _MIGRATION_LOCK = 0x5_1C_E6A7E  # pg_advisory_xact_lock key: one migrator at a time
-
-
-@dataclass(frozen=True, slots=True)
-class Terms:
-    """What the current config says about one scope at ``now``."""
-
-    cap: int
-    window_start: datetime
-    window_end: datetime
-    refusal: Refusal | None = None  # kill_switch: grant nothing, revoke what is out
-
-
-TermsFn = Callable[[str, str, WindowKind, datetime], Terms | None]  # (policy, split, window, now)
 
 
 class StoreUnavailable(Exception):
@@ -91,10 +79,8 @@ class Store:
         self, namespace: str, sidecar_id: str, asks: Sequence[LeaseAsk], terms: TermsFn
     ) -> list[LeaseGrant]:
         """Apply each ask in its own transaction; raises ``StoreUnavailable`` on a database failure."""
-        try:
+        with _unavailable():
             return [await self._one(namespace, sidecar_id, ask, terms) for ask in asks]
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     async def _one(self, namespace: str, sidecar_id: str, ask: LeaseAsk, terms: TermsFn) -> LeaseGrant:
         scope = ask.scope
@@ -217,6 +203,10 @@ class Store:
 
     async def expire_due(self, limit: int = 500) -> int:
         """Charge in full the open leases whose time ran out; returns how many."""
+        with _unavailable():
+            return await self._expire_due(limit)
+
+    async def _expire_due(self, limit: int) -> int:
         count = 0
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -267,6 +257,10 @@ class Store:
 
     async def accounts(self, namespace: str) -> list[AccountStatus]:
         """The namespace's accounts whose window is still open, for BudgetPolicy status."""
+        with _unavailable():
+            return await self._accounts(namespace)
+
+    async def _accounts(self, namespace: str) -> list[AccountStatus]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT a.policy, a.split, a.window_kind, a.window_start, a.window_end, a.cap, a.settled,"
@@ -294,6 +288,14 @@ class Store:
             )
             for row in rows
         ]
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError) as exc:
+        raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
 
 async def _now(conn: psycopg.AsyncConnection[Any]) -> datetime:

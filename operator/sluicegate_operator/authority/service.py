@@ -1,0 +1,102 @@
+"""The budget authority's HTTP endpoints (aiohttp): lease syncs and account reads, over the store.
+
+Stateless over PostgreSQL: any number of replicas answer any sidecar. Standalone on loopback it
+trusts its callers (cluster callers authenticate with projected ServiceAccount tokens: not yet here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import aiohttp.web
+import msgspec
+
+from sluicegate_contract.authority import (
+    STATUS_PATH,
+    SYNC_PATH,
+    AccountsReply,
+    AuthorityError,
+    SyncReply,
+    SyncRequest,
+)
+
+from .configs import ConfigSet
+from .store import Store, StoreUnavailable
+from .terms import terms_for
+
+log = logging.getLogger("sluicegate.authority")
+MAX_BODY = 4 * 1024 * 1024
+MAX_ASKS = 512
+_JSON = "application/json"
+
+
+def _error(status: int, error: str, message: str) -> aiohttp.web.Response:
+    body = msgspec.json.encode(AuthorityError(error=error, message=message))
+    return aiohttp.web.Response(status=status, body=body, content_type=_JSON)
+
+
+class AuthorityService:
+    def __init__(self, store: Store, configs: ConfigSet) -> None:
+        self._store = store
+        self._configs = configs
+
+    def app(self) -> aiohttp.web.Application:
+        app = aiohttp.web.Application(client_max_size=MAX_BODY)
+        app.add_routes(
+            [
+                aiohttp.web.post(SYNC_PATH, self.sync),
+                aiohttp.web.get(STATUS_PATH, self.accounts),
+                aiohttp.web.get("/healthz", self.healthz),
+            ]
+        )
+        return app
+
+    async def healthz(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({"ok": True, "namespaces": sorted(self._configs.configs)})
+
+    async def sync(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        try:
+            message = msgspec.json.decode(await request.read(), type=SyncRequest)
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            return _error(400, "invalid_request", f"not a lease sync: {exc}")
+        if len(message.asks) > MAX_ASKS:
+            return _error(400, "invalid_request", f"at most {MAX_ASKS} asks per sync")
+        if message.namespace not in self._configs.configs:
+            return _error(404, "unknown_namespace", f"no budgets are served for {message.namespace!r}")
+        terms = terms_for(self._configs.configs, message.namespace)
+        try:
+            grants = await self._store.sync(message.namespace, message.sidecar_id, message.asks, terms)
+        except StoreUnavailable as exc:
+            log.warning("lease sync failed, database unavailable: %s", exc)
+            return _error(503, "database_unavailable", "the budget database is unavailable; retry")
+        body = msgspec.json.encode(SyncReply(leases=tuple(grants)))
+        return aiohttp.web.Response(body=body, content_type=_JSON)
+
+    async def accounts(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        namespace = request.query.get("namespace", "")
+        if not namespace:
+            return _error(400, "invalid_request", "name the namespace: ?namespace=NAME")
+        try:
+            found = await self._store.accounts(namespace)
+        except StoreUnavailable:
+            return _error(503, "database_unavailable", "the budget database is unavailable; retry")
+        return aiohttp.web.Response(
+            body=msgspec.json.encode(AccountsReply(accounts=tuple(found))), content_type=_JSON
+        )
+
+    async def maintain(self, interval: float) -> None:
+        """Forever: pick up newer configs, charge expired leases in full."""
+        while True:
+            try:
+                self._configs.load(datetime.now(UTC))
+            except OSError as exc:
+                log.warning("configs not read: %s", exc)
+            try:
+                expired = await self._store.expire_due()
+                if expired:
+                    log.info("charged %s expired leases in full", expired)
+            except StoreUnavailable as exc:
+                log.warning("expiry sweep failed, database unavailable: %s", exc)
+            await asyncio.sleep(interval)

@@ -1,0 +1,107 @@
+"""Processes of a fleet on loopback: budget authorities and sidecars, each a real ``sluicegate`` process.
+
+Stopped by PID only (SIGTERM to drain, SIGKILL to crash), never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.sidecar_harness import free_port
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+@dataclass
+class Proc:
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    health_url: str
+    url: str = ""
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = field(default=0)
+
+    def start(self) -> Proc:
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=handle, stderr=subprocess.STDOUT)
+        handle.close()
+        _wait_http(self.health_url, self.process, self.log)
+        return self
+
+    def kill(self) -> None:
+        """``kill -9`` by PID: no drain, no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def authority(config_dirs: list[Path], database_url: str, log: Path, *, ttl: float = 10.0) -> Proc:
+    port = free_port()
+    argv = [sys.executable, "-m", "sluicegate_cli", "authority", "--listen", f"127.0.0.1:{port}"]
+    for directory in config_dirs:
+        argv += ["--config", str(directory)]
+    argv += ["--lease-ttl-seconds", str(ttl), "--poll-seconds", "0.5"]
+    env = _env({"SLUICEGATE_DATABASE_URL": database_url})
+    return Proc(argv, env, log, f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{port}")
+
+
+def sidecar(config_dir: Path, ledger_dir: Path, log: Path, authority_urls: list[str], *extra: str) -> Proc:
+    api, ops = free_port(), free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "sluicegate_cli",
+        "sidecar",
+        "--config",
+        str(config_dir),
+        "--ledger-dir",
+        str(ledger_dir),
+        "--port",
+        str(api),
+        "--ops-port",
+        str(ops),
+        "--no-access-log",
+        *extra,
+    ]
+    for url in authority_urls:
+        argv += ["--budget-authority", url]
+    return Proc(argv, _env({}), log, f"http://127.0.0.1:{ops}/readyz", f"http://127.0.0.1:{api}")
