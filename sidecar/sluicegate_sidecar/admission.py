@@ -88,6 +88,8 @@ class Admission:
             return (found, send_cap, None) if isinstance(found, Reservation) else (None, None, found)
         want = worst_case_micro_usd(price, input_tokens, cap, outputs)
         need = worst_case_micro_usd(price, input_tokens, min(cap, 1), outputs)
+        if budgets.fleet is not None:  # fleet mode: top the leases up first when they hold too little
+            await budgets.fleet.cover(budgets.enforce_keys(ctx.attribution, datetime.now(UTC)), want, need)
         while True:
             now = datetime.now(UTC)
             headroom = budgets.headroom(ctx.attribution, now)
@@ -115,6 +117,13 @@ class Admission:
         if ctx.admission_deadline is None:
             ctx.admission_deadline = clock + self.gw.settings.budget_wait_seconds
         left = ctx.admission_deadline - clock
+        fleet = self.gw.budgets.fleet
+        if fleet is not None:  # the room is the fleet's: wait while other sidecars' reservations settle
+            keys = self.gw.budgets.enforce_keys(ctx.attribution, datetime.now(UTC))
+            if left <= 0 or not fleet.worth_waiting(keys, need):
+                return False
+            await fleet.wait(keys, want, need, left)
+            return True
         found = rooms(self.gw.budgets, ctx.attribution, datetime.now(UTC))
         if left <= 0 or found is None:
             return False

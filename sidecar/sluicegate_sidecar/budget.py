@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import WindowKind, window_bounds, zone
@@ -17,7 +17,7 @@ from sluicegate_contract.windows import WindowKind, window_bounds, zone
 from .attribution import Attribution
 from .ladder import Scope, ScopeKey, Verdict, outranks, room_left, scope_cap, verdict_at
 
-RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown"]
+RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown", "budget_authority_unavailable"]
 _PPM = 1_000_000
 UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
 
@@ -48,6 +48,39 @@ def _plan(budget: Budget) -> _Plan:
     )
 
 
+class FleetRoom(Protocol):
+    """Fleet mode: the room of Enforce scopes comes from leases of the budget authority, not from this
+    sidecar's own tallies. Implemented by ``authorityclient.AuthorityClient``."""
+
+    def room(self, key: ScopeKey) -> int:
+        """What may be reserved on the scope's lease now, locally (no network)."""
+        ...
+
+    def fleet_room(self, key: ScopeKey) -> int | None:
+        """The fleet's room as last seen (for verdicts only); None before the first sync."""
+        ...
+
+    def shortfall(self, key: ScopeKey, amount: int) -> RefusalReason | None:
+        """Why ``amount`` does not fit the lease: kill_switch, budget_exceeded or the authority."""
+        ...
+
+    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None: ...
+
+    def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None: ...
+
+    def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
+        """True when ``need`` does not fit now but leases out in the fleet may settle for less."""
+        ...
+
+    async def wait(self, keys: tuple[ScopeKey, ...], want: int, need: int, seconds: float) -> None:
+        """Ask for ``want`` (at least ``need``) at the next sync and wait for it, at most ``seconds``."""
+        ...
+
+    async def cover(self, keys: tuple[ScopeKey, ...], want: int, need: int) -> None:
+        """Top the leases up to ``want`` (at least ``need``) now when they hold less: one sync."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a reservation was refused and what the policy does about it.
@@ -71,6 +104,7 @@ class Reservation:
     amount_micro_usd: int
     policies: tuple[str, ...]  # every policy charged, Shadow included: the ledger's budgetScopes
     shadow_refusal: Refusal | None = None  # what a Shadow policy would have done (never acted on)
+    leases: tuple[str, ...] = ()  # fleet mode: the leases it was reserved on
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +201,7 @@ class BudgetBook:
         self._open: dict[int, Reservation] = {}
         self._last_id = 0
         self._bounds: dict[tuple[WindowKind, str], tuple[datetime, datetime]] = {}
+        self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
         """Swap in a new config's policies; spend is kept per policy name and window."""
@@ -219,6 +254,24 @@ class BudgetBook:
         tally = self._tallies.get(key)
         return 0 if tally is None else tally.spent + tally.reserved
 
+    def _scope_used(self, scope: Scope) -> int:
+        """Spent and reserved on the scope: in fleet mode the fleet's, as the last sync saw it."""
+        if self.fleet is not None and not scope.shadow:
+            room = self.fleet.fleet_room(scope.key)
+            if room is not None:
+                return max(0, scope.cap_micro_usd - room)
+        return self._used(scope.key)
+
+    def _room(self, scope: Scope) -> int:
+        """What a reservation may take on the scope now (in fleet mode: its lease)."""
+        if self.fleet is not None and not scope.shadow:
+            return 0 if scope.budget.kill_switch else self.fleet.room(scope.key)
+        return room_left(scope, self._used(scope.key))
+
+    def enforce_keys(self, attribution: Attribution, now: datetime) -> tuple[ScopeKey, ...]:
+        """The Enforce scopes a request is charged to (the leases it needs in fleet mode)."""
+        return tuple(s.key for s in self.scopes_for(attribution, now) if not s.shadow)
+
     def decide(self, attribution: Attribution, now: datetime) -> Decision:
         """The verdict for a request from the current state (no reservation made)."""
         action: Verdict = "allow"
@@ -227,7 +280,7 @@ class BudgetBook:
         shadow_deciding: Scope | None = None
         remaining: int | None = None
         for scope in self.scopes_for(attribution, now):
-            used = self._used(scope.key)
+            used = self._scope_used(scope)
             verdict = verdict_at(scope, used)
             if scope.shadow:
                 if outranks(verdict, shadow_action):
@@ -252,18 +305,28 @@ class BudgetBook:
         Any ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output
         cap with ``pricing.max_output_tokens_within`` to it.
         """
-        rooms = [room_left(s, self._used(s.key)) for s in self.scopes_for(attribution, now) if not s.shadow]
+        rooms = [self._room(s) for s in self.scopes_for(attribution, now) if not s.shadow]
         return min(rooms) if rooms else None
 
     def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:
         budget = scope.budget
-        used = self._used(scope.key)
+        used = self._scope_used(scope)
         room = room_left(scope, used)
         if budget.kill_switch:
             return Refusal("KILL", "kill_switch", budget.name, scope.label, 0)
         if not priced and not budget.allow_unpriced:
             return Refusal("BLOCK", "pricing_unknown", budget.name, scope.label, room)
-        if used + amount <= scope.cap_micro_usd:
+        fleet = None if scope.shadow else self.fleet
+        if fleet is not None:
+            short = fleet.shortfall(scope.key, amount)
+            if short is None:
+                return None
+            if short == "kill_switch":
+                return Refusal("KILL", "kill_switch", budget.name, scope.label, 0)
+            if short == "budget_authority_unavailable":
+                return Refusal("BLOCK", short, budget.name, scope.label, room)
+            used = max(used, scope.cap_micro_usd - fleet.room(scope.key))
+        elif used + amount <= scope.cap_micro_usd:
             return None
         action = verdict_at(scope, used + amount)  # past the cap: the policy's action or a ladder BLOCK
         downgrade_to = budget.downgrade_to if action == "DOWNGRADE" else None
@@ -293,6 +356,13 @@ class BudgetBook:
                 refusal = found
         if refusal is not None:
             return refusal
+        leases: tuple[str, ...] = ()
+        if self.fleet is not None:
+            keys = tuple(s.key for s in scopes if not s.shadow)
+            taken = self.fleet.take(keys, amount_micro_usd) if keys else ()
+            if taken is None:  # unreachable: checked above, with no await in between
+                raise RuntimeError("a lease lost room between check and reservation")
+            leases = taken
         for scope in scopes:
             tally = self._tallies.get(scope.key)
             if tally is None:
@@ -301,7 +371,7 @@ class BudgetBook:
         self._last_id += 1
         policies = tuple(dict.fromkeys(scope.key.policy for scope in scopes))
         reservation = Reservation(
-            self._last_id, tuple(s.key for s in scopes), amount_micro_usd, policies, shadow_refusal
+            self._last_id, tuple(s.key for s in scopes), amount_micro_usd, policies, shadow_refusal, leases
         )
         self._open[reservation.id] = reservation
         return reservation
@@ -316,6 +386,8 @@ class BudgetBook:
             raise ValueError("a charge cannot be negative")
         if self._open.pop(reservation.id, None) is None:
             return False
+        if reservation.leases and self.fleet is not None:
+            self.fleet.put(reservation.leases, reservation.amount_micro_usd, actual_micro_usd)
         for key in reservation.keys:
             tally = self._tallies.get(key)
             if tally is not None:

@@ -59,3 +59,15 @@ def kill_switch(policy: str) -> ApiError:
     return ApiError(
         403, f"Requests are switched off by budget policy '{policy}'.", type="kill_switch", code="kill_switch"
     )
+
+
+def authority_unavailable(policy: str) -> ApiError:
+    """Fleet mode: the lease is spent or expired and the budget authority cannot be reached."""
+    return ApiError(
+        503,
+        f"The budget authority for policy '{policy}' cannot be reached and this sidecar's lease is "
+        "spent; retry shortly.",
+        type="api_error",
+        code="budget_authority_unavailable",
+        headers={"retry-after": "2"},
+    )

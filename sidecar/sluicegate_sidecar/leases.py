@@ -16,7 +16,7 @@ from sluicegate_contract.windows import WindowKind
 
 LeaseKey = tuple[str, str, WindowKind]  # (policy, split value or "", window kind)
 Shortfall = Literal["kill_switch", "budget_exceeded", "budget_authority_unavailable", "pending"]
-DEMAND_HALF_LIFE = 5.0  # seconds: how fast the demand estimate forgets
+WORST_HALF_LIFE = 30.0  # seconds: how fast the largest recent reservation is forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class LeaseSettings:
     refresh_seconds: float = 1.0  # background sync period
     skew_margin: float = 0.2  # share of a TTL given up against clock rate error and delay
     near_cap_requests: int = 3  # below this many worst cases per holder left: one reservation a time
-    share_divisor: int = 2  # a slice is at most remaining / (divisor * holders)
+    share_divisor: int = 4  # a slice is at most remaining / (divisor * holders)
 
 
 @dataclass(slots=True)
@@ -48,28 +48,34 @@ class ScopeState:
     lease: HeldLease | None = None
     account: AccountView | None = None
     refusal: Refusal | None = None
-    demand: float = 0.0  # micro-USD per second, decayed
-    demand_at: float = 0.0
+    demand: float = 0.0  # micro-USD per second reserved lately (halved each quiet sync)
+    taken: int = 0  # reserved since the last sync
+    taken_since: float = 0.0
+    worst_at: float = 0.0
     worst: int = 0  # the largest reservation seen lately
-    needed: int = 0  # shortfall of requests waiting for a synchronous sync
+    needed: int = 0  # shortfall of requests waiting for a synchronous sync ...
+    smallest: int = 0  # ... and the least of them that is still of use to one of those requests
 
 
 def slice_want(state: ScopeState, room: int, settings: LeaseSettings) -> tuple[int, int, bool]:
-    """(want, least, near cap) for a scope: enough for two refresh periods of demand, at most a
-    fair share of what remains; near the cap nothing ahead of need (each request asks for itself)."""
+    """(want, least, near cap) for a scope. The room to hold: enough for two refresh periods of
+    demand and for the requests waiting, at most a fair share of what remains (one request's worth
+    before the account is known); near the cap nothing ahead of need (each request asks for itself)."""
     account = state.account
-    holders = max(1, account.holders if account else 1)
     worst = max(state.worst, 1)
-    remaining = account.remaining_micro_usd if account else None
-    near = remaining is not None and remaining < settings.near_cap_requests * worst * holders
-    if near:
+    least = state.smallest or worst
+    if account is None:
+        want = max(0, worst - room)
+        return want, min(want, least), False
+    holders = account.holders + (0 if state.lease is not None else 1)
+    remaining = account.remaining_micro_usd
+    if remaining < settings.near_cap_requests * worst * max(1, holders):
         want = max(0, state.needed)
-        return want, want, True
-    target = max(worst, int(state.demand * settings.refresh_seconds * 2))
-    if remaining is not None:
-        target = min(target, max(worst, (room + remaining) // (settings.share_divisor * holders)))
-    want = max(0, target - room, state.needed)
-    return want, min(want, max(state.needed, worst)), False
+        return want, min(want, least), True
+    desired = max(worst, int(state.demand * settings.refresh_seconds * 2), room + state.needed)
+    fair = (room + remaining) // (settings.share_divisor * max(1, holders))
+    want = max(0, min(desired, max(worst, fair)) - room)
+    return want, min(want, least), False
 
 
 @dataclass
@@ -117,20 +123,39 @@ class LeaseBook:
                 return "budget_exceeded"
         return "pending"
 
-    def note_demand(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> None:
+    def worth_waiting(self, keys: tuple[LeaseKey, ...], need: int, mono: float) -> bool:
+        """True when ``need`` does not fit some key now, yet leases are out on its account (their
+        requests in flight settle, usually for less than reserved, and near the cap come back)."""
+        if self.unavailable:
+            return False
+        short = False
         for key in keys:
-            state = self._scope(key)
-            elapsed = max(0.0, mono - state.demand_at)
-            decay = 0.5 ** (elapsed / DEMAND_HALF_LIFE)
-            state.demand = state.demand * decay + amount / DEMAND_HALF_LIFE
-            state.demand_at = mono
-            state.worst = max(amount, int(state.worst * decay))
+            if self.room(key, mono) >= need:
+                continue
+            state = self.scopes.get(key)
+            if state is None or state.account is None or state.refusal == "kill_switch":
+                return False
+            if state.account.leased_micro_usd == 0:
+                return False
+            short = True
+        return short
 
-    def need(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> None:
-        """Requests are waiting for this much more on each of ``keys``: ask at the next sync."""
+    def note_demand(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> None:
+        """A request of ``amount`` wants the scopes: the slice is at least the largest lately."""
         for key in keys:
             state = self._scope(key)
-            state.needed += max(0, amount - self.room(key, mono))
+            decay = 0.5 ** (max(0.0, mono - state.worst_at) / WORST_HALF_LIFE)
+            state.worst, state.worst_at = max(amount, int(state.worst * decay)), mono
+
+    def need(self, keys: tuple[LeaseKey, ...], amount: int, mono: float, least: int = 0) -> None:
+        """A request waits for ``amount`` (of use from ``least``) on each of ``keys``: ask at the
+        next sync."""
+        for key in keys:
+            state = self._scope(key)
+            short = max(0, amount - self.room(key, mono))
+            state.needed += short
+            useful = max(1, min(short, least or short))
+            state.smallest = useful if state.smallest == 0 else min(state.smallest, useful)
 
     def take(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> tuple[str, ...] | None:
         """Reserve ``amount`` on the lease of every key, or on none; returns the lease ids."""
@@ -138,9 +163,11 @@ class LeaseBook:
             return None
         taken = []
         for key in keys:
-            lease = self.scopes[key].lease
+            state = self.scopes[key]
+            lease = state.lease
             assert lease is not None
             lease.reserved += amount
+            state.taken += amount
             taken.append(lease.lease_id)
         return tuple(taken)
 
@@ -155,6 +182,11 @@ class LeaseBook:
     def asks(self, mono: float) -> tuple[LeaseAsk, ...]:
         """What to send at a sync: every lease's cumulative spend, top-ups ahead of need, returns."""
         asks: list[LeaseAsk] = []
+        for state in self.scopes.values():  # demand: what was reserved since the last sync, per second
+            elapsed = mono - state.taken_since
+            if elapsed > 0:
+                rate = state.taken / max(elapsed, self.settings.refresh_seconds / 4)
+                state.demand, state.taken, state.taken_since = max(rate, state.demand / 2), 0, mono
         for lease in self.held.values():
             state = self._scope(lease.key)
             if lease.current and mono >= lease.deadline:
@@ -188,7 +220,7 @@ class LeaseBook:
             state.account = grant.account or state.account
             lease = self.held.get(grant.lease_id) if grant.lease_id is not None else None
             if grant.state == "open" or grant.lease_id is None or grant.refusal == "kill_switch":
-                state.refusal, state.needed = grant.refusal, 0  # the answer to this scope's asks
+                state.refusal, state.needed, state.smallest = grant.refusal, 0, 0  # answered
             if grant.lease_id is None:
                 continue
             if grant.state != "open":

@@ -17,7 +17,7 @@ from .accounting import Accountant, Bounds, RequestContext, attempt_bounds, char
 from .admission import Admission
 from .budget import Refusal, Reservation
 from .catalog import Target
-from .errors import ApiError, budget_exceeded, error_body, kill_switch
+from .errors import ApiError, authority_unavailable, budget_exceeded, error_body, kill_switch
 from .outcome import FailureClass, classify, final_error, should_fall_back
 from .planning import Plan, plan_request, reroute
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
@@ -160,6 +160,8 @@ class Pipeline:
                 if refusal.action == "KILL":
                     ctx.verdict = "KILL"
                     raise kill_switch(refusal.policy)
+                if refusal.reason == "budget_authority_unavailable":
+                    raise authority_unavailable(refusal.policy)
                 if refusal.reason == "pricing_unknown":
                     raise ApiError(
                         402,

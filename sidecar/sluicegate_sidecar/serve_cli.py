@@ -24,9 +24,11 @@ from sluicegate_contract.keyring import KeyringError
 
 from .app import build_api, build_ops
 from .attribution import PodIdentity
+from .authorityclient import AuthorityClient, sidecar_id
 from .configload import dev_data_keys, public_keys_from
 from .httplimits import ConnectionLimits, protocol_for, raise_open_file_limit
 from .keyclient import KeyClient
+from .leases import LeaseSettings
 from .ledger import Ledger
 from .metrics import Metrics
 from .runtime import Gateway, Settings
@@ -125,6 +127,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="deprecated, no effect: the default now answers once the line is written",
     )
     p.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stdout")
+    p.add_argument(
+        "--budget-authority",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="fleet mode: hold caps across replicas with leases from this budget authority (repeatable)",
+    )
+    p.add_argument(
+        "--lease-refresh-seconds", type=float, default=1.0, help="fleet mode: how often leases are synced"
+    )
     return p.parse_args(argv)
 
 
@@ -221,6 +233,15 @@ async def serve(args: argparse.Namespace) -> int:
         data_keys=(lambda: keys.keys) if keys is not None else (lambda: dev_keys),
         refresh_keys=keys.refresh if keys is not None else None,
     )
+    fleet = None
+    if args.budget_authority:
+        fleet = AuthorityClient(
+            args.budget_authority,
+            sidecar_id(Path(args.ledger_dir)),
+            lambda: gateway.served.loaded.config.namespace if gateway.served else None,
+            LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
+        )
+        gateway.budgets.fleet = fleet
     log.info("open-file limit: %s", raise_open_file_limit())
     header = {"max_header_bytes": args.max_header_kb * 1024, "header_timeout": args.header_timeout}
     return await run_servers(
@@ -230,6 +251,7 @@ async def serve(args: argparse.Namespace) -> int:
         api_limits=ConnectionLimits(max_connections=args.max_connections + API_CONNECTION_SLACK, **header),
         ops_limits=ConnectionLimits(max_connections=args.ops_max_connections, **header),
         max_connections=args.max_connections,
+        fleet=fleet,
     )
 
 
@@ -242,6 +264,7 @@ async def run_servers(
     *,
     api_limits: ConnectionLimits | None = None,
     ops_limits: ConnectionLimits | None = None,
+    fleet: AuthorityClient | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop``) is set, drain, flush the ledger.
 
@@ -279,11 +302,15 @@ async def run_servers(
             loop.add_signal_handler(sig, stop.set)
     watcher = loop.create_task(gateway.watch())
     drainer = loop.create_task(_drain(gateway, (api, ops), stop))
+    syncer = loop.create_task(fleet.run()) if fleet is not None else None
     try:
         await asyncio.gather(api.serve(), ops.serve())
     finally:
         watcher.cancel()
         drainer.cancel()
+        if syncer is not None and fleet is not None:
+            syncer.cancel()
+            await fleet.close()  # nothing is in flight any more: return every lease
         await gateway.aclose()
     return 0 if api.started else 1
 

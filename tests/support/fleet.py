@@ -43,9 +43,16 @@ class Proc:
     restarts: int = field(default=0)
 
     def start(self) -> Proc:
+        return self.launch().ready()
+
+    def launch(self) -> Proc:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(self.argv, env=self.env, stdout=handle, stderr=subprocess.STDOUT)
         handle.close()
+        return self
+
+    def ready(self) -> Proc:
+        assert self.process is not None
         _wait_http(self.health_url, self.process, self.log)
         return self
 
@@ -55,11 +62,15 @@ class Proc:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
+    def signal_stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+
     def terminate(self, timeout: float = 30.0) -> int | None:
         if self.process is None:
             return None
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
+            self.signal_stop()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -105,3 +116,18 @@ def sidecar(config_dir: Path, ledger_dir: Path, log: Path, authority_urls: list[
     for url in authority_urls:
         argv += ["--budget-authority", url]
     return Proc(argv, _env({}), log, f"http://127.0.0.1:{ops}/readyz", f"http://127.0.0.1:{api}")
+
+
+def start_all(procs: list[Proc]) -> list[Proc]:
+    """Launch together, then wait until each answers (starts overlap: 2 shared cores)."""
+    for proc in procs:
+        proc.launch()
+    return [proc.ready() for proc in procs]
+
+
+def stop_all(procs: list[Proc]) -> None:
+    """SIGTERM to all, then wait for each (drains overlap)."""
+    for proc in procs:
+        proc.signal_stop()
+    for proc in procs:
+        proc.terminate()

@@ -1,0 +1,199 @@
+"""Fleet mode's I/O: syncs the sidecar's lease book with the budget authority (``--budget-authority``).
+
+A background loop syncs every refresh period (reports, renewals, top-ups ahead of need); a request
+whose leases hold too little syncs at once (one sync at a time; waiting requests share it). The
+hot path reads the book only. On SIGTERM ``close`` returns every lease not in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from sluicegate_contract.authority import SYNC_PATH, SyncReply, SyncRequest
+
+from .budget import RefusalReason
+from .ladder import ScopeKey
+from .leases import LeaseBook, LeaseKey, LeaseSettings
+
+log = logging.getLogger("sluicegate.sidecar")
+SIDECAR_ID_FILE = "sidecar-id"
+COVER_SECONDS = 3.0  # the longest a request waits for a synchronous top-up
+
+
+def sidecar_id(ledger_dir: Path) -> str:
+    """This sidecar's id, kept beside its ledger: the same after a restart on the same volume."""
+    path = ledger_dir / SIDECAR_ID_FILE
+    try:
+        found = path.read_text(encoding="utf-8").strip()
+        if found:
+            return found
+    except OSError:
+        pass
+    new = str(uuid.uuid4())
+    try:
+        ledger_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(new + "\n", encoding="utf-8")
+    except OSError as exc:  # an unwritable volume: a fresh id each start (its old leases expire)
+        log.warning("cannot keep the sidecar id in %s: %s", path, exc)
+    return new
+
+
+def _lease_key(key: ScopeKey) -> LeaseKey:
+    return (key.policy, key.split, key.window)
+
+
+class AuthorityClient:
+    """Implements ``budget.FleetRoom`` over a ``LeaseBook``, syncing it with the authority."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        sidecar: str,
+        namespace: Callable[[], str | None],
+        settings: LeaseSettings | None = None,
+        *,
+        timeout: float = 2.0,
+    ) -> None:
+        self.urls = [url.rstrip("/") for url in urls]
+        self.sidecar = sidecar
+        self.namespace = namespace
+        self.book = LeaseBook(settings or LeaseSettings())
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self._client: httpx.AsyncClient | None = None
+        self._preferred = 0
+        self._syncs = 0  # completed syncs, so a waiting request knows one happened after it asked
+        self._synced: asyncio.Event | None = None  # set (and replaced) when a sync completes
+
+    # -- budget.FleetRoom -------------------------------------------------------------------
+
+    def room(self, key: ScopeKey) -> int:
+        return self.book.room(_lease_key(key), time.monotonic())
+
+    def fleet_room(self, key: ScopeKey) -> int | None:
+        lease_key = _lease_key(key)
+        state = self.book.scopes.get(lease_key)
+        if state is None or state.account is None:
+            return None
+        return self.book.fleet_room(lease_key, time.monotonic())
+
+    def shortfall(self, key: ScopeKey, amount: int) -> RefusalReason | None:
+        found = self.book.shortfall(_lease_key(key), amount, time.monotonic())
+        if found == "pending":  # no answer from the authority in time: fail closed
+            return "budget_authority_unavailable"
+        return found
+
+    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
+        mono = time.monotonic()
+        lease_keys = tuple(_lease_key(key) for key in keys)
+        self.book.note_demand(lease_keys, amount, mono)
+        return self.book.take(lease_keys, amount, mono)
+
+    def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
+        self.book.put(leases, amount, actual)
+
+    def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
+        mono = time.monotonic()
+        return self.book.worth_waiting(tuple(_lease_key(key) for key in keys), need, mono)
+
+    async def wait(self, keys: tuple[ScopeKey, ...], want: int, need: int, seconds: float) -> None:
+        self.book.need(tuple(_lease_key(key) for key in keys), want, time.monotonic(), need)
+        if self._synced is None:
+            self._synced = asyncio.Event()
+        event = self._synced
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(seconds, self.book.settings.refresh_seconds * 2)):
+                await event.wait()
+
+    async def cover(self, keys: tuple[ScopeKey, ...], want: int, need: int) -> None:
+        lease_keys = tuple(_lease_key(key) for key in keys)
+        mono = time.monotonic()
+        if all(self.book.room(key, mono) >= want for key in lease_keys):
+            return  # the hot path: no network
+        if any(self.book.shortfall(key, need, mono) == "kill_switch" for key in lease_keys):
+            return
+        self.book.need(lease_keys, want, mono, need)
+        seen = self._syncs
+        try:
+            async with asyncio.timeout(COVER_SECONDS):
+                async with self._lock:
+                    if self._syncs > seen:
+                        return  # a sync ran since we asked: it carried our need
+                    await self._sync_locked()
+        except TimeoutError:
+            self.book.failed()
+
+    # -- syncing ----------------------------------------------------------------------------
+
+    async def sync(self) -> bool:
+        async with self._lock:
+            return await self._sync_locked()
+
+    async def _sync_locked(self) -> bool:
+        namespace = self.namespace()
+        if namespace is None:
+            return False
+        sent_at = time.monotonic()
+        asks = self.book.asks(sent_at)
+        if not asks:
+            self._syncs += 1
+            return True
+        body = msgspec.json.encode(SyncRequest(namespace=namespace, sidecar_id=self.sidecar, asks=asks))
+        reply = await self._post(body)
+        if reply is None:
+            self.book.failed()
+            return False
+        self.book.apply(reply, sent_at)
+        self._syncs += 1
+        event, self._synced = self._synced, None
+        if event is not None:
+            event.set()
+        return True
+
+    async def _post(self, body: bytes) -> SyncReply | None:
+        """POST to the preferred authority, then to each other one; None when none answered."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout)
+        count = len(self.urls)
+        for step in range(count):
+            index = (self._preferred + step) % count
+            try:
+                response = await self._client.post(
+                    self.urls[index] + SYNC_PATH, content=body, headers={"content-type": "application/json"}
+                )
+                if response.status_code == 200:
+                    self._preferred = index
+                    return msgspec.json.decode(response.content, type=SyncReply)
+                log.warning("budget authority %s answered %s", self.urls[index], response.status_code)
+            except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
+                log.warning("budget authority %s unreachable: %s", self.urls[index], type(exc).__name__)
+        return None
+
+    async def run(self) -> None:
+        """Forever: one sync per refresh period."""
+        period = self.book.settings.refresh_seconds
+        while True:
+            await self.sync()
+            await asyncio.sleep(period)
+
+    async def close(self, patience: float = 5.0) -> None:
+        """Return every lease (nothing is in flight any more at shutdown), then close the client."""
+        self.book.draining = True
+        deadline = time.monotonic() + patience
+        while self.book.outstanding() and time.monotonic() < deadline:
+            if not await self.sync():
+                await asyncio.sleep(0.2)
+        if self.book.outstanding():
+            log.warning("shutting down with leases the authority has not closed; they expire in full")
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,151 @@
+"""One cap across a fleet: a real PostgreSQL, budget authority processes and three sidecar processes.
+
+A burst of concurrent requests (streaming and not, varied sizes) spread over the sidecars against a
+small cap: what every sidecar's ledger settled stays within the cap, most of the cap is used, and the
+rest are refused with 402 — also while a sidecar is ``kill -9``ed and restarted on its volume and an
+authority process is killed mid-burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from httpx_aiohttp import AiohttpTransport
+
+from sluicegate_sidecar.ledger import read_entries
+from tests.support.fleet import Proc, authority, sidecar, start_all, stop_all
+from tests.support.sidecar_harness import budget, connection, priced, render_dir
+
+CAP_USD = 0.3
+CAP = int(CAP_USD * 1_000_000)
+REQUESTS = 1_000
+SIDECARS = 3
+# Leases synced every 0.25 s; a request refused for budget waits at most 2 s for room to free up.
+FLAGS = ("--lease-refresh-seconds", "0.25", "--budget-wait-seconds", "2")
+
+
+def fleet_config(directory: Path) -> Path:
+    return render_dir(
+        directory,
+        [
+            connection(
+                "mock",
+                "mock",
+                [priced("mock-small", input_per_mtok=2.0, output_per_mtok=100.0)],
+                mock={"latencyMs": 30, "streamChunkDelayMs": 1},
+            ),
+            budget("team-cap", CAP_USD),
+        ],
+    )
+
+
+def ledger_total(ledger_dirs: list[Path]) -> tuple[int, int]:
+    entries = [entry for directory in ledger_dirs for entry in read_entries([directory])]
+    return sum(entry.cost_micro_usd for entry in entries), len(entries)
+
+
+async def one_request(client: httpx.AsyncClient, url: str, rng: random.Random) -> int:
+    stream = rng.random() < 0.5
+    body = {
+        "model": "mock-small",
+        "messages": [{"role": "user", "content": "budget " * rng.randint(1, 200)}],
+        "max_tokens": rng.choice([8, 16, 24, 32]),
+        "stream": stream,
+    }
+    for _attempt in range(20):
+        try:
+            if not stream:
+                response = await client.post(f"{url}/v1/chat/completions", json=body)
+                if response.status_code != 503:
+                    return response.status_code
+            else:
+                async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+                    text = b"".join([chunk async for chunk in response.aiter_bytes()])
+                    if response.status_code == 200:
+                        assert text.rstrip().endswith(b"data: [DONE]"), text[-200:]
+                    if response.status_code != 503:
+                        return response.status_code
+        except httpx.TransportError:
+            pass  # a sidecar killed mid-request: the client tries again elsewhere
+        await asyncio.sleep(0.2)
+        url = rng.choice(client.urls)  # type: ignore[attr-defined]
+    return 503
+
+
+async def burst(sidecars: list[Proc], chaos=None) -> Counter[int]:
+    rng = random.Random(7)
+    # httpx over aiohttp (as the sidecar's own upstream client): the load generator shares 2 cores
+    async with httpx.AsyncClient(timeout=60, transport=AiohttpTransport()) as client:
+        client.urls = [s.url for s in sidecars]  # type: ignore[attr-defined]
+        tasks = [
+            asyncio.create_task(one_request(client, sidecars[i % len(sidecars)].url, random.Random(i)))
+            for i in range(REQUESTS)
+        ]
+        if chaos is not None:
+            await chaos()
+        codes = await asyncio.gather(*tasks)
+    del rng
+    return Counter(codes)
+
+
+def start_fleet(tmp_path: Path, database_url: str, authorities: int, ttl: float = 3.0):
+    config = fleet_config(tmp_path / "config")
+    auths = [
+        authority([config], database_url, tmp_path / f"authority-{i}.log", ttl=ttl)
+        for i in range(authorities)
+    ]
+    urls = [a.url for a in auths]
+    ledgers = [tmp_path / f"ledger-{i}" for i in range(SIDECARS)]
+    cars = [sidecar(config, ledgers[i], tmp_path / f"sidecar-{i}.log", urls, *FLAGS) for i in range(SIDECARS)]
+    start_all(auths + cars)
+    return config, auths, cars, ledgers
+
+
+def test_three_sidecars_hold_one_cap_across_a_burst(tmp_path: Path, database_url: str) -> None:
+    _config, auths, cars, ledgers = start_fleet(tmp_path, database_url, authorities=1)
+    try:
+        started = time.monotonic()
+        codes = asyncio.run(burst(cars))
+        elapsed = time.monotonic() - started
+    finally:
+        stop_all(cars + auths)
+    settled, entries = ledger_total(ledgers)
+    print(f"codes={dict(codes)} settled={settled} entries={entries} elapsed={elapsed:.1f}s")
+    assert settled <= CAP
+    assert settled >= 0.9 * CAP
+    assert set(codes) <= {200, 402}, codes
+    assert codes[402] > 0 and codes[200] == entries
+
+
+@pytest.mark.parametrize("authorities", [2])
+def test_the_cap_holds_while_a_sidecar_and_an_authority_are_killed_mid_burst(
+    tmp_path: Path, database_url: str, authorities: int
+) -> None:
+    _config, auths, cars, ledgers = start_fleet(tmp_path, database_url, authorities=authorities)
+
+    async def chaos() -> None:
+        await asyncio.sleep(0.5)
+        cars[1].kill()  # kill -9 a sidecar holding leases, mid-burst
+        auths[0].kill()  # and one authority process: the sidecars fail over to the other
+        await asyncio.to_thread(cars[1].start)  # restarted on the same ledger volume
+
+    try:
+        started = time.monotonic()
+        codes = asyncio.run(burst(cars, chaos))
+        print(f"burst {time.monotonic() - started:.1f}s")
+    finally:
+        started = time.monotonic()
+        stop_all(cars + auths)
+        print(f"stop {time.monotonic() - started:.1f}s")
+    settled, entries = ledger_total(ledgers)
+    print(f"codes={dict(codes)} settled={settled} entries={entries}")
+    assert settled <= CAP
+    assert settled >= 0.9 * CAP
+    assert set(codes) <= {200, 402, 502}, codes  # 502: a request cut by the kill
+    assert codes[402] > 0
