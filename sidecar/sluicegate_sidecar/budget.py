@@ -282,6 +282,12 @@ class BudgetBook:
         for scope in self.scopes_for(attribution, now):
             used = self._scope_used(scope)
             verdict = verdict_at(scope, used)
+            if (
+                self.fleet is not None
+                and not scope.shadow
+                and self.fleet.shortfall(scope.key, 0) == "kill_switch"
+            ):
+                verdict = "KILL"  # the authority has seen a kill switch this sidecar's config lacks yet
             if scope.shadow:
                 if outranks(verdict, shadow_action):
                     shadow_action, shadow_deciding = verdict, scope
