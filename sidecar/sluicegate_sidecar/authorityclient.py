@@ -20,7 +20,7 @@ import msgspec
 
 from sluicegate_contract.authority import SYNC_PATH, SyncReply, SyncRequest
 
-from .budget import RefusalReason
+from .fleetroom import FleetRefusal
 from .ladder import ScopeKey
 from .leases import LeaseBook, LeaseKey, LeaseSettings
 
@@ -86,7 +86,7 @@ class AuthorityClient:
             return None
         return self.book.fleet_room(lease_key, time.monotonic())
 
-    def shortfall(self, key: ScopeKey, amount: int) -> RefusalReason | None:
+    def shortfall(self, key: ScopeKey, amount: int) -> FleetRefusal | None:
         found = self.book.shortfall(_lease_key(key), amount, time.monotonic())
         if found == "pending":  # no answer from the authority in time: fail closed
             return "budget_authority_unavailable"

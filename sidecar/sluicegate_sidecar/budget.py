@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import WindowKind, window_bounds, zone
 
 from .attribution import Attribution
+from .fleetroom import FleetRoom
 from .ladder import Scope, ScopeKey, Verdict, outranks, room_left, scope_cap, verdict_at
 
 RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown", "budget_authority_unavailable"]
@@ -46,39 +47,6 @@ def _plan(budget: Budget) -> _Plan:
         tuple((limit, scope_cap(budget, limit)) for limit in budget.limits),
         len(set(kinds)) != len(kinds),
     )
-
-
-class FleetRoom(Protocol):
-    """Fleet mode: the room of Enforce scopes comes from leases of the budget authority, not from this
-    sidecar's own tallies. Implemented by ``authorityclient.AuthorityClient``."""
-
-    def room(self, key: ScopeKey) -> int:
-        """What may be reserved on the scope's lease now, locally (no network)."""
-        ...
-
-    def fleet_room(self, key: ScopeKey) -> int | None:
-        """The fleet's room as last seen (for verdicts only); None before the first sync."""
-        ...
-
-    def shortfall(self, key: ScopeKey, amount: int) -> RefusalReason | None:
-        """Why ``amount`` does not fit the lease: kill_switch, budget_exceeded or the authority."""
-        ...
-
-    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None: ...
-
-    def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None: ...
-
-    def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
-        """True when ``need`` does not fit now but leases out in the fleet may settle for less."""
-        ...
-
-    async def wait(self, keys: tuple[ScopeKey, ...], want: int, need: int, seconds: float) -> None:
-        """Ask for ``want`` (at least ``need``) at the next sync and wait for it, at most ``seconds``."""
-        ...
-
-    async def cover(self, keys: tuple[ScopeKey, ...], want: int, need: int) -> None:
-        """Top the leases up to ``want`` (at least ``need``) now when they hold less: one sync."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,44 @@
+"""Fleet mode's hook in the budget book: the room of an Enforce scope comes from a lease of the budget
+authority. Pure: the protocol only; ``authorityclient.AuthorityClient`` implements it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from .ladder import ScopeKey
+
+FleetRefusal = Literal["kill_switch", "budget_exceeded", "budget_authority_unavailable"]
+
+
+class FleetRoom(Protocol):
+    """Fleet mode: the room of Enforce scopes comes from leases of the budget authority, not from this
+    sidecar's own tallies. Implemented by ``authorityclient.AuthorityClient``."""
+
+    def room(self, key: ScopeKey) -> int:
+        """What may be reserved on the scope's lease now, locally (no network)."""
+        ...
+
+    def fleet_room(self, key: ScopeKey) -> int | None:
+        """The fleet's room as last seen (for verdicts only); None before the first sync."""
+        ...
+
+    def shortfall(self, key: ScopeKey, amount: int) -> FleetRefusal | None:
+        """Why ``amount`` does not fit the lease: kill_switch, budget_exceeded or the authority."""
+        ...
+
+    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None: ...
+
+    def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None: ...
+
+    def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
+        """True when ``need`` does not fit now but leases out in the fleet may settle for less."""
+        ...
+
+    async def wait(self, keys: tuple[ScopeKey, ...], want: int, need: int, seconds: float) -> None:
+        """Ask for ``want`` (at least ``need``) at the next sync and wait for it, at most ``seconds``."""
+        ...
+
+    async def cover(self, keys: tuple[ScopeKey, ...], want: int, need: int) -> None:
+        """Top the leases up to ``want`` (at least ``need``) now when they hold less: one sync."""
+        ...
