@@ -182,7 +182,11 @@ class AuthorityClient:
         """Forever: one sync per refresh period."""
         period = self.book.settings.refresh_seconds
         while True:
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception:  # a bug must not end the loop: leases would lapse and requests get 503
+                log.exception("lease sync failed")
+                self.book.failed()
             await asyncio.sleep(period)
 
     async def close(self, patience: float = 5.0) -> None:

@@ -228,7 +228,8 @@ class LeaseBook:
                     lease.current = False
                     if state.lease is lease:
                         state.lease = None
-                    if lease.reserved == 0 and lease.settled <= grant.settled_micro_usd:
+                    done = grant.state != "expired"  # an expired one still gets its final report
+                    if done and lease.reserved == 0 and lease.settled <= grant.settled_micro_usd:
                         del self.held[grant.lease_id]  # closed and fully reported
                 continue
             deadline = sent_at + grant.ttl_ms / 1000 * (1 - self.settings.skew_margin)
