@@ -94,7 +94,7 @@ async def burst(sidecars: list[Proc], chaos=None) -> Counter[int]:
     return Counter(codes)
 
 
-def start_fleet(tmp_path: Path, database_url: str, authorities: int, ttl: float = 3.0):
+def start_fleet(tmp_path: Path, database_url: str, authorities: int, ttl: float = 2.0):
     config = fleet_config(tmp_path / "config")
     auths = [
         authority([config], database_url, tmp_path / f"authority-{i}.log", ttl=ttl)
@@ -114,7 +114,8 @@ def test_three_sidecars_hold_one_cap_across_a_burst(tmp_path: Path, database_url
         codes = asyncio.run(burst(cars))
         elapsed = time.monotonic() - started
     finally:
-        stop_all(cars + auths)
+        stop_all(cars)  # sidecars first: they return their leases to a live authority
+        stop_all(auths)
     settled, entries = ledger_total(ledgers)
     print(f"codes={dict(codes)} settled={settled} entries={entries} elapsed={elapsed:.1f}s")
     assert settled <= CAP
@@ -141,7 +142,8 @@ def test_the_cap_holds_while_a_sidecar_and_an_authority_are_killed_mid_burst(
         print(f"burst {time.monotonic() - started:.1f}s")
     finally:
         started = time.monotonic()
-        stop_all(cars + auths)
+        stop_all(cars)  # sidecars first: they return their leases to a live authority
+        stop_all(auths)
         print(f"stop {time.monotonic() - started:.1f}s")
     settled, entries = ledger_total(ledgers)
     print(f"codes={dict(codes)} settled={settled} entries={entries}")
