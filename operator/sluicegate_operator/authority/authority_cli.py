@@ -43,7 +43,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", action="append", required=True, type=Path, help="sealed config directory")
+    p.add_argument(
+        "--config", action="extend", nargs="+", required=True, type=Path, help="sealed config directories"
+    )
     p.add_argument("--listen", default="127.0.0.1:8480", help="HOST:PORT to serve on (port 0: any)")
     p.add_argument("--public-keys", type=Path, help="trusted signing keys (default: DIR/keys/ of each)")
     p.add_argument("--lease-ttl-seconds", type=float, default=10.0, help="how long a lease lives unrenewed")
@@ -73,6 +75,8 @@ async def _connect(url: str, ttl: timedelta, patience: float) -> Store:
 
 async def serve(args: argparse.Namespace, url: str) -> int:
     host, port = _listen(args.listen)
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("callers are not authenticated: serve the standalone authority on loopback only")
     configs = ConfigSet(args.config, public_keys_of(args.config, args.public_keys))
     configs.load(datetime.now(UTC))
     if not configs.configs:
