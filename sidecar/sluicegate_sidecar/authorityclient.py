@@ -23,6 +23,7 @@ from sluicegate_contract.authority import SYNC_PATH, SyncReply, SyncRequest
 from .fleetroom import FleetRefusal
 from .ladder import ScopeKey
 from .leases import LeaseBook, LeaseKey, LeaseSettings
+from .metrics import Metrics
 
 log = logging.getLogger("sluicegate.sidecar")
 SIDECAR_ID_FILE = "sidecar-id"
@@ -61,8 +62,10 @@ class AuthorityClient:
         namespace: Callable[[], str | None],
         settings: LeaseSettings | None = None,
         *,
+        metrics: Metrics | None = None,
         timeout: float = 2.0,
     ) -> None:
+        self.metrics = metrics
         self.urls = [url.rstrip("/") for url in urls]
         self.sidecar = sidecar
         self.namespace = namespace
@@ -136,7 +139,18 @@ class AuthorityClient:
 
     async def sync(self) -> bool:
         async with self._lock:
-            return await self._sync_locked()
+            done = await self._sync_locked()
+        self._observe()
+        return done
+
+    def _observe(self) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        metrics.authority_up.set(0 if self.book.unavailable else 1)
+        metrics.leases_held.set(len(self.book.held))
+        for (policy, window), room in self.book.rooms(time.monotonic()).items():
+            metrics.lease_room.labels(policy, window).set(room / 1_000_000)
 
     async def _sync_locked(self) -> bool:
         namespace = self.namespace()

@@ -244,6 +244,14 @@ class LeaseBook:
                 if lease.current and state.lease is None:
                     state.lease = lease
 
+    def rooms(self, mono: float) -> dict[tuple[str, WindowKind], int]:
+        """Lease room per policy and window, summed over split values (for metrics)."""
+        totals: dict[tuple[str, WindowKind], int] = {}
+        for key in self.scopes:
+            total_key = (key[0], key[2])
+            totals[total_key] = totals.get(total_key, 0) + self.room(key, mono)
+        return totals
+
     def failed(self) -> None:
         self.unavailable = True
 

@@ -32,6 +32,9 @@ METRIC_NAMES = (
     "sluicegate_circuit_state",
     "sluicegate_ledger_healthy",
     "sluicegate_usage_anomalies_total",
+    "sluicegate_lease_room_usd",
+    "sluicegate_leases_held",
+    "sluicegate_budget_authority_up",
 )
 OTHER = "other"
 MAX_FREE_VALUES = 50  # per free-text dimension (team, service, feature) before folding into "other"
@@ -138,6 +141,19 @@ class Metrics:
             registry=r,
         )
         self.ledger_healthy.set(1)
+        # Fleet mode (--budget-authority) only; per policy and window, never per split value.
+        self.lease_room = Gauge(
+            "sluicegate_lease_room_usd",
+            "What this sidecar's leases still cover, summed over a policy's scopes",
+            ("policy", "window"),
+            registry=r,
+        )
+        self.leases_held = Gauge(
+            "sluicegate_leases_held", "Leases held (open, or waiting for their last report)", registry=r
+        )
+        self.authority_up = Gauge(
+            "sluicegate_budget_authority_up", "1 when the last lease sync reached the authority", registry=r
+        )
 
 
 def exported_names(metrics: Metrics) -> Iterable[str]:

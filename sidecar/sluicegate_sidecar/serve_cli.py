@@ -240,6 +240,7 @@ async def serve(args: argparse.Namespace) -> int:
             sidecar_id(Path(args.ledger_dir)),
             lambda: gateway.served.loaded.config.namespace if gateway.served else None,
             LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
+            metrics=gateway.metrics,
         )
         gateway.budgets.fleet = fleet
     log.info("open-file limit: %s", raise_open_file_limit())

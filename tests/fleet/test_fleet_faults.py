@@ -37,6 +37,14 @@ def account(database_url: str) -> tuple[int, int]:
     return row
 
 
+def gauge(car, name: str) -> float:
+    text = httpx.get(car.health_url.replace("/readyz", "/metrics"), timeout=10).text
+    (line,) = [
+        line for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{")
+    ]
+    return float(line.rsplit(" ", 1)[1])
+
+
 def ledger_sum(directory: Path) -> int:
     return sum(entry.cost_micro_usd for entry in read_entries([directory]))
 
@@ -52,6 +60,9 @@ def test_an_unreachable_authority_leaves_the_lease_then_503_and_on_its_return_an
         for _ in range(3):
             assert chat(car.url).status_code == 200
         time.sleep(0.6)  # a background sync tops the lease up ahead of need
+        assert gauge(car, "sluicegate_budget_authority_up") == 1
+        assert gauge(car, "sluicegate_leases_held") >= 1
+        assert gauge(car, "sluicegate_lease_room_usd") > 0
         auth.kill()
         served_after, refused = 0, None
         deadline = time.monotonic() + 20
@@ -65,6 +76,7 @@ def test_an_unreachable_authority_leaves_the_lease_then_503_and_on_its_return_an
         assert refused is not None and refused.status_code == 503
         assert refused.headers["retry-after"]
         assert refused.json()["error"]["code"] == "budget_authority_unavailable"
+        assert gauge(car, "sluicegate_budget_authority_up") == 0
         auth.start()  # back, on the same database and port
         deadline = time.monotonic() + 15
         while chat(car.url).status_code != 200:
