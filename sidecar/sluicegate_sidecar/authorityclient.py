@@ -64,8 +64,10 @@ class AuthorityClient:
         *,
         metrics: Metrics | None = None,
         timeout: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.metrics = metrics
+        self._transport = transport
         self.urls = [url.rstrip("/") for url in urls]
         self.sidecar = sidecar
         self.namespace = namespace
@@ -176,7 +178,7 @@ class AuthorityClient:
     async def _post(self, body: bytes) -> SyncReply | None:
         """POST to the preferred authority, then to each other one; None when none answered."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
+            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
         count = len(self.urls)
         for step in range(count):
             index = (self._preferred + step) % count

@@ -64,8 +64,8 @@ def slice_want(state: ScopeState, room: int, settings: LeaseSettings) -> tuple[i
     account = state.account
     worst = max(state.worst, 1)
     least = state.smallest or worst
-    if account is None:
-        want = max(0, worst - room)
+    if account is None:  # before the first answer: what the waiting requests need, no more
+        want = max(0, worst - room, state.needed)
         return want, min(want, least), False
     holders = account.holders + (0 if state.lease is not None else 1)
     remaining = account.remaining_micro_usd

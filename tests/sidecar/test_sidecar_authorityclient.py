@@ -1,0 +1,103 @@
+"""The sidecar's authority client: no network while a lease covers requests; one sync for many waiters."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import httpx
+import msgspec
+
+from sluicegate_contract.authority import AccountView, LeaseGrant, SyncReply, SyncRequest
+from sluicegate_sidecar.authorityclient import AuthorityClient
+from sluicegate_sidecar.ladder import ScopeKey
+from sluicegate_sidecar.leases import LeaseSettings
+
+KEY = ScopeKey("team-cap", "", "day", datetime(2026, 12, 6, tzinfo=UTC))
+CAP = 1_000_000
+
+
+class FakeAuthority:
+    """Grants what is asked, within the cap; counts syncs."""
+
+    def __init__(self) -> None:
+        self.syncs = 0
+        self.leased = 0
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.syncs += 1
+        sync = msgspec.json.decode(request.content, type=SyncRequest)
+        grants = []
+        for ask in sync.asks:
+            more = min(ask.want_micro_usd, CAP - self.leased)
+            self.leased += more
+            account = AccountView(
+                cap_micro_usd=CAP, settled_micro_usd=0, leased_micro_usd=self.leased, holders=1
+            )
+            grants.append(
+                LeaseGrant(
+                    scope=ask.scope,
+                    lease_id="l1",
+                    state="closed" if ask.final else "open",
+                    amount_micro_usd=self.leased,
+                    settled_micro_usd=ask.settled_micro_usd,
+                    ttl_ms=10_000,
+                    window_start="",
+                    window_end="",
+                    account=account,
+                )  # fmt: skip
+            )
+        return httpx.Response(200, content=msgspec.json.encode(SyncReply(leases=tuple(grants))))
+
+
+async def test_requests_covered_by_the_lease_make_no_call_to_the_authority() -> None:
+    fake = FakeAuthority()
+    client = AuthorityClient(
+        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
+        transport=httpx.MockTransport(fake.handle),
+    )  # fmt: skip
+    try:
+        await client.cover((KEY,), 2_000, 100)  # the first request: one request's worth
+        taken = client.take((KEY,), 2_000)
+        assert taken is not None
+        client.put(taken, 2_000, 1_500)
+        for _ in range(100):
+            covered = client.room(KEY) >= 2_000
+            before = fake.syncs
+            await client.cover((KEY,), 2_000, 100)
+            if covered:
+                assert fake.syncs == before  # the hot path: no network while the lease covers it
+            taken = client.take((KEY,), 2_000)
+            assert taken is not None
+            client.put(taken, 2_000, 1_000)
+        assert fake.syncs <= 5  # slices grow with demand: a few syncs for a hundred requests
+    finally:
+        await client.close()
+
+
+async def test_requests_waiting_for_room_share_one_sync() -> None:
+    fake = FakeAuthority()
+    client = AuthorityClient(
+        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
+        transport=httpx.MockTransport(fake.handle),
+    )  # fmt: skip
+    try:
+        await asyncio.gather(*(client.cover((KEY,), 2_000, 100) for _ in range(50)))
+        assert fake.syncs <= 2
+    finally:
+        await client.close()
+
+
+async def test_an_unreachable_authority_is_reported_as_such() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = AuthorityClient(
+        ["http://authority.invalid"], "s1", lambda: "default", transport=httpx.MockTransport(refuse)
+    )
+    try:
+        await client.cover((KEY,), 2_000, 100)
+        assert client.shortfall(KEY, 100) == "budget_authority_unavailable"
+        assert client.take((KEY,), 100) is None
+    finally:
+        await client.close(patience=0.2)
