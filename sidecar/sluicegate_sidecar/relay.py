@@ -43,6 +43,9 @@ OVER_CAP = "upstream_output_over_cap"  # the status (and error code) of a stream
 # own running count says so, or its text is longer than that many tokens could be at this many
 # characters a token (prose runs ~4, code ~3.5; only runs of whitespace or rules get longer).
 CUT_CHARS_PER_TOKEN = 8
+# ... plus a fixed allowance, so a tiny cap is not cut on one long token (a long word, a rule, a run of
+# spaces); the charge is bounded by the reservation whatever the cut, so the slack costs no money.
+CUT_SLACK_CHARS = 64
 
 
 class _OutputOverCap(Exception):
@@ -136,7 +139,7 @@ async def stream_response(
         gw.spawn(_release(response, iterator) if status == 200 else response.aclose())
 
     limit = bounds.output_tokens
-    char_limit = limit * CUT_CHARS_PER_TOKEN if limit is not None else 0
+    char_limit = limit * CUT_CHARS_PER_TOKEN + CUT_SLACK_CHARS if limit is not None else 0
 
     async def body() -> AsyncGenerator[bytes, None]:
         status: int | str = "client_disconnect"
