@@ -36,17 +36,30 @@ from .wire import CLOSE, Fields, decode_body, read_fields, too_large
 log = logging.getLogger("sluicegate.sidecar")
 
 API_PATHS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages"}
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/models",
+        "/v1/messages",
+        "/v1/responses",
+    }
 )
 # TOLVYN's per-provider base URL: /v1/proxy/<provider kind>/<endpoint> pins that provider.
 PROXY_KINDS = frozenset(get_args(ProviderKind))
 PROXY_ALIASES = {"google": "gemini", "azure": "azure-openai"}  # TOLVYN's names for them
 PROXY_PATH = re.compile(
-    r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages)$"
+    r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages|responses)$"
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _REJECTED_AS = {"request_too_large": "too_large"}  # metric reasons that differ from the error code
-_OPS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "messages": "messages"}
+_OPS = {
+    "chat": "messages",
+    "completions": "prompt",
+    "embeddings": "input",
+    "messages": "messages",
+    "responses": "input",
+}
 
 
 class StrictPaths:
@@ -169,6 +182,9 @@ def build_api(gateway: Gateway) -> ASGIApp:
     async def messages(request: Request) -> Response:
         return await operation(request, "messages")
 
+    async def responses(request: Request) -> Response:
+        return await operation(request, "responses")
+
     async def models(request: Request) -> Response:
         served = gateway.served
         if served is None:
@@ -183,6 +199,7 @@ def build_api(gateway: Gateway) -> ASGIApp:
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
         ]
     )

@@ -116,7 +116,7 @@ def output_count(op: Operation, request: Mapping[str, Any], n: int, best_of: int
         return 0
     if op == "completions":
         return _prompt_count(request.get("prompt")) * max(n, best_of or 1)
-    if op == "messages":
+    if op in ("messages", "responses"):
         return 1
     return n
 
@@ -143,6 +143,8 @@ def request_bound(op: Operation, request: Mapping[str, Any], n: int, best_of: in
         if tools:
             text += TOOLS_PREAMBLE_TOKENS + PER_TOOL_TOKENS * tools
         return RequestBound(text, images, outputs, one_prompt=True)
+    if op == "responses":
+        return _responses_bound(request, outputs)
     if op == "completions":
         prompt = request.get("prompt")
         text, _ = _bytes_of(prompt)
@@ -150,3 +152,23 @@ def request_bound(op: Operation, request: Mapping[str, Any], n: int, best_of: in
         return RequestBound(text + suffix, 0, outputs, one_prompt=_prompt_count(prompt) == 1)
     text, _ = _bytes_of(request.get("input"))
     return RequestBound(text, 0, outputs, one_prompt=isinstance(request.get("input"), str))
+
+
+def _responses_bound(request: Mapping[str, Any], outputs: int) -> RequestBound:
+    """The Responses API: ``input`` (a string or items), ``instructions``, and the JSON of its tools,
+    tool choice and ``text.format``, with the chat overheads."""
+    items = request.get("input")
+    text, images = _bytes_of(items)
+    text += PER_MESSAGE_TOKENS * max(1, len(items) if isinstance(items, list) else 1) + REPLY_PRIMING_TOKENS
+    instructions = request.get("instructions")
+    if instructions is not None:
+        more, more_images = _bytes_of(instructions)
+        text, images = text + more + PER_MESSAGE_TOKENS, images + more_images
+    for field in ("tools", "tool_choice", "text"):
+        value = request.get(field)
+        if value is not None:
+            text += _json_bytes(value)
+    tools = request.get("tools")
+    if isinstance(tools, list) and tools:
+        text += TOOLS_PREAMBLE_TOKENS + PER_TOOL_TOKENS * len(tools)
+    return RequestBound(text, images, outputs, one_prompt=True)

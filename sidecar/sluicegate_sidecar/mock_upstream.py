@@ -23,6 +23,7 @@ import msgspec
 from sluicegate_contract.schema import MockSettings
 
 from .mock_content import Choice, estimate_tokens, generate_choice, unit_vector, usage_object
+from .mock_responses import mock_chat_request, responses_chunks
 
 DEFAULT_MODELS = ("mock-small", "mock-large", "mock-embedding")
 DEFAULT_EMBEDDING_DIMENSIONS = 8
@@ -58,7 +59,7 @@ class _Body(httpx.AsyncByteStream):
 
 
 class MockUpstreamTransport(httpx.AsyncBaseTransport):
-    """Answers POST .../chat/completions, .../completions, .../embeddings and GET .../models.
+    """Answers POST .../chat/completions, .../completions, .../embeddings, .../responses and GET .../models.
 
     Text derives from a hash of the request, ``settings.seed`` and ``rng_seed``; the 500/503 failure
     sequence comes from a generator seeded with ``settings.seed``, one per instance, drawn once per
@@ -100,7 +101,7 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
             listing = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "sluicegate-mock"}
                        for m in self._models]  # fmt: skip
             return _json(200, {"object": "list", "data": listing})
-        if method != "POST" or op not in ("chat", "completions", "embeddings"):
+        if method != "POST" or op not in ("chat", "completions", "embeddings", "responses"):
             return _error(404, f"Invalid URL ({method} {path})", "invalid_request_error")
         try:
             request = msgspec.json.decode(body)
@@ -113,7 +114,9 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         content = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
         digest = _digest(salt + msgspec.json.encode(content, order="sorted"))
         try:
-            if op == "chat":
+            if op == "responses":
+                reply = self._responses(request, digest)
+            elif op == "chat":
                 reply = self._chat(request, digest)
             else:
                 reply = (
@@ -152,6 +155,15 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         ]
         events = [base | {"choices": [step]} for step in _interleave(steps)]
         return _sse(events, base, usage if include_usage else None)
+
+    def _responses(self, request: dict[str, Any], digest: bytes) -> _Reply:
+        """The Responses API: the same conversation answered in chat, rewritten (``mock_responses``)."""
+        try:
+            chat = self._chat(mock_chat_request(request), digest)
+        except ValueError as exc:
+            raise _BadRequest(*exc.args) from None
+        chunks = responses_chunks(request, chat.status, chat.chunks, chat.streamed)
+        return _Reply(chat.status, chat.content_type, chunks, chat.streamed)
 
     def _completions(self, request: dict[str, Any], digest: bytes) -> _Reply:
         model = _model(request)

@@ -246,9 +246,11 @@ class Pipeline:
         provider = served.catalog.connection(target.connection)
         assert provider is not None
         timeouts = provider.timeouts
-        if send_cap is None and op == "chat" and target.provider == "anthropic" and not output_cap(fields):
+        translated = target.provider == "anthropic" and op in ("chat", "responses")
+        if send_cap is None and translated and not output_cap(fields):
             send_cap = target.spec.max_output_tokens  # Messages needs a cap: the model's own limit
-        body = request if send_cap is None else with_output_cap(request, send_cap)
+        cap_field = "max_output_tokens" if op == "responses" else "max_tokens"
+        body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)
         try:
             upstream = adapter.build(op, conn, target.model, body, stream=fields.stream)
         except UnsupportedOperation as exc:

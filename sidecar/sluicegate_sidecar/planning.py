@@ -66,7 +66,7 @@ def without(resolution: Resolution, kinds: Collection[str]) -> Resolution:
 def _checks_context(op: Operation, request: dict[str, Any]) -> bool:
     """Whether the prompt estimate is one model input. Embeddings and batched completion prompts
     are limited per item, so their total says nothing about a context window."""
-    if op in ("chat", "messages"):
+    if op in ("chat", "messages", "responses"):
         return True
     return op == "completions" and isinstance(request.get("prompt"), str)
 
@@ -123,7 +123,7 @@ def plan_request(
         resolution = only(resolution, (kind,), f"No {kind} connection serves this model.", declared)
     check = _checks_context(op, request)
     if check:
-        param = "prompt" if op == "completions" else "messages"
+        param = {"completions": "prompt", "responses": "input"}.get(op, "messages")
         resolution = within_context(resolution, prompt_tokens, param)
     bound = request_bound(op, request, *outputs)
     return Plan(resolution, prompt_tokens, bound, list(resolution.candidates), check)

@@ -29,6 +29,7 @@ from .outcome import FailureClass
 from .pricing import cost_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, ReportedUsage, StreamRelay, Usage
 from .providers.keyscrub import NO_KEY, KeyScrubber
+from .providers.responses_stream import NumberedErrors
 from .providers.usagefields import flagged
 from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed
@@ -83,7 +84,9 @@ class _SettlingStream(StreamingResponse):
             self._on_close()
 
 
-def _stream_error(op: Operation, message: str, code: str) -> bytes:
+def _stream_error(op: Operation, message: str, code: str, relay: StreamRelay | None = None) -> bytes:
+    if op == "responses" and isinstance(relay, NumberedErrors):  # the next event of its sequence
+        return relay.error_event(message, code)
     if op == "messages":  # Anthropic-native clients read Anthropic's error event
         payload = msgspec.json.encode({"type": "error", "error": {"type": "api_error", "message": message}})
         return b"event: error\ndata: " + payload + b"\n\n"
@@ -179,23 +182,25 @@ async def stream_response(
                 yield tail
             if status != 200:
                 yield _stream_error(
-                    op, "The upstream stream ended before it was complete.", "upstream_stream_error"
+                    op, "The upstream stream ended before it was complete.", "upstream_stream_error", relay
                 )
         except TimeoutError:
             if gw.drain_expired():
                 status = "sidecar_shutdown"
                 message = "The sidecar is shutting down; the stream was cut at its drain deadline."
-                yield _stream_error(op, message, "sidecar_shutdown")
+                yield _stream_error(op, message, "sidecar_shutdown", relay)
             else:
                 status = "upstream_stream_timeout"
-                yield _stream_error(op, "The upstream stream stalled and was cut.", "upstream_stream_timeout")
+                yield _stream_error(
+                    op, "The upstream stream stalled and was cut.", "upstream_stream_timeout", relay
+                )
         except _OutputOverCap:
             status = OVER_CAP
             message = "The upstream streamed more output than this request reserved; the stream was cut."
-            yield _stream_error(op, message, OVER_CAP)
+            yield _stream_error(op, message, OVER_CAP, relay)
         except (BadUpstreamResponse, *_TRANSPORT_ERRORS):
             status = "upstream_stream_error"
-            yield _stream_error(op, "The upstream stream failed.", "upstream_stream_error")
+            yield _stream_error(op, "The upstream stream failed.", "upstream_stream_error", relay)
         finally:
             gw.inflight -= 1
             settle(status)

@@ -121,6 +121,8 @@ def estimate_prompt_tokens(op: Operation, request: Mapping[str, Any]) -> int:
                 total += _tally(value, count_keys=True)
         total += PER_TOOL_TOKENS * (_count(request.get("tools")) + _count(request.get("functions")))
         return total
+    if op == "responses":
+        return _responses_prompt_tokens(request)
     if op == "completions":
         total = 0
         for field in ("prompt", "suffix"):
@@ -130,6 +132,22 @@ def estimate_prompt_tokens(op: Operation, request: Mapping[str, Any]) -> int:
         return total
     value = request.get("input")
     return _tally(value, count_keys=False) if value is not None else 0
+
+
+def _responses_prompt_tokens(request: Mapping[str, Any]) -> int:
+    """The Responses API: ``input`` (a string or items), ``instructions``, tools and ``text.format``
+    schemas, with the chat overheads per input item and per tool."""
+    value = request.get("input")
+    total = _tally(value, count_keys=False) if value is not None else 0
+    total += PER_MESSAGE_TOKENS * max(1, _count(value)) + REPLY_PRIMING_TOKENS
+    instructions = request.get("instructions")
+    if instructions is not None:
+        total += _tally(instructions, count_keys=False) + PER_MESSAGE_TOKENS
+    for field in ("tools", "text", "tool_choice"):
+        schema = request.get(field)
+        if schema is not None:
+            total += _tally(schema, count_keys=True)
+    return total + PER_TOOL_TOKENS * _count(request.get("tools"))
 
 
 def estimate_output_tokens_from_chars(chars: int) -> int:

@@ -102,6 +102,7 @@ class Fields(msgspec.Struct, frozen=True):
     stream: bool = False
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    max_output_tokens: int | None = None  # the Responses API's cap
     n: int = 1
     best_of: int | None = None
     temperature: float | None = None
@@ -121,7 +122,7 @@ def read_fields(request: dict[str, Any], *, needs: str) -> Fields:
         message = str(exc)
         param = message.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in message else None
         raise bad_request(f"Invalid request: {message.replace('`$.', '`')}", param=param) from None
-    for name in ("max_tokens", "max_completion_tokens"):
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = getattr(fields, name)
         if value is not None and value < 1:
             raise bad_request(f"'{name}' must be at least 1.", param=name)
@@ -141,18 +142,24 @@ def read_fields(request: dict[str, Any], *, needs: str) -> Fields:
     return fields
 
 
+_CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
 def output_cap(fields: Fields) -> int | None:
-    """The client's output cap: the smaller of ``max_tokens`` and ``max_completion_tokens``."""
-    caps = [cap for cap in (fields.max_tokens, fields.max_completion_tokens) if cap is not None]
+    """The client's output cap: the smallest of ``max_tokens``, ``max_completion_tokens`` and the
+    Responses API's ``max_output_tokens``."""
+    given = (fields.max_tokens, fields.max_completion_tokens, fields.max_output_tokens)
+    caps = [cap for cap in given if cap is not None]
     return min(caps) if caps else None
 
 
-def with_output_cap(request: dict[str, Any], cap: int) -> dict[str, Any]:
+def with_output_cap(request: dict[str, Any], cap: int, default: str = "max_tokens") -> dict[str, Any]:
     """``request`` with its output cap set to ``cap``: in each cap field the client used, else in
-    ``max_tokens`` (each adapter then sends the field its upstream accepts)."""
+    ``default`` (``max_tokens``; ``max_output_tokens`` for the Responses API; each adapter then
+    sends the field its upstream accepts)."""
     body = dict(request)
-    present = [name for name in ("max_tokens", "max_completion_tokens") if name in request]
-    for name in present or ["max_tokens"]:
+    present = [name for name in _CAP_FIELDS if name in request]
+    for name in present or [default]:
         body[name] = cap
     return body
 

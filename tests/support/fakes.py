@@ -16,9 +16,11 @@
 Servers (each ``FakeX(*, api_key=None, text=DEFAULT_TEXT, usage=None, tool_input=None, chunk_delay=0.0,
 linger=0.0)``, ``linger``: seconds a streamed body stays open after its last event, as keep-alive
 upstreams do; the same names are attributes a test may change while the fake runs):
-    FakeOpenAI       POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models.
+    FakeOpenAI       POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses (the
+                     Responses API: see fakes_responses); GET /v1/models.
                      Key: ``Authorization: Bearer``. Streams honour stream_options.include_usage.
-    FakeAzureOpenAI  /openai/deployments/{dep}/{op}?api-version=... and /openai/v1/{op}; key: ``api-key``.
+    FakeAzureOpenAI  /openai/deployments/{dep}/{op}?api-version=... and /openai/v1/{op} (responses too);
+                     key: ``api-key``.
     FakeAnthropic    POST /v1/messages; key: ``x-api-key`` or Bearer; needs ``anthropic-version``.
                      ``fake.full_delta_usage = True``: message_delta carries the whole usage.
     FakeGemini       POST /v1beta/models/{model}:generateContent, :streamGenerateContent[?alt=sse];

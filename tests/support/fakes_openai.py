@@ -14,6 +14,8 @@ import struct
 import time
 from typing import Any, ClassVar
 
+from tests.support.fakes_responses import error_frame as responses_error_frame
+from tests.support.fakes_responses import responses_answer
 from tests.support.fakes_server import (
     UNSET,
     FakeServer,
@@ -38,7 +40,7 @@ _ERRORS = {  # status: (type, code, message)
     500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
     503: ("server_error", None, "The engine is currently overloaded, please try again later."),
 }
-_OPERATIONS = ("chat/completions", "completions", "embeddings", "models")
+_OPERATIONS = ("chat/completions", "completions", "embeddings", "models", "responses")
 _FILTERS = {k: {"filtered": False, "severity": "safe"} for k in ("hate", "self_harm", "sexual", "violence")}
 _PROMPT_FILTERS = [{"prompt_index": 0, "content_filter_results": _FILTERS}]
 
@@ -84,6 +86,8 @@ class FakeOpenAI(FakeServer):
         )
 
     def stream_error_frame(self, message: str) -> bytes:
+        if self.requests and self.requests[-1].path.endswith("/responses"):
+            return responses_error_frame(message, sequence_number=99)
         return _frame({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
 
     def answer(
@@ -104,6 +108,15 @@ class FakeOpenAI(FakeServer):
             body = json.loads(request.body)
         except ValueError:
             return self.error(400, "We could not parse the JSON body of your request."), None
+        if op == "responses":
+            pieces = split_words(text)
+            return responses_answer(
+                body,
+                len(self.requests),
+                pieces,
+                self.tool_input,
+                lambda p: self.reply_usage(request, p, usage),
+            )
         raw = UNSET if fault is None else fault.raw_usage
         if op == "embeddings":
             reported = usage or self.usage or FakeUsage(max(1, len(request.body) // 4), 0)

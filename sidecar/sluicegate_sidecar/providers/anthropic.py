@@ -32,6 +32,8 @@ from .openai import (
     stream_end,
     usage_object,
 )
+from .responses_bridge import BridgedResponsesRelay, responses_reply
+from .responses_chat import chat_request
 from .sse import RelayState, event_fields
 from .usagefields import UsageReader, sticky
 
@@ -244,6 +246,9 @@ class AnthropicAdapter:
         *,
         stream: bool,
     ) -> UpstreamRequest:
+        if op == "responses":  # translated through chat (responses_chat)
+            chat = chat_request(request, self.provider, stream=stream)
+            return self.build("chat", conn, model, chat, stream=stream)
         if op == "chat":
             body = messages_body(model, request, stream)
         elif op == "messages":
@@ -257,6 +262,8 @@ class AnthropicAdapter:
         return UpstreamRequest("POST", url, headers, msgspec.json.encode(body))
 
     def parse(self, op: Operation, model: str, body: bytes) -> Reply:
+        if op == "responses":
+            return responses_reply(self.parse("chat", model, body), model)
         message = decode_json(body)
         if not isinstance(message, dict) or not isinstance(message.get("content"), list):
             raise BadUpstreamResponse("upstream reply is not a Messages response")
@@ -271,7 +278,10 @@ class AnthropicAdapter:
 
     def relay(
         self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
-    ) -> _Relay:
+    ) -> _Relay | BridgedResponsesRelay:
+        if op == "responses":
+            chat = chat_request(request, self.provider, stream=True)
+            return BridgedResponsesRelay(self.relay("chat", model, chat, scrubber=scrubber), model, request)
         if op == "messages":
             return MessagesPassthroughRelay(model, scrubber)
         if op == "chat":

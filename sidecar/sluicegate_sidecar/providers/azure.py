@@ -11,19 +11,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Connection, Operation, UnsupportedOperation, UpstreamRequest
-from .openai import JSON_HEADERS, OpenAIAdapter, build_openai_request, openai_path
+from .openai import (
+    JSON_HEADERS,
+    OpenAIAdapter,
+    build_openai_request,
+    build_responses_request,
+    openai_path,
+)
 
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _API_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-preview)?|v1|latest|preview")
+
+
+def deployment_name(conn: Connection, model: str) -> str:
+    deployment = conn.azure_deployments.get(model, model)
+    if not _DEPLOYMENT.fullmatch(deployment) or ".." in deployment:
+        raise UnsupportedOperation(f"{deployment!r} is not a valid Azure deployment name")
+    return deployment
 
 
 def deployment_url(conn: Connection, model: str, op: Operation) -> str:
     """``{base}/openai/deployments/{deployment}/{path}?api-version={version}``, every part validated."""
     if not conn.base_url:
         raise ValueError(f"azure-openai connection {conn.name!r} has no base URL")
-    deployment = conn.azure_deployments.get(model, model)
-    if not _DEPLOYMENT.fullmatch(deployment) or ".." in deployment:
-        raise UnsupportedOperation(f"{deployment!r} is not a valid Azure deployment name")
+    deployment = deployment_name(conn, model)
     version = conn.azure_api_version
     if not version or not _API_VERSION.fullmatch(version):
         raise ValueError(f"azure-openai connection {conn.name!r} has no valid API version")
@@ -54,10 +65,17 @@ class AzureAdapter(OpenAIAdapter):
         *,
         stream: bool,
     ) -> UpstreamRequest:
-        url = deployment_url(conn, model, op)
         headers = dict(JSON_HEADERS)
         if conn.api_key:
             headers["api-key"] = conn.api_key
+        if op == "responses":
+            # The Responses API lives only on Azure's v1 surface: no deployment in the URL, no
+            # api-version; the deployment name goes in the body's ``model``.
+            if not conn.base_url:
+                raise ValueError(f"azure-openai connection {conn.name!r} has no base URL")
+            url = f"{conn.base_url.rstrip('/')}/openai/v1/responses"
+            return build_responses_request(url, headers, request, deployment_name(conn, model), stream)
+        url = deployment_url(conn, model, op)
         # Azure picks the model by deployment; the body's ``model`` is ignored there and kept harmless.
         return build_openai_request(
             url,

@@ -13,8 +13,9 @@ from typing import Any, Literal, Protocol
 from .keyscrub import NO_KEY, KeyScrubber
 
 # chat: POST /v1/chat/completions, completions: POST /v1/completions,
-# embeddings: POST /v1/embeddings, messages: POST /v1/messages (Anthropic-native clients).
-Operation = Literal["chat", "completions", "embeddings", "messages"]
+# embeddings: POST /v1/embeddings, messages: POST /v1/messages (Anthropic-native clients),
+# responses: POST /v1/responses (OpenAI's Responses API).
+Operation = Literal["chat", "completions", "embeddings", "messages", "responses"]
 
 
 @dataclass(frozen=True, slots=True)

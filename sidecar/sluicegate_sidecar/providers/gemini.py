@@ -32,6 +32,8 @@ from .openai import (
     stream_end,
     usage_object,
 )
+from .responses_bridge import BridgedResponsesRelay, responses_reply
+from .responses_chat import chat_request
 from .sse import RelayState, event_fields
 from .usagefields import UsageReader, sticky
 
@@ -248,6 +250,9 @@ class GeminiAdapter:
         *,
         stream: bool,
     ) -> UpstreamRequest:
+        if op == "responses":  # translated through chat (responses_chat)
+            chat = chat_request(request, self.provider, stream=stream)
+            return self.build("chat", conn, model, chat, stream=stream)
         base = f"{(conn.base_url or GEMINI_BASE_URL).rstrip('/')}/v1beta/{model_path(model)}"
         if op == "chat":
             url = base + (":streamGenerateContent?alt=sse" if stream else ":generateContent")
@@ -262,6 +267,8 @@ class GeminiAdapter:
         return UpstreamRequest("POST", url, headers, msgspec.json.encode(body))
 
     def parse(self, op: Operation, model: str, body: bytes) -> Reply:
+        if op == "responses":
+            return responses_reply(self.parse("chat", model, body), model)
         try:
             if op == "embeddings":
                 listing = embeddings_list(_decode_object(body, "batchEmbedContents"), model)
@@ -273,7 +280,10 @@ class GeminiAdapter:
 
     def relay(
         self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
-    ) -> ChatRelay:
+    ) -> ChatRelay | BridgedResponsesRelay:
+        if op == "responses":
+            chat = chat_request(request, self.provider, stream=True)
+            return BridgedResponsesRelay(self.relay("chat", model, chat, scrubber=scrubber), model, request)
         if op != "chat":
             raise UnsupportedOperation(f"/v1/{op} cannot be streamed from gemini connections")
         return ChatRelay(model, client_wants_usage(request), scrubber)

@@ -24,6 +24,7 @@ from .base import (
 )
 from .errorinfo import openai_error_info as openai_error_info  # re-exported for azure
 from .keyscrub import NO_KEY, KeyScrubber
+from .openai_responses import ResponsesPassthroughRelay, parse_responses_reply, responses_body
 from .sse import DONE_EVENT, RelayState, data_event, event_fields
 from .usagefields import UsageReader, sticky
 
@@ -34,6 +35,7 @@ _PATHS: Mapping[str, str] = {
     "chat": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
+    "responses": "/responses",
 }
 # Client body fields that could pick the upstream, its credentials or a gateway's behaviour (FAULTS #3).
 _STRIPPED = frozenset(
@@ -143,6 +145,14 @@ def build_openai_request(
         completion_tokens_field=completion_tokens_field,
     )
     return UpstreamRequest("POST", url, headers, msgspec.json.encode(body))
+
+
+def build_responses_request(
+    url: str, headers: Mapping[str, str], request: Mapping[str, Any], model: str, stream: bool
+) -> UpstreamRequest:
+    """A POST of the client's Responses API request to ``url``, passed through (see ``openai_body``)."""
+    body = openai_body(request, model, stream, stream_usage_option=False)
+    return UpstreamRequest("POST", url, headers, responses_body(body, request, stream))
 
 
 def openai_path(op: Operation, provider: str) -> str:
@@ -399,6 +409,8 @@ class OpenAIAdapter:
         headers = dict(JSON_HEADERS)
         if conn.api_key:
             headers["Authorization"] = f"Bearer {conn.api_key}"
+        if op == "responses":
+            return build_responses_request(url, headers, request, model, stream)
         return build_openai_request(
             url,
             headers,
@@ -411,11 +423,15 @@ class OpenAIAdapter:
         )
 
     def parse(self, op: Operation, model: str, body: bytes) -> Reply:
+        if op == "responses":
+            return parse_responses_reply(body)
         return parse_openai_reply(op, body)
 
     def relay(
         self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
-    ) -> OpenAIStreamRelay:
+    ) -> OpenAIStreamRelay | ResponsesPassthroughRelay:
+        if op == "responses":
+            return ResponsesPassthroughRelay(scrubber)
         if op not in ("chat", "completions"):
             raise UnsupportedOperation(f"/v1/{op} cannot be streamed")
         return OpenAIStreamRelay(keep_usage_chunk=client_wants_usage(request), scrubber=scrubber)
