@@ -17,7 +17,7 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from tests.sidecar.conftest import ANTHROPIC_KEY, CLAUDE, GEMINI, GEMINI_KEY, OPENAI_KEY
-from tests.support.fakes import DEFAULT_TEXT, FakeServer, FakeUsage, Fault
+from tests.support.fakes import DEFAULT_TEXT, FakeAzureOpenAI, FakeServer, FakeUsage, Fault
 from tests.support.sidecar_harness import (
     SidecarThread,
     budget,
@@ -233,9 +233,11 @@ def test_a_stream_cut_after_its_first_byte_makes_the_sdk_raise_and_is_charged(
     client, gateway, upstreams, kind
 ) -> None:
     upstreams[kind].script([Fault.stream_truncate(after=4)])
-    with pytest.raises(openai.APIError, match="ended before it was complete"):
-        with client(gateway).responses.stream(model=MODELS[kind], input="hi") as stream:
-            stream.get_final_response()
+    with (
+        pytest.raises(openai.APIError, match="ended before it was complete"),
+        client(gateway).responses.stream(model=MODELS[kind], input="hi") as stream,
+    ):
+        stream.get_final_response()
     entry = ledger_entries(gateway)[-1]
     assert entry["status"] == "upstream_stream_error"
     assert entry["costMicroUSD"] > 0
@@ -350,3 +352,31 @@ def test_under_a_budget_the_output_cap_is_sent_as_max_output_tokens(client, side
 def test_unknown_sub_paths_of_responses_are_404(gateway) -> None:
     reply = httpx.get(f"{gateway.base_url}/responses/resp_1")
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "unknown_url"
+
+
+def test_an_azure_connection_gets_the_v1_responses_url_with_the_deployment_as_model(client, tmp_path) -> None:
+    with FakeAzureOpenAI(api_key="azure-secret-key-0004") as azure:
+        config = render_dir(
+            tmp_path / "config",
+            [
+                connection(
+                    "azure",
+                    "azure-openai",
+                    ["gpt-4o-mini"],
+                    base_url=azure.root_url,
+                    key="azure-secret-key-0004",
+                    azure={"apiVersion": "2024-10-21", "deployments": {"gpt-4o-mini": "prod-mini"}},
+                ),
+            ],
+        )
+        with SidecarThread(config, tmp_path / "ledger") as sc:
+            usage = FakeUsage(50, 12)
+            azure.script([Fault.ok(usage=usage)])
+            raw = client(sc).responses.with_raw_response.create(model="azure/gpt-4o-mini", input="hi")
+            assert raw.parse().output_text == DEFAULT_TEXT
+            with client(sc).responses.stream(model="azure/gpt-4o-mini", input="hi") as stream:
+                assert stream.get_final_response().output_text == DEFAULT_TEXT
+            first = azure.requests[0]
+            assert (first.path, first.query) == ("/openai/v1/responses", {})
+            assert first.json["model"] == "prod-mini" and first.headers["api-key"] == "azure-secret-key-0004"
+            assert ledger_entries(sc)[0]["usage"]["input"] == 50
