@@ -65,20 +65,24 @@ def _json_mode(request: Mapping[str, Any]) -> bool:
         value = request.get(field)
         if isinstance(value, dict) and value.get("type") in _JSON_FORMATS:
             return True
-    return False
+    text = request.get("text")  # the Responses API: text.format
+    value = text.get("format") if isinstance(text, dict) else None
+    return isinstance(value, dict) and value.get("type") in _JSON_FORMATS
 
 
 def features_of(request: Mapping[str, Any], prompt_tokens: int) -> RequestFeatures:
-    """The classifier's view of a decoded chat, messages, completions or embeddings request."""
+    """The classifier's view of a decoded chat, messages, responses, completions or embeddings request."""
     output_cap = _positive_int(request.get("max_completion_tokens"))
     if output_cap is None:
         output_cap = _positive_int(request.get("max_tokens"))
+    if output_cap is None:
+        output_cap = _positive_int(request.get("max_output_tokens"))
     tools = request.get("tools") or request.get("functions")
     return RequestFeatures(
         prompt_tokens=prompt_tokens,
         output_cap=output_cap,
         has_tools=bool(tools),
-        has_images=_has_images(request.get("messages")),
+        has_images=_has_images(request.get("messages")) or _has_images(request.get("input")),
         json_mode=_json_mode(request),
         stream=request.get("stream") is True,
     )

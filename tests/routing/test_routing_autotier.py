@@ -169,3 +169,23 @@ def test_features_of_an_anthropic_request_with_an_image_in_a_tool_result():
     }
     features = features_of(request, 10)
     assert features.has_images and features.output_cap == 1024
+
+
+def test_a_responses_request_shows_its_cap_images_json_mode_and_tools_to_the_classifier():
+    request = {
+        "model": "auto",
+        "input": [
+            {"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,AA"}]}
+        ],
+        "max_output_tokens": 2_000,
+        "text": {"format": {"type": "json_schema", "name": "n", "schema": {}}},
+        "tools": [{"type": "function", "name": "f", "parameters": {}}],
+    }
+    features = features_of(request, 50)
+    assert (features.output_cap, features.has_images, features.json_mode, features.has_tools) == (
+        2_000,
+        True,
+        True,
+        True,
+    )
+    assert not features_of({"model": "auto", "input": "hi"}, 5).json_mode
