@@ -51,6 +51,7 @@ PROXY_ALIASES = {"google": "gemini", "azure": "azure-openai"}  # TOLVYN's names 
 PROXY_PATH = re.compile(
     r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages|responses)$"
 )
+_STATEFUL_INPUT = frozenset({"previous_response_id", "conversation", "prompt"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _REJECTED_AS = {"request_too_large": "too_large"}  # metric reasons that differ from the error code
 _OPS = {
@@ -128,7 +129,10 @@ def build_api(gateway: Gateway) -> ASGIApp:
             raise ApiError(400, "Send the request body as application/json.", code="bad_content_type")
         raw = await read_limited(request, settings.max_body_bytes, settings.receive_timeout)
         body = decode_body(raw)
-        return body, read_fields(body, needs=_OPS[op])
+        needs = _OPS[op]
+        if op == "responses" and "input" not in body and _STATEFUL_INPUT & body.keys():
+            needs = "model"  # the upstream holds the input (a stored prompt, an earlier response)
+        return body, read_fields(body, needs=needs)
 
     async def operation(request: Request, op: Operation) -> Response:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}

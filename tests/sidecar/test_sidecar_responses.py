@@ -380,3 +380,13 @@ def test_an_azure_connection_gets_the_v1_responses_url_with_the_deployment_as_mo
             assert (first.path, first.query) == ("/openai/v1/responses", {})
             assert first.json["model"] == "prod-mini" and first.headers["api-key"] == "azure-secret-key-0004"
             assert ledger_entries(sc)[0]["usage"]["input"] == 50
+
+
+def test_a_follow_up_without_input_passes_through_and_is_refused_clearly_where_state_is_missing(
+    client, gateway, openai_up, anthropic_up
+) -> None:
+    client(gateway).responses.create(model=MODELS["openai"], previous_response_id="resp_1")
+    assert openai_up.last_request.json["previous_response_id"] == "resp_1"
+    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+        client(gateway).responses.create(model=MODELS["anthropic"], previous_response_id="resp_1")
+    assert anthropic_up.requests == []
