@@ -534,3 +534,77 @@ def _call_ignoring_errors(fake: FakeOpenAI) -> object:
         return post(fake, "/v1/chat/completions", CHAT)
     except httpx.TransportError as error:
         return error
+
+
+# -- OpenAI Responses API ----------------------------------------------------------------------------
+
+RESPONSE_TOOL = {"type": "function", "name": "get_weather", "parameters": WEATHER}
+
+
+def test_openai_responses_parse_with_the_sdk_and_report_cached_and_reasoning_tokens(fake_openai):
+    fake_openai.usage = CACHED
+    with openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=0) as client:
+        response = client.responses.create(model="o4-mini", input="Hi", reasoning={"effort": "low"})
+        with client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
+            events = [event.type for event in stream]
+            final = stream.get_final_response()
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert response.output_text == DEFAULT_TEXT and response.status == "completed"
+    usage = response.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.input_tokens_details.cached_tokens) == (
+        1000,
+        40,
+        300,
+    )
+    assert usage.output_tokens_details.reasoning_tokens == 4
+    assert events[:2] == ["response.created", "response.in_progress"] and events[-1] == "response.completed"
+    assert final.output_text == DEFAULT_TEXT and final.usage.output_tokens == 40
+
+
+def test_openai_responses_tool_calls_stream_arguments_and_a_tool_output_gets_text(fake_openai):
+    with openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=0) as client:
+        with client.responses.stream(model="gpt-4o-mini", input="Weather?", tools=[RESPONSE_TOOL]) as stream:
+            events = [event.type for event in stream]
+            [call] = stream.get_final_response().output
+        after = client.responses.create(
+            model="gpt-4o-mini",
+            input=[
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                },
+                {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"},
+            ],
+            tools=[RESPONSE_TOOL],
+        )
+    assert call.type == "function_call" and json.loads(call.arguments) == {"location": "Paris"}
+    assert "response.function_call_arguments.done" in events
+    assert after.output_text == DEFAULT_TEXT
+
+
+def test_openai_responses_max_output_tokens_is_an_incomplete_response_and_faults_keep_the_format(fake_openai):
+    with openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=0) as client:
+        short = client.responses.create(model="gpt-4o-mini", input="Hi", max_output_tokens=2)
+        fake_openai.script([Fault.status(429)])
+        with pytest.raises(openai.RateLimitError):
+            client.responses.create(model="gpt-4o-mini", input="Hi")
+    assert short.status == "incomplete" and short.incomplete_details.reason == "max_output_tokens"
+    fake_openai.script([Fault.stream_error(after=3, message="Overloaded")])
+    reply = post(fake_openai, "/v1/responses", {"model": "m", "input": "Hi", "stream": True},
+                 {"authorization": "Bearer sk-test"})  # fmt: skip
+    last = reply.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: error\n")
+    assert json.loads(last.split("data: ", 1)[1]) | {"sequence_number": 0} == {
+        "type": "error", "code": "server_error", "message": "Overloaded", "param": None, "sequence_number": 0,
+    }  # fmt: skip
+
+
+def test_azure_serves_the_responses_api_on_its_v1_surface():
+    with FakeAzureOpenAI(api_key="az-key") as fake:
+        with openai.OpenAI(base_url=fake.root_url + "/openai/v1", api_key="az-key", max_retries=0,
+                           default_headers={"api-key": "az-key"}) as client:  # fmt: skip
+            response = client.responses.create(model="prod-4o", input="Hi")
+        request = fake.requests[0]
+    assert request.path == "/openai/v1/responses" and response.output_text == DEFAULT_TEXT
