@@ -246,3 +246,17 @@ def test_the_prompt_bound_counts_instructions_tools_and_the_output_schema() -> N
         "text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"}}},
     }
     assert estimate_prompt_tokens("responses", full) >= estimate_prompt_tokens("responses", bare) + 200 + 8
+
+
+def test_a_final_event_with_an_unusual_usage_still_ends_the_stream() -> None:
+    relay = ResponsesPassthroughRelay()
+    raw = _event("response.completed", 0, response={"usage": {"input_tokens": "many"}})
+    assert relay.feed(raw) == raw
+    assert relay.completed and relay.usage is None
+
+
+@pytest.mark.parametrize("payload", [b"[1, 2]", b'{"type": {"a": 1}}', b'"text"'])
+def test_well_formed_but_strange_events_pass_through_without_ending_the_stream(payload) -> None:
+    relay = ResponsesPassthroughRelay()
+    raw = b"data: " + payload + b"\n\n"
+    assert relay.feed(raw) == raw and not relay.completed

@@ -118,8 +118,10 @@ class ResponsesPassthroughRelay(RelayState):
             return raw
         try:
             event = msgspec.json.decode(payload, type=_Event)
-        except msgspec.ValidationError:
-            return raw  # an unusual but well-formed event: not ours to judge
+        except msgspec.ValidationError:  # an unusual but well-formed event: not ours to judge,
+            kind = msgspec.json.decode(payload)  # but its end still ends the stream
+            self._ended = isinstance(kind, dict) and str(kind.get("type")) in _ENDS
+            return raw
         except msgspec.DecodeError as exc:
             raise BadUpstreamResponse("upstream sent a stream event that is not JSON") from exc
         if event.sequence_number is not None:
