@@ -38,5 +38,5 @@ def responses_chunks(
         response = response_from_chat(completion, model, usage_from_chat(completion.get("usage")))
         return (msgspec.json.encode(response),)
     rewrite = ChatToResponses(model, request, ResponsesEvents())
-    frames = tuple(rewrite.feed(chunk) for chunk in chunks)
+    frames = (*(rewrite.feed(chunk) for chunk in chunks), rewrite.held)
     return tuple(frame for frame in frames if frame)

@@ -24,6 +24,7 @@ from tests.support.sidecar_harness import (
     connection,
     genai_micro_usd,
     ledger_entries,
+    ledger_lines,
     render_dir,
     tier,
 )
@@ -390,3 +391,19 @@ def test_a_follow_up_without_input_passes_through_and_is_refused_clearly_where_s
     with pytest.raises(openai.BadRequestError, match="previous_response_id"):
         client(gateway).responses.create(model=MODELS["anthropic"], previous_response_id="resp_1")
     assert anthropic_up.requests == []
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_the_final_event_reaches_the_client_only_once_its_ledger_line_is_written(
+    gateway, upstreams, kind
+) -> None:
+    upstreams[kind].script([Fault.stream_hang(after=1_000, seconds=0.5)])  # all events, then a slow close
+    body = {"model": MODELS[kind], "input": "hi", "stream": True}
+    with httpx.stream("POST", f"{gateway.base_url}/responses", json=body, timeout=10) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["type"] == "response.completed":
+                lines = ledger_lines(gateway.ledger_dir)  # read as it is on disk, nothing flushed
+                break
+        else:
+            raise AssertionError("no response.completed")
+    assert lines and lines[-1]["status"] == 200 and lines[-1]["connection"] == kind

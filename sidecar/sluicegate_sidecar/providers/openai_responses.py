@@ -85,12 +85,17 @@ _ENDS = frozenset({"response.completed", "response.incomplete"})
 
 class ResponsesPassthroughRelay(RelayState):
     """Passes the Responses event stream through unchanged; reads usage from the final response,
-    generated characters from ``*.delta`` events and the last ``sequence_number``."""
+    generated characters from ``*.delta`` events and the last ``sequence_number``.
+
+    The final event (``response.completed`` / ``response.incomplete``) and anything after it is held
+    back until ``finish``, so the ledger line is written before the client holds a complete answer.
+    """
 
     def __init__(self, scrubber: KeyScrubber = NO_KEY) -> None:
         super().__init__()
         self.events = ResponsesEvents()
         self._scrubber = scrubber
+        self._held = b""
 
     def error_event(self, message: str, code: str) -> bytes:
         return self.events.error_event(message, code)
@@ -98,23 +103,37 @@ class ResponsesPassthroughRelay(RelayState):
     def feed(self, data: bytes) -> bytes:
         events = self._splitter.feed(data)
         if len(events) == 1:
-            return self._read(events[0])
-        return b"".join([self._read(raw) for raw in events])
+            return self._pass(events[0])
+        return b"".join([self._pass(raw) for raw in events])
 
     def finish(self) -> bytes:
+        """The held final event; or, from a stream that closed without its last blank line, that
+        last event if it is whole."""
         rest = self._splitter.rest()
-        if not rest.strip() or self._ended:
+        if rest.strip() and not self._ended:
+            try:
+                out = self._pass(rest.rstrip(b"\r\n") + b"\n\n")
+            except BadUpstreamResponse:
+                out = b""
+            if not self._ended:
+                return out
+        held, self._held = self._held, b""
+        return held
+
+    def _pass(self, raw: bytes) -> bytes:
+        if self._ended:
+            self._held += raw
             return b""
-        raw = rest.rstrip(b"\r\n") + b"\n\n"  # a last event without its blank line, if it is whole
-        try:
-            return self._read(raw)
-        except BadUpstreamResponse:
+        out = self._read(raw)
+        if self._ended:
+            self._held += out
             return b""
+        return out
 
     def _read(self, raw: bytes) -> bytes:
         """The event as the client gets it: unchanged, except that upstream error text is made safe."""
         _, payload = event_fields(raw)
-        if payload is None or self._ended:
+        if payload is None:
             return raw
         try:
             event = msgspec.json.decode(payload, type=_Event)
