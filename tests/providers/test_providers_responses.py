@@ -271,3 +271,22 @@ def test_well_formed_but_strange_events_pass_through_without_ending_the_stream(p
     relay = ResponsesPassthroughRelay()
     raw = b"data: " + payload + b"\n\n"
     assert relay.feed(raw) == raw and not relay.completed
+
+
+def test_an_earlier_assistant_turn_as_openai_agents_sends_it_becomes_an_assistant_message() -> None:
+    earlier = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
+    }
+    request = {
+        "model": "m",
+        "input": [{"role": "user", "content": "Capital?"}, earlier, {"role": "user", "content": "Sure?"}],
+    }
+    assert chat_request(request, "anthropic", stream=False)["messages"] == [
+        {"role": "user", "content": "Capital?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "Sure?"},
+    ]

@@ -407,3 +407,10 @@ def test_the_final_event_reaches_the_client_only_once_its_ledger_line_is_written
         else:
             raise AssertionError("no response.completed")
     assert lines and lines[-1]["status"] == 200 and lines[-1]["connection"] == kind
+
+
+def test_a_proxy_base_url_pins_the_provider_for_responses_too(gateway, anthropic_up) -> None:
+    with OpenAI(base_url=f"{gateway.root_url}/v1/proxy/anthropic/v1", api_key=APP_KEY, max_retries=0) as c:
+        raw = c.responses.with_raw_response.create(model=CLAUDE, input="hi")
+    assert raw.headers["x-sluicegate-routed-model"] == MODELS["anthropic"]
+    assert raw.parse().output_text == DEFAULT_TEXT and anthropic_up.last_request.path == "/v1/messages"
