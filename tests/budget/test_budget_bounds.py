@@ -89,3 +89,23 @@ def test_every_output_a_request_can_produce_is_counted() -> None:
 def test_token_id_prompts_count_one_token_per_id() -> None:
     assert request_bound("completions", {"prompt": [[1, 2, 3], [4, 5]]}, 1, None).text_tokens == 5
     assert request_bound("embeddings", {"input": [101, 102, 103, 104]}, 1, None).text_tokens == 4
+
+
+def test_a_responses_request_is_bounded_by_its_input_instructions_tools_format_and_images() -> None:
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    fmt = {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"}}}
+    image = {"type": "input_image", "image_url": "data:image/png;base64,AA"}
+    request = {
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "日本語"}, image]}],
+        "instructions": "x" * 100,
+        "tools": [tool],
+        "text": fmt,
+        "n": 4,  # not a Responses field: one output whatever it says
+    }
+    bound = request_bound("responses", request, 4, None)
+    schema_bytes = len(json.dumps([tool], separators=(",", ":"))) + len(
+        json.dumps(fmt, separators=(",", ":"))
+    )
+    assert bound.text_tokens >= 9 + 100 + schema_bytes + TOOLS_PREAMBLE_TOKENS
+    assert (bound.images, bound.outputs, bound.one_prompt) == (1, 1, True)
+    assert bound.input_tokens(target()) > estimate_prompt_tokens("responses", request)

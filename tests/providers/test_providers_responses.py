@@ -290,3 +290,12 @@ def test_an_earlier_assistant_turn_as_openai_agents_sends_it_becomes_an_assistan
         {"role": "assistant", "content": "Paris."},
         {"role": "user", "content": "Sure?"},
     ]
+
+
+def test_an_error_event_of_an_unusual_shape_is_still_rebuilt_from_safe_fields() -> None:
+    relay = ResponsesPassthroughRelay()
+    payload = {"type": "error", "sequence_number": "7", "message": "key sk-abcdefghijklmnop rejected"}
+    out = relay.feed(b"event: error\ndata: " + msgspec.json.encode(payload) + b"\n\n")
+    [event] = events_of(out)
+    assert event["type"] == "error" and "sk-abcdefghijklmnop" not in out.decode()
+    assert not relay.completed

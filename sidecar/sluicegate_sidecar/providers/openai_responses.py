@@ -138,9 +138,7 @@ class ResponsesPassthroughRelay(RelayState):
         try:
             event = msgspec.json.decode(payload, type=_Event)
         except msgspec.ValidationError:  # an unusual but well-formed event: not ours to judge,
-            kind = msgspec.json.decode(payload)  # but its end still ends the stream
-            self._ended = isinstance(kind, dict) and str(kind.get("type")) in _ENDS
-            return raw
+            return self._unusual(raw, msgspec.json.decode(payload))  # unless it ends or is an error
         except msgspec.DecodeError as exc:
             raise BadUpstreamResponse("upstream sent a stream event that is not JSON") from exc
         if event.sequence_number is not None:
@@ -165,6 +163,16 @@ class ResponsesPassthroughRelay(RelayState):
             if event.sequence_number is not None:
                 self.events.next_sequence = event.sequence_number  # the replacement keeps its number
             return self.events.error_event(info.message, info.code or "upstream_error")
+        return raw
+
+    def _unusual(self, raw: bytes, event: object) -> bytes:
+        kind = str(event.get("type")) if isinstance(event, dict) else ""
+        if isinstance(event, dict) and kind in ("error", "response.failed"):  # never passed unread
+            error = event.get("error")
+            loose = error if isinstance(error, dict) else {"message": event.get("message")}
+            self._error = info = openai_error_info(500, {"error": loose}, self._scrubber)
+            return self.events.error_event(info.message, info.code or "upstream_error")
+        self._ended = kind in _ENDS
         return raw
 
 
