@@ -342,12 +342,12 @@ def test_a_request_over_budget_is_refused_with_402_in_the_openai_envelope(
     assert upstreams["openai"].requests == []
 
 
-def test_under_a_budget_the_output_cap_is_sent_as_max_output_tokens(client, sidecar_with, upstreams) -> None:
-    sc = sidecar_with(budget("daily", 1.0))
+def test_a_budget_that_needs_a_cap_sends_it_as_max_output_tokens(client, sidecar_with, upstreams) -> None:
+    sc = sidecar_with(budget("daily", 0.001))  # room for about 1,600 output tokens of gpt-4o-mini
     client(sc).responses.create(model=MODELS["openai"], input="hi")
-    cap = upstreams["openai"].last_request.json["max_output_tokens"]
-    assert isinstance(cap, int) and cap >= 16
-    assert "max_tokens" not in upstreams["openai"].last_request.json
+    sent = upstreams["openai"].last_request.json
+    assert 16 <= sent["max_output_tokens"] < 16_384  # clamped below the model's own limit
+    assert "max_tokens" not in sent and "max_completion_tokens" not in sent
 
 
 def test_unknown_sub_paths_of_responses_are_404(gateway) -> None:
