@@ -38,5 +38,5 @@ def responses_chunks(
         response = response_from_chat(completion, model, usage_from_chat(completion.get("usage")))
         return (msgspec.json.encode(response),)
     rewrite = ChatToResponses(model, request, ResponsesEvents())
-    frames = (*(rewrite.feed(chunk) for chunk in chunks), rewrite.held)
+    frames = [rewrite.feed(chunk) for chunk in chunks]
     return tuple(frame for frame in frames if frame)

@@ -87,15 +87,14 @@ class ResponsesPassthroughRelay(RelayState):
     """Passes the Responses event stream through unchanged; reads usage from the final response,
     generated characters from ``*.delta`` events and the last ``sequence_number``.
 
-    The final event (``response.completed`` / ``response.incomplete``) and anything after it is held
-    back until ``finish``, so the ledger line is written before the client holds a complete answer.
+    ``completed`` turns true with the final event (``response.completed`` / ``response.incomplete``),
+    which the stream relay then holds until the ledger line is written.
     """
 
     def __init__(self, scrubber: KeyScrubber = NO_KEY) -> None:
         super().__init__()
         self.events = ResponsesEvents()
         self._scrubber = scrubber
-        self._held = b""
 
     def error_event(self, message: str, code: str) -> bytes:
         return self.events.error_event(message, code)
@@ -103,37 +102,23 @@ class ResponsesPassthroughRelay(RelayState):
     def feed(self, data: bytes) -> bytes:
         events = self._splitter.feed(data)
         if len(events) == 1:
-            return self._pass(events[0])
-        return b"".join([self._pass(raw) for raw in events])
+            return self._read(events[0])
+        return b"".join([self._read(raw) for raw in events])
 
     def finish(self) -> bytes:
-        """The held final event; or, from a stream that closed without its last blank line, that
-        last event if it is whole."""
+        """From a stream that closed without its last blank line: that last event, if it is whole."""
         rest = self._splitter.rest()
-        if rest.strip() and not self._ended:
-            try:
-                out = self._pass(rest.rstrip(b"\r\n") + b"\n\n")
-            except BadUpstreamResponse:
-                out = b""
-            if not self._ended:
-                return out
-        held, self._held = self._held, b""
-        return held
-
-    def _pass(self, raw: bytes) -> bytes:
-        if self._ended:
-            self._held += raw
+        if not rest.strip() or self._ended:
             return b""
-        out = self._read(raw)
-        if self._ended:
-            self._held += out
+        try:
+            return self._read(rest.rstrip(b"\r\n") + b"\n\n")
+        except BadUpstreamResponse:
             return b""
-        return out
 
     def _read(self, raw: bytes) -> bytes:
         """The event as the client gets it: unchanged, except that upstream error text is made safe."""
         _, payload = event_fields(raw)
-        if payload is None:
+        if payload is None or self._ended:
             return raw
         try:
             event = msgspec.json.decode(payload, type=_Event)

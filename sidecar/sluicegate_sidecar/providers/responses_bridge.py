@@ -17,8 +17,8 @@ from .responses_stream import ChatToResponses, ResponsesEvents
 
 
 class BridgedResponsesRelay:
-    """The provider's chat relay, its chat chunks rewritten as Responses events; the events that
-    end the response are held until ``finish`` (after the ledger line is written)."""
+    """The provider's chat relay, its chat chunks rewritten as Responses events. ``completed`` turns
+    true with the provider's end, in the same ``feed`` as the events that close the response."""
 
     def __init__(self, inner: StreamRelay, model: str, request: Mapping[str, Any]) -> None:
         self._inner = inner
@@ -46,10 +46,7 @@ class BridgedResponsesRelay:
         return self._rewrite.feed(self._inner.feed(data))
 
     def finish(self) -> bytes:
-        """The last events, the held end of the response included."""
-        out = self._rewrite.feed(self._inner.finish())
-        held, self._rewrite.held = self._rewrite.held, b""
-        return out + held
+        return self._rewrite.feed(self._inner.finish())
 
     def error_event(self, message: str, code: str) -> bytes:
         return self.events.error_event(message, code)

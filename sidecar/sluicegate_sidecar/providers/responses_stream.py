@@ -71,8 +71,6 @@ class ChatToResponses:
 
     The stream must carry usage (``stream_options.include_usage``) for ``response.completed`` to
     report it. No ``[DONE]``, no ``response.completed``: the caller ends such a stream with an error.
-    The events that close the response are held in ``held`` (the caller sends them last, once the
-    ledger line is written) rather than returned by ``feed``.
     """
 
     def __init__(self, model: str, request: Mapping[str, Any], events: ResponsesEvents) -> None:
@@ -86,7 +84,6 @@ class ChatToResponses:
         self._finish: str | None = None
         self._usage: Usage | None = None
         self.done = False
-        self.held = b""
 
     def feed(self, data: bytes) -> bytes:
         if not data:
@@ -97,7 +94,7 @@ class ChatToResponses:
             if payload is None or self.done:
                 continue
             if payload == b"[DONE]":
-                self.held = self._end()
+                out.append(self._end())
                 continue
             try:
                 chunk = msgspec.json.decode(payload)
