@@ -248,11 +248,21 @@ def test_the_prompt_bound_counts_instructions_tools_and_the_output_schema() -> N
     assert estimate_prompt_tokens("responses", full) >= estimate_prompt_tokens("responses", bare) + 200 + 8
 
 
-def test_a_final_event_with_an_unusual_usage_still_ends_the_stream() -> None:
+def test_a_final_event_with_an_impossible_usage_ends_the_stream_with_the_usage_flagged() -> None:
     relay = ResponsesPassthroughRelay()
-    raw = _event("response.completed", 0, response={"usage": {"input_tokens": "many"}})
+    raw = _event("response.completed", 0, response={"usage": {"input_tokens": "many", "output_tokens": -3}})
     assert relay.feed(raw) == raw
-    assert relay.completed and relay.usage is None
+    assert relay.completed and relay.usage is not None
+    assert relay.usage.anomaly == "not_integer" and (relay.usage.input_tokens, relay.usage.output_tokens) == (
+        0,
+        0,
+    )
+
+
+def test_a_final_event_of_an_unusual_shape_still_ends_the_stream() -> None:
+    relay = ResponsesPassthroughRelay()
+    raw = _event("response.completed", 0, response=["not", "an", "object"])
+    assert relay.feed(raw) == raw and relay.completed
 
 
 def test_a_last_event_without_its_blank_line_is_still_read() -> None:

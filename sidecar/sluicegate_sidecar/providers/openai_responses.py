@@ -18,6 +18,7 @@ from .keyscrub import NO_KEY, KeyScrubber
 from .responses_chat import refuse_background
 from .responses_stream import ResponsesEvents
 from .sse import RelayState, event_fields
+from .usagefields import UsageReader
 
 
 def responses_body(body: dict[str, Any], request: Mapping[str, Any], stream: bool) -> bytes:
@@ -30,26 +31,18 @@ def responses_body(body: dict[str, Any], request: Mapping[str, Any], stream: boo
     return msgspec.json.encode(body)
 
 
-class _InputDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-
-
-class _Usage(msgspec.Struct):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    input_tokens_details: _InputDetails | None = None
-
-
+# Usage objects are decoded as plain JSON and read by ``usagefields``: a bad count is an anomaly
+# to charge a bounded figure for, never a reason to refuse a reply the client is waiting for.
 class _Response(msgspec.Struct):
     output: list[Any]
     status: str | None = None
-    usage: _Usage | None = None
+    usage: Any = None
     error: Any = None
 
 
 class _Lifecycle(msgspec.Struct):
     status: str | None = None
-    usage: _Usage | None = None
+    usage: Any = None
     error: Any = None
 
 
@@ -63,12 +56,21 @@ class _Event(msgspec.Struct):
     error: Any = None
 
 
-def _usage(usage: _Usage | None) -> Usage | None:
-    if usage is None:
+def _usage(raw: object) -> Usage | None:
+    """Usage from a Response's ``usage`` (None: none reported). ``input_tokens`` and
+    ``output_tokens`` are always sent (reasoning tokens are part of the output); bad counts are flagged."""
+    if raw is None:
         return None
-    details = usage.input_tokens_details
-    cached = details.cached_tokens if details is not None else None
-    return Usage(usage.input_tokens or 0, usage.output_tokens or 0, cached or 0)
+    reader = UsageReader(raw)
+    inputs = reader.count("input_tokens")
+    outputs = reader.count("output_tokens")
+    details = raw.get("input_tokens_details") if isinstance(raw, dict) else None
+    cached = 0
+    if isinstance(details, dict):
+        inner = UsageReader(details)
+        cached = inner.count("cached_tokens", 0)
+        reader.anomaly = reader.anomaly or inner.anomaly
+    return reader.build(Usage(inputs, outputs, min(cached, inputs)), ("input_tokens",), ("output_tokens",))
 
 
 def parse_responses_reply(body: bytes) -> Reply:
