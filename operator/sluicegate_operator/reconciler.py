@@ -9,7 +9,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from .injection import InjectionSettings
 from .keystore import Keystore
 from .kube import GROUP, VERSION, AlreadyExists, Kube
 from .render import RenderError, RenderResult, render_namespace, secrets_from_objects
+from .scheduler import ScheduleSettings
 from .spendscrape import SpendSettings
 from .status import StatusUpdate, build_status, failed_budget_report
 
@@ -42,8 +43,8 @@ class OperatorOptions:
     operator_namespace: str = "sluicegate-system"
     injection: InjectionSettings | None = None  # None: no admission webhooks
     resync_seconds: float = 600.0
-    retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
     spend: SpendSettings | None = None  # None: BudgetPolicy status shows no spend
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
 
 def _digest(body: bytes, sig: bytes) -> str:
@@ -92,66 +93,22 @@ def _failed_budget(exc: RenderError) -> str | None:
 
 
 class NamespaceReconciler:
-    """One worker per namespace; events only mark it dirty, so bursts coalesce and failures retry."""
+    """Converges one namespace per call; the Scheduler decides which and when."""
 
     def __init__(
         self, kube: Kube, keystore: Keystore, options: OperatorOptions, clock: Callable[[], datetime]
     ) -> None:
         self._kube, self._keystore, self._options, self._clock = kube, keystore, options, clock
-        self._dirty: dict[str, asyncio.Event] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-
-    @property
-    def namespaces(self) -> set[str]:
-        return set(self._dirty)
 
     def lock(self, namespace: str) -> asyncio.Lock:
         """Held while a namespace is reconciled; other writers of the CRs' status hold it too."""
         return self._locks.setdefault(namespace, asyncio.Lock())
 
-    def trigger(self, namespace: str) -> None:
-        self._dirty.setdefault(namespace, asyncio.Event()).set()
-        worker = self._workers.get(namespace)
-        if worker is None or worker.done():
-            self._workers[namespace] = asyncio.create_task(
-                self._work(namespace), name=f"reconcile {namespace}"
-            )
-
-    async def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        for task in self._workers.values():
-            task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
-
-    def _schedule(self, namespace: str, delay: float) -> None:
-        if (old := self._timers.pop(namespace, None)) is not None:
-            old.cancel()
-        self._timers[namespace] = asyncio.get_running_loop().call_later(
-            max(delay, 1.0), self.trigger, namespace
-        )
-
-    async def _work(self, namespace: str) -> None:
-        failures = 0
-        dirty = self._dirty[namespace]
-        while dirty.is_set():
-            dirty.clear()
-            try:
-                async with self.lock(namespace):
-                    next_in = await self.reconcile(namespace)
-            except Exception:
-                delays = self._options.retry_delays
-                delay = delays[min(failures, len(delays) - 1)]
-                failures += 1
-                logger.exception("reconciling namespace %s failed; retrying in %ss", namespace, delay)
-                await asyncio.sleep(delay)
-                dirty.set()
-                continue
-            failures = 0
-            if next_in is not None:
-                self._schedule(namespace, next_in)
+    def forget(self, namespace: str) -> None:
+        lock = self._locks.get(namespace)
+        if lock is not None and not lock.locked():
+            del self._locks[namespace]
 
     async def reconcile(self, namespace: str) -> float | None:
         """Converge one namespace; returns seconds until it should be looked at again (None: not needed)."""
@@ -166,16 +123,16 @@ class NamespaceReconciler:
             ):
                 await self._kube.delete_secret(namespace, CONFIG_SECRET)
                 logger.info("namespace %s has no Sluicegate resources left: config removed", namespace)
+            await self._remove_keys_if_gone(namespace)
             return None
         secret_objects = []
         for name in sorted(_referenced_secrets(resources)):
             secret = await self._kube.read_secret(namespace, name)
             if secret is not None:
                 secret_objects.append({**secret, "kind": "Secret"})
-        signing = (await self._keystore.signing_ring()).active
-        ring = await self._keystore.data_ring(namespace, create=True)
-        assert ring is not None
-        serial = max(_serial_of(existing), await self._keystore.last_serial(namespace)) + 1
+        signing = (await self._keystore.cached_signing_ring()).active
+        ring, last_serial = await self._keystore.data_ring_and_serial(namespace)
+        serial = max(_serial_of(existing), last_serial) + 1
         try:
             result = render_namespace(
                 namespace, resources, secrets_from_objects(secret_objects),
@@ -190,6 +147,12 @@ class NamespaceReconciler:
             await self._write_config(namespace, existing, result, resources, renew_after)
         await self._update_statuses(resources, result, now)
         return min(self._options.resync_seconds, (renew_after - now).total_seconds())
+
+    async def _remove_keys_if_gone(self, namespace: str) -> None:
+        """A deleted (or Terminating) namespace's data keys go too; an existing one keeps them, with the
+        serial that keeps its sidecars from accepting an older config."""
+        if await self._kube.namespace_gone(namespace) and await self._keystore.delete_data_ring(namespace):
+            logger.info("namespace %s is gone: its data keys were removed", namespace)
 
     @staticmethod
     def _renew_after(result: RenderResult) -> datetime:
