@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 class ScheduleSettings:
     workers: int = 4  # namespaces reconciled at once
     wave_rate: float = 25.0  # background reconciles started per second, at most
+    wave_burst: float = 5.0  # started at once before the rate applies
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -42,7 +43,7 @@ class Scheduler:
         self._reconcile, self._lock, self._writes, self._settings = reconcile, lock, writes, settings
         self._rng = rng or random.Random()
         self._monotonic = monotonic
-        self._queue = WorkQueue(wave_rate=settings.wave_rate)
+        self._queue = WorkQueue(wave_rate=settings.wave_rate, wave_burst=settings.wave_burst)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._failures: dict[str, int] = {}
         self._workers: list[asyncio.Task[None]] = []
