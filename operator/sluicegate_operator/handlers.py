@@ -66,14 +66,26 @@ class Parts:
 def build_parts(
     kube: Kube, keystore: Keystore, options: OperatorOptions, clock: Callable[[], datetime]
 ) -> Parts:
-    reconciler = NamespaceReconciler(kube, keystore, options, clock)
-    scheduler = Scheduler(reconciler.reconcile, reconciler.lock, kube.writes, options.schedule)
-    return Parts(kube, keystore, options, reconciler, scheduler, WatchIndex())
+    index = WatchIndex()
+    reconciler = NamespaceReconciler(kube, keystore, options, clock, seen=index.note_read)
+
+    def settled(causes: frozenset[Any]) -> bool:
+        return all(kube.writes.is_own(key, v) or index.was_read(key, v) for key, v in causes)
+
+    scheduler = Scheduler(reconciler.reconcile, reconciler.lock, settled, options.schedule)
+    return Parts(kube, keystore, options, reconciler, scheduler, index)
 
 
 def _version(body: kopf.Body) -> str | None:
     version = body.metadata.get("resourceVersion")
     return None if version is None else str(version)
+
+
+def _unserved(body: kopf.Body) -> bool:
+    """The spec changed since the operator last wrote this object's status (an edit while it was away;
+    an object it never served, as at a first install, goes with the wave)."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed is not None and observed != body.metadata.get("generation")
 
 
 def _cause(key: ObjectKey, body: kopf.Body, event_type: str | None) -> object | None:
@@ -132,8 +144,8 @@ def build_registry(parts: Parts, *, webhook_id: str = "mutate-pods") -> kopf.Ope
             change = index.observe(key, _version(body), event_type)
             if event_type == "DELETED":
                 kube.writes.forget(key)
-            if change is Change.NEW:
-                scheduler.trigger(namespace, urgent=False)  # a (re)start: the background wave
+            if change is Change.NEW:  # a (re)start: the background wave, unless edited meanwhile
+                scheduler.trigger(namespace, urgent=_unserved(body), cause=(key, _version(body)))
             elif change is Change.CHANGED:
                 scheduler.trigger(namespace, urgent=True, cause=_cause(key, body, event_type))
 

@@ -251,6 +251,7 @@ def main(argv: Sequence[str]) -> int:
     )
     if not args.verbose:  # kopf logs each handled event ("Handler ... succeeded"): thousands at a restart
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # every liveness probe
     opts = RunOptions(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,

@@ -96,9 +96,15 @@ class NamespaceReconciler:
     """Converges one namespace per call; the Scheduler decides which and when."""
 
     def __init__(
-        self, kube: Kube, keystore: Keystore, options: OperatorOptions, clock: Callable[[], datetime]
+        self,
+        kube: Kube,
+        keystore: Keystore,
+        options: OperatorOptions,
+        clock: Callable[[], datetime],
+        seen: Callable[[tuple[str, str, str], str | None], None] = lambda key, version: None,
     ) -> None:
         self._kube, self._keystore, self._options, self._clock = kube, keystore, options, clock
+        self._seen = seen  # told each CR's (plural, namespace, name) and resourceVersion as read
         self._locks: dict[str, asyncio.Lock] = {}
 
     def lock(self, namespace: str) -> asyncio.Lock:
@@ -115,7 +121,11 @@ class NamespaceReconciler:
         now = self._clock()
         resources: list[dict[str, Any]] = []
         for plural in PLURALS.values():
-            resources += await self._kube.list_custom(namespace, plural)
+            listed = await self._kube.list_custom(namespace, plural)
+            for obj in listed:
+                meta = obj.get("metadata") or {}
+                self._seen((plural, namespace, str(meta.get("name"))), meta.get("resourceVersion"))
+            resources += listed
         existing = await self._kube.read_secret(namespace, CONFIG_SECRET)
         if not resources:
             if existing is not None and (existing.get("metadata") or {}).get("labels", {}).get(

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from .watchstate import WriteLog
 from .workqueue import Cause, Work, WorkQueue, jittered
 
 logger = logging.getLogger(__name__)
@@ -28,19 +27,24 @@ class ScheduleSettings:
 
 
 class Scheduler:
-    """Calls ``reconcile(namespace)`` (seconds until it wants another look, or None) from its workers."""
+    """Calls ``reconcile(namespace)`` (seconds until it wants another look, or None) from its workers.
+
+    Work queued with causes (the events behind it) is skipped when ``settled`` says each was the operator's
+    own write or was already read by a reconcile; it is checked under the namespace's lock, so a write in
+    flight has been recorded by then.
+    """
 
     def __init__(
         self,
         reconcile: Callable[[str], Awaitable[float | None]],
         lock: Callable[[str], asyncio.Lock],
-        writes: WriteLog,
+        settled: Callable[[frozenset[Cause]], bool],
         settings: ScheduleSettings,
         *,
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._reconcile, self._lock, self._writes, self._settings = reconcile, lock, writes, settings
+        self._reconcile, self._lock, self._settled, self._settings = reconcile, lock, settled, settings
         self._rng = rng or random.Random()
         self._monotonic = monotonic
         self._queue = WorkQueue(wave_rate=settings.wave_rate, wave_burst=settings.wave_burst)
@@ -52,7 +56,7 @@ class Scheduler:
         self.skipped = 0
 
     def trigger(self, namespace: str, *, urgent: bool, cause: Cause | None = None) -> None:
-        """Queue ``namespace``; with a ``cause`` (an object and version) only if that was not our write."""
+        """Queue ``namespace``; with a ``cause`` (an object and version) only if that is not yet settled."""
         self._queue.add(namespace, urgent=urgent, cause=cause)
         self._ensure_workers()
 
@@ -117,9 +121,10 @@ class Scheduler:
     async def _run(self, work: Work) -> None:
         namespace = work.namespace
         async with self._lock(namespace):
-            if work.causes is not None and self._writes.all_own(work.causes):  # type: ignore[arg-type]
+            if work.causes is not None and self._settled(work.causes):
                 self.skipped += 1
                 return
+            logger.debug("reconciling %s (%s)", namespace, "urgent" if work.urgent else "background")
             try:
                 next_in = await self._reconcile(namespace)
             except Exception:

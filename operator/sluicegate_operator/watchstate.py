@@ -7,7 +7,7 @@ blocked every handler until all of it was listed: issue 19). Pure: no kopf, no K
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -31,9 +31,6 @@ class WriteLog:
 
     def is_own(self, key: ObjectKey, version: str | None) -> bool:
         return bool(version) and version in self._versions.get(key, ())
-
-    def all_own(self, causes: Iterable[tuple[ObjectKey, str | None]]) -> bool:
-        return all(self.is_own(key, version) for key, version in causes)
 
     def forget(self, key: ObjectKey) -> None:
         self._versions.pop(key, None)
@@ -60,7 +57,8 @@ def _secret_ref(body: Mapping[str, Any]) -> str | None:
 class WatchIndex:
     """Per-object facts gathered from watch events, bounded by the number of objects that matter."""
 
-    _versions: dict[ObjectKey, str] = field(default_factory=dict)
+    _versions: dict[ObjectKey, str] = field(default_factory=dict)  # as last seen on the watch
+    _read: dict[ObjectKey, str] = field(default_factory=dict)  # as last read by a reconcile
     _resources: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # ns → {(plural, name)}
     _secret_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, connection) → Secret
     _referenced: dict[tuple[str, str], int] = field(default_factory=dict)  # (ns, Secret) → how many
@@ -70,6 +68,7 @@ class WatchIndex:
         """Record an event about an object that matters; ``event_type`` None is a listing's replay."""
         if event_type == "DELETED":
             self._versions.pop(key, None)
+            self._read.pop(key, None)
             return Change.CHANGED
         previous = self._versions.get(key)
         self._versions[key] = version or ""
@@ -78,6 +77,13 @@ class WatchIndex:
         if previous is None:
             return Change.NEW
         return Change.NONE if previous == (version or "") else Change.CHANGED
+
+    def note_read(self, key: ObjectKey, version: str | None) -> None:
+        """A reconcile read the object at this version: an event about that version needs no other."""
+        self._read[key] = version or ""
+
+    def was_read(self, key: ObjectKey, version: str | None) -> bool:
+        return self._read.get(key) == (version or "")
 
     def note_resource(self, plural: str, namespace: str, name: str, body: Mapping[str, Any] | None) -> None:
         """A Sluicegate CR as it now is (None: deleted)."""
@@ -130,7 +136,8 @@ class WatchIndex:
         return list(self._policies.get(namespace, {}).values())
 
     def forget_namespace(self, namespace: str) -> None:
-        for key in [k for k in self._versions if k[1] == namespace]:
-            del self._versions[key]
+        for versions in (self._versions, self._read):
+            for key in [k for k in versions if k[1] == namespace]:
+                del versions[key]
         for plural, name in list(self._resources.get(namespace, ())):
             self.note_resource(plural, namespace, name, None)

@@ -39,13 +39,22 @@ def test_policies_are_kept_per_namespace_as_last_seen():
     assert index.policy_namespaces() == []
 
 
+def test_a_version_a_reconcile_read_is_settled_until_it_changes():
+    index = WatchIndex()
+    key = ("routingtiers", "a", "light")
+    index.note_read(key, "7")
+    assert index.was_read(key, "7") and not index.was_read(key, "8")
+    index.observe(key, "7", "DELETED")
+    assert not index.was_read(key, "7")
+
+
 def test_only_the_versions_the_operator_wrote_are_its_own():
     writes = WriteLog()
     key = ("secrets", "a", "sluicegate-config")
     for version in ("1", "2", "3", "4", "5"):
         writes.record(key, version)
-    assert writes.all_own([(key, "5"), (key, "2")])
+    assert writes.is_own(key, "5") and writes.is_own(key, "2")
     assert not writes.is_own(key, "1")  # only the last few are kept
-    assert not writes.all_own([(key, "5"), (key, "6")])
+    assert not writes.is_own(key, "6") and not writes.is_own(("secrets", "b", "sluicegate-config"), "5")
     writes.forget_namespace("a")
     assert not writes.is_own(key, "5")
