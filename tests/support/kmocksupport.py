@@ -1,9 +1,9 @@
 """A kmock 0.8 Kubernetes emulator closer to a real apiserver, plus helpers for operator tests.
 
 See /work/shared/TESTING.md (kopf + kmock): stamps uid/creationTimestamp/generation/resourceVersion,
-bumps resourceVersion on every change (no-op patches change nothing and emit no event), answers a
-failed JSON-Patch ``test`` with 422, returns a real list resourceVersion, skips replayed watch events,
-names ``generateName`` objects, folds Secret ``stringData`` into ``data``, treats ``?watch=True`` as a
+bumps resourceVersion on every change (no-op patches change nothing and emit no event; a deletion gets
+one too), answers a failed JSON-Patch ``test`` with 422, returns a real list resourceVersion, skips
+replayed watch events, names ``generateName`` objects, folds Secret ``stringData`` into ``data``, treats ``?watch=True`` as a
 watch, keeps review resources (TokenReview) out of storage so tests can script them, and serves
 Namespaces by name (create, read, delete → Terminating; kmock 0.8 answers 500 for them).
 """
@@ -172,6 +172,9 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
                 return None
             meta = obj.get("metadata", {})
             if not meta.get("finalizers") or meta.get("deletionTimestamp"):
+                # The DELETED event carries a new resourceVersion, as from an apiserver: a watch that
+                # began after the object's last change must still see it go.
+                obj.patch({"metadata": {"resourceVersion": self._next_rv()}})
                 return None
             obj.patch({"metadata": {"deletionTimestamp": _now(), "resourceVersion": self._next_rv()}})
             raw = obj.raw
