@@ -56,12 +56,12 @@ def emulator_class() -> Any:
     from tests.support.kmocksupport import SluicegateKubernetes
 
     class RecentRequests(list[Any]):
-        """kmock keeps every request (and rescans them on each write): keep only the last few."""
+        """kmock keeps every request and scans them for each reaction of each request: keep the last few."""
 
         def append(self, item: Any) -> None:
             super().append(item)
-            if len(self) > 64:
-                del self[:32]
+            if len(self) > 8:
+                del self[:6]
 
     class IndexedKubernetes(SluicegateKubernetes):  # type: ignore[misc]
         def __attrs_post_init__(self) -> None:
@@ -219,6 +219,11 @@ def start_operator(
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -235,13 +240,15 @@ async def until(check: Any, limit: float, interval: float = 1.0) -> float | None
     return None
 
 
-async def quiet_after(probe: Probe, limit: float, window: float = 10.0) -> float | None:
-    """Seconds until no reconcile started for ``window`` seconds (measured from the call)."""
+async def quiet_after(
+    probe: Probe, limit: float, window: float = 10.0, counter: str = "reconcile_lists"
+) -> float | None:
+    """Seconds until ``counter`` (reconciles started) stood still for ``window`` seconds."""
     started = time.monotonic()
-    last, since = (await probe.stats())["reconcile_lists"], time.monotonic()
+    last, since = (await probe.stats())[counter], time.monotonic()
     while time.monotonic() - started < limit:
         await asyncio.sleep(1.0)
-        now = (await probe.stats())["reconcile_lists"]
+        now = (await probe.stats())[counter]
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= window:
@@ -289,6 +296,7 @@ async def drive(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             result["liveness_worst_seconds"] = round(probe.worst, 3)
             result["liveness_unanswered"] = probe.failures  # while the operator starts or stops
             result["operator_log_lines"] = sum(1 for _ in log.open("rb"))
+        result["emulator_cpu_seconds"] = round(cpu_seconds(emulator.pid), 1)
     finally:
         emulator.send_signal(signal.SIGTERM)
         emulator.wait(30)
@@ -315,9 +323,11 @@ async def measure(
         started = time.monotonic()
         converged = await until(all_sealed, args.timeout)
         result["cold_convergence_seconds"] = None if converged is None else round(converged, 1)
+        result["cold_operator_cpu_seconds"] = round(cpu_seconds(operator.pid), 1)
         result["cold_requests"] = (await probe.stats())["requests"]
         quiet = await quiet_after(probe, args.timeout)
         result["cold_to_quiet_seconds"] = None if quiet is None else round(time.monotonic() - started, 1)
+        await quiet_after(probe, args.timeout, counter="writes")  # the spend refresh's first round
         before = await probe.stats()
         await asyncio.sleep(args.idle_seconds)
         after = await probe.stats()
@@ -370,6 +380,7 @@ async def measure(
         result["restart_to_quiet_seconds"] = None if quiet is None else round(time.monotonic() - started, 1)
         result["restart_reconciles"] = (await probe.stats())["reconcile_lists"] - base["reconcile_lists"]
         result["peak_rss_mib_restart"] = round(peak_rss_mib(operator.pid), 1)
+        result["restart_operator_cpu_seconds"] = round(cpu_seconds(operator.pid), 1)
     finally:
         operator.send_signal(signal.SIGTERM)
         await asyncio.to_thread(operator.wait, 60)

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resync-seconds", type=float, default=600.0, help="re-check every namespace this often"
     )
     parser.add_argument(
-        "--reconcile-workers", type=int, default=4, help="namespaces reconciled at once (%(default)s)"
+        "--reconcile-workers", type=int, default=8, help="namespaces reconciled at once (%(default)s)"
     )
     parser.add_argument(
         "--wave-rate",

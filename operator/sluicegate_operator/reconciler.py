@@ -119,14 +119,10 @@ class NamespaceReconciler:
     async def reconcile(self, namespace: str) -> float | None:
         """Converge one namespace; returns seconds until it should be looked at again (None: not needed)."""
         now = self._clock()
-        resources: list[dict[str, Any]] = []
-        for plural in PLURALS.values():
-            listed = await self._kube.list_custom(namespace, plural)
-            for obj in listed:
-                meta = obj.get("metadata") or {}
-                self._seen((plural, namespace, str(meta.get("name"))), meta.get("resourceVersion"))
-            resources += listed
-        existing = await self._kube.read_secret(namespace, CONFIG_SECRET)
+        # Independent reads go together: a reconcile waits on the API server's latency, not on CPU.
+        resources, existing = await asyncio.gather(
+            self._list_resources(namespace), self._kube.read_secret(namespace, CONFIG_SECRET)
+        )
         if not resources:
             if existing is not None and (existing.get("metadata") or {}).get("labels", {}).get(
                 "sluicegate.io/config"
@@ -135,13 +131,11 @@ class NamespaceReconciler:
                 logger.info("namespace %s has no Sluicegate resources left: config removed", namespace)
             await self._remove_keys_if_gone(namespace)
             return None
-        secret_objects = []
-        for name in sorted(_referenced_secrets(resources)):
-            secret = await self._kube.read_secret(namespace, name)
-            if secret is not None:
-                secret_objects.append({**secret, "kind": "Secret"})
+        secret_objects, (ring, last_serial) = await asyncio.gather(
+            self._read_secrets(namespace, sorted(_referenced_secrets(resources))),
+            self._keystore.data_ring_and_serial(namespace),
+        )
         signing = (await self._keystore.cached_signing_ring()).active
-        ring, last_serial = await self._keystore.data_ring_and_serial(namespace)
         serial = max(_serial_of(existing), last_serial) + 1
         try:
             result = render_namespace(
@@ -157,6 +151,20 @@ class NamespaceReconciler:
             await self._write_config(namespace, existing, result, resources, renew_after)
         await self._update_statuses(resources, result, now)
         return min(self._options.resync_seconds, (renew_after - now).total_seconds())
+
+    async def _list_resources(self, namespace: str) -> list[dict[str, Any]]:
+        listings = await asyncio.gather(*(self._kube.list_custom(namespace, p) for p in PLURALS.values()))
+        resources: list[dict[str, Any]] = []
+        for plural, listed in zip(PLURALS.values(), listings, strict=True):
+            for obj in listed:
+                meta = obj.get("metadata") or {}
+                self._seen((plural, namespace, str(meta.get("name"))), meta.get("resourceVersion"))
+            resources += listed
+        return resources
+
+    async def _read_secrets(self, namespace: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        found = await asyncio.gather(*(self._kube.read_secret(namespace, name) for name in names))
+        return [{**secret, "kind": "Secret"} for secret in found if secret is not None]
 
     async def _remove_keys_if_gone(self, namespace: str) -> None:
         """A deleted (or Terminating) namespace's data keys go too; an existing one keeps them, with the
@@ -231,11 +239,15 @@ class NamespaceReconciler:
     async def _update_statuses(
         self, resources: Sequence[Mapping[str, Any]], result: RenderResult, now: datetime
     ) -> None:
+        updates = []
         for obj in resources:
             meta = obj.get("metadata") or {}
             report = result.reports.get((str(obj.get("kind")), str(meta.get("name"))))
             if report is not None:
-                await self._apply_status(obj, build_status(report, obj, config=result.config, now=now))
+                updates.append(
+                    self._apply_status(obj, build_status(report, obj, config=result.config, now=now))
+                )
+        await asyncio.gather(*updates)
 
     async def _report_failure(
         self, resources: Sequence[Mapping[str, Any]], exc: RenderError, now: datetime

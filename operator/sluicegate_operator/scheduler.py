@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ScheduleSettings:
-    workers: int = 4  # namespaces reconciled at once
+    workers: int = 8  # namespaces reconciled at once
     wave_rate: float = 25.0  # background reconciles started per second, at most
     wave_burst: float = 5.0  # started at once before the rate applies
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
