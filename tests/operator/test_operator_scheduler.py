@@ -73,11 +73,11 @@ async def test_a_tenant_edit_during_a_signing_key_wave_is_served_before_the_wave
             config, _ = sealed(kmock, last)
             return next(t for t in config["tiers"] if t["name"] == "light")["rank"] == 7
 
-        await eventually(edited, interval=0.02)
+        await eventually(edited, timeout=30, interval=0.02)
         waiting = [ns for ns in namespaces if sealed(kmock, ns)[0]["signingKeyId"] == old_kid]
         assert len(waiting) >= 4, waiting  # served while most of the wave was still to come
 
         def resealed_everywhere():
             return all(sealed(kmock, ns)[0]["signingKeyId"] == ring.active.kid for ns in namespaces)
 
-        await eventually(resealed_everywhere, timeout=30)
+        await eventually(resealed_everywhere, timeout=120)  # one worker, one at a time
