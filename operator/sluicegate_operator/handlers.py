@@ -20,8 +20,7 @@ import kopf
 
 from .keystore import DATA_SECRET_PREFIX, SIGNING_SECRET, Keystore
 from .kube import GROUP, VERSION, Kube
-from .reconciler import CONFIG_SECRET, PLURALS, NamespaceReconciler
-from .reconciler import OperatorOptions as OperatorOptions
+from .reconciler import CONFIG_SECRET, PLURALS, NamespaceReconciler, OperatorOptions
 from .scheduler import Scheduler
 from .spendloop import SpendLoop
 from .spendscrape import SpendReporter

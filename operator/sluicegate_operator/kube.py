@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from sluicegate_contract.timestamps import format_time
 
 from .watchstate import WriteLog
 
@@ -244,7 +246,7 @@ class Kube:
     ) -> None:
         meta = involved.get("metadata") or {}
         namespace = str(meta.get("namespace") or "default")
-        stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = format_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

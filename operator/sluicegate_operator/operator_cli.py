@@ -20,11 +20,12 @@ from pathlib import Path
 import kopf
 
 from .alerttargets import AllowListError, WebhookPolicy
-from .handlers import OperatorOptions, Parts, build_parts, build_registry, build_settings
+from .handlers import Parts, build_parts, build_registry, build_settings
 from .injection import InjectionSettings
 from .keyservice import KeyService, server_tls, serving
 from .keystore import Keystore
 from .kube import Kube, load_configuration
+from .reconciler import OperatorOptions
 from .scheduler import ScheduleSettings
 from .spendscrape import SpendSettings
 

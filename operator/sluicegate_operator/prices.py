@@ -14,6 +14,7 @@ from decimal import ROUND_CEILING, Decimal
 from genai_prices import Usage, calc_price
 from genai_prices.types import TieredPrices
 
+from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.schema import ModelPrice, PriceTier, Rates
 
 # ProviderConnection.spec.provider → genai-prices provider id.
@@ -46,7 +47,7 @@ def catalog_version() -> str:
 
 def usd_per_mtok_to_micro(value: Decimal | float | int) -> int:
     """USD per million tokens → micro-USD per million tokens, rounded up (never under-price)."""
-    micro = Decimal(str(value)) * 1_000_000
+    micro = Decimal(str(value)) * MICRO_USD
     return int(micro.to_integral_value(rounding=ROUND_CEILING))
 
 

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sluicegate_contract.timestamps import format_time
+
+from .connections import secrets_from_objects
 from .injection import InjectionSettings
 from .keystore import Keystore
 from .kube import GROUP, VERSION, AlreadyExists, Kube
-from .render import RenderError, RenderResult, render_namespace, secrets_from_objects
+from .render import RenderError, RenderResult, render_namespace
 from .scheduler import ScheduleSettings
 from .spendscrape import SpendSettings
 from .status import StatusUpdate, build_status, failed_budget_report
@@ -49,10 +52,6 @@ class OperatorOptions:
 
 def _digest(body: bytes, sig: bytes) -> str:
     return hashlib.sha256(body + b"\n" + sig).hexdigest()
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _serial_of(secret: Mapping[str, Any] | None) -> int:
@@ -210,7 +209,7 @@ class NamespaceReconciler:
                 A_HASH: result.content_hash,
                 A_SERIAL: str(result.config.serial),
                 A_DIGEST: _digest(result.config_json, result.config_sig),
-                A_RENEW: _stamp(renew_after),
+                A_RENEW: format_time(renew_after),
                 "sluicegate.io/signing-key-id": result.config.signing_key_id,
             },
             "ownerReferences": [_owner(obj) for obj in resources],

@@ -37,8 +37,9 @@ from sluicegate_contract.keyring import (
     new_signing_ring,
 )
 
+from .connections import secrets_from_objects
 from .crparse import KINDS, ResourceError, meta_of
-from .render import RenderError, render_namespace, secrets_from_objects
+from .render import RenderError, render_namespace
 
 
 class InputError(Exception):

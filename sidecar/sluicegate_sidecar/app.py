@@ -21,13 +21,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sluicegate_contract.ladder import VERDICTS, Verdict, worse
 from sluicegate_contract.schema import ProviderKind
 
 from .accounting import RequestContext
 from .attribution import attribute
 from .budgetsummary import summarize
 from .errors import ApiError, error_body
-from .ladder import Verdict, worse
 from .pipeline import Pipeline, error_response
 from .providers.base import Operation
 from .runtime import Gateway
@@ -265,7 +265,7 @@ def _refresh_budget_gauges(gateway: Gateway) -> None:
         key = (summary.policy, summary.scope)
         verdicts[key] = worse(verdicts.get(key, "allow"), summary.top_verdict)
     for (policy, scope), current in verdicts.items():  # the worst of the policy's windows
-        for verdict in ("allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"):
+        for verdict in VERDICTS:
             m.budget_verdict.labels(policy, scope, verdict).set(1 if current == verdict else 0)
     served = gateway.served
     if served is not None:

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sluicegate_contract.ladder import Verdict
 from sluicegate_contract.windows import WindowKind
 
-from .ladder import Scope, Verdict, room_left, verdict_at
+from .ladder import Scope, room_left, verdict_at
 
 UNSPLIT_SCOPE = "all"
 MOST_USED_SCOPE = "max"  # a split policy's most-used value, whichever it is

@@ -16,8 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from sluicegate_contract.money import MICRO_USD
+
 Provider = Literal["openai", "anthropic"]
-_MICRO = Decimal(1_000_000)
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
@@ -65,7 +66,7 @@ def _money(value: object, where: str, cents: bool = False) -> int:
         raise ExportError(f"{where}: {value!r} is not an amount") from None
     if cents:
         amount /= 100
-    return int((amount * _MICRO).to_integral_value())
+    return int((amount * MICRO_USD).to_integral_value())
 
 
 def _count(value: object, where: str) -> int:

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from sluicegate_contract.money import MICRO_USD
+
 from .exports import Export, ExportRow, Provider, model_key
 from .ledger_entry import Entry, EntryUsage, parse_time
 from .savings import ModelRef, Pricer
-
-_MICRO = Decimal(1_000_000)
-
 
 # -- comparison ---------------------------------------------------------------------------------
 
@@ -115,7 +114,11 @@ def _ledger_sides(
 
 
 def _usd(micro: int) -> str:
-    return f"${Decimal(micro) / _MICRO:,.2f}" if abs(micro) >= 10_000 else f"${Decimal(micro) / _MICRO:,.6f}"
+    return (
+        f"${Decimal(micro) / MICRO_USD:,.2f}"
+        if abs(micro) >= 10_000
+        else f"${Decimal(micro) / MICRO_USD:,.6f}"
+    )
 
 
 def _token_cause(ledger: ExportRow, export: ExportRow) -> str | None:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.windows import zone
 
 from .exports import ExportError, merge_exports, parse_export
@@ -182,7 +183,7 @@ def _run_reconcile(args: argparse.Namespace, now: datetime) -> tuple[str, str | 
         e for e in _entries(args.paths)
         if e.provider == export.provider and (not wanted or e.connection in wanted)
     ]  # fmt: skip
-    threshold = int(args.threshold_usd * 1_000_000)
+    threshold = int(args.threshold_usd * MICRO_USD)
     result = reconcile(
         entries, export, threshold_micro_usd=threshold, threshold_pct=args.threshold_pct, pricer=catalog_cost
     )

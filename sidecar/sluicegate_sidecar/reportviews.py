@@ -11,6 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sluicegate_contract.money import MICRO_USD
+
 from .budget import usd
 from .reconcile import GapRow, Reconciliation
 from .reportfmt import Chart, Series, Table, render_html
@@ -20,7 +22,7 @@ _TOP_GROUPS = 8
 
 
 def money(micro: int) -> str:
-    return f"{Decimal(micro) / 1_000_000:,.4f}"
+    return f"{Decimal(micro) / MICRO_USD:,.4f}"
 
 
 def pct(part: int, whole: int) -> str:
@@ -107,7 +109,7 @@ def savings_json(report: SavingsReport) -> dict[str, Any]:
 
 
 def _usd_float(micro: int) -> float:
-    return micro / 1_000_000
+    return micro / MICRO_USD
 
 
 def savings_charts(report: SavingsReport) -> list[Chart]:

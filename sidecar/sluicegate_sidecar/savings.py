@@ -14,6 +14,8 @@ from typing import Literal
 
 from genai_prices import Usage, calc_price
 
+from sluicegate_contract.money import MICRO_USD
+
 from .catalog import AUTO, TIER_PREFIX
 from .ledger import Entry, EntryUsage, parse_time
 
@@ -30,7 +32,6 @@ CATALOG_PROVIDER = {
 GROUPS = ("team", "service", "feature", "namespace", "workload", "model", "provider", "tier")
 Window = Literal["day", "week", "month"]
 _REFERENCE_USAGE = EntryUsage(input=100_000, output=100_000)  # below long-context price tiers
-_MICRO = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ def catalog_cost(ref: ModelRef, usage: EntryUsage, when: datetime) -> int | None
         )
     except (LookupError, ValueError):
         return None
-    return int((Decimal(calc.total_price) * _MICRO).to_integral_value(rounding=ROUND_CEILING))
+    return int((Decimal(calc.total_price) * MICRO_USD).to_integral_value(rounding=ROUND_CEILING))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ from pathlib import Path
 import yaml
 
 from sluicegate_contract.keyring import new_data_ring, new_signing_ring
+from sluicegate_operator.connections import secrets_from_objects
 from sluicegate_operator.importers.emit import to_yaml
 from sluicegate_operator.importers.litellm import import_litellm
-from sluicegate_operator.render import render_namespace, secrets_from_objects
+from sluicegate_operator.render import render_namespace
 from tests.support.crdvalidate import load_crds, validate
 
 ROOT = Path(__file__).resolve().parents[2]

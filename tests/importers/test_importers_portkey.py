@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from sluicegate_contract.keyring import new_data_ring, new_signing_ring
+from sluicegate_operator.connections import secrets_from_objects
 from sluicegate_operator.importers.emit import to_yaml
 from sluicegate_operator.importers.portkey import import_portkey
-from sluicegate_operator.render import render_namespace, secrets_from_objects
+from sluicegate_operator.render import render_namespace
 from tests.support.crdvalidate import load_crds, validate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,9 @@ import yaml
 from sluicegate_cli.main import main as cli
 from sluicegate_contract.keyring import new_data_ring, new_signing_ring
 from sluicegate_contract.sealing import verify_config
+from sluicegate_operator.connections import secrets_from_objects
 from sluicegate_operator.crparse import ResourceError
-from sluicegate_operator.render import RenderError, render_namespace, secrets_from_objects
+from sluicegate_operator.render import RenderError, render_namespace
 from sluicegate_operator.render_cli import load_objects
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 from sluicegate_contract.configdir import write_sealed
-from sluicegate_operator.render import render_namespace, secrets_from_objects
+from sluicegate_operator.connections import secrets_from_objects
+from sluicegate_operator.render import render_namespace
 from sluicegate_operator.render_cli import load_or_create_keys, previous_serial
 from sluicegate_sidecar.attribution import PodIdentity
 from sluicegate_sidecar.configload import dev_data_keys, public_keys_from

@@ -25,7 +25,7 @@ from sluicegate_contract.authority import (
     Refusal,
 )
 from sluicegate_contract.leases import Account, Lease, expired, moved, synced
-from sluicegate_contract.sealing import format_time
+from sluicegate_contract.timestamps import format_time
 
 from .migrations import MIGRATIONS
 from .terms import Terms as Terms
