@@ -1,8 +1,8 @@
-"""The sidecars' budget gauges, read from their Prometheus text exposition (DESIGN §5).
+"""The sidecars' budget gauges (named in ``sluicegate_contract.sidecarpod``), read from their metrics text.
 
 Pure: a small parser of the ``sluicegate_budget_*`` families; no Prometheus library, no I/O. A split
-policy's scope is ``max`` (its most-used split value on that sidecar); ``sluicegate_budget_policy_spent_usd``
-carries the policy's total over all split values.
+policy's scope is ``max`` (its most-used split value on that sidecar); the policy-spent gauge carries
+the policy's total over all split values.
 """
 
 from __future__ import annotations
@@ -14,13 +14,20 @@ from decimal import Decimal, InvalidOperation
 
 from sluicegate_contract.ladder import VERDICTS, Verdict, worse
 from sluicegate_contract.money import PPM
+from sluicegate_contract.sidecarpod import (
+    GAUGE_BUDGET_LIMIT,
+    GAUGE_BUDGET_POLICY_SPENT,
+    GAUGE_BUDGET_REMAINING,
+    GAUGE_BUDGET_SPENT,
+    GAUGE_BUDGET_VERDICT,
+)
 
 _FAMILIES = {
-    "sluicegate_budget_limit_usd": "limit",
-    "sluicegate_budget_spent_usd": "spent",
-    "sluicegate_budget_remaining_usd": "remaining",
-    "sluicegate_budget_verdict": "verdict",
-    "sluicegate_budget_policy_spent_usd": "total",
+    GAUGE_BUDGET_LIMIT: "limit",
+    GAUGE_BUDGET_SPENT: "spent",
+    GAUGE_BUDGET_REMAINING: "remaining",
+    GAUGE_BUDGET_VERDICT: "verdict",
+    GAUGE_BUDGET_POLICY_SPENT: "total",
 }
 _VERDICT_OF: dict[str, Verdict] = {verdict: verdict for verdict in VERDICTS}
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+-?[0-9]+)?[ \t]*$")

@@ -16,10 +16,12 @@ from pathlib import Path
 import aiohttp.web
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sluicegate_contract.sidecarpod import TOKEN_AUDIENCE
+
 from .keystore import Keystore
 from .kube import Kube
 
-AUDIENCE = "sluicegate"
+AUDIENCE = TOKEN_AUDIENCE
 KEYS_PATH = "/v1/keys"
 _MAX_TOKEN = 16 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import kopf
 
+from sluicegate_contract.sidecarpod import OPS_PORT
+
 from .alerttargets import AllowListError, WebhookPolicy
 from .handlers import Parts, build_parts, build_registry, build_settings
-from .injection import InjectionSettings
+from .injection import InjectionError, InjectionSettings, SidecarResources, sidecar_resources
 from .keyservice import KeyService, server_tls, serving
 from .keystore import Keystore
 from .kube import Kube, load_configuration
@@ -76,6 +78,7 @@ class RunOptions:
     keyservice: Listener | None = None
     sidecar_image: str = ""
     keyservice_ca: str | None = None  # PEM handed to sidecars so they can verify the key service
+    sidecar_resources: SidecarResources = field(default_factory=SidecarResources)
     standalone: bool = False
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     resync_seconds: float = 600.0
@@ -106,7 +109,12 @@ async def run(
         keystore = Keystore(kube, opts.operator_namespace)
         image = opts.sidecar_image or f"ghcr.io/sluicegate/sluicegate:{version()}"
         injection = (
-            InjectionSettings(image=image, version=version(), key_service_ca=opts.keyservice_ca)
+            InjectionSettings(
+                image=image,
+                version=version(),
+                key_service_ca=opts.keyservice_ca,
+                resources=opts.sidecar_resources,
+            )
             if opts.webhook
             else None
         )
@@ -202,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scrape the sidecars and refresh BudgetPolicy spend this often; 0 turns it off (%(default)s)",
     )
     parser.add_argument(
-        "--sidecar-metrics-port", type=int, default=9470, help="the sidecars' metrics port (%(default)s)"
+        "--sidecar-metrics-port", type=int, default=OPS_PORT, help="the sidecars' metrics port (%(default)s)"
     )
     parser.add_argument(
         "--alert-webhook-allow",
@@ -243,7 +251,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         webhook_policy = WebhookPolicy.build(args.alert_webhook_allow, args.cluster_cidr)
-    except AllowListError as exc:
+        resources = sidecar_resources(os.environ)
+    except (AllowListError, InjectionError) as exc:
         print(f"sluicegate operator: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -263,6 +272,7 @@ def main(argv: Sequence[str]) -> int:
         keyservice=_listener(args, "keyservice"),
         sidecar_image=args.sidecar_image,
         keyservice_ca=Path(args.keyservice_ca).read_text(encoding="utf-8") if args.keyservice_ca else None,
+        sidecar_resources=resources,
         standalone=args.standalone,
         liveness=args.liveness or None,
         resync_seconds=args.resync_seconds,

@@ -19,11 +19,13 @@ from typing import Any
 
 import aiohttp
 
+from sluicegate_contract.sidecarpod import OPS_PORT
+
 from .alertsend import Resolve, post_alert, system_resolve, vet
 from .alerttargets import Refused, WebhookPolicy
 from .budgetgauges import MetricsError, parse_budget_metrics
 from .crparse import BudgetPolicySpec, ResourceError, parse_spec
-from .injection import INJECT_LABEL, OPS_PORT
+from .injection import INJECT_LABEL
 from .kube import Kube
 from .spendstatus import (
     SidecarMetrics,
