@@ -18,9 +18,10 @@ from typing import Any
 
 import kopf
 
+from .crparse import GROUP, PLURALS, VERSION
 from .keystore import DATA_SECRET_PREFIX, SIGNING_SECRET, Keystore
-from .kube import GROUP, VERSION, Kube
-from .reconciler import CONFIG_SECRET, PLURALS, NamespaceReconciler, OperatorOptions
+from .kube import Kube
+from .reconciler import CONFIG_SECRET, NamespaceReconciler, OperatorOptions
 from .scheduler import Scheduler
 from .spendloop import SpendLoop
 from .spendscrape import SpendReporter

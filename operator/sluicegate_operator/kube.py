@@ -19,17 +19,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from sluicegate_contract.timestamps import format_time
 
+from .crparse import GROUP, PLURALS, VERSION
 from .watchstate import WriteLog
 
-GROUP = "sluicegate.io"
-VERSION = "v1alpha1"
 MERGE_PATCH = "application/merge-patch+json"
 COMPONENT = "sluicegate-operator"
-KINDS = {
-    "providerconnections": "ProviderConnection",
-    "routingtiers": "RoutingTier",
-    "budgetpolicies": "BudgetPolicy",
-}
+_KIND_OF = {plural: kind for kind, plural in PLURALS.items()}
 
 
 class AlreadyExists(Exception):
@@ -198,7 +193,7 @@ class Kube:
     async def list_custom(self, namespace: str, plural: str) -> list[dict[str, Any]]:
         api = self._custom()
         listing = await api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
-        kind = KINDS[plural]
+        kind = _KIND_OF[plural]
         items: list[dict[str, Any]] = []
         for item in listing.get("items", []):
             if (item.get("metadata") or {}).get("deletionTimestamp"):
@@ -213,7 +208,7 @@ class Kube:
         )
         if item is None:
             return None
-        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KINDS[plural], **item}
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": _KIND_OF[plural], **item}
 
     async def patch_custom(self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]) -> bool:
         """Merge-patch a custom object (its metadata, say); False when the object is gone."""

@@ -15,18 +15,9 @@ from genai_prices import Usage, calc_price
 from genai_prices.types import TieredPrices
 
 from sluicegate_contract.money import MICRO_USD
+from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
 from sluicegate_contract.schema import ModelPrice, PriceTier, Rates
 
-# ProviderConnection.spec.provider → genai-prices provider id.
-CATALOG_PROVIDER = {
-    "openai": "openai",
-    "azure-openai": "azure",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "mistral": "mistral",
-    "groq": "groq",
-    "together": "together",
-}
 _KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 
 

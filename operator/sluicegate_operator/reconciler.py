@@ -16,20 +16,16 @@ from typing import Any
 from sluicegate_contract.timestamps import format_time
 
 from .connections import secrets_from_objects
+from .crparse import GROUP, PLURALS, VERSION
 from .injection import InjectionSettings
 from .keystore import Keystore
-from .kube import GROUP, VERSION, AlreadyExists, Kube
+from .kube import AlreadyExists, Kube
 from .render import RenderError, RenderResult, render_namespace
 from .scheduler import ScheduleSettings
 from .spendscrape import SpendSettings
 from .status import StatusUpdate, build_status, failed_budget_report
 
 CONFIG_SECRET = "sluicegate-config"  # noqa: S105 (a name, not a secret)
-PLURALS = {
-    "ProviderConnection": "providerconnections",
-    "RoutingTier": "routingtiers",
-    "BudgetPolicy": "budgetpolicies",
-}
 LABELS = {"app.kubernetes.io/managed-by": "sluicegate", "sluicegate.io/config": "true"}
 A_HASH, A_SERIAL, A_DIGEST, A_RENEW = (
     "sluicegate.io/content-hash",

@@ -24,7 +24,7 @@ from sluicegate_contract.sidecarpod import OPS_PORT
 from .alertsend import Resolve, post_alert, system_resolve, vet
 from .alerttargets import Refused, WebhookPolicy
 from .budgetgauges import MetricsError, parse_budget_metrics
-from .crparse import BudgetPolicySpec, ResourceError, parse_spec
+from .crparse import PLURALS, BudgetPolicySpec, ResourceError, parse_spec
 from .injection import INJECT_LABEL
 from .kube import Kube
 from .spendstatus import (
@@ -38,7 +38,7 @@ from .spendstatus import (
     webhook_condition,
 )
 
-PLURAL = "budgetpolicies"
+PLURAL = PLURALS["BudgetPolicy"]
 ALERT_REASON = "BudgetThresholdCrossed"
 
 logger = logging.getLogger(__name__)

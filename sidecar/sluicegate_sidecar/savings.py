@@ -15,20 +15,11 @@ from typing import Literal
 from genai_prices import Usage, calc_price
 
 from sluicegate_contract.money import MICRO_USD
+from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
 
 from .catalog import AUTO, TIER_PREFIX
 from .ledger import Entry, EntryUsage, parse_time
 
-# ProviderConnection.spec.provider → genai-prices provider id (the same map render uses).
-CATALOG_PROVIDER = {
-    "openai": "openai",
-    "azure-openai": "azure",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "mistral": "mistral",
-    "groq": "groq",
-    "together": "together",
-}
 GROUPS = ("team", "service", "feature", "namespace", "workload", "model", "provider", "tier")
 Window = Literal["day", "week", "month"]
 _REFERENCE_USAGE = EntryUsage(input=100_000, output=100_000)  # below long-context price tiers
