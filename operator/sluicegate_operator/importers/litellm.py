@@ -10,7 +10,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from . import (
+from .drafts import (
     RETRY_CLASSES,
     Candidate,
     ImportResult,

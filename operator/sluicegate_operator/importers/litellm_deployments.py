@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from . import (
+from .drafts import (
     COMPATIBLE_BASE_URLS,
     DEFAULT_AZURE_API_VERSION,
     NO_KEY,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from . import (
+from .drafts import (
     COMPATIBLE_BASE_URLS,
     DEFAULT_AZURE_API_VERSION,
     NO_KEY,
