@@ -13,7 +13,8 @@ from fractions import Fraction
 from math import lcm
 from typing import Any
 
-API_VERSION = "sluicegate.io/v1alpha1"
+from ..crparse import GROUP_VERSION
+
 PLACEHOLDER = "REPLACE-ME"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -251,7 +252,7 @@ def connection_resource(draft: ConnectionDraft, namespace: str | None, comment: 
     if draft.total_seconds:
         spec["timeouts"] = {"totalSeconds": draft.total_seconds}
     body = {
-        "apiVersion": API_VERSION,
+        "apiVersion": GROUP_VERSION,
         "kind": "ProviderConnection",
         "metadata": metadata(draft.name, namespace),
         "spec": spec,
@@ -313,7 +314,7 @@ def tier_resource(
         "auto": {"enabled": False},
     }
     body = {
-        "apiVersion": API_VERSION,
+        "apiVersion": GROUP_VERSION,
         "kind": "RoutingTier",
         "metadata": metadata(name, namespace),
         "spec": spec,
@@ -325,7 +326,7 @@ def budget_resource(
     name: str, window: str, amount_usd: float, namespace: str | None, comment: str = "", **spec: Any
 ) -> Resource:
     body = {
-        "apiVersion": API_VERSION,
+        "apiVersion": GROUP_VERSION,
         "kind": "BudgetPolicy",
         "metadata": metadata(name, namespace),
         "spec": {"limits": [{"window": window, "amountUSD": amount_usd, "timezone": "UTC"}], **spec},
