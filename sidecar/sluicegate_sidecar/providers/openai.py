@@ -22,7 +22,7 @@ from .base import (
     UpstreamRequest,
     Usage,
 )
-from .errorinfo import openai_error_info as openai_error_info  # re-exported for azure
+from .errorinfo import openai_error_info
 from .keyscrub import NO_KEY, KeyScrubber
 from .openai_responses import ResponsesPassthroughRelay, parse_responses_reply, responses_body
 from .sse import DONE_EVENT, RelayState, data_event, event_fields
