@@ -119,18 +119,8 @@ class Keystore:
         await self._kube.apply_config_map(self.namespace, body)
 
     async def rotate_signing_key(self) -> SigningRing:
-        """A new active signing key; the old ones stay accepted (and published) until retired."""
+        """A new active signing key; the old ones stay accepted (and published)."""
         ring = rotate_signing_ring(await self.signing_ring())
-        patch = {"data": {KEYS_FILE: base64.b64encode(encode_signing_ring(ring)).decode()}}
-        await self._kube.patch_secret(self.namespace, SIGNING_SECRET, patch)
-        await self.publish_public_keys(ring)
-        return ring
-
-    async def retire_signing_key(self, kid: str) -> SigningRing:
-        ring = await self.signing_ring()
-        if kid == ring.active.kid:
-            raise ValueError(f"signing key {kid} is the active one; rotate first")
-        ring = SigningRing(active=ring.active, keys={k: v for k, v in ring.keys.items() if k != kid})
         patch = {"data": {KEYS_FILE: base64.b64encode(encode_signing_ring(ring)).decode()}}
         await self._kube.patch_secret(self.namespace, SIGNING_SECRET, patch)
         await self.publish_public_keys(ring)
