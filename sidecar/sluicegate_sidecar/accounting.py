@@ -18,12 +18,12 @@ from sluicegate_contract.schema import ModelPrice
 
 from .attribution import Attribution
 from .budget import Reservation
-from .catalog import Target
 from .ledger import Entry, LedgerError, entry_attribution, entry_usage, format_time
 from .ledger_entry import entry_reported_usage
 from .pricing import cost_micro_usd, max_output_tokens_within
 from .providers.base import ReportedUsage, Usage
 from .providers.usagefields import ANOMALY_REASONS, valid_count
+from .routing.catalog import Target
 from .runtime import Gateway
 from .tokens import estimate_output_tokens_from_chars
 

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 from .accounting import RequestContext
 from .attribution import Attribution
-from .bounds import RequestBound
 from .budget import BudgetBook, Decision, Refusal, Reservation
-from .catalog import Target
 from .pricing import max_output_tokens_within, worst_case_micro_usd
+from .routing.bounds import RequestBound
+from .routing.catalog import Target
 from .runtime import Gateway
 from .wire import Fields, output_cap
 

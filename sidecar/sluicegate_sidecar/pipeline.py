@@ -16,16 +16,16 @@ from starlette.responses import Response
 from .accounting import Accountant, Bounds, RequestContext, attempt_bounds, charge_for
 from .admission import Admission
 from .budget import Refusal, Reservation
-from .catalog import Target
 from .errors import ApiError, authority_unavailable, budget_exceeded, error_body, kill_switch
-from .outcome import FailureClass, classify, final_error, should_fall_back
-from .planning import Plan, plan_request, reroute
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
-from .retryafter import backoff, parse_retry_after
+from .routing.catalog import Target
+from .routing.outcome import FailureClass, classify, final_error, should_fall_back
+from .routing.planning import Plan, plan_request, reroute
+from .routing.retryafter import backoff, parse_retry_after
+from .routing.selection import expected_cost_micro_usd, order_candidates
 from .runtime import Gateway, Served
-from .selection import expected_cost_micro_usd, order_candidates
 from .upstream import AttemptFailed, open_response, read_body
 from .wire import Fields, output_cap, with_output_cap
 

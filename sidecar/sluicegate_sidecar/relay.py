@@ -23,14 +23,14 @@ from sluicegate_contract.schema import ModelPrice, Timeouts
 
 from .accounting import Bounds, Charge, RequestContext, anomalous_charge, charge_for, usage_anomaly
 from .budget import Reservation
-from .catalog import Target
 from .errors import sse_error
-from .outcome import FailureClass
 from .pricing import cost_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, ReportedUsage, StreamRelay, Usage
 from .providers.keyscrub import NO_KEY, KeyScrubber
 from .providers.responses_stream import NumberedErrors
 from .providers.usagefields import flagged
+from .routing.catalog import Target
+from .routing.outcome import FailureClass
 from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed
 

@@ -22,11 +22,11 @@ from sluicegate_contract.sealing import ConfigRejected
 
 from .attribution import PodIdentity
 from .budget import BudgetBook
-from .catalog import ModelCatalog
 from .configload import LoadedConfig, load_config, open_connections
-from .health import HealthBook
 from .ledger import Ledger, LedgerError, charges, read_entries
 from .metrics import LabelGuard, Metrics
+from .routing.catalog import ModelCatalog
+from .routing.health import HealthBook
 from .serialstate import Accepted, write_accepted
 from .upstream import Upstream, build_client
 

@@ -17,8 +17,8 @@ from genai_prices import Usage, calc_price
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
 
-from .catalog import AUTO, TIER_PREFIX
 from .ledger import Entry, EntryUsage, parse_time
+from .routing.catalog import AUTO, TIER_PREFIX
 
 GROUPS = ("team", "service", "feature", "namespace", "workload", "model", "provider", "tier")
 Window = Literal["day", "week", "month"]

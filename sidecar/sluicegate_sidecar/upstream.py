@@ -15,7 +15,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from sluicegate_contract.schema import MockSettings, Timeouts
 
-from .mock_upstream import MockUpstreamTransport
+from .mock.transport import MockUpstreamTransport
 from .providers.base import UpstreamRequest
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024

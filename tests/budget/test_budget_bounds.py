@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sluicegate_contract.schema import Model
-from sluicegate_sidecar.bounds import (
+from sluicegate_sidecar.routing.bounds import (
     ANTHROPIC_IMAGE_TOKENS,
     GPT_4O_MINI_IMAGE_TOKENS,
     OPENAI_IMAGE_TOKENS,
@@ -17,7 +17,7 @@ from sluicegate_sidecar.bounds import (
     TOOLS_PREAMBLE_TOKENS,
     request_bound,
 )
-from sluicegate_sidecar.catalog import Target
+from sluicegate_sidecar.routing.catalog import Target
 from sluicegate_sidecar.tokens import estimate_prompt_tokens
 
 OVERHEAD = 4 + 3  # one message, plus the reply priming

@@ -16,7 +16,7 @@ from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from sluicegate_contract.schema import MockSettings
-from sluicegate_sidecar.mock_upstream import MockUpstreamTransport
+from sluicegate_sidecar.mock.transport import MockUpstreamTransport
 
 BASE_URL = "http://mock.sluicegate.invalid/v1"
 CHAT = {"model": "mock-small", "messages": [{"role": "user", "content": "Tell me about budgets."}]}

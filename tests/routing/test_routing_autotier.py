@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sluicegate_contract.schema import AutoRule
-from sluicegate_sidecar.autotier import NoAutoTier, RequestFeatures, choose_tier, features_of
+from sluicegate_sidecar.routing.autotier import NoAutoTier, RequestFeatures, choose_tier, features_of
 from tests.support.routing_configs import tier
 
 LIGHT = tier(

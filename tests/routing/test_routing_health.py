@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluicegate_sidecar.health import HealthBook
+from sluicegate_sidecar.routing.health import HealthBook
 
 C, M = "oai-main", "gpt-4o"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sluicegate_contract.schema import Fallback
-from sluicegate_sidecar.outcome import classify, final_error, should_fall_back
+from sluicegate_sidecar.routing.outcome import classify, final_error, should_fall_back
 
 
 @pytest.mark.parametrize(

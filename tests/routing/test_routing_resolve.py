@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sluicegate_contract.schema import AutoRule
-from sluicegate_sidecar.autotier import RequestFeatures
-from sluicegate_sidecar.catalog import ModelCatalog
-from sluicegate_sidecar.resolve import InvalidModel, UnknownModel, resolve
+from sluicegate_sidecar.routing.autotier import RequestFeatures
+from sluicegate_sidecar.routing.catalog import ModelCatalog
+from sluicegate_sidecar.routing.resolve import InvalidModel, UnknownModel, resolve
 from tests.support.routing_configs import config, model, price, provider, standard_config, tier
 
 SMALL = RequestFeatures(prompt_tokens=100)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sluicegate_sidecar.retryafter import backoff, parse_retry_after
+from sluicegate_sidecar.routing.retryafter import backoff, parse_retry_after
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

@@ -6,8 +6,12 @@ import random
 from collections import Counter
 
 from sluicegate_contract.schema import PriceTier, Rates
-from sluicegate_sidecar.catalog import Target
-from sluicegate_sidecar.selection import ASSUMED_OUTPUT_TOKENS, expected_cost_micro_usd, order_candidates
+from sluicegate_sidecar.routing.catalog import Target
+from sluicegate_sidecar.routing.selection import (
+    ASSUMED_OUTPUT_TOKENS,
+    expected_cost_micro_usd,
+    order_candidates,
+)
 from tests.support.routing_configs import model, price
 
 # Cheap to read, dear to write; and the reverse.

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sluicegate_sidecar.health import HealthBook
+from sluicegate_sidecar.routing.health import HealthBook
 from tests.support.fakes import DEFAULT_TEXT, FakeOpenAI, Fault, closed_port
 from tests.support.sidecar_harness import (
     SidecarThread,

@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 
+from ..providers.base import Operation
+from ..tokens import PER_MESSAGE_TOKENS, PER_TOOL_TOKENS, REPLY_PRIMING_TOKENS, media_tokens
 from .catalog import Target
-from .providers.base import Operation
-from .tokens import PER_MESSAGE_TOKENS, PER_TOOL_TOKENS, REPLY_PRIMING_TOKENS, media_tokens
 
 # Per-image maxima, in input tokens, from each provider's documented image costs.
 # OpenAI: tile models at most 85 + 170 x 8 tiles = 1,445 (o1/o3: 1,275); patch models at most 1,536

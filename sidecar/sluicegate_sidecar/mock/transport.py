@@ -1,7 +1,7 @@
 """The built-in offline provider: an httpx transport that answers OpenAI-format requests in-process.
 
 Used by `make run` and by connections whose provider is ``mock``. Output is a pure function of the
-request body and the seeds (generated in ``mock_content``); the only state is one instance's failure
+request body and the seeds (generated in ``content``); the only state is one instance's failure
 sequence. It never opens a socket.
 """
 
@@ -22,8 +22,8 @@ import msgspec
 
 from sluicegate_contract.schema import MockSettings
 
-from .mock_content import Choice, estimate_tokens, generate_choice, unit_vector, usage_object
-from .mock_responses import mock_chat_request, responses_chunks
+from ..mock_responses import mock_chat_request, responses_chunks
+from .content import Choice, estimate_tokens, generate_choice, unit_vector, usage_object
 
 DEFAULT_MODELS = ("mock-small", "mock-large", "mock-embedding")
 DEFAULT_EMBEDDING_DIMENSIONS = 8

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 
 from sluicegate_contract.schema import Strategy
 
+from ..pricing import worst_case_micro_usd
 from .catalog import Target
-from .pricing import worst_case_micro_usd
 
 # The output assumed when a request sets no max_tokens: the same for every candidate, so the
 # comparison stays fair (each model's own maximum would penalise the models that allow more).

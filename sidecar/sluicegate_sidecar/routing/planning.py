@@ -8,13 +8,13 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ApiError, budget_exceeded
+from ..providers.base import Operation
+from ..tokens import estimate_prompt_tokens
 from .autotier import features_of
 from .bounds import RequestBound, request_bound
 from .catalog import ModelCatalog, Target
-from .errors import ApiError, budget_exceeded
-from .providers.base import Operation
 from .resolve import InvalidModel, Resolution, UnknownModel, resolve
-from .tokens import estimate_prompt_tokens
 
 
 @dataclass(frozen=True, slots=True)
