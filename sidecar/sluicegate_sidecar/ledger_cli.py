@@ -18,9 +18,9 @@ from typing import Literal, TextIO
 
 import msgspec
 
+from sluicegate_contract.money import usd
 from sluicegate_contract.windows import WindowKind, zone
 
-from .budget import usd
 from .ledger import (
     DEFAULT_LEDGER_DIR,
     GENESIS,

@@ -11,9 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sluicegate_contract.money import MICRO_USD
+from sluicegate_contract.money import MICRO_USD, usd
 
-from .budget import usd
 from .reconcile import GapRow, Reconciliation
 from .reportfmt import Chart, Series, Table, render_html
 from .savings import SavingsReport, SavingsRow

@@ -14,11 +14,11 @@ from typing import Literal
 
 from genai_prices import Usage, calc_price
 
+from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
 
 from .ledger import Entry, EntryUsage, parse_time
-from .routing.catalog import AUTO, TIER_PREFIX
 
 GROUPS = ("team", "service", "feature", "namespace", "workload", "model", "provider", "tier")
 Window = Literal["day", "week", "month"]

@@ -10,12 +10,11 @@ from dataclasses import dataclass, replace
 
 import msgspec
 
+from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.schema import Candidate, Config, Model, Provider, ProviderKind, Tier
 
 MAX_MODEL_ID_CHARS = 256
 MODEL_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/@-")
-TIER_PREFIX = "tier:"
-AUTO = "auto"
 
 
 def model_id_problem(text: str) -> str | None:

@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.schema import Fallback, Strategy
 
 from .autotier import NoAutoTier, RequestFeatures, choose_tier
-from .catalog import AUTO, TIER_PREFIX, ModelCatalog, Target, model_id_problem
+from .catalog import ModelCatalog, Target, model_id_problem
 
 ResolutionKind = Literal["auto", "tier", "pinned"]
 _PINNED_FALLBACK = Fallback()
