@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sluicegate_sidecar.ledger_cli import CSV_COLUMNS, main
+from sluicegate_reports.ledger_cli import CSV_COLUMNS, main
 from tests.support.budget_samples import NOON, entry, write_ledger
 
 

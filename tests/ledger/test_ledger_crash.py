@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sluicegate_reports.ledger_cli import verify
 from sluicegate_sidecar.ledger import Ledger, read_entries
-from sluicegate_sidecar.ledger_cli import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 

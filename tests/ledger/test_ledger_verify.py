@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from sluicegate_reports.ledger_cli import main, verify
 from sluicegate_sidecar.ledger import decode_entry, entry_hash, entry_line, ledger_files
-from sluicegate_sidecar.ledger_cli import main, verify
 from sluicegate_sidecar.ledger_entry import EntryReportedUsage
 from tests.support.budget_samples import entry, write_ledger
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sluicegate_reports.ledger_cli import verify
 from sluicegate_sidecar.budget import BudgetBook, Reservation
 from sluicegate_sidecar.ledger import GENESIS, Ledger, LedgerError, charges, ledger_files, read_entries
-from sluicegate_sidecar.ledger_cli import verify
 from tests.support.budget_samples import NOON, attribution, entry, policy, write_ledger
 
 

@@ -25,15 +25,15 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from sluicegate_sidecar.ledger import EntryUsage, read_entries
-from sluicegate_sidecar.ledger_entry import EntryReportedUsage
-from sluicegate_sidecar.savings import (
+from sluicegate_reports.savings import (
     ModelRef,
     analyze_savings,
     catalog_cost,
     enforced_verdict,
     most_expensive_model,
 )
+from sluicegate_sidecar.ledger import EntryUsage, read_entries
+from sluicegate_sidecar.ledger_entry import EntryReportedUsage
 
 DATA = Path(__file__).parent / "data"
 UTC_ZONE = ZoneInfo("UTC")

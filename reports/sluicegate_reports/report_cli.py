@@ -17,12 +17,28 @@ from typing import TextIO
 
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.windows import zone
+from sluicegate_sidecar.ledger import (
+    DEFAULT_LEDGER_DIR,
+    Entry,
+    LedgerError,
+    ledger_files,
+    parse_time,
+    read_entries,
+)
 
 from .exports import ExportError, merge_exports, parse_export
-from .ledger import DEFAULT_LEDGER_DIR, Entry, LedgerError, ledger_files, parse_time, read_entries
-from .reconcile import reconcile
-from .reportfmt import render_csv, render_json, render_text
-from .reportviews import (
+from .formats import render_csv, render_json, render_text
+from .invoices import reconcile
+from .savings import (
+    GROUPS,
+    ModelRef,
+    analyze_savings,
+    catalog_cost,
+    connection_kinds,
+    parse_model_ref,
+    served_models,
+)
+from .views import (
     metrics_text,
     money,
     reconcile_html,
@@ -33,15 +49,6 @@ from .reportviews import (
     savings_json,
     savings_notes,
     savings_tables,
-)
-from .savings import (
-    GROUPS,
-    ModelRef,
-    analyze_savings,
-    catalog_cost,
-    connection_kinds,
-    parse_model_ref,
-    served_models,
 )
 
 

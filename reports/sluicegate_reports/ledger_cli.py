@@ -20,8 +20,7 @@ import msgspec
 
 from sluicegate_contract.money import usd
 from sluicegate_contract.windows import WindowKind, zone
-
-from .ledger import (
+from sluicegate_sidecar.ledger import (
     DEFAULT_LEDGER_DIR,
     GENESIS,
     Entry,

@@ -17,8 +17,7 @@ from genai_prices import Usage, calc_price
 from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
-
-from .ledger import Entry, EntryUsage, parse_time
+from sluicegate_sidecar.ledger import Entry, EntryUsage, parse_time
 
 GROUPS = ("team", "service", "feature", "namespace", "workload", "model", "provider", "tier")
 Window = Literal["day", "week", "month"]

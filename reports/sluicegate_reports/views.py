@@ -13,8 +13,8 @@ from typing import Any
 
 from sluicegate_contract.money import MICRO_USD, usd
 
-from .reconcile import GapRow, Reconciliation
-from .reportfmt import Chart, Series, Table, render_html
+from .formats import Chart, Series, Table, render_html
+from .invoices import GapRow, Reconciliation
 from .savings import SavingsReport, SavingsRow
 
 _TOP_GROUPS = 8

@@ -11,9 +11,9 @@ from datetime import date
 from decimal import Decimal
 
 from sluicegate_contract.money import MICRO_USD
+from sluicegate_sidecar.ledger_entry import Entry, EntryUsage, parse_time
 
 from .exports import Export, ExportRow, Provider, model_key
-from .ledger_entry import Entry, EntryUsage, parse_time
 from .savings import ModelRef, Pricer
 
 # -- comparison ---------------------------------------------------------------------------------
