@@ -14,7 +14,7 @@ from sluicegate_operator.importers.litellm import import_litellm
 from sluicegate_operator.render import render_namespace
 from tests.support.crdvalidate import load_crds, validate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = Path(__file__).with_name("data") / "litellm-config.yaml"
 CRDS = load_crds(ROOT / "crds")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from sluicegate_operator.importers.portkey import import_portkey
 from sluicegate_operator.render import render_namespace
 from tests.support.crdvalidate import load_crds, validate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DATA = Path(__file__).with_name("data")
 CRDS = load_crds(ROOT / "crds")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ import yaml
 from sluicegate_cli.main import main as cli
 from sluicegate_operator.render import RenderError
 from sluicegate_operator.render_cli import load_objects
-from tests.render.test_render_examples import EXAMPLES, render
+from tests.operator.render.test_render_examples import EXAMPLES, render
 
 
 def examples() -> list[dict[str, Any]]:

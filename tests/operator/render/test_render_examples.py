@@ -18,7 +18,7 @@ from sluicegate_operator.crparse import ResourceError
 from sluicegate_operator.render import RenderError, render_namespace
 from sluicegate_operator.render_cli import load_objects
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 GOLDEN = Path(__file__).with_name("golden_examples.json")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

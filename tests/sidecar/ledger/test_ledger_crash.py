@@ -11,7 +11,7 @@ from pathlib import Path
 from sluicegate_reports.ledger_cli import verify
 from sluicegate_sidecar.ledger import Ledger, read_entries
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Many writers keep batches of large lines in flight, so that the kill often lands inside a write.
 WRITER = r"""
