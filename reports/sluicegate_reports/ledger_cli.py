@@ -19,9 +19,9 @@ from typing import Literal, TextIO
 import msgspec
 
 from sluicegate_contract.money import usd
+from sluicegate_contract.sidecarpod import LEDGER_DIR
 from sluicegate_contract.windows import WindowKind, zone
 from sluicegate_sidecar.ledger import (
-    DEFAULT_LEDGER_DIR,
     GENESIS,
     Entry,
     LedgerError,
@@ -228,15 +228,15 @@ def _print_table(rows: list[list[str]], out: TextIO) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluicegate ledger", description="Check and read the spend ledger.")
     commands = parser.add_subparsers(dest="command", required=True)
-    paths_help = f"ledger files or directories (default {DEFAULT_LEDGER_DIR})"
+    paths_help = f"ledger files or directories (default {LEDGER_DIR})"
     check = commands.add_parser("verify", help="check the hash chain; name the first bad line")
-    check.add_argument("paths", nargs="*", default=[DEFAULT_LEDGER_DIR], help=paths_help)
+    check.add_argument("paths", nargs="*", default=[LEDGER_DIR], help=paths_help)
     export = commands.add_parser("export", help="write every entry as CSV")
-    export.add_argument("paths", nargs="*", default=[DEFAULT_LEDGER_DIR], help=paths_help)
+    export.add_argument("paths", nargs="*", default=[LEDGER_DIR], help=paths_help)
     export.add_argument("--format", choices=["csv"], default="csv")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     summary = commands.add_parser("summary", help="spend by window and dimension, as a table")
-    summary.add_argument("paths", nargs="*", default=[DEFAULT_LEDGER_DIR], help=paths_help)
+    summary.add_argument("paths", nargs="*", default=[LEDGER_DIR], help=paths_help)
     summary.add_argument("--window", choices=["day", "week", "month"], default="day")
     summary.add_argument("--by", choices=DIMENSIONS, default="team")
     summary.add_argument("--tz", default="UTC", help="timezone of the calendar windows")

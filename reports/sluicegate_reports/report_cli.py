@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TextIO
 
 from sluicegate_contract.money import MICRO_USD
+from sluicegate_contract.sidecarpod import LEDGER_DIR
 from sluicegate_contract.windows import zone
 from sluicegate_sidecar.ledger import (
-    DEFAULT_LEDGER_DIR,
     Entry,
     LedgerError,
     ledger_files,
@@ -72,11 +72,11 @@ def _amount(text: str) -> Decimal:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluicegate report", description="Spend reports from ledgers.")
     commands = parser.add_subparsers(dest="command", required=True)
-    paths_help = f"ledger files or directories (default {DEFAULT_LEDGER_DIR})"
+    paths_help = f"ledger files or directories (default {LEDGER_DIR})"
     savings = commands.add_parser("savings", help="what routing saved against the models apps asked for")
     recon = commands.add_parser("reconcile", help="the ledger against a provider's usage or cost export")
     for sub in (savings, recon):
-        sub.add_argument("paths", nargs="*", default=[DEFAULT_LEDGER_DIR], help=paths_help)
+        sub.add_argument("paths", nargs="*", default=[LEDGER_DIR], help=paths_help)
         sub.add_argument("--format", choices=["table", "csv", "json"], default="table")
         sub.add_argument("-o", "--output", help="file for --format output (default: standard output)")
         sub.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")

@@ -36,7 +36,6 @@ from .ledger_read import ledger_files as ledger_files
 from .ledger_read import read_entries as read_entries
 from .ledger_read import tail
 
-DEFAULT_LEDGER_DIR = "/var/lib/sluicegate/ledger"
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 _MAX_RETRY = 10_000  # entries kept in memory for retry while the disk refuses writes
 

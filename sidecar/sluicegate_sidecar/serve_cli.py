@@ -20,6 +20,7 @@ from pathlib import Path
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sluicegate_contract import sidecarpod
 from sluicegate_contract.keyring import KeyringError
 
 from .app import build_api, build_ops
@@ -58,15 +59,15 @@ def pod_identity(environ: Mapping[str, str], labels_file: Path | None) -> PodIde
             if key:
                 labels[key.strip()] = value.strip().strip('"')
     workload = (
-        environ.get("SLUICEGATE_WORKLOAD")
+        environ.get(sidecarpod.ENV_WORKLOAD)
         or labels.get("app.kubernetes.io/name")
         or labels.get("app")
-        or environ.get("SLUICEGATE_POD_NAME", "")
+        or environ.get(sidecarpod.ENV_POD_NAME, "")
     )
     return PodIdentity(
-        namespace=environ.get("SLUICEGATE_POD_NAMESPACE", "default"),
+        namespace=environ.get(sidecarpod.ENV_POD_NAMESPACE, "default"),
         workload=workload,
-        service_account=environ.get("SLUICEGATE_SERVICE_ACCOUNT", ""),
+        service_account=environ.get(sidecarpod.ENV_SERVICE_ACCOUNT, ""),
         labels=labels,
     )
 
@@ -77,22 +78,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("SLUICEGATE_API_PORT", "8470")),
+        default=int(os.environ.get(sidecarpod.ENV_API_PORT, str(sidecarpod.API_PORT))),
         help="API port, 127.0.0.1 only",
     )
     p.add_argument(
-        "--ops-port", type=int, default=9470, help="/metrics /healthz /readyz port, all interfaces"
+        "--ops-port",
+        type=int,
+        default=sidecarpod.OPS_PORT,
+        help="/metrics /healthz /readyz port, all interfaces",
     )
-    p.add_argument("--ledger-dir", default="/var/lib/sluicegate/ledger", help="spend ledger directory")
+    p.add_argument("--ledger-dir", default=sidecarpod.LEDGER_DIR, help="spend ledger directory")
     p.add_argument(
         "--namespace", help="refuse configs for other namespaces (default: $SLUICEGATE_POD_NAMESPACE)"
     )
     p.add_argument("--key-service", help="operator key service URL (default: dev keys in CONFIG/keys/)")
-    p.add_argument("--token-file", default="/var/run/secrets/sluicegate/token", help="projected SA token")
+    p.add_argument("--token-file", default=sidecarpod.TOKEN_FILE, help="projected SA token")
     p.add_argument("--key-service-ca", help="CA bundle for the key service")
     p.add_argument(
         "--labels-file",
-        default=os.path.join(os.environ.get("SLUICEGATE_PODINFO_DIR", "/etc/sluicegate/podinfo"), "labels"),
+        default=os.path.join(
+            os.environ.get(sidecarpod.ENV_PODINFO_DIR, sidecarpod.PODINFO_DIR), sidecarpod.LABELS_FILE
+        ),
         help="downward-API pod labels",
     )
     p.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted")
@@ -193,7 +199,7 @@ def build_gateway(
 async def serve(args: argparse.Namespace) -> int:
     config_dir = Path(args.config)
     environ = os.environ
-    namespace = args.namespace or environ.get("SLUICEGATE_POD_NAMESPACE")
+    namespace = args.namespace or environ.get(sidecarpod.ENV_POD_NAMESPACE)
     try:
         public_keys: Mapping[str, Ed25519PublicKey] = public_keys_from(config_dir)
     except KeyringError as exc:
@@ -204,7 +210,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.key_service,
             Path(args.token_file),
             args.key_service_ca,
-            environ.get("SLUICEGATE_KEY_SERVICE_CA"),
+            environ.get(sidecarpod.ENV_KEY_SERVICE_CA),
         )
         if args.key_service
         else None
@@ -223,7 +229,7 @@ async def serve(args: argparse.Namespace) -> int:
         budget_wait_seconds=args.budget_wait_seconds,
         access_log=not args.no_access_log,
         ledger_sync=args.ledger_sync,
-        default_tier=environ.get("SLUICEGATE_DEFAULT_TIER") or None,
+        default_tier=environ.get(sidecarpod.ENV_DEFAULT_TIER) or None,
     )
     gateway = build_gateway(
         settings,
