@@ -12,7 +12,6 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -20,7 +19,7 @@ import msgspec
 
 from sluicegate_contract.money import usd
 from sluicegate_contract.sidecarpod import LEDGER_DIR
-from sluicegate_contract.windows import WindowKind, zone
+from sluicegate_contract.windows import WindowKind, window_label, zone
 from sluicegate_sidecar.ledger import (
     GENESIS,
     Entry,
@@ -187,21 +186,12 @@ def _dimension(entry: Entry, by: str) -> str:
     return str(value) if value else "(none)"
 
 
-def _window_label(day: date, window: WindowKind) -> str:
-    if window == "day":
-        return day.isoformat()
-    if window == "week":
-        year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}"
-    return f"{day.year}-{day.month:02d}"
-
-
 def summarize(paths: Sequence[str | Path], window: WindowKind, by: str, tz_name: str) -> list[list[str]]:
     """Table rows (header first): spend per calendar window in ``tz_name`` and per ``by`` value."""
     tz = zone(tz_name)
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for entry in read_entries(paths):
-        label = _window_label(parse_time(entry.time).astimezone(tz).date(), window)
+        label = window_label(parse_time(entry.time).astimezone(tz).date(), window)
         for key in ((label, _dimension(entry, by)), (label, "\uffffTOTAL")):
             total = totals[key]
             total[0] += 1

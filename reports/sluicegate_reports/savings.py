@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import date, datetime, tzinfo
+from datetime import datetime, tzinfo
 from decimal import ROUND_CEILING, Decimal
-from typing import Literal
 
 from genai_prices import Usage, calc_price
 
 from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
+from sluicegate_contract.windows import WindowKind, window_label
 from sluicegate_sidecar.ledger import Entry, EntryUsage, parse_time
 
 GROUPS = ("team", "service", "feature", "namespace", "workload", "model", "provider", "tier")
-Window = Literal["day", "week", "month"]
 _REFERENCE_USAGE = EntryUsage(input=100_000, output=100_000)  # below long-context price tiers
 
 
@@ -208,15 +207,6 @@ def group_of(entry: Entry, by: str) -> str:
     return value or "(none)"
 
 
-def window_label(day: date, window: Window) -> str:
-    if window == "day":
-        return day.isoformat()
-    if window == "week":
-        year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}"
-    return f"{day.year}-{day.month:02d}"
-
-
 def _cost_on(ref: ModelRef, entry: Entry, usage: EntryUsage, when: datetime, pricer: Pricer) -> int | None:
     if entry.provider == ref.provider and entry.model == ref.model:
         return entry.cost_micro_usd  # the model that served: what the ledger charged, not a re-pricing
@@ -272,7 +262,7 @@ def analyze_savings(
     entries: Sequence[Entry],
     *,
     by: str,
-    window: Window,
+    window: WindowKind,
     tz: tzinfo,
     baseline: ModelRef | None = None,
     tier_models: dict[str, ModelRef] | None = None,
