@@ -144,7 +144,7 @@ def build_api(gateway: Gateway) -> ASGIApp:
             attribution=attribute(gateway.pod, headers),
         )
         try:
-            if gateway.draining:
+            if gateway.drain.draining:
                 raise ApiError(
                     503,
                     "The sidecar is shutting down.",
@@ -226,11 +226,11 @@ def build_ops(gateway: Gateway) -> ASGIApp:
             "lastRejection": gateway.last_rejection,
             "ledger": gateway.ledger.problem or gateway.restore_problem or "ok",
             "unusableConnections": dict(served.loaded.unusable) if served else {},
-            "draining": gateway.draining,
+            "draining": gateway.drain.draining,
             "rollbackGuard": gateway.serial_state_problem or "ok",
             "configWatch": watch_problem or "ok",
         }
-        ready = served is not None and not gateway.draining and watch_problem is None
+        ready = served is not None and not gateway.drain.draining and watch_problem is None
         return Response(
             msgspec.json.encode({"ready": ready, **detail}),
             status_code=200 if ready else 503,

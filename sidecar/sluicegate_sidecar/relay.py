@@ -146,7 +146,7 @@ async def stream_response(
 
     async def body() -> AsyncGenerator[bytes, None]:
         status: int | str = "client_disconnect"
-        gw.inflight += 1
+        gw.drain.inflight += 1
         try:
             if limit is not None and _past(relay, limit, char_limit):
                 raise _OutputOverCap
@@ -161,13 +161,13 @@ async def stream_response(
                     raise TimeoutError
                 try:
                     async with asyncio.timeout(wait) as timer:
-                        gw.track_stream_timer(timer)  # a SIGTERM drain deadline can bring it forward
+                        gw.drain.track_stream_timer(timer)  # a SIGTERM drain deadline can bring it forward
                         chunk = await anext(iterator)
                 except StopAsyncIteration:
                     tail = relay.finish()  # Gemini's end of body is its end: the terminator is made here
                     break
                 finally:
-                    gw.untrack_stream_timer(timer)
+                    gw.drain.untrack_stream_timer(timer)
                 out = relay.feed(chunk)
                 if limit is not None and _past(relay, limit, char_limit):
                     raise _OutputOverCap  # what passed the cap is not relayed
@@ -185,7 +185,7 @@ async def stream_response(
                     op, "The upstream stream ended before it was complete.", "upstream_stream_error", relay
                 )
         except TimeoutError:
-            if gw.drain_expired():
+            if gw.drain.expired():
                 status = "sidecar_shutdown"
                 message = "The sidecar is shutting down; the stream was cut at its drain deadline."
                 yield _stream_error(op, message, "sidecar_shutdown", relay)
@@ -202,7 +202,7 @@ async def stream_response(
             status = "upstream_stream_error"
             yield _stream_error(op, "The upstream stream failed.", "upstream_stream_error", relay)
         finally:
-            gw.inflight -= 1
+            gw.drain.inflight -= 1
             settle(status)
 
     return _SettlingStream(

@@ -23,6 +23,7 @@ from sluicegate_contract.sealing import ConfigRejected
 from .attribution import PodIdentity
 from .budget import BudgetBook
 from .configload import LoadedConfig, load_config, open_connections
+from .drain import Drain
 from .ledger import Ledger, LedgerError, charges, read_entries
 from .metrics import LabelGuard, Metrics
 from .routing.catalog import ModelCatalog
@@ -91,37 +92,10 @@ class Gateway:
     watch_beat: float | None = None  # loop time of the watcher's last completed poll; None: not running
     spend_restored: bool = False  # paid requests wait until the ledger's spend is back in the book
     restore_problem: str | None = None
-    draining: bool = False
-    inflight: int = 0
+    drain: Drain = field(default_factory=Drain)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _retired: list[Upstream] = field(default_factory=list)
     _settled: asyncio.Event | None = None
-    drain_deadline: float | None = None  # loop time at which SIGTERM's drain cuts open streams
-    _stream_timers: set[asyncio.Timeout] = field(default_factory=set)
-
-    def start_drain(self, deadline: float) -> None:
-        """Refuse new requests; streams in flight get until ``deadline`` (loop time), then are cut."""
-        self.draining, self.drain_deadline = True, deadline
-        for timer in self._stream_timers:
-            self._bring_forward(timer)
-
-    def track_stream_timer(self, timer: asyncio.Timeout) -> None:
-        """Register a stream's wait for its next chunk, so the drain deadline can end it early."""
-        self._stream_timers.add(timer)
-        self._bring_forward(timer)
-
-    def untrack_stream_timer(self, timer: asyncio.Timeout) -> None:
-        self._stream_timers.discard(timer)
-
-    def _bring_forward(self, timer: asyncio.Timeout) -> None:
-        when = timer.when()
-        if self.drain_deadline is not None and (when is None or when > self.drain_deadline):
-            timer.reschedule(self.drain_deadline)
-
-    def drain_expired(self) -> bool:
-        """True once the drain deadline has passed (a stream's timeout then means: cut for shutdown)."""
-        deadline = self.drain_deadline
-        return deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.05
 
     def signal_settled(self) -> None:
         """A reservation was settled or released: wake the requests waiting for budget room."""
@@ -329,7 +303,7 @@ class Gateway:
             self.restore_spend(datetime.now(UTC))
 
     async def _close_retired(self) -> None:
-        if self._retired and self.inflight == 0:
+        if self._retired and self.drain.inflight == 0:
             retired, self._retired = self._retired, []
             for client in retired:
                 await client.aclose()

@@ -150,9 +150,9 @@ async def _drain(gateway: Gateway, servers: Sequence[uvicorn.Server], stop: asyn
     await stop.wait()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + gateway.settings.drain_seconds
-    gateway.start_drain(deadline)  # streams still open at the deadline end with an SSE error event
-    log.info("draining: %s in flight", gateway.inflight)
-    while gateway.inflight > 0 and loop.time() < deadline + DRAIN_GRACE_SECONDS:  # noqa: ASYNC110
+    gateway.drain.start(deadline)  # streams still open at the deadline end with an SSE error event
+    log.info("draining: %s in flight", gateway.drain.inflight)
+    while gateway.drain.inflight > 0 and loop.time() < deadline + DRAIN_GRACE_SECONDS:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for server in servers:
         server.should_exit = True
