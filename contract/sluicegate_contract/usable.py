@@ -1,6 +1,6 @@
 """What a config must also satisfy for a sidecar to serve it, beyond its schema. Pure.
 
-The CRDs accept values the sidecar cannot use (FAULTS 33): a timezone no zone database knows, an
+The CRDs accept values the sidecar cannot use (fault 33): a timezone no zone database knows, an
 alias that collides with another model of the same connection (or with ``auto``/``tier:``), a price
 or a cap too large to compute with. Render refuses them, naming the resource and the field; a
 sidecar handed a config that carries one anyway rejects it like a bad signature.

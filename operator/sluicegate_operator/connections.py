@@ -116,7 +116,7 @@ def render_provider(
                 max_output_tokens=m.max_output_tokens or known_output_limit(spec.provider, m.name),
             )
         )
-    # Values the CRD accepts but a sidecar cannot use (FAULTS 33): this connection is left out.
+    # Values the CRD accepts but a sidecar cannot use (fault 33): this connection is left out.
     problems = model_problems(models)
     if problems:
         raise ResourceError(meta.kind, meta.name, "; ".join(f"{f}: {m}" for f, m in problems))

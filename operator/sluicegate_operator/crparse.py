@@ -1,4 +1,4 @@
-"""Strict parsing of the custom resources' specs (DESIGN §3). Pure.
+"""Strict parsing of the custom resources' specs (crds/). Pure.
 
 Unknown fields and wrong types are errors that name the resource and the field path.
 """

@@ -138,7 +138,7 @@ def render_budget(meta: Meta, spec: BudgetPolicySpec) -> Budget:
         mode=spec.mode,
         allow_unpriced=spec.allow_unpriced,
     )
-    # Values the CRD accepts but a sidecar cannot use (FAULTS 33): the whole render fails (budgets fail
+    # Values the CRD accepts but a sidecar cannot use (fault 33): the whole render fails (budgets fail
     # closed), so the last good config keeps serving and this policy's condition names the field.
     problems = budget_problems(budget)
     if problems:

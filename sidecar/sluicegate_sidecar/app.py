@@ -1,7 +1,7 @@
 """The sidecar's two ASGI apps: the OpenAI-compatible API (loopback) and ops (/metrics, /healthz, /readyz).
 
-Routing is on the raw path, exact matches only (FAULTS 24); bodies are read under a size cap and a
-receive deadline (FAULTS 4, 5); every error is an OpenAI envelope.
+Routing is on the raw path, exact matches only (fault 24); bodies are read under a size cap and a
+receive deadline (faults 4, 5); every error is an OpenAI envelope.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class StrictPaths:
 
 async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
     """The whole body, under ``limit`` bytes and ``deadline`` seconds. Every refusal says
-    ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (FAULTS 5)."""
+    ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (fault 5)."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -154,7 +154,7 @@ def build_api(gateway: Gateway) -> ASGIApp:
                 )
             try:
                 body, fields = await read_request(request, headers, op)
-            except ApiError as exc:  # refused before routing: counted once, here (FAULTS 1, 4, 5)
+            except ApiError as exc:  # refused before routing: counted once, here (faults 1, 4, 5)
                 reason = _REJECTED_AS.get(exc.code or "", exc.code or "bad_request")
                 gateway.metrics.rejected.labels(reason).inc()
                 raise

@@ -1,4 +1,4 @@
-"""What the budget gauges export: per policy and window, never per split value (FAULTS 25). Pure.
+"""What the budget gauges export: per policy and window, never per split value (fault 25). Pure.
 
 A split policy (``splitBy: endCustomer``, team, user …) has one scope per value seen; exporting each
 as series grew /metrics without bound. Each (policy, window) gives instead: the figures of its

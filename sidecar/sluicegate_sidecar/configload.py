@@ -1,7 +1,7 @@
 """Read, verify and open a sealed config directory into what the sidecar serves.
 
-A config that fails verification, or carries a value the sidecar cannot use (FAULTS 33), raises
-``ConfigRejected``; a provider key that does not open makes only that connection unusable (FAULTS 15).
+A config that fails verification, or carries a value the sidecar cannot use (fault 33), raises
+``ConfigRejected``; a provider key that does not open makes only that connection unusable (fault 15).
 """
 
 from __future__ import annotations

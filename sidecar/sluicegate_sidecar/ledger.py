@@ -72,7 +72,7 @@ def _sync_files(paths: Sequence[Path], directory: Path | None) -> None:
 
 
 class Ledger:
-    """Appends entries to ``DIR/ledger-NNNNNN.jsonl`` (DESIGN §5a).
+    """Appends entries to ``DIR/ledger-NNNNNN.jsonl`` (ledger before reply, docs/architecture.md).
 
     ``await append(entry)`` returns the chained entry once its line is **written**: handed to the
     kernel with ``os.write`` (never buffered in this process), so a killed process (SIGKILL, OOM)

@@ -1,4 +1,4 @@
-"""Reading the spend ledger's files: which files, in chain order, and their entries (DESIGN §8).
+"""Reading the spend ledger's files: which files, in chain order, and their entries.
 
 Pure file reading; the writer is ``ledger.Ledger``.
 """

@@ -47,7 +47,7 @@ class Settings:
     access_log: bool = True
     default_tier: str | None = None  # the Pod's sluicegate.io/default-tier: the floor for ``auto``
     # A reply's last byte (a stream's terminator) always leaves after its ledger line is written, so
-    # a killed process never loses the record of spend a client received (DESIGN §5a). True: after
+    # a killed process never loses the record of spend a client received (docs/architecture.md). True: after
     # it is fdatasynced too (a persistent local directory; costs one fdatasync of latency).
     ledger_sync: bool = False
     budget_wait_seconds: float = 5.0  # most a request waits for reservations in flight to settle
@@ -125,7 +125,7 @@ class Gateway:
         """Load a newer verified config if there is one; a bad one is refused and counted.
 
         Never raises: anything that goes wrong while loading is a rejection like a bad signature
-        (FAULTS 33), so the last good config keeps serving and the watcher keeps running.
+        (fault 33), so the last good config keeps serving and the watcher keeps running.
         """
         current = self.served.serial if self.served else 0
         try:
@@ -150,7 +150,7 @@ class Gateway:
         if accepted is not None and (
             serial < accepted.serial or (serial == accepted.serial and loaded.body_sha256 != accepted.sha256)
         ):
-            # Only possible before the first load after a restart (then ``current`` is 0): FAULTS 34.
+            # Only possible before the first load after a restart (then ``current`` is 0): fault 34.
             raise ConfigRejected(
                 "rollback", f"serial {serial} is older than serial {accepted.serial}, accepted before", serial
             )
@@ -161,7 +161,7 @@ class Gateway:
     def _refused(self, exc: ConfigRejected, current: int) -> None:
         if exc.reason in ("missing", "unreadable") and self.served is not None:
             # Read mid-swap (``..data`` on a removed generation): keep serving, read again at the
-            # next poll; only a config gone for MISSING_POLLS polls in a row is reported (FAULTS 14).
+            # next poll; only a config gone for MISSING_POLLS polls in a row is reported (fault 14).
             self._missing_polls += 1
             if self._missing_polls < MISSING_POLLS:
                 return
@@ -232,7 +232,7 @@ class Gateway:
         return Served(loaded=loaded, catalog=catalog, clients=clients, guard=guard)
 
     def _remember(self, loaded: LoadedConfig) -> None:
-        """Record the accepted serial on the volume, so a restart refuses older configs (FAULTS 34)."""
+        """Record the accepted serial on the volume, so a restart refuses older configs (fault 34)."""
         record = Accepted(loaded.config.serial, loaded.body_sha256)
         if self.state_dir is None or not loaded.body_sha256 or record == self.accepted:
             return
@@ -309,7 +309,7 @@ class Gateway:
                 await client.aclose()
 
     async def _refresh_unknown_keys(self) -> None:
-        """A config sealed under a data key we lack (rotation): refetch keys, with back-off (FAULTS 15)."""
+        """A config sealed under a data key we lack (rotation): refetch keys, with back-off (fault 15)."""
         served = self.served
         if served is None or self.refresh_keys is None:
             return

@@ -1,7 +1,7 @@
 """``sluicegate sidecar``: serve the API on loopback and ops on all interfaces, in one event loop.
 
 SIGTERM drains: readiness turns false, new requests get 503, in-flight streams get until the drain
-deadline, then the ledger is flushed and the process exits 0 (FAULTS 21).
+deadline, then the ledger is flushed and the process exits 0 (fault 21).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .runtime import Gateway, Settings
 from .serialstate import read_accepted
 
 log = logging.getLogger("sluicegate.sidecar")
-API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (FAULTS 23)
+API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (fault 23)
 SYNC_EVERY_SECONDS = 0.005  # default mode: the background fdatasync gathers this long (power loss risk)
 DRAIN_GRACE_SECONDS = 1.0  # after the drain deadline: for cut streams to send their error event and settle
 # Connections the API takes beyond --max-connections, answered 503, before it closes new ones at once.
@@ -275,7 +275,7 @@ async def run_servers(
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop``) is set, drain, flush the ledger.
 
-    Both listeners cap request heads and their arrival time and bound their connections (FAULTS 5,
+    Both listeners cap request heads and their arrival time and bound their connections (fault 5,
     32); the ops port, reachable from other Pods, gets few, so it can never use up what the API needs.
     """
     api_limits = api_limits or ConnectionLimits(max_connections=max_connections + API_CONNECTION_SLACK)

@@ -249,7 +249,7 @@ async def test_a_broken_budget_keeps_the_last_good_config_and_says_why(cluster):
 
 
 async def test_a_budget_in_an_unknown_timezone_keeps_the_last_good_config_and_names_the_field(cluster):
-    """FAULTS 33: the CRD accepts ``Mars/Olympus``; render refuses it, so no sidecar is handed it."""
+    """fault 33: the CRD accepts ``Mars/Olympus``; render refuses it, so no sidecar is handed it."""
     before, _ = await applied_examples(cluster)
     limits = [{"window": "month", "amountUSD": 500, "timezone": "Mars/Olympus"}]
     await patch(cluster, "BudgetPolicy", NS, "namespace-monthly", {"spec": {"limits": limits}})

@@ -1,4 +1,4 @@
-"""Fallback through the real sidecar against fault-injecting fakes (FAULTS 7, 9–12; DESIGN §6).
+"""Fallback through the real sidecar against fault-injecting fakes (faults 7, 9–12).
 
 Two OpenAI connections, ``primary`` and ``backup``, each with its own fake, sit in the tier ``chain``
 (strategy ordered). Each test asserts what the client sees and which upstreams were called.

@@ -1,4 +1,4 @@
-"""A client that hangs up mid-stream (FAULTS 6): the reservation is settled, never leaked, and what
+"""A client that hangs up mid-stream (fault 6): the reservation is settled, never leaked, and what
 was streamed is charged and written to the ledger."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``kill -9`` of the real ``sluicegate sidecar`` process under load (DESIGN §5a, issue 13 item 12):
+"""``kill -9`` of the real ``sluicegate sidecar`` process under load (issue 13 item 12; ledger before reply, docs/architecture.md):
 no reply a client received completely is missing from the ledger — a stream whose terminator it saw
 (OpenAI's ``data: [DONE]``, Anthropic's ``message_stop``, the ``[DONE]`` made for a Gemini stream at
 its end of body) or a whole non-streamed body. The upstreams keep each stream open 300 ms after its

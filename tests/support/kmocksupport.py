@@ -1,6 +1,6 @@
 """A kmock 0.8 Kubernetes emulator closer to a real apiserver, plus helpers for operator tests.
 
-See /work/shared/TESTING.md (kopf + kmock): stamps uid/creationTimestamp/generation/resourceVersion,
+Works around kmock 0.8's gaps: stamps uid/creationTimestamp/generation/resourceVersion,
 bumps resourceVersion on every change (no-op patches change nothing and emit no event; a deletion gets
 one too), answers a failed JSON-Patch ``test`` with 422, returns a real list resourceVersion, skips
 replayed watch events, names ``generateName`` objects, folds Secret ``stringData`` into ``data``, treats ``?watch=True`` as a

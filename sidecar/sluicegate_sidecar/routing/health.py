@@ -32,7 +32,7 @@ class HealthBook:
     cool-down ends; half-open admits one probe (claimed with ``acquire``): success closes, failure
     re-opens with the cool-down doubled, up to ``max_cooldown``. Connect and DNS errors count at
     most once per ``connect_count_interval`` seconds, so one network blip hitting many concurrent
-    requests is one failure, not many (FAULTS #10). A 401/403 benches the connection's key for
+    requests is one failure, not many (fault 10). A 401/403 benches the connection's key for
     ``key_bad_cooldown`` seconds: none of its models is usable meanwhile.
     """
 

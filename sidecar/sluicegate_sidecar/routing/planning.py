@@ -80,7 +80,7 @@ def _fitting(resolution: Resolution, prompt_tokens: int) -> tuple[Target, ...]:
 
 
 def within_context(resolution: Resolution, prompt_tokens: int, param: str = "messages") -> Resolution:
-    """Drop candidates whose context window cannot hold the prompt; 400 when none can (FAULTS 4)."""
+    """Drop candidates whose context window cannot hold the prompt; 400 when none can (fault 4)."""
     kept = _fitting(resolution, prompt_tokens)
     if kept or not resolution.candidates:  # no candidate at all is the pipeline's 503, not this 400
         return _narrowed(resolution, kept)

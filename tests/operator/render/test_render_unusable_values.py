@@ -1,4 +1,4 @@
-"""FAULTS 33: values the CRDs accept but a sidecar cannot use are refused by render, naming the
+"""fault 33: values the CRDs accept but a sidecar cannot use are refused by render, naming the
 resource and the field. A BudgetPolicy's refusal fails the whole render closed (the last good config
 keeps serving: no policy silently vanishes and leaves the namespace uncapped); a ProviderConnection's
 leaves out only that connection."""
