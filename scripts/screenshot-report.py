@@ -27,7 +27,7 @@ import msgspec  # noqa: E402
 
 from sluicegate_reports import report_cli  # noqa: E402
 from sluicegate_reports.savings import ModelRef, catalog_cost  # noqa: E402
-from sluicegate_sidecar.ledger import (  # noqa: E402
+from sluicegate_sidecar.ledger_entry import (  # noqa: E402
     GENESIS,
     Entry,
     EntryAttribution,

@@ -20,19 +20,8 @@ import msgspec
 from sluicegate_contract.money import usd
 from sluicegate_contract.sidecarpod import LEDGER_DIR
 from sluicegate_contract.windows import WindowKind, window_label, zone
-from sluicegate_sidecar.ledger import (
-    GENESIS,
-    Entry,
-    LedgerError,
-    decode_entry,
-    entry_hash,
-    entry_line,
-    file_index,
-    file_name,
-    ledger_files,
-    parse_time,
-    read_entries,
-)
+from sluicegate_sidecar.ledger_entry import GENESIS, Entry, decode_entry, entry_hash, entry_line, parse_time
+from sluicegate_sidecar.ledger_read import LedgerError, file_index, file_name, ledger_files, read_entries
 
 ProblemKind = Literal["edited", "deleted", "reordered", "truncated"]
 CSV_COLUMNS = (

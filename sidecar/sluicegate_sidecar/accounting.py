@@ -18,8 +18,9 @@ from sluicegate_contract.schema import ModelPrice
 
 from .attribution import Attribution
 from .budget import Reservation
-from .ledger import Entry, LedgerError, entry_attribution, entry_usage, format_time
-from .ledger_entry import entry_reported_usage
+from .ledger_entry import Entry, format_time
+from .ledger_read import LedgerError
+from .ledger_records import entry_attribution, entry_reported_usage, entry_usage
 from .pricing import cost_micro_usd, max_output_tokens_within
 from .providers.base import ReportedUsage, Usage
 from .providers.usagefields import ANOMALY_REASONS, valid_count

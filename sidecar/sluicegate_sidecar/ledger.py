@@ -14,27 +14,8 @@ from pathlib import Path
 
 import msgspec
 
-# The entry format lives in ledger_entry; re-exported so ``from .ledger import Entry, ...`` keeps working.
-from .ledger_entry import GENESIS as GENESIS
-from .ledger_entry import CostBasis as CostBasis
-from .ledger_entry import Entry as Entry
-from .ledger_entry import EntryAttribution as EntryAttribution
-from .ledger_entry import EntryUsage as EntryUsage
-from .ledger_entry import chain_entry
-from .ledger_entry import charges as charges
-from .ledger_entry import decode_entry as decode_entry
-from .ledger_entry import entry_attribution as entry_attribution
-from .ledger_entry import entry_hash as entry_hash
-from .ledger_entry import entry_line as entry_line
-from .ledger_entry import entry_usage as entry_usage
-from .ledger_entry import format_time as format_time
-from .ledger_entry import parse_time as parse_time
-from .ledger_read import LedgerError as LedgerError
-from .ledger_read import file_index as file_index
-from .ledger_read import file_name as file_name
-from .ledger_read import ledger_files as ledger_files
-from .ledger_read import read_entries as read_entries
-from .ledger_read import tail
+from .ledger_entry import GENESIS, Entry, chain_entry, decode_entry
+from .ledger_read import LedgerError, file_index, file_name, ledger_files, tail
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 _MAX_RETRY = 10_000  # entries kept in memory for retry while the disk refuses writes

@@ -1,20 +1,16 @@
-"""Ledger entries: the JSONL line format, hash chaining, and conversions to and from sidecar values. Pure.
+"""Ledger entries: the JSONL line format and hash chaining. Pure.
 
-Reads and writes no files (``ledger`` does); no prompts or completions, ever.
+The sidecar writes them (``ledger``), the reports read and verify them. Reads and writes no files;
+no prompts or completions, ever.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
-
-from .attribution import Attribution
-from .budget import Charge
-from .providers.base import ReportedUsage, Usage
 
 GENESIS = "0" * 64
 # anomalous: the upstream reported usage no correct provider reports (FAULTS 30); ``usage`` holds the
@@ -87,44 +83,6 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def entry_attribution(attribution: Attribution) -> EntryAttribution:
-    dims = attribution.dimensions
-    pod = attribution.pod
-    return EntryAttribution(
-        namespace=pod.namespace,
-        workload=pod.workload,
-        service_account=pod.service_account,
-        team=dims.get("team"),
-        service=dims.get("service"),
-        feature=dims.get("feature"),
-        user=dims.get("user"),
-        end_customer=dims.get("endCustomer"),
-        tags=dict(attribution.tags),
-    )
-
-
-def entry_usage(usage: Usage | None) -> EntryUsage | None:
-    if usage is None:
-        return None
-    return EntryUsage(
-        input=usage.input_tokens,
-        output=usage.output_tokens,
-        cached=usage.cached_input_tokens,
-        cache_write=usage.cache_write_tokens,
-    )
-
-
-def entry_reported_usage(reported: ReportedUsage | None) -> EntryReportedUsage | None:
-    if reported is None:
-        return None
-    return EntryReportedUsage(
-        input=reported.input_tokens,
-        output=reported.output_tokens,
-        cached=reported.cached_input_tokens,
-        cache_write=reported.cache_write_tokens,
-    )
-
-
 def _canonical(fields: dict[str, Any]) -> bytes:
     return msgspec.json.encode(fields, order="sorted")
 
@@ -160,22 +118,3 @@ def chain_entry(entry: Entry, seq: int, prev_hash: str) -> tuple[str, bytes]:
 
 def decode_entry(line: bytes) -> Entry:
     return msgspec.json.decode(line, type=Entry)
-
-
-def charges(entries: Iterable[Entry]) -> Iterator[Charge]:
-    """What each entry cost and to which policies, for ``BudgetBook.restore``."""
-    for entry in entries:
-        attr = entry.attribution
-        dims = {
-            "team": attr.team,
-            "service": attr.service,
-            "feature": attr.feature,
-            "user": attr.user,
-            "endCustomer": attr.end_customer,
-        }
-        yield Charge(
-            time=parse_time(entry.time),
-            policies=entry.budget_scopes,
-            dimensions={k: v for k, v in dims.items() if v},
-            cost_micro_usd=entry.cost_micro_usd,
-        )

@@ -24,7 +24,9 @@ from .attribution import PodIdentity
 from .budget import BudgetBook
 from .configload import LoadedConfig, load_config, open_connections
 from .drain import Drain
-from .ledger import Ledger, LedgerError, charges, read_entries
+from .ledger import Ledger
+from .ledger_read import LedgerError, read_entries
+from .ledger_records import charges
 from .metrics import LabelGuard, Metrics
 from .routing.catalog import ModelCatalog
 from .routing.health import HealthBook

@@ -32,8 +32,8 @@ from sluicegate_reports.savings import (
     enforced_verdict,
     most_expensive_model,
 )
-from sluicegate_sidecar.ledger import EntryUsage, read_entries
-from sluicegate_sidecar.ledger_entry import EntryReportedUsage
+from sluicegate_sidecar.ledger_entry import EntryReportedUsage, EntryUsage
+from sluicegate_sidecar.ledger_read import read_entries
 
 DATA = Path(__file__).parent / "data"
 UTC_ZONE = ZoneInfo("UTC")

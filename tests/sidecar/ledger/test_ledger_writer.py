@@ -12,7 +12,10 @@ import pytest
 
 from sluicegate_reports.ledger_cli import verify
 from sluicegate_sidecar.budget import BudgetBook, Reservation
-from sluicegate_sidecar.ledger import GENESIS, Ledger, LedgerError, charges, ledger_files, read_entries
+from sluicegate_sidecar.ledger import Ledger
+from sluicegate_sidecar.ledger_entry import GENESIS
+from sluicegate_sidecar.ledger_read import LedgerError, ledger_files, read_entries
+from sluicegate_sidecar.ledger_records import charges
 from tests.support.budget_samples import NOON, attribution, entry, policy, write_ledger
 
 
