@@ -25,9 +25,7 @@ for source in ("contract", "sidecar", "reports"):
 
 import msgspec  # noqa: E402
 
-from sluicegate_reports import report_cli  # noqa: E402
-from sluicegate_reports.savings import ModelRef, catalog_cost  # noqa: E402
-from sluicegate_sidecar.ledger_entry import (  # noqa: E402
+from sluicegate_contract.ledger import (  # noqa: E402
     GENESIS,
     Entry,
     EntryAttribution,
@@ -36,6 +34,8 @@ from sluicegate_sidecar.ledger_entry import (  # noqa: E402
     entry_line,
     format_time,
 )
+from sluicegate_reports import report_cli  # noqa: E402
+from sluicegate_reports.savings import ModelRef, catalog_cost  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 START = datetime(2026, 2, 2, tzinfo=UTC)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from sluicegate_contract.ledger import Entry, EntryUsage, parse_time
 from sluicegate_contract.money import MICRO_USD
-from sluicegate_sidecar.ledger_entry import Entry, EntryUsage, parse_time
 
 from .exports import Export, ExportRow, Provider, model_key
 from .savings import ModelRef, Pricer

@@ -17,11 +17,11 @@ from typing import Literal, TextIO
 
 import msgspec
 
+from sluicegate_contract.ledger import GENESIS, Entry, decode_entry, entry_hash, entry_line, parse_time
+from sluicegate_contract.ledgerfiles import LedgerError, file_index, file_name, ledger_files, read_entries
 from sluicegate_contract.money import usd
 from sluicegate_contract.sidecarpod import LEDGER_DIR
 from sluicegate_contract.windows import WindowKind, window_label, zone
-from sluicegate_sidecar.ledger_entry import GENESIS, Entry, decode_entry, entry_hash, entry_line, parse_time
-from sluicegate_sidecar.ledger_read import LedgerError, file_index, file_name, ledger_files, read_entries
 
 ProblemKind = Literal["edited", "deleted", "reordered", "truncated"]
 CSV_COLUMNS = (

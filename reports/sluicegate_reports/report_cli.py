@@ -15,11 +15,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from sluicegate_contract.ledger import Entry, parse_time
+from sluicegate_contract.ledgerfiles import LedgerError, ledger_files, read_entries
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.sidecarpod import LEDGER_DIR
 from sluicegate_contract.windows import zone
-from sluicegate_sidecar.ledger_entry import Entry, parse_time
-from sluicegate_sidecar.ledger_read import LedgerError, ledger_files, read_entries
 
 from .exports import ExportError, merge_exports, parse_export
 from .formats import render_csv, render_json, render_text

@@ -13,11 +13,11 @@ from decimal import ROUND_CEILING, Decimal
 
 from genai_prices import Usage, calc_price
 
+from sluicegate_contract.ledger import Entry, EntryUsage, parse_time
 from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
 from sluicegate_contract.windows import WindowKind, window_label
-from sluicegate_sidecar.ledger_entry import Entry, EntryUsage, parse_time
 
 GROUPS = ("team", "service", "feature", "namespace", "workload", "model", "provider", "tier")
 _REFERENCE_USAGE = EntryUsage(input=100_000, output=100_000)  # below long-context price tiers

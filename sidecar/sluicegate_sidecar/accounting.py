@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from sluicegate_contract.ledger import Entry, format_time
+from sluicegate_contract.ledgerfiles import LedgerError
 from sluicegate_contract.schema import ModelPrice
 
 from .attribution import Attribution
 from .budget import Reservation
-from .ledger_entry import Entry, format_time
-from .ledger_read import LedgerError
-from .ledger_records import entry_attribution, entry_reported_usage, entry_usage
+from .ledger.records import entry_attribution, entry_reported_usage, entry_usage
 from .pricing import cost_micro_usd, max_output_tokens_within
 from .providers.base import ReportedUsage, Usage
 from .providers.usagefields import ANOMALY_REASONS, valid_count

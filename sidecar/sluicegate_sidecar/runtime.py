@@ -18,15 +18,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sluicegate_contract.ledgerfiles import LedgerError, read_entries
 from sluicegate_contract.sealing import ConfigRejected
 
 from .attribution import PodIdentity
 from .budget import BudgetBook
 from .configload import LoadedConfig, load_config, open_connections
 from .drain import Drain
-from .ledger import Ledger
-from .ledger_read import LedgerError, read_entries
-from .ledger_records import charges
+from .ledger.records import charges
+from .ledger.writer import Ledger
 from .metrics import LabelGuard, Metrics
 from .routing.catalog import ModelCatalog
 from .routing.health import HealthBook

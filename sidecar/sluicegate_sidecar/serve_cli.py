@@ -30,7 +30,7 @@ from .configload import dev_data_keys, public_keys_from
 from .httplimits import ConnectionLimits, protocol_for, raise_open_file_limit
 from .keyclient import KeyClient
 from .leases import LeaseSettings
-from .ledger import Ledger
+from .ledger.writer import Ledger
 from .metrics import Metrics
 from .runtime import Gateway, Settings
 from .serialstate import read_accepted

@@ -7,9 +7,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from sluicegate_contract.ledger import EntryReportedUsage, decode_entry, entry_hash, entry_line
+from sluicegate_contract.ledgerfiles import ledger_files
 from sluicegate_reports.ledger_cli import main, verify
-from sluicegate_sidecar.ledger_entry import EntryReportedUsage, decode_entry, entry_hash, entry_line
-from sluicegate_sidecar.ledger_read import ledger_files
 from tests.support.budget_samples import entry, write_ledger
 
 # Each line is about 650 bytes: three entries per file, eight entries over three files.

@@ -154,8 +154,8 @@ def test_reports_read_every_sidecars_ledger_collected_below_one_directory(tmp_pa
     import shutil
     from pathlib import Path
 
+    from sluicegate_contract.ledgerfiles import read_entries
     from sluicegate_reports.report_cli import ledger_dirs
-    from sluicegate_sidecar.ledger_read import read_entries
 
     source = Path(__file__).parent / "data" / "savings-ledger"
     one_pod = list(read_entries([source]))

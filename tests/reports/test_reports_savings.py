@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
+from sluicegate_contract.ledger import EntryReportedUsage, EntryUsage
+from sluicegate_contract.ledgerfiles import read_entries
 from sluicegate_reports.savings import (
     ModelRef,
     analyze_savings,
@@ -32,8 +34,6 @@ from sluicegate_reports.savings import (
     enforced_verdict,
     most_expensive_model,
 )
-from sluicegate_sidecar.ledger_entry import EntryReportedUsage, EntryUsage
-from sluicegate_sidecar.ledger_read import read_entries
 
 DATA = Path(__file__).parent / "data"
 UTC_ZONE = ZoneInfo("UTC")

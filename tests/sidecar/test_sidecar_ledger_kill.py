@@ -23,9 +23,9 @@ import httpx2  # the HTTP client under both SDKs: a stream cut mid-body raises i
 import openai
 import pytest
 
+from sluicegate_contract.ledgerfiles import read_entries
 from sluicegate_reports.ledger_cli import verify
-from sluicegate_sidecar.ledger import Ledger
-from sluicegate_sidecar.ledger_read import read_entries
+from sluicegate_sidecar.ledger.writer import Ledger
 from tests.support.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from tests.support.sidecar_harness import budget, connection, free_port, priced, render_dir, tier
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 
-from sluicegate_sidecar.ledger_entry import (
+from sluicegate_contract.ledger import (
     GENESIS,
     Entry,
     EntryAttribution,

@@ -8,17 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sluicegate_contract.ledgerfiles import read_entries
 from sluicegate_reports.ledger_cli import verify
-from sluicegate_sidecar.ledger import Ledger
-from sluicegate_sidecar.ledger_read import read_entries
+from sluicegate_sidecar.ledger.writer import Ledger
 
 ROOT = Path(__file__).resolve().parents[3]
 
 # Many writers keep batches of large lines in flight, so that the kill often lands inside a write.
 WRITER = r"""
 import asyncio, sys
-from sluicegate_sidecar.ledger import Ledger
-from sluicegate_sidecar.ledger_entry import Entry, EntryAttribution, EntryUsage
+from sluicegate_sidecar.ledger.writer import Ledger
+from sluicegate_contract.ledger import Entry, EntryAttribution, EntryUsage
 
 def make(worker, number):
     return Entry(

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from sluicegate_contract.ledger import GENESIS
+from sluicegate_contract.ledgerfiles import LedgerError, ledger_files, read_entries
 from sluicegate_reports.ledger_cli import verify
 from sluicegate_sidecar.budget import BudgetBook, Reservation
-from sluicegate_sidecar.ledger import Ledger
-from sluicegate_sidecar.ledger_entry import GENESIS
-from sluicegate_sidecar.ledger_read import LedgerError, ledger_files, read_entries
-from sluicegate_sidecar.ledger_records import charges
+from sluicegate_sidecar.ledger.records import charges
+from sluicegate_sidecar.ledger.writer import Ledger
 from tests.support.budget_samples import NOON, attribution, entry, policy, write_ledger
 
 

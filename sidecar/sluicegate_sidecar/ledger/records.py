@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .attribution import Attribution
-from .budget import Charge
-from .ledger_entry import Entry, EntryAttribution, EntryReportedUsage, EntryUsage, parse_time
-from .providers.base import ReportedUsage, Usage
+from sluicegate_contract.ledger import Entry, EntryAttribution, EntryReportedUsage, EntryUsage, parse_time
+
+from ..attribution import Attribution
+from ..budget import Charge
+from ..providers.base import ReportedUsage, Usage
 
 
 def entry_attribution(attribution: Attribution) -> EntryAttribution:

@@ -1,8 +1,9 @@
 """The spend ledger: hash-chained JSONL files, written with group commit and read back.
 
-The only persistence module (entries are formatted and hashed in ``ledger_entry``). One line per settled
-request; an entry is acknowledged once it is written to the file (handed to the kernel: a killed process
-cannot lose it), or once it is fdatasynced in sync mode; a torn tail left by a crash is cut off at open.
+The only persistence module (entries are formatted and hashed in ``sluicegate_contract.ledger``).
+One line per settled request; an entry is acknowledged once it is written to the file (handed to the
+kernel: a killed process cannot lose it), or once it is fdatasynced in sync mode; a torn tail left by
+a crash is cut off at open.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import msgspec
 
-from .ledger_entry import GENESIS, Entry, chain_entry, decode_entry
-from .ledger_read import LedgerError, file_index, file_name, ledger_files, tail
+from sluicegate_contract.ledger import GENESIS, Entry, chain_entry, decode_entry
+from sluicegate_contract.ledgerfiles import LedgerError, file_index, file_name, ledger_files, tail
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 _MAX_RETRY = 10_000  # entries kept in memory for retry while the disk refuses writes

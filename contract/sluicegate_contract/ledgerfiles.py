@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from .ledger_entry import Entry, decode_entry, parse_time
+from .ledger import Entry, decode_entry, parse_time
 
 _NAME = re.compile(r"^ledger-(\d{6,})\.jsonl$")
 
