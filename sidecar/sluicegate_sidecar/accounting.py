@@ -9,7 +9,7 @@ import asyncio
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
@@ -18,8 +18,8 @@ from sluicegate_contract.ledger import Entry, format_time
 from sluicegate_contract.ledgerfiles import LedgerError
 from sluicegate_contract.schema import ModelPrice
 
-from .attribution import Attribution
 from .budget import Reservation
+from .context import RequestContext
 from .ledger.records import entry_attribution, entry_reported_usage, entry_usage
 from .pricing import cost_micro_usd, max_output_tokens_within
 from .providers.base import ReportedUsage, Usage
@@ -165,31 +165,6 @@ def charge_for(
     estimate = Usage(input_tokens=prompt_tokens, output_tokens=seen_tokens)
     cost = max(min(reserved_micro_usd, cost_micro_usd(price, estimate)), cost_micro_usd(price, seen))
     return Charge(cost, "estimated", estimate)
-
-
-@dataclass
-class RequestContext:
-    """Mutable facts about one client request, gathered as it goes through the pipeline."""
-
-    request_id: str
-    op: str
-    requested_model: str
-    attribution: Attribution
-    started: float = field(default_factory=time.perf_counter)
-    wall: datetime = field(default_factory=lambda: datetime.now(UTC))
-    tier: str | None = None
-    verdict: str = "allow"
-    routed: Target | None = None
-    fallbacks: list[str] = field(default_factory=list)
-    upstream_seconds: float = 0.0
-    cost_micro_usd: int = 0
-    basis: str | None = None
-    usage: Usage | None = None
-    status: int | str = 200
-    auto_reason: str | None = None
-    verdict_policy: str | None = None
-    ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
-    admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
 
 
 class Accountant:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from .accounting import RequestContext
 from .attribution import Attribution
 from .budget import BudgetBook, Decision, Refusal, Reservation
+from .context import RequestContext
 from .pricing import max_output_tokens_within, worst_case_micro_usd
 from .routing.bounds import RequestBound
 from .routing.catalog import Target

@@ -24,9 +24,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sluicegate_contract.ladder import VERDICTS, Verdict, worse
 from sluicegate_contract.schema import ProviderKind
 
-from .accounting import RequestContext
 from .attribution import attribute
 from .budgetsummary import summarize
+from .context import RequestContext
 from .errors import ApiError, error_body
 from .pipeline import Pipeline, error_response
 from .providers.base import Operation

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 from starlette.responses import Response
 
-from .accounting import Accountant, Bounds, RequestContext, attempt_bounds, charge_for
+from .accounting import Accountant, Bounds, attempt_bounds, charge_for
 from .admission import Admission
 from .budget import Refusal, Reservation
+from .context import RequestContext
 from .errors import ApiError, authority_unavailable, budget_exceeded, error_body, kill_switch
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for

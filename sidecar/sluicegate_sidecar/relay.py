@@ -21,8 +21,9 @@ from starlette.types import Receive, Scope, Send
 
 from sluicegate_contract.schema import ModelPrice, Timeouts
 
-from .accounting import Bounds, Charge, RequestContext, anomalous_charge, charge_for, usage_anomaly
+from .accounting import Bounds, Charge, anomalous_charge, charge_for, usage_anomaly
 from .budget import Reservation
+from .context import RequestContext
 from .errors import sse_error
 from .pricing import cost_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, ReportedUsage, StreamRelay, Usage

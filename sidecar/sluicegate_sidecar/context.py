@@ -1,0 +1,40 @@
+"""A client request's state: one home for what the pipeline learns about it as it goes.
+
+Written by the pipeline and its attempts, read by accounting for the ledger line and the request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .attribution import Attribution
+from .providers.base import Usage
+from .routing.catalog import Target
+
+
+@dataclass
+class RequestContext:
+    """Mutable facts about one client request, gathered as it goes through the pipeline."""
+
+    request_id: str
+    op: str
+    requested_model: str
+    attribution: Attribution
+    started: float = field(default_factory=time.perf_counter)
+    wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+    tier: str | None = None
+    verdict: str = "allow"
+    routed: Target | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    upstream_seconds: float = 0.0
+    cost_micro_usd: int = 0
+    basis: str | None = None
+    usage: Usage | None = None
+    status: int | str = 200
+    auto_reason: str | None = None
+    verdict_policy: str | None = None
+    ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
+    admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
