@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import httpx
@@ -22,21 +22,16 @@ from starlette.types import Receive, Scope, Send
 from sluicegate_contract.schema import ModelPrice, Timeouts
 
 from .accounting import Bounds, Charge, anomalous_charge, charge_for, usage_anomaly
-from .budget import Reservation
-from .context import RequestContext
+from .attempt import Attempt
 from .errors import sse_error
 from .pricing import cost_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, ReportedUsage, StreamRelay, Usage
 from .providers.keyscrub import NO_KEY, KeyScrubber
 from .providers.responses_stream import NumberedErrors
 from .providers.usagefields import flagged
-from .routing.catalog import Target
 from .routing.outcome import FailureClass
 from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
 
 _TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError)
 _RELEASE_SECONDS = 1.0  # how long the rest of a complete upstream body is read, for connection reuse
@@ -103,34 +98,30 @@ async def _first_bytes(relay: StreamRelay, iterator: AsyncIterator[bytes], secon
 
 
 async def stream_response(
-    pipeline: Pipeline,
-    ctx: RequestContext,
+    attempt: Attempt,
     adapter: Adapter,
     op: Operation,
-    target: Target,
     request: dict[str, Any],
     response: httpx.Response,
-    reservation: Reservation | None,
-    plan: Any,
-    started: float,
     timeouts: Timeouts,
-    bounds: Bounds,
     *,
     scrubber: KeyScrubber = NO_KEY,
 ) -> StreamingResponse | AttemptFailed:
+    target, bounds = attempt.target, attempt.bounds
+    assert bounds is not None  # set by the pipeline once the upstream answered
     relay = adapter.relay(op, target.model, request, scrubber=scrubber)  # upstream error events: scrubbed
     iterator = response.aiter_raw()
-    deadline = started + timeouts.total_seconds
+    deadline = attempt.started + timeouts.total_seconds
     try:
         first = await _first_bytes(relay, iterator, timeouts.first_byte_seconds)
     except (StopAsyncIteration, BadUpstreamResponse, TimeoutError, *_TRANSPORT_ERRORS) as exc:
         await response.aclose()
         kind = "timeout" if isinstance(exc, TimeoutError) else "bad_response"
         failure = AttemptFailed(kind, detail=f"stream failed before its first byte ({type(exc).__name__})")
-        ctx.upstream_seconds += time.perf_counter() - started
-        pipeline._failed(ctx, target, failure, reservation, plan, billed=True)
+        attempt.upstream_done()
+        attempt.fail(failure, billed=True)
         return failure
-    gw = pipeline.gw
+    gw = attempt.gw
     settled = False
 
     def settle(status: int | str) -> None:
@@ -138,8 +129,8 @@ async def stream_response(
         if settled:
             return
         settled = True
-        ctx.upstream_seconds += time.perf_counter() - started
-        _settle_stream(pipeline, ctx, target, relay, reservation, bounds, plan.prompt_tokens, status)
+        attempt.upstream_done()
+        _settle_stream(attempt, relay, status)
         gw.spawn(_release(response, iterator) if status == 200 else response.aclose())
 
     limit = bounds.output_tokens
@@ -178,7 +169,7 @@ async def stream_response(
                     yield out
             status = 200 if relay.completed else "upstream_stream_error"
             settle(status)  # the ledger line is written before the terminator leaves (DESIGN §5a)
-            await pipeline.accountant.durable(ctx)
+            await attempt.durable()
             if tail:
                 yield tail
             if status != 200:
@@ -210,7 +201,7 @@ async def stream_response(
         body(),
         lambda: settle("client_disconnect"),
         media_type="text/event-stream",
-        headers=pipeline.headers(ctx),
+        headers=attempt.headers(),
     )
 
 
@@ -227,17 +218,9 @@ async def _release(response: httpx.Response, iterator: AsyncIterator[bytes]) -> 
         await response.aclose()
 
 
-def _settle_stream(
-    pipeline: Pipeline,
-    ctx: RequestContext,
-    target: Target,
-    relay: StreamRelay,
-    reservation: Reservation | None,
-    bounds: Bounds,
-    prompt_estimate: int,
-    status: int | str,
-) -> None:
-    health = pipeline.gw.health
+def _settle_stream(attempt: Attempt, relay: StreamRelay, status: int | str) -> None:
+    target = attempt.target
+    health = attempt.gw.health
     now = time.monotonic()
     if status == 200:
         health.record_success(target.connection, target.model)
@@ -246,10 +229,12 @@ def _settle_stream(
         health.record_failure(target.connection, target.model, klass, now)
     else:
         health.release(target.connection, target.model)
-    reserved = reservation.amount_micro_usd if reservation is not None else 0
-    charge = _stream_charge(target.spec.price, relay, reserved, bounds, prompt_estimate, status)
-    pipeline.accountant.settle(ctx, target, reservation, charge, status)
-    pipeline.accountant.finish(ctx, status)
+    reserved = attempt.reserved_micro_usd
+    bounds = attempt.bounds
+    assert bounds is not None  # set by the pipeline once the upstream answered
+    charge = _stream_charge(target.spec.price, relay, reserved, bounds, attempt.plan.prompt_tokens, status)
+    attempt.settle(charge, status)
+    attempt.accountant.finish(attempt.ctx, status)
 
 
 def _stream_charge(
