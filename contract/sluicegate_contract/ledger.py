@@ -12,12 +12,17 @@ from typing import Any, Literal
 
 import msgspec
 
+from .ladder import Verdict
+
 GENESIS = "0" * 64
-# anomalous: the upstream reported usage no correct provider reports (FAULTS 30); ``usage`` holds the
+# anomalous: the upstream reported usage no correct provider reports (fault 30); ``usage`` holds the
 # bounded figures charged, ``reportedUsage`` what was reported, ``anomaly`` why.
 CostBasis = Literal["exact", "estimated", "unpriced", "reserved", "anomalous"]
+# Version 2 adds ``resolution`` and ``decision``; a line without ``v`` is version 1 and reads as before.
+ENTRY_VERSION = 2
+ResolutionKind = Literal["auto", "tier", "pinned"]
 # Fields a line carries only when set, so that lines written before they existed hash as they did.
-_OPTIONAL = ("reportedUsage", "anomaly")
+_OPTIONAL = ("reportedUsage", "anomaly", "v", "resolution", "decision")
 
 
 class EntryAttribution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -50,6 +55,23 @@ class EntryReportedUsage(
     cache_write: int | None = 0
 
 
+class EntryResolution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """How ``requestedModel`` resolved: ``auto`` (the classifier chose ``tier``, saying ``reason``), a
+    ``tier:<name>``, or ``pinned`` (a connection's or provider's model, or a bare model name)."""
+
+    kind: ResolutionKind
+    tier: str | None = None
+    reason: str | None = None
+
+
+class EntryDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """The budgets' verdict, structured: what acted, and what a Shadow policy would have done."""
+
+    action: Verdict
+    shadow: Verdict | None = None
+    policy: str | None = None  # the policy whose DOWNGRADE or LIGHT_ONLY rerouted the request
+
+
 class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
     """One settled request. ``seq``, ``prev_hash`` and ``hash`` are set by the ledger on append."""
 
@@ -61,7 +83,7 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="cam
     model: str | None
     requested_model: str
     tier: str | None
-    verdict: str
+    verdict: str  # as X-Sluicegate-Verdict showed it (``allow; shadow=BLOCK``); structured: ``decision``
     usage: EntryUsage | None
     cost_micro_usd: int = msgspec.field(name="costMicroUSD")
     cost_basis: CostBasis
@@ -72,6 +94,9 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="cam
     hash: str = ""
     reported_usage: EntryReportedUsage | None = None
     anomaly: str | None = None
+    v: int | None = None  # ENTRY_VERSION; None: a version-1 line
+    resolution: EntryResolution | None = None
+    decision: EntryDecision | None = None
 
 
 def format_time(instant: datetime) -> str:

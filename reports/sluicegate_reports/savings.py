@@ -101,8 +101,12 @@ def served_models(entries: Iterable[Entry]) -> dict[str, str]:
 
 
 def ask_of(entry: Entry, kinds: dict[str, str], served: dict[str, str], tiers: frozenset[str]) -> Ask:
-    requested = entry.requested_model
-    if requested == AUTO:
+    requested, resolution = entry.requested_model, entry.resolution
+    if resolution is not None and resolution.kind == "auto":  # version 2: the sidecar says how it resolved
+        return Ask(None, None, auto=True)
+    if resolution is not None and resolution.kind == "tier" and resolution.tier is not None:
+        return Ask(None, resolution.tier)
+    if requested == AUTO:  # version 1: read the requested model's name
         return Ask(None, None, auto=True)
     if requested.startswith(TIER_PREFIX):
         return Ask(None, requested[len(TIER_PREFIX) :])
@@ -115,8 +119,13 @@ def ask_of(entry: Entry, kinds: dict[str, str], served: dict[str, str], tiers: f
 
 
 def enforced_verdict(verdict: str) -> str:
-    """``DOWNGRADE; shadow=BLOCK`` → ``DOWNGRADE``: the part that was acted on."""
+    """``DOWNGRADE; shadow=BLOCK`` → ``DOWNGRADE``: the part that was acted on (version-1 entries)."""
     return verdict.split(";", 1)[0].strip()
+
+
+def enforced_action(entry: Entry) -> str:
+    """What the budgets did to the request: the structured decision, or a version-1 entry's verdict."""
+    return entry.decision.action if entry.decision is not None else enforced_verdict(entry.verdict)
 
 
 def most_expensive_model(entries: Sequence[Entry], pricer: Pricer = catalog_cost) -> ModelRef | None:
@@ -217,7 +226,7 @@ def _one(
     entry: Entry, ask: Ask, baseline: ModelRef | None, tier_models: dict[str, ModelRef], pricer: Pricer
 ) -> tuple[SavingsRow, str | None]:
     """The row contribution of one entry, and why it was left out (None when compared)."""
-    verdict = enforced_verdict(entry.verdict)
+    verdict = enforced_action(entry)
     counts = {
         "requests": 1,
         "downgraded": int(verdict == "DOWNGRADE"),

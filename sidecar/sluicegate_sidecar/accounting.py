@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from sluicegate_contract.ledger import Entry, format_time
+from sluicegate_contract.ledger import ENTRY_VERSION, Entry, EntryDecision, EntryResolution, format_time
 from sluicegate_contract.ledgerfiles import LedgerError
 from sluicegate_contract.schema import ModelPrice
 
@@ -167,6 +167,12 @@ def charge_for(
     return Charge(cost, "estimated", estimate)
 
 
+def _resolution(ctx: RequestContext) -> EntryResolution | None:
+    if ctx.resolved is None:
+        return None
+    return EntryResolution(kind=ctx.resolved, tier=ctx.tier, reason=ctx.auto_reason)
+
+
 class Accountant:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
@@ -215,6 +221,9 @@ class Accountant:
             budget_scopes=reservation.policies if reservation is not None else (),
             reported_usage=entry_reported_usage(charge.reported),
             anomaly=charge.anomaly,
+            v=ENTRY_VERSION,
+            resolution=_resolution(ctx),
+            decision=EntryDecision(action=ctx.action, shadow=ctx.shadow_action, policy=ctx.verdict_policy),
         )
         ctx.ledger_writes.append(self.gw.spawn(self._write(entry)))
         self._count_spend(ctx, target, charge)

@@ -104,8 +104,8 @@ class Admission:
         result = budgets.reserve(ctx.attribution, amount, now)
         if isinstance(result, Refusal):
             return None, None, result
-        if result.shadow_refusal is not None and "shadow=" not in ctx.verdict:
-            ctx.verdict = f"{ctx.verdict}; shadow={result.shadow_refusal.action}"
+        if result.shadow_refusal is not None and ctx.shadow_action is None:
+            ctx.shadow_action = result.shadow_refusal.action
         send_cap = _cap_to_send(send, asked, model_max, budgeted=headroom is not None, outputs=outputs)
         return result, send_cap, None
 

@@ -10,9 +10,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sluicegate_contract.ladder import Verdict
+
 from .attribution import Attribution
 from .providers.base import Usage
 from .routing.catalog import Target
+from .routing.resolve import ResolutionKind
 
 
 @dataclass
@@ -26,7 +29,9 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     wall: datetime = field(default_factory=lambda: datetime.now(UTC))
     tier: str | None = None
-    verdict: str = "allow"
+    action: Verdict = "allow"  # what the budgets did to this request
+    shadow_action: Verdict | None = None  # what a Shadow policy would have done, when stricter
+    resolved: ResolutionKind | None = None  # how the model name resolved: auto, tier or pinned
     routed: Target | None = None
     fallbacks: list[str] = field(default_factory=list)
     upstream_seconds: float = 0.0
@@ -38,3 +43,8 @@ class RequestContext:
     verdict_policy: str | None = None
     ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
     admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
+
+    @property
+    def verdict(self) -> str:
+        """For ``X-Sluicegate-Verdict``, metrics and the log: ``BLOCK`` or ``allow; shadow=BLOCK``."""
+        return self.action if self.shadow_action is None else f"{self.action}; shadow={self.shadow_action}"

@@ -89,6 +89,7 @@ class Pipeline:
         plan = plan_request(served.catalog, op, request, fields.model, hint, pin, (fields.n, fields.best_of))
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
+        ctx.resolved = plan.resolution.kind
         if not (self.gw.ledger.healthy and self.gw.spend_restored):  # DESIGN §8: never spend untracked
             self.gw.metrics.rejected.labels("ledger_unavailable").inc()
             raise ApiError(
@@ -100,7 +101,8 @@ class Pipeline:
                 headers={"retry-after": "5"},
             )
         decision = await self.admission.decide(ctx)
-        ctx.verdict = decision.label
+        ctx.action = decision.action
+        ctx.shadow_action = decision.shadow_action if decision.shadow else None
         if decision.action == "KILL":
             raise kill_switch(decision.policy or "")
         if decision.action == "BLOCK":
@@ -140,7 +142,7 @@ class Pipeline:
             reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields)
             if refusal is not None:
                 if refusal.action == "KILL":
-                    ctx.verdict = "KILL"
+                    ctx.action, ctx.shadow_action = "KILL", None
                     raise kill_switch(refusal.policy)
                 if refusal.reason == "budget_authority_unavailable":
                     raise authority_unavailable(refusal.policy)
@@ -169,11 +171,12 @@ class Pipeline:
             assert refusal is not None
             if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") and ctx.verdict_policy is None:
                 # The policy's action when this request no longer fits: once, on the lighter tier.
-                ctx.verdict, ctx.verdict_policy = refusal.action, refusal.policy
+                ctx.action, ctx.shadow_action, ctx.verdict_policy = refusal.action, None, refusal.policy
                 plan = reroute(served.catalog, plan, refusal.action, refusal.downgrade_to, refusal.policy)
                 ctx.tier = plan.resolution.tier
                 return await self._attempts(served, op, request, fields, ctx, plan)
-            ctx.verdict = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
+            ctx.action = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
+            ctx.shadow_action = None
             raise budget_exceeded(refusal.policy, refusal.scope)
         assert last_class is not None and last_target is not None
         return self._final_failure(ctx, last, last_class, last_target, served)
