@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from .errors import ApiError, bad_request
+from .providers.base import smaller_cap
 
 MAX_DEPTH = 64
 MAX_N = 16
@@ -146,11 +147,9 @@ _CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 def output_cap(fields: Fields) -> int | None:
-    """The client's output cap: the smallest of ``max_tokens``, ``max_completion_tokens`` and the
-    Responses API's ``max_output_tokens``."""
-    given = (fields.max_tokens, fields.max_completion_tokens, fields.max_output_tokens)
-    caps = [cap for cap in given if cap is not None]
-    return min(caps) if caps else None
+    """The client's output cap in the decoded fields (``smaller_cap``), the Responses API's
+    ``max_output_tokens`` included."""
+    return smaller_cap(fields.max_tokens, fields.max_completion_tokens, fields.max_output_tokens)
 
 
 def with_output_cap(request: dict[str, Any], cap: int, default: str = "max_tokens") -> dict[str, Any]:

@@ -163,3 +163,11 @@ class Adapter(Protocol):
         """A non-2xx upstream body → error fields safe to show the client (``scrubber``: the
         connection's, which removes its key's fragments)."""
         ...
+
+
+def smaller_cap(*caps: object) -> int | None:
+    """The output cap a request sets: the smallest of its cap fields (``max_tokens``,
+    ``max_completion_tokens``, ``max_output_tokens``), None when none is an integer. The one rule for
+    the client's cap, on raw or decoded fields."""
+    present = [cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)]
+    return min(present) if present else None

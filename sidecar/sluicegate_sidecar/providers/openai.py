@@ -21,6 +21,7 @@ from .base import (
     UpstreamErrorInfo,
     UpstreamRequest,
     Usage,
+    smaller_cap,
 )
 from .errorinfo import openai_error_info
 from .keyscrub import NO_KEY, KeyScrubber
@@ -70,10 +71,8 @@ def client_wants_usage(request: Mapping[str, Any]) -> bool:
 
 
 def output_cap(request: Mapping[str, Any]) -> int | None:
-    """The smaller of ``max_tokens`` and ``max_completion_tokens`` (None if neither is an integer)."""
-    caps = [request.get("max_tokens"), request.get("max_completion_tokens")]
-    present = [cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)]
-    return min(present) if present else None
+    """The client's output cap in a raw request body (``smaller_cap``)."""
+    return smaller_cap(request.get("max_tokens"), request.get("max_completion_tokens"))
 
 
 def openai_body(
