@@ -1,6 +1,6 @@
 """Settling what an attempt cost: budget counters, the ledger line, metrics and the request log.
 
-The charge rules (FAULTS 27) are pure functions; ``Accountant`` applies them to the runtime state.
+The charge rules (fault 27) are pure functions; ``Accountant`` applies them to the runtime state.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def usage_anomaly(usage: Usage, bounds: Bounds | None) -> str | None:
 def anomalous_charge(
     price: ModelPrice | None, usage: Usage, reason: str, reserved_micro_usd: int, bounds: Bounds
 ) -> Charge:
-    """Charge a usage no correct upstream reports (FAULTS 30) at a bounded figure, at most the reservation.
+    """Charge a usage no correct upstream reports (fault 30) at a bounded figure, at most the reservation.
 
     Each figure is kept when it is valid and within the bounds; otherwise input counts as the
     reservation's prompt estimate and output as the output the reservation pays for (the whole

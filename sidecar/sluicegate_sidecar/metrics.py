@@ -1,6 +1,6 @@
 """Prometheus metrics of one sidecar: one registry, built at startup, label values bounded.
 
-Label values outside the configured models, tiers and scopes fold into ``other`` (FAULTS 25);
+Label values outside the configured models, tiers and scopes fold into ``other`` (fault 25);
 ``user`` and ``endCustomer`` are never labels, and the budget gauges are per policy and window, never
 per split value (``budgetsummary``).
 """

@@ -90,7 +90,9 @@ class Pipeline:
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
         ctx.resolved = plan.resolution.kind
-        if not (self.gw.ledger.healthy and self.gw.spend_restored):  # DESIGN §8: never spend untracked
+        if not (
+            self.gw.ledger.healthy and self.gw.spend_restored
+        ):  # never spend untracked (docs/architecture.md)
             self.gw.metrics.rejected.labels("ledger_unavailable").inc()
             raise ApiError(
                 503,
@@ -195,7 +197,7 @@ class Pipeline:
         err = final_error(klass, failure.status)  # type: ignore[arg-type]
         adapter = adapter_for(target.provider)
         if klass == "request":
-            # The attempt's connection (same ``served``): its key never reaches the client (FAULTS 31).
+            # The attempt's connection (same ``served``): its key never reaches the client (fault 31).
             scrubber = served.loaded.connections[target.connection].scrubber
             info = adapter.parse_error(failure.status or 400, failure.body, scrubber=scrubber)
             message = info.message

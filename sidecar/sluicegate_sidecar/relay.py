@@ -3,7 +3,8 @@
 The client's response starts only once the upstream's first useful bytes are in (until then a
 failure can still fall back). After that, a cut or stalled upstream ends the stream with an SSE
 error event, never a clean end; whatever happens, what was streamed is charged. A complete stream's
-terminator leaves only once its ledger line is written (DESIGN §5a), and the client's stream ends there.
+terminator leaves only once its ledger line is written (ledger before reply), and the client's
+stream ends there.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _past(relay: StreamRelay, limit: int, char_limit: int) -> bool:
 class _SettlingStream(StreamingResponse):
     """A stream whose body generator is closed however the response ends (the client gone
     included), then ``on_close`` runs: the attempt is settled at once, never left to garbage
-    collection, even when the client left before the body started (FAULTS 6)."""
+    collection, even when the client left before the body started (fault 6)."""
 
     def __init__(
         self, body: AsyncGenerator[bytes, None], on_close: Callable[[], None], **kwargs: Any
@@ -168,7 +169,7 @@ async def stream_response(
                 elif out:
                     yield out
             status = 200 if relay.completed else "upstream_stream_error"
-            settle(status)  # the ledger line is written before the terminator leaves (DESIGN §5a)
+            settle(status)  # the ledger line is written before the terminator leaves (ledger before reply)
             await attempt.durable()
             if tail:
                 yield tail
@@ -247,8 +248,8 @@ def _stream_charge(
 ) -> Charge:
     """Reported usage is exact only for a complete stream. A cut one may carry just its opening
     usage (Anthropic's message_start says 1 output token; Gemini's partial chunks none), so the
-    output seen counts when it is more, and the basis is then an estimate (FAULTS 8, 27). A stream
-    cut past its reserved output is anomalous: charged at most its reservation (FAULTS 30)."""
+    output seen counts when it is more, and the basis is then an estimate (faults 8, 27). A stream
+    cut past its reserved output is anomalous: charged at most its reservation (fault 30)."""
     usage = relay.usage
     seen = estimate_output_tokens_from_chars(relay.output_chars)
     if status == OVER_CAP:

@@ -74,7 +74,7 @@ def _usage(raw: object, previous: Usage | None = None) -> Usage:
 
 
 def _reply_usage(message: Mapping[str, Any]) -> Usage | None:
-    """A reply's usage; None when it has none (FAULTS 27: charged as unknown, not as zero)."""
+    """A reply's usage; None when it has none (fault 27: charged as unknown, not as zero)."""
     raw = message.get("usage")
     return None if raw is None else _usage(raw)
 

@@ -38,7 +38,7 @@ _PATHS: Mapping[str, str] = {
     "embeddings": "/embeddings",
     "responses": "/responses",
 }
-# Client body fields that could pick the upstream, its credentials or a gateway's behaviour (FAULTS #3).
+# Client body fields that could pick the upstream, its credentials or a gateway's behaviour (fault 3).
 _STRIPPED = frozenset(
     {
         "api_base",

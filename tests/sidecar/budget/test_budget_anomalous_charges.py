@@ -1,4 +1,4 @@
-"""The charge rules for usage no correct upstream reports (FAULTS 30): a bounded figure, never negative,
+"""The charge rules for usage no correct upstream reports (fault 30): a bounded figure, never negative,
 never above the reservation, the reported figures kept; correct usage is charged as before."""
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ def test_a_done_without_its_final_blank_line_still_completes():
 
 
 def test_an_error_event_mid_stream_is_passed_on_and_the_stream_is_not_completed():
-    # Passed on rebuilt from the safe fields (FAULTS 31: an upstream event may quote the key).
+    # Passed on rebuilt from the safe fields (fault 31: an upstream event may quote the key).
     error = b'data: {"error":{"message":"The server had an error","type":"server_error","code":null}}\n\n'
     rebuilt = (
         b'data: {"error":{"message":"The server had an error","type":"api_error","param":null,'

@@ -1,4 +1,4 @@
-"""Usage parsing is total (FAULTS 30): every adapter reads any usage object without raising, keeps the
+"""Usage parsing is total (fault 30): every adapter reads any usage object without raising, keeps the
 valid counts, flags the bad ones with a reason from the bounded set and keeps what was reported."""
 
 from __future__ import annotations
