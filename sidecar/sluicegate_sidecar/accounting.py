@@ -9,6 +9,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -189,6 +190,7 @@ class RequestContext:
     verdict_policy: str | None = None
     ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
     admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
+    client_headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names, for adapters
 
 
 class Accountant:

@@ -17,7 +17,14 @@ from .accounting import Accountant, Bounds, RequestContext, attempt_bounds, char
 from .admission import Admission
 from .budget import Refusal, Reservation
 from .catalog import Target
-from .errors import ApiError, authority_unavailable, budget_exceeded, error_body, kill_switch
+from .errors import (
+    ApiError,
+    anthropic_error_body,
+    authority_unavailable,
+    budget_exceeded,
+    error_body,
+    kill_switch,
+)
 from .outcome import FailureClass, classify, final_error, should_fall_back
 from .planning import Plan, plan_request, reroute
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
@@ -52,9 +59,15 @@ def _headers(
     return out
 
 
-def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> Response:
+def error_response(
+    error: ApiError, headers: Mapping[str, str] | None = None, *, anthropic: bool = False
+) -> Response:
+    """``error`` in the client's envelope: Anthropic's on Anthropic's routes, else OpenAI's."""
+    body = (
+        anthropic_error_body(error, (headers or {}).get("x-request-id")) if anthropic else error_body(error)
+    )
     return Response(
-        error_body(error),
+        body,
         status_code=error.status,
         media_type="application/json",
         headers={**(headers or {}), **error.headers},
@@ -252,7 +265,9 @@ class Pipeline:
         cap_field = "max_output_tokens" if op == "responses" else "max_tokens"
         body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)
         try:
-            upstream = adapter.build(op, conn, target.model, body, stream=fields.stream)
+            upstream = adapter.build(
+                op, conn, target.model, body, stream=fields.stream, client_headers=ctx.client_headers
+            )
         except UnsupportedOperation as exc:
             self._release(reservation)
             raise ApiError(400, str(exc), code="unsupported_for_model") from None

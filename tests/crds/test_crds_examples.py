@@ -154,7 +154,7 @@ def test_there_is_an_invalid_sample_for_every_cel_rule(crds: CrdIndex) -> None:
         'unknown field "spec.colour"',
         'spec.rank: Invalid value: "high": must be of type integer',
         'spec.provider: Unsupported value: "bedrock"',
-        '"meta-llama/Llama-3.3-70B-Instruct-Turbo": should match',
+        "gemini and azure-openai model names cannot contain '/'",
         "each window (day, week, month) may appear at most once in limits",
         "azure is only allowed when provider is azure-openai",
         "spec.mock.failureRate: Invalid value: 2: must be less than or equal to 1",

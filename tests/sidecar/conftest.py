@@ -83,6 +83,7 @@ def reset_fake(fake: FakeServer) -> FakeServer:
     fake.chunk_delay = 0.0
     if isinstance(fake, FakeAnthropic):
         fake.full_delta_usage = False
+        fake.counted_tokens = None
     return fake
 
 
