@@ -193,7 +193,7 @@ STATUSES = {
         "conditions": [CONDITION],
         "candidateCount": 3,
         "candidates": [{"connection": "openai", "model": "gpt-4.1-nano", "ready": True}],
-        "notReady": ["anthropic/claude-3-5-haiku-20241022"],
+        "notReady": ["anthropic/claude-haiku-4-5"],
     },
     ("BudgetPolicy", "namespace-monthly"): {
         "observedGeneration": 1,
