@@ -71,7 +71,8 @@ def _tool(request: Mapping[str, Any], messages: list[Any]) -> Mapping[str, Any] 
     modes: dict[object, ToolMode] = {"auto": "auto", "none": "none", "any": "required", "tool": "named"}
     mode = modes.get(kind, "auto")
     name = choice.get("name") if isinstance(choice, dict) else None
-    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    turns = [m for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+    last = turns[-1] if turns else {}  # Claude Code may end with a "system" message: it is no turn
     content = last.get("content")
     answered = isinstance(content, list) and any(
         isinstance(b, dict) and b.get("type") == "tool_result" for b in content

@@ -3,7 +3,8 @@
 Forwarded, with the connection's key, to the first usable candidate whose provider counts tokens
 (Anthropic, or the offline mock); for other providers — or when that upstream cannot answer — the
 gateway's own prompt estimate (the one budgets reserve on: rounded up, never an average). The reply
-header ``X-Sluicegate-Token-Count`` says which (``upstream`` | ``estimate``). Counting is free
+header ``X-Sluicegate-Token-Count`` says which (``upstream`` | ``estimate``; the offline mock's
+count is an estimate too). Counting is free
 upstream, so it is never reserved, charged or written to the ledger; only the kill switch refuses it.
 """
 
@@ -83,7 +84,7 @@ async def count_tokens(
             break
         ctx.upstream_seconds += time.perf_counter() - started
         ctx.routed = target
-        return _reply(pipeline, ctx, reply.body, "upstream")
+        return _reply(pipeline, ctx, reply.body, "estimate" if target.provider == "mock" else "upstream")
     if plan.candidates:
         ctx.routed = plan.candidates[0]
     body = msgspec.json.encode({"input_tokens": plan.prompt_tokens})
