@@ -2,7 +2,7 @@
 or, on Anthropic's routes, ``{"type": "error", "error": {"type", "message"}}``.
 
 ``ApiError`` carries status, type and code; ``error_body`` / ``anthropic_error_body`` render it,
-``sse_error`` / ``anthropic_sse_error`` as the last event of a stream.
+``sse_error`` as the last event of an OpenAI stream (relay writes Anthropic's ``event: error``).
 """
 
 from __future__ import annotations
@@ -76,12 +76,6 @@ def _anthropic_payload(error: ApiError, request_id: str | None) -> dict[str, obj
 def anthropic_error_body(error: ApiError, request_id: str | None = None) -> bytes:
     """``error`` in Anthropic's envelope, with the status's Anthropic type and our code as details."""
     return msgspec.json.encode(_anthropic_payload(error, request_id))
-
-
-def anthropic_sse_error(message: str, code: str, status: int = 500) -> bytes:
-    """The ``event: error`` that ends a failed Messages stream."""
-    payload = _anthropic_payload(ApiError(status, message, code=code), None)
-    return b"event: error\ndata: " + msgspec.json.encode(payload) + b"\n\n"
 
 
 def sse_error(message: str, code: str, type: str = "api_error") -> bytes:
