@@ -2,7 +2,7 @@
 
 Forwarded, with the connection's key, to the first usable candidate whose provider counts tokens
 (Anthropic, or the offline mock); for other providers — or when that upstream cannot answer — the
-gateway's own prompt estimate (the one budgets reserve on: rounded up, never an average). The reply
+gateway's own prompt estimate (``tokens.estimate_prompt_tokens``, which errs high). The reply
 header ``X-Sluicegate-Token-Count`` says which (``upstream`` | ``estimate``; the offline mock's
 count is an estimate too). Counting is free
 upstream, so it is never reserved, charged or written to the ledger; only the kill switch refuses it.

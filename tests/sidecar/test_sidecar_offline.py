@@ -97,7 +97,7 @@ def test_betas_count_tokens_and_models_work_offline(offline) -> None:
     )
     assert raw.parse().input_tokens > 100 and raw.headers["x-sluicegate-token-count"] == "estimate"
     listed = [m.id for m in sdk.models.list()]
-    assert {"tier:premium", "anthropic/claude-opus-4-8", "claude-opus"} <= set(listed)
+    assert {"tier:premium", "anthropic/claude-opus-4-5", "claude-opus"} <= set(listed)
     with pytest.raises(anthropic.NotFoundError) as caught:
         sdk.messages.create(model="claude-nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert caught.value.type == "not_found_error"
