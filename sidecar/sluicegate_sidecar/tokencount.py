@@ -76,7 +76,8 @@ async def count_tokens(
             ctx.upstream_seconds += time.perf_counter() - started
             status = failure.status if failure.kind == "http" else None
             if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
-                info = adapter.parse_error(status, failure.body)  # the request's own fault: say why
+                # the request's own fault: say why, in words cleaned of the connection's key
+                info = adapter.parse_error(status, failure.body, scrubber=conn.scrubber)
                 err = final_error("request", status)
                 raise ApiError(err.status, info.message, type=err.type, code=err.code) from None
             break  # the upstream cannot count now: the estimate still answers

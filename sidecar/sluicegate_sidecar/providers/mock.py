@@ -20,6 +20,7 @@ from .base import (
     UpstreamRequest,
 )
 from .compatible import MOCK_BASE_URL, compatible_adapter
+from .keyscrub import NO_KEY, KeyScrubber
 from .openai import decode_json
 
 _ANTHROPIC_OPS = frozenset({"messages", "count_tokens"})
@@ -50,10 +51,13 @@ class MockAdapter:
     def parse(self, op: Operation, model: str, body: bytes) -> Reply:
         return self._for(op).parse(op, model, body)
 
-    def relay(self, op: Operation, model: str, request: Mapping[str, Any]) -> StreamRelay:
-        return self._for(op).relay(op, model, request)
+    def relay(
+        self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
+    ) -> StreamRelay:
+        return self._for(op).relay(op, model, request, scrubber=scrubber)
 
-    def parse_error(self, status: int, body: bytes) -> UpstreamErrorInfo:
+    def parse_error(self, status: int, body: bytes, *, scrubber: KeyScrubber = NO_KEY) -> UpstreamErrorInfo:
         payload = decode_json(body)
         anthropic = isinstance(payload, dict) and payload.get("type") == "error"
-        return (AnthropicAdapter() if anthropic else compatible_adapter("mock")).parse_error(status, body)
+        adapter: Adapter = AnthropicAdapter() if anthropic else compatible_adapter("mock")
+        return adapter.parse_error(status, body, scrubber=scrubber)
