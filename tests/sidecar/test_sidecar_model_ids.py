@@ -40,45 +40,46 @@ def slashed(tmp_path: Path, openai_up: FakeOpenAI, groq_up: FakeOpenAI) -> Itera
         yield sidecar
 
 
-def client(sidecar: SidecarThread) -> OpenAI:
-    return OpenAI(base_url=sidecar.base_url, api_key="unused", max_retries=0)
+@pytest.fixture
+def sdk(slashed: SidecarThread) -> Iterator[OpenAI]:
+    with OpenAI(base_url=slashed.base_url, api_key="unused", max_retries=0) as client:
+        yield client
 
 
-def ask(sidecar: SidecarThread, model: str) -> httpx.Headers:
-    raw = client(sidecar).chat.completions.with_raw_response.create(
+def ask(sdk: OpenAI, model: str) -> httpx.Headers:
+    raw = sdk.chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=5
     )
     return raw.headers
 
 
-def test_a_pinned_slash_id_reaches_its_connection_with_the_id_unchanged(slashed, openai_up) -> None:
-    assert ask(slashed, f"together/{LLAMA}")["x-sluicegate-routed-model"] == f"together/{LLAMA}"
+def test_a_pinned_slash_id_reaches_its_connection_with_the_id_unchanged(openai_up, sdk) -> None:
+    assert ask(sdk, f"together/{LLAMA}")["x-sluicegate-routed-model"] == f"together/{LLAMA}"
     assert openai_up.last_request.json["model"] == LLAMA
 
 
-def test_a_slash_id_offered_once_is_a_bare_name(slashed, groq_up) -> None:
-    assert ask(slashed, GPT_OSS)["x-sluicegate-routed-model"] == f"groq/{GPT_OSS}"
+def test_a_slash_id_offered_once_is_a_bare_name(groq_up, sdk) -> None:
+    assert ask(sdk, GPT_OSS)["x-sluicegate-routed-model"] == f"groq/{GPT_OSS}"
     assert groq_up.last_request.json["model"] == GPT_OSS
 
 
-def test_a_first_segment_naming_a_connection_that_lacks_the_rest_falls_to_the_whole_id(slashed) -> None:
+def test_a_first_segment_naming_a_connection_that_lacks_the_rest_falls_to_the_whole_id(sdk) -> None:
     # "openai" is a connection and a provider kind, but neither offers "gpt-oss-120b"
-    assert ask(slashed, "openai/gpt-4o-mini")["x-sluicegate-routed-model"] == "openai/gpt-4o-mini"
-    assert ask(slashed, "groq/" + GPT_OSS)["x-sluicegate-routed-model"] == f"groq/{GPT_OSS}"
+    assert ask(sdk, "openai/gpt-4o-mini")["x-sluicegate-routed-model"] == "openai/gpt-4o-mini"
+    assert ask(sdk, "groq/" + GPT_OSS)["x-sluicegate-routed-model"] == f"groq/{GPT_OSS}"
 
 
-def test_a_slash_id_offered_twice_asks_for_the_connection(slashed) -> None:
+def test_a_slash_id_offered_twice_asks_for_the_connection(sdk) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        ask(slashed, LLAMA)
+        ask(sdk, LLAMA)
     assert f"<connection>/{LLAMA}" in str(caught.value)
 
 
-def test_a_tier_of_slash_ids_routes(slashed) -> None:
-    assert ask(slashed, "tier:open")["x-sluicegate-routed-model"] == f"together/{LLAMA}"
+def test_a_tier_of_slash_ids_routes(sdk) -> None:
+    assert ask(sdk, "tier:open")["x-sluicegate-routed-model"] == f"together/{LLAMA}"
 
 
-def test_models_retrieve_finds_slash_ids_whether_the_slash_is_encoded_or_not(slashed) -> None:
-    sdk = client(slashed)
+def test_models_retrieve_finds_slash_ids_whether_the_slash_is_encoded_or_not(slashed, sdk) -> None:
     listed = {m.id for m in sdk.models.list()}
     assert {f"together/{LLAMA}", f"groq/{GPT_OSS}", GPT_OSS, "tier:open"} <= listed
     for model_id in (f"together/{LLAMA}", GPT_OSS, "tier:open", "gpt-4o-mini"):
@@ -88,17 +89,17 @@ def test_models_retrieve_finds_slash_ids_whether_the_slash_is_encoded_or_not(sla
     assert literal.status_code == 200 and literal.json()["id"] == f"together/{LLAMA}"
 
 
-def test_models_retrieve_of_an_unknown_or_malformed_id_is_a_404(slashed) -> None:
+def test_models_retrieve_of_an_unknown_or_malformed_id_is_a_404(slashed, sdk) -> None:
     with pytest.raises(openai.NotFoundError):
-        client(slashed).models.retrieve("no-such-model")
+        sdk.models.retrieve("no-such-model")
     for tail in ("a%2F..%2Fb", "x%00y", "a%252Fb", "together//x"):
         response = httpx.get(f"{slashed.base_url}/models/{tail}")
         assert response.status_code == 404, tail
         assert response.json()["error"]["code"] == "model_not_found"
 
 
-def test_explicit_nulls_for_optional_fields_are_accepted_as_not_given(slashed, openai_up) -> None:
-    completion = client(slashed).chat.completions.create(
+def test_explicit_nulls_for_optional_fields_are_accepted_as_not_given(openai_up, sdk) -> None:
+    completion = sdk.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "hi"}],
         extra_body={"n": None, "stream": None, "temperature": None, "max_tokens": None, "top_p": None},

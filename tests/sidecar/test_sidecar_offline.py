@@ -36,16 +36,20 @@ def offline(tmp_path_factory) -> Iterator[SidecarThread]:
         yield sidecar
 
 
-def claude(sidecar: SidecarThread) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=sidecar.root_url, api_key="unused", max_retries=0)
+@pytest.fixture(scope="module")
+def claude_sdk(offline: SidecarThread) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=offline.root_url, api_key="unused", max_retries=0) as sdk:
+        yield sdk
 
 
-def gpt(sidecar: SidecarThread) -> OpenAI:
-    return OpenAI(base_url=sidecar.base_url, api_key="unused", max_retries=0)
+@pytest.fixture(scope="module")
+def gpt_sdk(offline: SidecarThread) -> Iterator[OpenAI]:
+    with OpenAI(base_url=offline.base_url, api_key="unused", max_retries=0) as sdk:
+        yield sdk
 
 
-def test_messages_are_answered_offline_for_an_anthropic_connection(offline) -> None:
-    raw = claude(offline).messages.with_raw_response.create(
+def test_messages_are_answered_offline_for_an_anthropic_connection(claude_sdk) -> None:
+    raw = claude_sdk.messages.with_raw_response.create(
         model="claude-sonnet", max_tokens=30, messages=[{"role": "user", "content": "hi"}]
     )
     message = raw.parse()
@@ -55,15 +59,15 @@ def test_messages_are_answered_offline_for_an_anthropic_connection(offline) -> N
     assert float(raw.headers["x-sluicegate-cost-usd"]) > 0  # the real model's catalog price
 
 
-def test_messages_work_offline_for_a_connection_declared_as_any_kind(offline) -> None:
-    message = claude(offline).messages.create(
+def test_messages_work_offline_for_a_connection_declared_as_any_kind(claude_sdk) -> None:
+    message = claude_sdk.messages.create(
         model="gpt-4o-mini", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
     )
     assert message.content[0].text
 
 
-def test_an_anthropic_agent_loop_calls_the_tool_then_answers_streamed_and_not(offline) -> None:
-    sdk = claude(offline)
+def test_an_anthropic_agent_loop_calls_the_tool_then_answers_streamed_and_not(claude_sdk) -> None:
+    sdk = claude_sdk
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris for 3 days?"}]
     first = sdk.messages.create(model="claude-haiku", max_tokens=200, tools=[WEATHER], messages=messages)
     assert first.stop_reason == "tool_use"
@@ -83,8 +87,8 @@ def test_an_anthropic_agent_loop_calls_the_tool_then_answers_streamed_and_not(of
     assert text and final.stop_reason in ("end_turn", "max_tokens")
 
 
-def test_betas_count_tokens_and_models_work_offline(offline) -> None:
-    sdk = claude(offline)
+def test_betas_count_tokens_and_models_work_offline(claude_sdk) -> None:
+    sdk = claude_sdk
     message = sdk.beta.messages.create(
         model="claude-opus",
         max_tokens=10,
@@ -103,10 +107,10 @@ def test_betas_count_tokens_and_models_work_offline(offline) -> None:
     assert caught.value.type == "not_found_error"
 
 
-def test_an_openai_agent_loop_gets_a_tool_call_then_text(offline) -> None:
+def test_an_openai_agent_loop_gets_a_tool_call_then_text(gpt_sdk) -> None:
     tool = {"type": "function", "function": {"name": WEATHER["name"], "parameters": WEATHER["input_schema"]}}
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
-    first = gpt(offline).chat.completions.create(model="tier:standard", messages=messages, tools=[tool])
+    first = gpt_sdk.chat.completions.create(model="tier:standard", messages=messages, tools=[tool])
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
     assert set(json.loads(call.function.arguments)) == {"city", "days"}
@@ -114,7 +118,7 @@ def test_an_openai_agent_loop_gets_a_tool_call_then_text(offline) -> None:
         first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "Sunny"},
     ]
-    second = gpt(offline).chat.completions.create(model="tier:standard", messages=messages, tools=[tool])
+    second = gpt_sdk.chat.completions.create(model="tier:standard", messages=messages, tools=[tool])
     assert second.choices[0].finish_reason in ("stop", "length") and second.choices[0].message.content
 
 
@@ -125,8 +129,8 @@ class Invoice(BaseModel):
     lines: list[str]
 
 
-def test_structured_output_parses_into_the_requested_model(offline) -> None:
-    completion = gpt(offline).chat.completions.parse(
+def test_structured_output_parses_into_the_requested_model(gpt_sdk) -> None:
+    completion = gpt_sdk.chat.completions.parse(
         model="tier:light",
         messages=[{"role": "user", "content": "Extract the invoice."}],
         response_format=Invoice,
@@ -135,8 +139,8 @@ def test_structured_output_parses_into_the_requested_model(offline) -> None:
     assert isinstance(invoice, Invoice) and invoice.lines
 
 
-def test_logprobs_come_back_when_asked(offline) -> None:
-    completion = gpt(offline).chat.completions.create(
+def test_logprobs_come_back_when_asked(gpt_sdk) -> None:
+    completion = gpt_sdk.chat.completions.create(
         model="tier:light",
         messages=[{"role": "user", "content": "hi"}],
         logprobs=True,
