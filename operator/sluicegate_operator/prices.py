@@ -25,6 +25,7 @@ _KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 class CatalogEntry:
     price: ModelPrice
     context_window: int | None
+    deprecated: bool = False  # the catalog's flag (no date): deprecated by the provider, still served
 
 
 def is_embedding_model(model_id: str) -> bool:
@@ -93,4 +94,6 @@ def catalog_price(provider_kind: str, model: str, when: datetime) -> CatalogEntr
         PriceTier(above_input_tokens=start, rates=_rates(values, start + 1)) for start in thresholds
     )
     price = ModelPrice(source="catalog", base=_rates(values, 0), tiers=tiers)
-    return CatalogEntry(price=price, context_window=calc.model.context_window)
+    return CatalogEntry(
+        price=price, context_window=calc.model.context_window, deprecated=calc.model.deprecated is True
+    )

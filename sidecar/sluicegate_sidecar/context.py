@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -43,6 +44,7 @@ class RequestContext:
     verdict_policy: str | None = None
     ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
     admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
+    client_headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names, for adapters
 
     @property
     def verdict(self) -> str:

@@ -20,7 +20,14 @@ from .admission import Admission
 from .attempt import Attempt, failure_class, response_headers
 from .budget import Refusal, Reservation
 from .context import RequestContext
-from .errors import ApiError, authority_unavailable, budget_exceeded, error_body, kill_switch
+from .errors import (
+    ApiError,
+    anthropic_error_body,
+    authority_unavailable,
+    budget_exceeded,
+    error_body,
+    kill_switch,
+)
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
@@ -34,9 +41,15 @@ from .upstream import AttemptFailed, open_response, read_body
 from .wire import Fields, output_cap, with_output_cap
 
 
-def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> Response:
+def error_response(
+    error: ApiError, headers: Mapping[str, str] | None = None, *, anthropic: bool = False
+) -> Response:
+    """``error`` in the client's envelope: Anthropic's on Anthropic's routes, else OpenAI's."""
+    body = (
+        anthropic_error_body(error, (headers or {}).get("x-request-id")) if anthropic else error_body(error)
+    )
     return Response(
-        error_body(error),
+        body,
         status_code=error.status,
         media_type="application/json",
         headers={**(headers or {}), **error.headers},
@@ -240,7 +253,9 @@ class Pipeline:
         body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)
         attempt = Attempt(self.gw, self.accountant, ctx, plan, target, reservation, send_cap)
         try:
-            upstream = adapter.build(op, conn, target.model, body, stream=fields.stream)
+            upstream = adapter.build(
+                op, conn, target.model, body, stream=fields.stream, client_headers=ctx.client_headers
+            )
         except UnsupportedOperation as exc:
             attempt.release()
             raise ApiError(400, str(exc), code="unsupported_for_model") from None

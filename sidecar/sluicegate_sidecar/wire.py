@@ -111,12 +111,23 @@ class Fields(msgspec.Struct, frozen=True):
     stream_options: dict[str, Any] | None = None
 
 
+_OPTIONAL_FIELDS = tuple(f for f in Fields.__struct_fields__ if f != "model")
+
+
 def read_fields(request: dict[str, Any], *, needs: str) -> Fields:
-    """Type-check the gateway's fields; ``needs`` is the field holding the input (messages, prompt, input)."""
+    """Type-check the gateway's fields; ``needs`` is the field holding the input (messages, prompt, input).
+
+    Drops the gateway's optional fields that are explicitly null from ``request`` (see below).
+    """
     if "model" not in request:
         raise bad_request("You must provide a model parameter.", param="model")
     if needs not in request:
         raise bad_request(f"Missing required parameter: '{needs}'.", param=needs)
+    # An explicit null means "not given", as OpenAI reads it ("n": null, "stream": null): the null
+    # is dropped from the body, so the upstream sees what the client meant.
+    for name in _OPTIONAL_FIELDS:
+        if name in request and request[name] is None:
+            del request[name]
     try:
         fields = msgspec.convert(request, type=Fields, strict=True)
     except msgspec.ValidationError as exc:

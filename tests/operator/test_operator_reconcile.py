@@ -116,9 +116,7 @@ async def test_a_missing_secret_degrades_only_its_connection(cluster):
         assert config["serial"] > before["serial"]
         ready = condition(cluster, "ProviderConnection", "anthropic")
         assert ready["status"] == "False" and ready["reason"] == "SecretNotFound"
-        assert status_of(cluster, "RoutingTier", "light")["notReady"] == [
-            "anthropic/claude-3-5-haiku-20241022"
-        ]
+        assert status_of(cluster, "RoutingTier", "light")["notReady"] == ["anthropic/claude-haiku-4-5"]
         return config
 
     config = await eventually(degraded)

@@ -17,7 +17,9 @@ from ..crparse import GROUP_VERSION
 
 PLACEHOLDER = "REPLACE-ME"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# The CRD's pattern for spec.models[].name: provider ids may hold '/' (meta-llama/Llama-3.3-70B-Instruct).
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*(/[A-Za-z0-9][A-Za-z0-9._:-]*)*$")
+URL_MODEL_KINDS = frozenset({"gemini", "azure-openai"})  # their model names go into the upstream URL
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 RETRY_CLASSES = ("429", "5xx", "timeout", "connect")
 MAX_RETRIES = 5
@@ -363,10 +365,13 @@ def as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def model_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a ProviderConnection model name, or None."""
-    if MODEL_NAME.match(name):
+def model_problem(name: str, kind: str | None = None) -> str | None:
+    """Why ``name`` cannot be a model name of a ``kind`` ProviderConnection, or None."""
+    if "/" in name and kind in URL_MODEL_KINDS:
+        return f"a {kind} model name may not contain '/' (it is part of the upstream URL)"
+    if len(name) <= 128 and MODEL_NAME.match(name):
         return None
-    if "/" in name:
-        return "a model name may not contain '/' (clients pin a model as CONNECTION/MODEL)"
-    return "a model name is 1-128 of letters, digits and . _ : - (starting with a letter or digit)"
+    return (
+        "a model name is 1-128 of letters, digits and . _ : - (parts starting with a letter or "
+        "digit, separated by '/')"
+    )

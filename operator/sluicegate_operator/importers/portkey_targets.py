@@ -113,7 +113,7 @@ def read_target(node: Mapping[str, Any], where: str, inherited: Inherited, walk:
     if draft is None:
         return None
     deployment = node.get("azure_deployment_id") if draft.kind == "azure-openai" else None
-    problem = model_problem(model)
+    problem = model_problem(model, draft.kind)
     if problem is not None:
         walk.drop(where, f"model '{model}'", problem)
         return None

@@ -1,4 +1,5 @@
-"""The built-in offline provider: an httpx transport that answers OpenAI-format requests in-process.
+"""The built-in offline provider: an httpx transport that answers in-process, in OpenAI's format
+(chat, completions, embeddings, models) and Anthropic's (Messages and count_tokens, in ``messages``).
 
 Used by `make run` and by connections whose provider is ``mock``. Output is a pure function of the
 request body and the seeds (generated in ``content``); the only state is one instance's failure
@@ -13,7 +14,7 @@ import hashlib
 import random
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,18 +23,25 @@ import msgspec
 
 from sluicegate_contract.schema import MockSettings
 
-from ..mock_responses import mock_chat_request, responses_chunks
-from .content import Choice, estimate_tokens, generate_choice, unit_vector, usage_object
+from .content import Choice, estimate_tokens, generate_choice, token_logprobs, unit_vector, usage_object
+from .messages import MessagesError, count_reply, messages_reply, messages_sse
+from .openai import (
+    BadRequest,
+    chat_logprobs,
+    chat_tool,
+    choice_count,
+    delta_logprobs,
+    max_tokens,
+    model_name,
+    response_schema,
+    stream_options,
+)
+from .responses import mock_chat_request, responses_chunks
 
 DEFAULT_MODELS = ("mock-small", "mock-large", "mock-embedding")
 DEFAULT_EMBEDDING_DIMENSIONS = 8
-_MAX_CHOICES = 128
 _SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 _OVERLOADED = "The engine is currently overloaded, please try again later."
-
-
-class _BadRequest(Exception):
-    """A request OpenAI refuses with 400; ``args`` are the message and the parameter at fault."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +105,10 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         """The reply to one request (without latency). A valid request draws from the failure sequence."""
         route = path.rstrip("/").rsplit("/", 2)
         op = "chat" if route[-2:] == ["chat", "completions"] else route[-1]
+        if route[-2:] == ["messages", "count_tokens"]:
+            op = "count_tokens"
+        if method == "POST" and op in ("messages", "count_tokens"):
+            return self._anthropic(op, body)
         if method == "GET" and op == "models":
             listing = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "sluicegate-mock"}
                        for m in self._models]  # fmt: skip
@@ -122,7 +134,7 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
                 reply = (
                     self._completions(request, digest) if op == "completions" else _embeddings(request, salt)
                 )
-        except _BadRequest as exc:
+        except BadRequest as exc:
             return _error(400, exc.args[0], "invalid_request_error", exc.args[1])
         if self._failures.random() < self._settings.failure_rate:
             status = self._failures.choice((500, 503))
@@ -130,14 +142,20 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         return reply
 
     def _chat(self, request: dict[str, Any], digest: bytes) -> _Reply:
-        model = _model(request)
+        model = model_name(request)
         messages = request.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise _BadRequest("'messages' must be a non-empty array.", "messages")
-        stream, include_usage = _stream_options(request)
-        limit = _max_tokens(request)
-        tool = _forced_tool(request)
-        choices = [generate_choice(digest, i, limit, tool) for i in range(_choice_count(request))]
+            raise BadRequest("'messages' must be a non-empty array.", "messages")
+        stream, include_usage = stream_options(request)
+        limit = max_tokens(request)
+        tool = chat_tool(request, messages)
+        schema = response_schema(request)
+        choices = [generate_choice(digest, i, limit, tool, schema) for i in range(choice_count(request))]
+        top = chat_logprobs(request)
+        logprobs = [
+            token_logprobs(digest, i, c.pieces, top) if top is not None and c.tool_name is None else None
+            for i, c in enumerate(choices)
+        ]
         prompt_tokens = _chat_prompt_tokens(messages, request.get("tools"))
         usage = usage_object(prompt_tokens, sum(c.completion_tokens for c in choices))
         head = {"id": "chatcmpl-" + digest.hex()[:29], "created": int(self._clock()), "model": model}
@@ -145,12 +163,16 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         if not stream:
             body = head | {
                 "object": "chat.completion",
-                "choices": [_message(i, c) for i, c in enumerate(choices)],
+                "choices": [_message(i, c, logprobs[i]) for i, c in enumerate(choices)],
             }
             return _json(200, body | {"usage": usage} | tail)
         base = head | {"object": "chat.completion.chunk"} | tail
         steps = [
-            [_step(i, "delta", d) for d in _deltas(i, c)] + [_step(i, "delta", {}, c)]
+            [
+                _step(i, "delta", d, logprobs=delta_logprobs(logprobs[i], k))
+                for k, d in enumerate(_deltas(i, c))
+            ]
+            + [_step(i, "delta", {}, c)]
             for i, c in enumerate(choices)
         ]
         events = [base | {"choices": [step]} for step in _interleave(steps)]
@@ -161,19 +183,42 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
         try:
             chat = self._chat(mock_chat_request(request), digest)
         except ValueError as exc:
-            raise _BadRequest(*exc.args) from None
+            raise BadRequest(*exc.args) from None
         chunks = responses_chunks(request, chat.status, chat.chunks, chat.streamed)
         return _Reply(chat.status, chat.content_type, chunks, chat.streamed)
 
+    def _anthropic(self, op: str, body: bytes) -> _Reply:
+        """Messages and count_tokens in Anthropic's wire format, errors in its envelope."""
+        salt = f"{self._settings.seed}:{self._seed}:".encode()
+        try:
+            request = msgspec.json.decode(body)
+            if not isinstance(request, dict):
+                raise MessagesError("The request body must be a JSON object.")
+            if op == "count_tokens":
+                return _json(200, count_reply(request))
+            content = {k: v for k, v in request.items() if k != "stream"}
+            digest = _digest(salt + msgspec.json.encode(content, order="sorted"))
+            message, pieces = messages_reply(request, digest)
+        except msgspec.DecodeError:
+            return _anthropic_error(400, "There was an issue with the JSON body of your request.")
+        except MessagesError as exc:
+            return _anthropic_error(400, exc.args[0])
+        if self._failures.random() < self._settings.failure_rate:
+            status = self._failures.choice((500, 529))
+            return _anthropic_error(status, "Overloaded" if status == 529 else "Internal server error")
+        if request.get("stream") is not True:
+            return _json(200, message)
+        return _Reply(200, "text/event-stream; charset=utf-8", messages_sse(message, pieces), streamed=True)
+
     def _completions(self, request: dict[str, Any], digest: bytes) -> _Reply:
-        model = _model(request)
+        model = model_name(request)
         prompt = request.get("prompt")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise _BadRequest("'prompt' must be a string or a non-empty array of strings.", "prompt")
-        stream, include_usage = _stream_options(request)
-        limit = _max_tokens(request)
-        n = _choice_count(request)
+            raise BadRequest("'prompt' must be a string or a non-empty array of strings.", "prompt")
+        stream, include_usage = stream_options(request)
+        limit = max_tokens(request)
+        n = choice_count(request)
         choices = [generate_choice(digest, i, limit, None) for i in range(n * len(prompts))]
         usage = usage_object(
             sum(estimate_tokens(p) for p in prompts), sum(c.completion_tokens for c in choices)
@@ -192,18 +237,18 @@ class MockUpstreamTransport(httpx.AsyncBaseTransport):
 
 def _embeddings(request: dict[str, Any], salt: bytes) -> _Reply:
     """One vector per input, a function of the input's text (or tokens) and the model only."""
-    model = _model(request)
+    model = model_name(request)
     raw = request.get("input")
     items = [raw] if isinstance(raw, str) or _is_token_list(raw) else raw
     valid = isinstance(items, list) and all(isinstance(i, str) or _is_token_list(i) for i in items)
     if not valid or not items:
-        raise _BadRequest("'input' must be a string, an array of strings or of token arrays.", "input")
+        raise BadRequest("'input' must be a string, an array of strings or of token arrays.", "input")
     dimensions = request.get("dimensions", DEFAULT_EMBEDDING_DIMENSIONS)
     if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= 4096:
-        raise _BadRequest("'dimensions' must be an integer between 1 and 4096.", "dimensions")
+        raise BadRequest("'dimensions' must be an integer between 1 and 4096.", "dimensions")
     encoding = request.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
-        raise _BadRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+        raise BadRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
     data = []
     tokens = 0
     for index, item in enumerate(items):
@@ -224,68 +269,12 @@ def _digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _model(request: Mapping[str, Any]) -> str:
-    model = request.get("model")
-    if not isinstance(model, str) or not model:
-        raise _BadRequest("You must provide a model parameter.", "model")
-    return model
-
-
-def _stream_options(request: Mapping[str, Any]) -> tuple[bool, bool]:
-    """(stream, include_usage), rejecting ``stream_options`` without ``stream`` as OpenAI does."""
-    stream = request.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _BadRequest("'stream' must be a boolean.", "stream")
-    options = request.get("stream_options")
-    if options is not None and not stream:
-        raise _BadRequest(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
-        )
-    include = isinstance(options, dict) and options.get("include_usage") is True
-    return stream, include
-
-
-def _max_tokens(request: Mapping[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = request.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise _BadRequest(f"'{name}' must be a positive integer.", name)
-        return value
-    return None
-
-
-def _choice_count(request: Mapping[str, Any]) -> int:
-    n = request.get("n", 1)
-    if n is None:
-        return 1
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= _MAX_CHOICES:
-        raise _BadRequest(f"'n' must be an integer between 1 and {_MAX_CHOICES}.", "n")
-    return n
-
-
-def _forced_tool(request: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The function the request forces a call to (tool_choice "required" or a named function)."""
-    tools = [t.get("function") for t in request.get("tools") or () if isinstance(t, dict)]
-    functions = [f for f in tools if isinstance(f, dict) and isinstance(f.get("name"), str)]
-    choice = request.get("tool_choice")
-    if not functions:
-        return None
-    if choice == "required":
-        return functions[0]
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        name = choice["function"].get("name")
-        return next((f for f in functions if f["name"] == name), None)
-    return None
-
-
 def _chat_prompt_tokens(messages: list[Any], tools: object) -> int:
     """About what tiktoken counts: 3 per message plus its text, 3 to prime the reply, plus the tools."""
     total = 3
     for message in messages:
         if not isinstance(message, dict):
-            raise _BadRequest("Each message must be an object.", "messages")
+            raise BadRequest("Each message must be an object.", "messages")
         content = message.get("content")
         parts = content if isinstance(content, list) else [content]
         texts = [p if isinstance(p, str) else p.get("text", "") if isinstance(p, dict) else "" for p in parts]
@@ -302,7 +291,7 @@ def _tool_call(index: int, choice: Choice) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": function}
 
 
-def _message(index: int, choice: Choice) -> dict[str, Any]:
+def _message(index: int, choice: Choice, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": choice.text,
@@ -311,7 +300,8 @@ def _message(index: int, choice: Choice) -> dict[str, Any]:
     }
     if choice.tool_name is not None:
         message |= {"content": None, "tool_calls": [_tool_call(index, choice)]}
-    return _step(index, "message", message, choice)
+    content = None if logprobs is None else {"content": logprobs, "refusal": None}
+    return _step(index, "message", message, choice, logprobs=content)
 
 
 def _deltas(index: int, choice: Choice) -> list[dict[str, Any]]:
@@ -326,10 +316,12 @@ def _deltas(index: int, choice: Choice) -> list[dict[str, Any]]:
     return [first] + [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in choice.pieces]
 
 
-def _step(index: int, field: str, value: object, end: Choice | None = None) -> dict[str, Any]:
+def _step(
+    index: int, field: str, value: object, end: Choice | None = None, *, logprobs: object = None
+) -> dict[str, Any]:
     """One choice in a reply or chunk: ``delta`` (chat) or ``text`` (completions), with its finish reason."""
     finish = None if end is None else end.finish_reason
-    return {"index": index, field: value, "logprobs": None, "finish_reason": finish}
+    return {"index": index, field: value, "logprobs": logprobs, "finish_reason": finish}
 
 
 def _interleave(per_choice: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -348,6 +340,11 @@ def _sse(events: list[dict[str, Any]], base: dict[str, Any], usage: dict[str, An
 
 def _json(status: int, payload: object) -> _Reply:
     return _Reply(status, "application/json", (msgspec.json.encode(payload),))
+
+
+def _anthropic_error(status: int, message: str) -> _Reply:
+    kind = {400: "invalid_request_error", 529: "overloaded_error"}.get(status, "api_error")
+    return _json(status, {"type": "error", "error": {"type": kind, "message": message}})
 
 
 def _error(status: int, message: str, kind: str, param: str | None = None) -> _Reply:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from .base import (
+    NO_HEADERS,
     BadUpstreamResponse,
     Connection,
     Operation,
@@ -403,6 +404,7 @@ class OpenAIAdapter:
         request: Mapping[str, Any],
         *,
         stream: bool,
+        client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
         url = self.base_url(conn) + openai_path(op, self.provider)
         headers = dict(JSON_HEADERS)

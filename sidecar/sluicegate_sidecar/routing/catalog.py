@@ -20,9 +20,10 @@ MODEL_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 def model_id_problem(text: str) -> str | None:
     """Why ``text`` cannot be a model id a client may send, or None when it can.
 
-    Allowed: 1 to 256 characters of ``[A-Za-z0-9._:/@-]``, no ``..``, at most one ``/`` and no
-    empty part around it. Everything else (``#``, ``?``, ``%``, whitespace, control characters,
-    non-ASCII) is refused, so a name can never reshape an upstream URL.
+    Allowed: 1 to 256 characters of ``[A-Za-z0-9._:/@-]``, no ``..`` and no empty part around a
+    ``/`` (provider model ids may hold slashes: ``together/meta-llama/Llama-3.3-70B-Instruct``).
+    Everything else (``#``, ``?``, ``%``, whitespace, control characters, non-ASCII) is refused, so a
+    name can never reshape an upstream URL.
     """
     if not text:
         return "the model name is empty"
@@ -32,10 +33,7 @@ def model_id_problem(text: str) -> str | None:
         return "the model name may only contain letters, digits and . _ : / @ -"
     if ".." in text:
         return "the model name may not contain '..'"
-    slashes = text.count("/")
-    if slashes > 1:
-        return "the model name may contain at most one '/'"
-    if slashes == 1 and (text.startswith("/") or text.endswith("/")):
+    if "/" in text and "" in text.split("/"):
         return "the model name has an empty part around '/'"
     return None
 
@@ -58,6 +56,22 @@ class Target:
 
 def _model_entry(model_id: str, owned_by: str) -> dict[str, object]:
     return {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by}
+
+
+def anthropic_model_entry(model_id: str, target: Target | None) -> dict[str, object]:
+    """A model as Anthropic's Models API describes it (release date unknown: the epoch, as it allows)."""
+    entry: dict[str, object] = {
+        "type": "model",
+        "id": model_id,
+        "display_name": model_id,
+        "created_at": "1970-01-01T00:00:00Z",
+        "lifecycle": "active",
+    }
+    if target is not None and target.spec.context_window is not None:
+        entry["max_input_tokens"] = target.spec.context_window
+    if target is not None and target.spec.max_output_tokens is not None:
+        entry["max_tokens"] = target.spec.max_output_tokens
+    return entry
 
 
 class ModelCatalog:
@@ -182,18 +196,26 @@ class ModelCatalog:
         (by rank), ``<connection>/<model>`` for every model and alias on a usable connection,
         then bare names that mean exactly one model. Ids a client could not send are left out.
         """
-        entries: list[dict[str, object]] = []
+        return [_model_entry(i, owner) for i, owner, _ in self.listed()]
+
+    def anthropic_listing(self) -> list[dict[str, object]]:
+        """The same ids as ``listing``, as Anthropic's Models API entries."""
+        return [anthropic_model_entry(i, target) for i, _, target in self.listed()]
+
+    def listed(self) -> list[tuple[str, str, Target | None]]:
+        """(id, owner, the model it names if exactly one) for every id ``listing`` shows, in order."""
+        entries: list[tuple[str, str, Target | None]] = []
         if self.auto_available():
-            entries.append(_model_entry(AUTO, "sluicegate"))
+            entries.append((AUTO, "sluicegate", None))
         entries.extend(
-            _model_entry(f"{TIER_PREFIX}{t.name}", "sluicegate")
+            (f"{TIER_PREFIX}{t.name}", "sluicegate", None)
             for t in self._by_rank
             if t.candidates and model_id_problem(f"{TIER_PREFIX}{t.name}") is None
         )
         for (connection, name), target in self._models.items():
             model_id = f"{connection}/{name}"
             if connection in self._usable and model_id_problem(model_id) is None:
-                entries.append(_model_entry(model_id, target.provider))
+                entries.append((model_id, target.provider, target))
         for name, targets in self._bare.items():
             if (
                 len(targets) == 1
@@ -202,7 +224,7 @@ class ModelCatalog:
                 and not name.startswith(TIER_PREFIX)
                 and model_id_problem(name) is None
             ):
-                entries.append(_model_entry(name, targets[0].provider))
+                entries.append((name, targets[0].provider, targets[0]))
         return entries
 
 

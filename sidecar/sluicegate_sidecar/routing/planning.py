@@ -44,7 +44,8 @@ def _narrowed(resolution: Resolution, kept: tuple[Target, ...]) -> Resolution:
 def only(
     resolution: Resolution,
     kinds: Collection[str],
-    message: str = "/v1/messages serves Anthropic connections only; this model has none.",
+    message: str = "/v1/messages serves Anthropic connections (and the offline mock) only; "
+    "this model has none.",
     also: Collection[str] = (),
 ) -> Resolution:
     """Keep candidates of provider ``kinds`` (or on the connections named in ``also``)."""
@@ -107,21 +108,21 @@ def plan_request(
     ``outputs`` is the request's (n, best_of)."""
     if pin is not None and "/" not in model and model != "auto" and not model.startswith("tier:"):
         model = f"{pin[0]}/{model}"  # a bare name under /v1/proxy/<kind>/ means that provider's model
-    prompt_tokens = estimate_prompt_tokens(op, request)
+    prompt_tokens = estimate_prompt_tokens("messages" if op == "count_tokens" else op, request)
     try:
         resolution = resolve(model, catalog, features_of(request, prompt_tokens), hint)
     except InvalidModel as exc:
         raise ApiError(400, str(exc), code="invalid_model", param="model") from None
     except UnknownModel as exc:
         raise ApiError(404, str(exc), code="model_not_found", param="model") from None
-    if op == "messages":
-        resolution = only(resolution, ("anthropic",))
+    if op == "messages":  # the mock speaks Messages too, whatever kind it stands in for
+        resolution = only(resolution, ("anthropic", "mock"))
     elif op in ("completions", "embeddings"):
         resolution = without(resolution, ("anthropic",) if op == "embeddings" else ("anthropic", "gemini"))
     if pin is not None:  # TOLVYN-style /v1/proxy/<provider>/...: only that provider serves
         kind, declared = pin
         resolution = only(resolution, (kind,), f"No {kind} connection serves this model.", declared)
-    check = _checks_context(op, request)
+    check = op != "count_tokens" and _checks_context(op, request)  # counting a long prompt is fine
     if check:
         param = {"completions": "prompt", "responses": "input"}.get(op, "messages")
         resolution = within_context(resolution, prompt_tokens, param)

@@ -4,9 +4,12 @@ Precedence, first match wins (unambiguous by construction):
 1. The name is validated (``catalog.model_id_problem``); an invalid one is a 400 and is never echoed.
 2. ``auto`` is always the classifier, even if some model were named "auto".
 3. ``tier:<name>`` is always that tier.
-4. ``<a>/<b>``: ``a`` names a connection → model ``b`` (name or alias) on it, pinned. Else ``a`` is
-   a provider kind (``openai/gpt-4o``) → every connection of that kind offering ``b``, pinned to
-   that model. Else the whole text is tried as a bare name (for provider names with a slash).
+4. ``<a>/<b>`` (``b`` may hold more slashes): ``a`` names a connection offering ``b`` (name or
+   alias) → that model, pinned. Else ``a`` is a provider kind (``openai/gpt-4o``) with connections
+   offering ``b`` → every one of them, pinned to that model. Else the whole text is a bare name:
+   provider model ids hold slashes (``meta-llama/Llama-3.3-70B-Instruct``, Groq's
+   ``openai/gpt-oss-120b``), and the first segment names a connection or provider only when one
+   by that name serves the rest.
 5. A bare name: a model name or alias offered by exactly one connection → pinned to it; offered
    by several → 404 asking for ``<connection>/<model>``. Model names win over tier names: only a
    bare name that no connection offers may mean the tier of that name.
@@ -126,12 +129,10 @@ def resolve(
     if slash:
         if catalog.connection(head) is not None:
             target = catalog.model(head, tail)
-            if target is None:
-                raise _unknown(model_field)
-            return _pinned((target,), catalog)
+            if target is not None:
+                return _pinned((target,), catalog)
         if catalog.is_provider_kind(head):
             targets = catalog.by_kind(head, tail)
-            if not targets:
-                raise _unknown(model_field)
-            return _pinned(targets, catalog)
+            if targets:
+                return _pinned(targets, catalog)
     return _bare(model_field, catalog)

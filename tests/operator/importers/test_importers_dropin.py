@@ -42,12 +42,12 @@ def resources(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, *extra) ->
         connection(
             "anthropic",
             "anthropic",
-            ["claude-3-5-haiku-20241022"],
+            ["claude-haiku-4-5"],
             base_url=fake_anthropic.base_url,
             key=ANTHROPIC_KEY,
         ),
         tier("light", 0, [("openai", "gpt-4o-mini")], auto={"enabled": True, "maxPromptTokens": 4000}),
-        tier("heavy", 20, [("anthropic", "claude-3-5-haiku-20241022")], auto={"enabled": True}),
+        tier("heavy", 20, [("anthropic", "claude-haiku-4-5")], auto={"enabled": True}),
         *extra,
     ]
 
@@ -140,7 +140,7 @@ def test_tolvyn_style_base_url_pins_the_provider_for_the_plain_openai_sdk(
 def test_tolvyn_style_base_url_refuses_a_model_the_pinned_provider_does_not_serve(sidecar) -> None:
     client = OpenAI(base_url=sidecar.root_url + "/v1/proxy/openai", api_key="x", max_retries=0)
     with client, pytest.raises(APIStatusError) as failure:
-        client.chat.completions.create(model="claude-3-5-haiku-20241022", messages=CHAT)
+        client.chat.completions.create(model="claude-haiku-4-5", messages=CHAT)
     assert failure.value.status_code in (400, 404)
 
 
@@ -160,7 +160,7 @@ def test_hiway_auto_picks_a_tier_and_the_routed_model_header_names_provider_and_
     assert raw.headers["x-sluicegate-tier"] == "light"
     assert raw.headers["x-sluicegate-routed-model"] == "openai/gpt-4o-mini"
     assert heavy.headers["x-sluicegate-tier"] == "heavy"
-    assert heavy.headers["x-sluicegate-routed-model"] == "anthropic/claude-3-5-haiku-20241022"
+    assert heavy.headers["x-sluicegate-routed-model"] == "anthropic/claude-haiku-4-5"
     assert pinned.headers["x-sluicegate-routed-model"] == "openai/gpt-4o"
 
 

@@ -191,3 +191,54 @@ def test_unchanged_inputs_give_the_same_content_hash_and_a_changed_key_does_not(
 def test_a_secret_with_bad_base64_is_named() -> None:
     with pytest.raises(ResourceError, match="k1"):
         secrets_from_objects([{"kind": "Secret", "metadata": {"name": "k1"}, "data": {"apiKey": "%%%"}}])
+
+
+def connection_with(provider: str, *models: str) -> list[dict]:
+    return [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k"}, "stringData": {"apiKey": "sk-x"}},
+        {
+            "apiVersion": "sluicegate.io/v1alpha1",
+            "kind": "ProviderConnection",
+            "metadata": {"name": provider},
+            "spec": {
+                "provider": provider,
+                "apiKeySecretRef": {"name": "k", "key": "apiKey"},
+                "models": [{"name": m} for m in models],
+            },
+        },
+    ]
+
+
+def test_a_model_past_its_retirement_date_gets_a_warning_and_a_current_one_none() -> None:
+    result, _, _ = render(
+        connection_with("anthropic", "claude-sonnet-4-20250514", "claude-sonnet-4-5", "claude-haiku-4-5")
+    )
+    report = result.reports[("ProviderConnection", "anthropic")]
+    assert report.ready  # a warning, not a refusal: the operator still seals it
+    assert report.warnings == (
+        "model claude-sonnet-4-20250514 was retired by anthropic on 2026-06-15: requests to it fail; "
+        "declare a current model",
+        "model claude-sonnet-4-5 is deprecated by anthropic and retires on 2026-11-30",
+    )
+
+
+def test_a_model_the_price_catalog_marks_deprecated_gets_a_warning() -> None:
+    result, _, _ = render(connection_with("gemini", "gemini-2.0-flash", "gemini-2.5-flash"))
+    assert result.reports[("ProviderConnection", "gemini")].warnings == (
+        "model gemini-2.0-flash is deprecated by its provider (price catalog); plan to replace it",
+    )
+
+
+def test_the_examples_name_no_retired_or_deprecated_model() -> None:
+    result, _, _ = render(load_objects([str(EXAMPLES)]))
+    assert [w for r in result.reports.values() for w in r.warnings] == []
+
+
+def test_render_prints_the_retirement_warning(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "in.yaml"
+    source.write_text(yaml.safe_dump_all(connection_with("anthropic", "claude-3-5-haiku-20241022")))
+    assert cli(["render", "-f", str(source), "-o", str(tmp_path / "out"), "--namespace", "shop"]) == 0
+    assert (
+        "warning: ProviderConnection/anthropic: model claude-3-5-haiku-20241022 was retired by anthropic "
+        "on 2026-02-19" in capsys.readouterr().err
+    )

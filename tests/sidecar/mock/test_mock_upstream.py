@@ -1,4 +1,6 @@
-"""The built-in mock provider answers like OpenAI, deterministically, with its configured faults."""
+"""The built-in mock provider answers like OpenAI (and like Anthropic on Messages: test_mock_messages),
+deterministically, with its configured faults; it calls offered tools, follows requested JSON schemas
+and returns logprobs when asked."""
 
 from __future__ import annotations
 
@@ -168,7 +170,7 @@ async def test_n_choices_are_distinct_and_all_counted(mock):
     assert streamed == texts
 
 
-async def test_a_forced_tool_call_fills_the_required_string_arguments(mock):
+async def test_a_forced_tool_call_fills_the_required_arguments_from_the_schema(mock):
     body = CHAT | {"tools": [WEATHER_TOOL], "tool_choice": "required"}
     completion = ChatCompletion.model_validate_json((await mock.post("/chat/completions", json=body)).content)
     choice = completion.choices[0]
@@ -176,7 +178,8 @@ async def test_a_forced_tool_call_fills_the_required_string_arguments(mock):
     call = choice.message.tool_calls[0]
     assert call.id.startswith("call_") and call.function.name == "get_weather"
     arguments = json.loads(call.function.arguments)
-    assert list(arguments) == ["city"] and isinstance(arguments["city"], str)
+    assert list(arguments) == ["city", "days"]
+    assert isinstance(arguments["city"], str) and isinstance(arguments["days"], int)
     frames = await post_stream(mock, "/chat/completions", body | {"stream": True})
     chunks = [ChatCompletionChunk.model_validate_json(f) for f in frames[:-1]]
     calls = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
@@ -185,7 +188,7 @@ async def test_a_forced_tool_call_fills_the_required_string_arguments(mock):
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
-async def test_a_named_tool_choice_without_required_fields_gets_empty_arguments(mock):
+async def test_a_named_tool_choice_without_properties_gets_empty_arguments(mock):
     tool = {"type": "function", "function": {"name": "ping", "parameters": {"type": "object"}}}
     choice = {"type": "function", "function": {"name": "ping"}}
     completion = (
@@ -197,10 +200,93 @@ async def test_a_named_tool_choice_without_required_fields_gets_empty_arguments(
     }
 
 
-async def test_tools_without_a_forced_choice_get_a_text_answer(mock):
+async def test_tools_offered_after_a_user_turn_get_a_call_to_the_first_tool(mock):
+    # An agent loop's first step: the model calls a tool when it has one (issue 15: agents offline)
     completion = (await mock.post("/chat/completions", json=CHAT | {"tools": [WEATHER_TOOL]})).json()
-    assert completion["choices"][0]["message"]["content"]
-    assert "tool_calls" not in completion["choices"][0]["message"]
+    message = completion["choices"][0]["message"]
+    assert completion["choices"][0]["finish_reason"] == "tool_calls"
+    assert message["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+async def test_after_a_tool_result_or_with_tool_choice_none_the_answer_is_text(mock):
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    after = CHAT["messages"] + [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
+    ]
+    for body in (
+        CHAT | {"messages": after, "tools": [WEATHER_TOOL]},
+        CHAT | {"tools": [WEATHER_TOOL], "tool_choice": "none"},
+    ):
+        completion = (await mock.post("/chat/completions", json=body)).json()
+        assert completion["choices"][0]["finish_reason"] == "stop"
+        assert completion["choices"][0]["message"]["content"]
+        assert "tool_calls" not in completion["choices"][0]["message"]
+
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 18, "maximum": 99},
+        "email": {"type": "string", "format": "email"},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        "role": {"enum": ["admin", "user"]},
+        "address": {"$ref": "#/$defs/Address"},
+        "nickname": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+    },
+    "required": ["name", "age", "email", "tags", "role", "address", "nickname"],
+    "additionalProperties": False,
+    "$defs": {
+        "Address": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "zip": {"type": "string", "minLength": 5}},
+            "required": ["city", "zip"],
+        }
+    },
+}
+
+
+async def test_a_json_schema_response_format_gets_json_valid_under_the_schema(mock):
+    import jsonschema
+
+    body = CHAT | {"response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}}}
+    completion = (await mock.post("/chat/completions", json=body)).json()
+    value = json.loads(completion["choices"][0]["message"]["content"])
+    jsonschema.validate(value, PERSON)
+    frames = await post_stream(mock, "/chat/completions", body | {"stream": True})
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in (ChatCompletionChunk.model_validate_json(f) for f in frames[:-1])
+        if c.choices
+    )
+    assert json.loads(streamed) == value
+    plain = (
+        await mock.post("/chat/completions", json=CHAT | {"response_format": {"type": "json_object"}})
+    ).json()
+    assert isinstance(json.loads(plain["choices"][0]["message"]["content"]), dict)
+
+
+async def test_logprobs_are_returned_per_token_when_asked(mock):
+    body = CHAT | {"logprobs": True, "top_logprobs": 3, "max_tokens": 12}
+    completion = ChatCompletion.model_validate_json((await mock.post("/chat/completions", json=body)).content)
+    choice = completion.choices[0]
+    entries = choice.logprobs.content
+    assert "".join(e.token for e in entries) == choice.message.content and len(entries) == 12
+    assert all(
+        e.logprob <= 0 and len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token for e in entries
+    )
+    frames = await post_stream(mock, "/chat/completions", body | {"stream": True})
+    streamed = [
+        e
+        for c in (ChatCompletionChunk.model_validate_json(f) for f in frames[:-1])
+        for ch in c.choices
+        if ch.logprobs
+        for e in ch.logprobs.content
+    ]
+    assert [e.token for e in streamed] == [e.token for e in entries]
+    without = (await mock.post("/chat/completions", json=CHAT)).json()
+    assert without["choices"][0]["logprobs"] is None
 
 
 async def test_legacy_completions_answer_and_stream(mock):

@@ -471,3 +471,29 @@ def test_errors_map_to_openai_types_and_hide_auth_details():
     )
     assert invalid.type == "invalid_request_error"
     assert ADAPTER.parse_error(500, b"<html>").message == "upstream returned HTTP 500"
+
+
+def test_the_clients_beta_and_version_headers_are_forwarded_only_when_well_formed():
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    sent = {"anthropic-beta": "a-2025-01-01, b-2025-02-02", "anthropic-version": "2024-01-01"}
+    headers = ADAPTER.build("messages", CONN, "m", body, stream=False, client_headers=sent).headers
+    assert headers["anthropic-beta"] == "a-2025-01-01, b-2025-02-02"
+    assert headers["anthropic-version"] == "2024-01-01"
+    bad = {"anthropic-beta": "x\r\nx-api-key: stolen", "anthropic-version": "latest"}
+    headers = ADAPTER.build("messages", CONN, "m", body, stream=False, client_headers=bad).headers
+    assert "anthropic-beta" not in headers and headers["anthropic-version"] == "2023-06-01"
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    translated = ADAPTER.build("chat", CONN, "m", chat, stream=False, client_headers=sent).headers
+    assert translated["anthropic-version"] == "2023-06-01"  # the translation is written for it
+    assert translated["anthropic-beta"] == sent["anthropic-beta"]
+
+
+def test_count_tokens_goes_to_its_own_path_without_a_stream_field_and_reads_the_count():
+    body = {"model": "alias", "messages": [{"role": "user", "content": "hi"}], "api_key": "sk-client"}
+    request = ADAPTER.build("count_tokens", CONN, "claude-haiku-4-5", body, stream=False)
+    assert request.url.endswith("/v1/messages/count_tokens")
+    assert json.loads(request.body) == {"model": "claude-haiku-4-5", "messages": body["messages"]}
+    reply = ADAPTER.parse("count_tokens", "claude-haiku-4-5", b'{"input_tokens": 12}')
+    assert reply.body == b'{"input_tokens": 12}' and reply.usage is None
+    with pytest.raises(BadUpstreamResponse):
+        ADAPTER.parse("count_tokens", "claude-haiku-4-5", b'{"tokens": "many"}')

@@ -9,6 +9,7 @@ from sluicegate_sidecar.providers.azure import AzureAdapter
 from sluicegate_sidecar.providers.base import Connection, UnsupportedOperation, Usage
 from sluicegate_sidecar.providers.compatible import MOCK_BASE_URL, compatible_adapter, default_base_url
 from sluicegate_sidecar.providers.gemini import GeminiAdapter
+from sluicegate_sidecar.providers.mock import MockAdapter
 from sluicegate_sidecar.providers.openai import OpenAIAdapter
 from sluicegate_sidecar.providers.registry import adapter_for, build_adapters
 from sluicegate_sidecar.providers.registry import default_base_url as registry_base_url
@@ -102,8 +103,9 @@ def test_every_provider_kind_has_an_adapter_of_the_right_family():
     assert isinstance(adapters["anthropic"], AnthropicAdapter)
     assert isinstance(adapters["gemini"], GeminiAdapter)
     assert isinstance(adapters["azure-openai"], AzureAdapter)
-    for kind in ("openai", "mistral", "groq", "together", "openai-compatible", "mock"):
+    for kind in ("openai", "mistral", "groq", "together", "openai-compatible"):
         assert isinstance(adapters[kind], OpenAIAdapter)
+    assert isinstance(adapters["mock"], MockAdapter)  # OpenAI's format, and Anthropic's for Messages
     with pytest.raises(TypeError):
         adapters["openai"] = adapters["mock"]  # type: ignore[index]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from .providers.base import UnsupportedOperation
-from .providers.responses_chat import chat_request, response_from_chat, usage_from_chat
-from .providers.responses_stream import ChatToResponses, ResponsesEvents
+from ..providers.base import UnsupportedOperation
+from ..providers.responses_chat import chat_request, response_from_chat, usage_from_chat
+from ..providers.responses_stream import ChatToResponses, ResponsesEvents
 
 
 def mock_chat_request(request: Mapping[str, Any]) -> dict[str, Any]:
