@@ -28,7 +28,12 @@ from tests.support.sidecar_harness import (
     wait_until,
 )
 
-POLL = 0.2  # the watcher's poll interval here: a short disruption spans at most two polls
+# The watcher's poll interval here. The sidecar reports a config missing only after MISSING_POLLS (5)
+# reads in a row find none; a disruption held by a test must span fewer, however slow a loaded machine
+# makes the requests made inside it: two forced reads plus the watcher's polls, at most two while the
+# disruption lasts under 2 * POLL seconds. Tests waiting for the watcher give it many polls of time.
+POLL = 3.0
+PICKUP = 10 * POLL
 
 
 def resources(openai_up: FakeOpenAI, *, with_later: bool = False) -> list[Any]:
@@ -117,7 +122,7 @@ def test_a_config_read_mid_swap_keeps_serving_and_is_not_counted_as_a_refusal(
         assert metric_value(sc, "sluicegate_config_serial") == 1
 
         render_dir(config_dir, resources(openai_up, with_later=True))
-        wait_until(lambda: metric_value(sc, "sluicegate_config_serial") == 2)
+        wait_until(lambda: metric_value(sc, "sluicegate_config_serial") == 2, timeout=PICKUP)
         assert chat(sc, "tier:later").status_code == 200
         assert metric_value(sc, "sluicegate_config_rejected_total") == 0
 
@@ -128,7 +133,10 @@ def test_a_refused_config_caught_mid_swap_is_counted_once_not_again_as_a_new_one
     config_dir = render_dir(tmp_path / "cfg", resources(openai_up))
     with SidecarThread(config_dir, tmp_path / "ledger", poll_interval=POLL) as sc:
         forge_next_generation(config_dir, tmp_path / "scratch", resources(openai_up, with_later=True), 2)
-        wait_until(lambda: metric_value(sc, "sluicegate_config_rejected_total", reason="bad_signature") == 1)
+        wait_until(
+            lambda: metric_value(sc, "sluicegate_config_rejected_total", reason="bad_signature") == 1,
+            timeout=PICKUP,
+        )
 
         with data_on_a_removed_generation(config_dir):
             assert forced_reload(sc) is False
@@ -143,7 +151,7 @@ def test_a_refused_config_caught_mid_swap_is_counted_once_not_again_as_a_new_one
         assert chat(sc).status_code == 200 and chat(sc, "tier:later").status_code == 404
 
         render_dir(config_dir, resources(openai_up, with_later=True), serial=3)
-        wait_until(lambda: metric_value(sc, "sluicegate_config_serial") == 3)
+        wait_until(lambda: metric_value(sc, "sluicegate_config_serial") == 3, timeout=PICKUP)
         assert chat(sc, "tier:later").status_code == 200
         assert readiness(sc).json()["lastRejection"] is None
 
