@@ -41,6 +41,28 @@ async def cluster(kmock):
         yield kmock
 
 
+def every_resource_reconciled(k8s, namespace=NS):
+    """Every example resource carries its final status for its current generation: Ready, and for a
+    budget the spend report (and its alert webhooks' verdict)."""
+    for obj in example_objects():
+        if obj["kind"] not in PLURALS:
+            continue
+        name = obj["metadata"]["name"]
+        live = read_object(k8s, f"sluicegate.io/v1alpha1/{PLURALS[obj['kind']]}", namespace, name)
+        assert live is not None, name
+        conditions = {c["type"]: c for c in (live.get("status") or {}).get("conditions", [])}
+        expected = {"Ready"}
+        if obj["kind"] == "BudgetPolicy":
+            expected.add("SpendReported")
+            if obj["spec"].get("alerts", {}).get("webhooks"):
+                expected.add("AlertWebhooks")
+        for type_ in expected:
+            assert type_ in conditions, (name, type_)
+            assert conditions[type_]["observedGeneration"] == live["metadata"]["generation"], (name, type_)
+        assert conditions["Ready"]["status"] == "True", name
+    return True
+
+
 def fingerprint(raw):
     return hashlib.sha256(raw.encode()).hexdigest()[:8]
 
@@ -197,7 +219,7 @@ async def test_a_restart_converges_without_rewriting_anything(kmock):
     declare_resources(kmock)
     async with operator(kmock):
         await applied_examples(kmock)
-        await settle(1.0)
+        await eventually(lambda: every_resource_reconciled(kmock), timeout=30)
     watched = [key for key in kmock.objects if key[1] == NS and key[0].plural != "events"]
     versions = {key: kmock.objects[key].raw["metadata"]["resourceVersion"] for key in watched}
     seen = len(list(kmock))
