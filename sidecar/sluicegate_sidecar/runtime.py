@@ -332,8 +332,8 @@ class Gateway:
                 )
 
     async def aclose(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:  # what finishing work spawns (a settle's ledger write, a release) waits too
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         clients = list(self.served.clients.values()) if self.served else []
         for client in clients + self._retired:
             await client.aclose()
