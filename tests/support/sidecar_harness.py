@@ -212,7 +212,11 @@ class SidecarThread:
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=15)
+        # A drain may take its whole deadline: a sidecar still running after it (and a margin) is a
+        # failure here, never a thread left serving (and leaking sockets) into the tests that follow.
+        self._thread.join(timeout=self.settings.drain_seconds + 15)
+        if self._thread.is_alive():
+            raise RuntimeError("sidecar did not stop")
         if self._error is not None:
             raise self._error
 
