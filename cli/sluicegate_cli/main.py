@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("sluicegate_reports.report_cli", "savings and invoice reconciliation from ledgers"),
     "import": ("sluicegate_operator.import_cli", "translate a Portkey or LiteLLM config into resources"),
 }
+# Modules a subcommand's process never needs, kept out of it (``None`` in ``sys.modules`` makes their
+# import fail, which their importers expect): httpx loads its command-line client on import when it
+# can, and with it rich and pygments: 3.4 MiB of the serving sidecar's resident memory.
+NOT_LOADED: dict[str, tuple[str, ...]] = {"sidecar": ("httpx._main",)}
 
 
 def _usage() -> str:
@@ -38,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"sluicegate: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    for name in NOT_LOADED.get(command, ()):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     module = importlib.import_module(COMMANDS[command][0])
     run: Callable[[Sequence[str]], int] = module.main
     return run(rest)
