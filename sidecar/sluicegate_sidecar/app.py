@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, get_args
 
 import msgspec
@@ -71,6 +71,31 @@ _OPS = {
     "count_tokens": "messages",
 }
 _ANTHROPIC_OPS = frozenset({"messages", "count_tokens"})
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Routes:
+    """Exact path → (method, handler), as a plain ASGI app: Starlette's router and its middleware
+    layers (pattern matching per route, exception handlers) are work ``StrictPaths`` has already made
+    unnecessary. A wrong method is a 405 with ``Allow``, in the path's envelope."""
+
+    def __init__(self, routes: Mapping[str, tuple[str, Handler]]) -> None:
+        self.routes = dict(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; no websockets
+        method, handler = self.routes[scope["path"]]
+        if scope["method"] == method or (method == "GET" and scope["method"] == "HEAD"):
+            response = await handler(Request(scope, receive))
+        else:
+            allow = "GET, HEAD" if method == "GET" else method
+            error = ApiError(405, f"Use {method} for this endpoint.", code="method_not_allowed")
+            anthropic = scope["path"].startswith("/v1/messages")
+            response = error_response(error, {"allow": allow}, anthropic=anthropic)
+        await response(scope, receive, send)
 
 
 class StrictPaths:
@@ -259,18 +284,19 @@ def build_api(gateway: Gateway) -> ASGIApp:
             return error_response(error, anthropic=anthropic)
         return JSONResponse(entry)
 
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/v1/completions", completions, methods=["POST"]),
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/messages", messages, methods=["POST"]),
-            Route("/v1/responses", responses, methods=["POST"]),
-            Route("/v1/messages/count_tokens", count, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/models/id", model, methods=["GET"]),
-        ]
+    app = Routes(
+        {
+            "/v1/chat/completions": ("POST", chat),
+            "/v1/completions": ("POST", completions),
+            "/v1/embeddings": ("POST", embeddings),
+            "/v1/messages": ("POST", messages),
+            "/v1/responses": ("POST", responses),
+            "/v1/messages/count_tokens": ("POST", count),
+            "/v1/models": ("GET", models),
+            "/v1/models/id": ("GET", model),  # GET /v1/models/{id}, as StrictPaths rewrites it
+        }
     )
+    assert app.routes.keys() >= API_PATHS  # StrictPaths lets only these (and /v1/models/id) through
     return StrictPaths(app, API_PATHS)
 
 

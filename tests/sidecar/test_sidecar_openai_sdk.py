@@ -120,6 +120,18 @@ def test_unknown_model_is_a_404_in_the_openai_envelope(sidecar) -> None:
     assert r.json()["error"]["code"] == "model_not_found"
 
 
+def test_a_wrong_method_is_a_405_in_the_openai_envelope_naming_the_allowed_one(sidecar, fake_openai) -> None:
+    chat = httpx.get(f"{sidecar.base_url}/chat/completions")
+    assert chat.status_code == 405 and chat.headers["allow"] == "POST"
+    assert chat.json()["error"]["code"] == "method_not_allowed"
+    models = httpx.post(f"{sidecar.base_url}/models", json={})
+    assert models.status_code == 405 and models.headers["allow"] == "GET, HEAD"
+    assert models.json()["error"]["code"] == "method_not_allowed"
+    messages = httpx.get(f"{sidecar.base_url}/messages")  # Anthropic's route: Anthropic's envelope
+    assert messages.status_code == 405 and messages.json()["type"] == "error"
+    assert fake_openai.requests == []
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "code"),
     [
