@@ -35,7 +35,7 @@ def fake_gemini() -> Iterator[FakeGemini]:
 
 def test_an_endless_openai_stream_is_chunks_the_sdk_reads_past_the_cap(fake_openai: FakeOpenAI) -> None:
     fake_openai.script([Fault.endless()])
-    client = openai.OpenAI(base_url=fake_openai.base_url, api_key="k", max_retries=0)
+    client = fake_openai.keep(openai.OpenAI(base_url=fake_openai.base_url, api_key="k", max_retries=0))
     stream = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=2, stream=True
     )
@@ -50,7 +50,9 @@ def test_an_endless_openai_stream_is_chunks_the_sdk_reads_past_the_cap(fake_open
 
 def test_an_endless_anthropic_stream_is_content_block_deltas(fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.script([Fault.endless()])
-    client = anthropic.Anthropic(base_url=fake_anthropic.root_url, api_key="k", max_retries=0)
+    client = fake_anthropic.keep(
+        anthropic.Anthropic(base_url=fake_anthropic.root_url, api_key="k", max_retries=0)
+    )
     with client.messages.stream(
         model="claude-haiku-4-5", max_tokens=2, messages=[{"role": "user", "content": "hi"}]
     ) as stream:

@@ -51,11 +51,11 @@ def fake_gemini():
 
 
 def openai_client(fake: FakeOpenAI) -> openai.OpenAI:
-    return openai.OpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+    return fake.keep(openai.OpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0))
 
 
 def anthropic_client(fake: FakeAnthropic) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=fake.base_url, api_key="ak", max_retries=0)
+    return fake.keep(anthropic.Anthropic(base_url=fake.base_url, api_key="ak", max_retries=0))
 
 
 def sse_data(body: bytes, separator: bytes = b"\n\n") -> list[bytes]:
@@ -133,7 +133,7 @@ def test_openai_fake_records_method_path_lower_cased_headers_and_body(fake_opena
 
 
 def test_openai_wrong_key_gets_invalid_api_key(fake_openai):
-    client = openai.OpenAI(base_url=fake_openai.base_url, api_key="wrong", max_retries=0)
+    client = fake_openai.keep(openai.OpenAI(base_url=fake_openai.base_url, api_key="wrong", max_retries=0))
     with client, pytest.raises(openai.AuthenticationError) as raised:
         client.models.list()
     assert raised.value.code == "invalid_api_key"

@@ -27,11 +27,11 @@ WEATHER_TOOL = {
 
 
 def anthropic_client(sidecar) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=sidecar.root_url, api_key=APP_KEY, max_retries=0)
+    return sidecar.keep(anthropic.Anthropic(base_url=sidecar.root_url, api_key=APP_KEY, max_retries=0))
 
 
 def openai_client(sidecar) -> OpenAI:
-    return OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0)
+    return sidecar.keep(OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0))
 
 
 def assert_only_the_connection_key_reached(fake) -> None:

@@ -36,7 +36,7 @@ BASH_TOOL = {
 
 
 def client(sidecar: SidecarThread) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=sidecar.root_url, api_key=APP_KEY, max_retries=0)
+    return sidecar.keep(anthropic.Anthropic(base_url=sidecar.root_url, api_key=APP_KEY, max_retries=0))
 
 
 def hi() -> list[dict]:

@@ -25,7 +25,7 @@ def test_an_unstreamed_reply_costs_the_catalog_price_of_its_usage(
     gateway, request, requested, model, catalog_provider, fake, usage
 ) -> None:
     request.getfixturevalue(fake).usage = usage
-    client = OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    client = gateway.keep(OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0))
     raw = client.chat.completions.with_raw_response.create(
         model=requested, messages=[{"role": "user", "content": "x"}]
     )
@@ -39,7 +39,7 @@ def test_a_streamed_reply_costs_the_catalog_price_of_its_usage(
     gateway, request, requested, model, catalog_provider, fake, usage
 ) -> None:
     request.getfixturevalue(fake).usage = usage
-    client = OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    client = gateway.keep(OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0))
     raw = client.chat.completions.with_raw_response.create(
         model=requested, messages=[{"role": "user", "content": "x"}], stream=True
     )

@@ -43,7 +43,7 @@ def test_an_embedding_model_priced_by_the_catalog_is_served_and_charged_under_a_
         ],
     )
     with SidecarThread(config, tmp_path / "ledger", access_log=False) as sc:
-        client = OpenAI(base_url=sc.base_url, api_key="app-key", max_retries=0)
+        client = sc.keep(OpenAI(base_url=sc.base_url, api_key="app-key", max_retries=0))
         raw = client.embeddings.with_raw_response.create(
             model="text-embedding-3-small", input=["first document", "second document"]
         )
@@ -58,7 +58,7 @@ def test_an_embedding_model_priced_by_the_catalog_is_served_and_charged_under_a_
 def test_the_examples_serve_embeddings_offline_as_make_run_does(tmp_path: Path) -> None:
     assert cli(["render", "-f", str(ROOT / "examples"), "-o", str(tmp_path / "config"), "--offline"]) == 0
     with SidecarThread(tmp_path / "config", tmp_path / "ledger", access_log=False) as sc:
-        client = OpenAI(base_url=sc.base_url, api_key="app-key", max_retries=0)
+        client = sc.keep(OpenAI(base_url=sc.base_url, api_key="app-key", max_retries=0))
         raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hello")
         assert raw.parse().data[0].embedding
         assert raw.headers["x-sluicegate-routed-model"] == "mock/text-embedding-3-small"

@@ -17,7 +17,7 @@ APP_KEY = "sluicegate-placeholder-app-key"
 
 
 def client(sidecar) -> OpenAI:
-    return OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0)
+    return sidecar.keep(OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0))
 
 
 def assert_key_only_in_the_goog_header(fake) -> None:

@@ -49,7 +49,7 @@ def recorded(sidecar: SidecarThread, rid: str) -> bool:
 
 
 def openai_stream(sidecar: SidecarThread, model: str, rid: str, seen: Callable[[], bool]) -> list[bool]:
-    client = openai.OpenAI(base_url=sidecar.base_url, api_key="app", max_retries=0)
+    client = sidecar.keep(openai.OpenAI(base_url=sidecar.base_url, api_key="app", max_retries=0))
     at_terminator: list[bool] = []
     with client.chat.completions.with_streaming_response.create(
         model=model, messages=MESSAGES, stream=True, extra_headers={"x-request-id": rid}
@@ -72,7 +72,7 @@ def test_an_openai_format_stream_sends_done_only_once_its_ledger_line_is_written
 def test_an_anthropic_stream_sends_message_stop_only_once_its_ledger_line_is_written(
     sidecar: SidecarThread,
 ) -> None:
-    client = anthropic.Anthropic(base_url=sidecar.root_url, api_key="app", max_retries=0)
+    client = sidecar.keep(anthropic.Anthropic(base_url=sidecar.root_url, api_key="app", max_retries=0))
     at_terminator: list[bool] = []
     with client.messages.with_streaming_response.create(
         model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True, extra_headers={"x-request-id": "stop-1"}
@@ -84,7 +84,7 @@ def test_an_anthropic_stream_sends_message_stop_only_once_its_ledger_line_is_wri
 
 
 def test_a_non_streamed_reply_arrives_only_once_its_ledger_line_is_written(sidecar: SidecarThread) -> None:
-    client = openai.OpenAI(base_url=sidecar.base_url, api_key="app", max_retries=0)
+    client = sidecar.keep(openai.OpenAI(base_url=sidecar.base_url, api_key="app", max_retries=0))
     reply = client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-request-id": "whole-1"}
     )

@@ -28,7 +28,7 @@ def exactly(sidecar, name: str, wanted: dict[str, str]) -> float:
 def test_requests_spend_and_tokens_are_counted_per_label_set(
     gateway, openai_up, anthropic_up, gemini_up
 ) -> None:
-    client = OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    client = gateway.keep(OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0))
     payments = {"X-Sluicegate-Team": "payments", "X-Sluicegate-Feature": "checkout-summary"}
     openai_up.usage = FakeUsage(1000, 100, cached_tokens=400)
     for _ in range(2):
@@ -99,7 +99,7 @@ def test_requests_spend_and_tokens_are_counted_per_label_set(
 
 def test_gemini_spend_is_counted_at_the_catalog_price(gateway, gemini_up) -> None:
     gemini_up.usage = FakeUsage(4000, 200)
-    client = OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    client = gateway.keep(OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0))
     for _ in range(3):
         client.chat.completions.create(model=GEMINI, messages=[{"role": "user", "content": "x"}])
     gemini_labels = labels(f"gemini/{GEMINI}", "gemini")

@@ -23,7 +23,7 @@ def genai_micro(usage: FakeUsage, model: str, provider: str) -> int:
 
 
 def client(sidecar) -> OpenAI:
-    return OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0)
+    return sidecar.keep(OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0))
 
 
 def test_chat_completion_is_served_priced_and_attributed(sidecar, fake_openai) -> None:

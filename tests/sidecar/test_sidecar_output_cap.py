@@ -110,7 +110,7 @@ def start(openai_up: ReasoningOpenAI, anthropic_up: FakeAnthropic, tmp_path: Pat
 
 
 def client(sc: SidecarThread) -> OpenAI:
-    return OpenAI(base_url=sc.base_url, api_key="app-key", max_retries=0)
+    return sc.keep(OpenAI(base_url=sc.base_url, api_key="app-key", max_retries=0))
 
 
 def cap_fields(request: RecordedRequest) -> dict[str, Any]:

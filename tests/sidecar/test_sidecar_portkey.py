@@ -17,14 +17,16 @@ VIRTUAL_KEY = "vk-app-virtual-key"
 
 
 def portkey(sidecar, **extra) -> Portkey:
-    return Portkey(
-        base_url=sidecar.base_url,
-        api_key=PORTKEY_KEY,
-        virtual_key=VIRTUAL_KEY,
-        trace_id="t-123",
-        metadata={"_user": "u1", "env": "prod"},
-        provider="openai",
-        **extra,
+    return sidecar.keep(
+        Portkey(
+            base_url=sidecar.base_url,
+            api_key=PORTKEY_KEY,
+            virtual_key=VIRTUAL_KEY,
+            trace_id="t-123",
+            metadata={"_user": "u1", "env": "prod"},
+            provider="openai",
+            **extra,
+        )
     )
 
 

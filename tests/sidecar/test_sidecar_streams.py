@@ -100,7 +100,7 @@ def test_the_openai_sdk_raises_on_a_stream_cut_mid_way_and_what_was_streamed_is_
 ) -> None:
     for fake in (openai_up, anthropic_up, gemini_up):
         fake.script([fault])
-    client = openai.OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0)
+    client = sidecar.keep(openai.OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0))
     response = client.chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": "hello"}], stream=True
     )
@@ -120,7 +120,7 @@ def test_the_openai_sdk_raises_on_a_stream_cut_mid_way_and_what_was_streamed_is_
 )
 def test_the_anthropic_sdk_raises_on_a_messages_stream_cut_mid_way(sidecar, anthropic_up, fault) -> None:
     anthropic_up.script([fault])
-    client = anthropic.Anthropic(base_url=sidecar.root_url, api_key=APP_KEY, max_retries=0)
+    client = sidecar.keep(anthropic.Anthropic(base_url=sidecar.root_url, api_key=APP_KEY, max_retries=0))
     stream = client.messages.stream(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "x"}])
     with pytest.raises(anthropic.APIError), stream as events:  # noqa: PT012
         for _ in events.text_stream:
@@ -143,7 +143,7 @@ def test_a_cut_stream_is_charged_for_the_output_seen_not_the_opening_usage(
     # events the client has seen several words, and those are what is charged.
     anthropic_up.script([Fault.stream_truncate(8)])
     gemini_up.script([Fault.stream_truncate(8)])
-    client = openai.OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0)
+    client = sidecar.keep(openai.OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0))
     response = client.chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": "hello"}], stream=True
     )

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import genai_prices.types
@@ -190,6 +190,9 @@ def split_words(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text) or [text]
 
 
+ClientT = TypeVar("ClientT")
+
+
 class FakeServer:
     """One fake provider on 127.0.0.1 in a background thread. Use it as a context manager."""
 
@@ -205,6 +208,7 @@ class FakeServer:
         chunk_delay: float = 0.0,
         linger: float = 0.0,
     ) -> None:
+        self._clients: list[Any] = []
         self.api_key = api_key  # when set, a request without this key gets the provider's auth error
         self.text = text
         self.usage = usage  # None: input from the body size, output = the words sent
@@ -289,7 +293,15 @@ class FakeServer:
             time.sleep(0.005)
         return self
 
+    def keep(self, client: ClientT) -> ClientT:
+        """An SDK client a test made for this fake, closed when the fake stops (never left to the GC)."""
+        self._clients.append(client)
+        return client
+
     def __exit__(self, *exc_info: object) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         assert self._server is not None and self._thread is not None
         self._stopping.set()
         self._server.should_exit = True

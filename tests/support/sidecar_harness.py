@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -121,6 +121,9 @@ def render_dir(
     return directory
 
 
+ClientT = TypeVar("ClientT")
+
+
 class SidecarThread:
     def __init__(
         self,
@@ -134,6 +137,7 @@ class SidecarThread:
         refresh_keys: Callable[[], Awaitable[bool]] | None = None,
         **settings: Any,
     ) -> None:
+        self._clients: list[Any] = []
         self.config_dir = config_dir
         self.health = health  # None: the gateway's default HealthBook
         self.data_keys = data_keys  # None: the dev data keys beside the config, read at start
@@ -209,7 +213,16 @@ class SidecarThread:
                 time.sleep(0.02)
         raise RuntimeError("sidecar did not start")
 
+    def keep(self, client: ClientT) -> ClientT:
+        """An SDK client a test made for this sidecar, closed when the sidecar stops: a client left to
+        the garbage collector closes its pooled socket during some later test (a ResourceWarning)."""
+        self._clients.append(client)
+        return client
+
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         # A drain may take its whole deadline: a sidecar still running after it (and a margin) is a
