@@ -46,6 +46,7 @@ class ShippedEntry(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     cost_micro_usd: int = msgspec.field(name="costMicroUSD")
     cost_basis: str
     status: int | str
+    budget_scopes: tuple[str, ...] = ()
     prev_hash: str
     hash: str
 
@@ -64,7 +65,7 @@ COLUMNS = (
     "stream_id", "seq", "namespace", "time", "request_id", "workload", "team", "service", "feature",
     "user_name", "end_customer", "connection", "provider", "model", "requested_model", "tier",
     "verdict", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
-    "cost_micro_usd", "cost_basis", "status", "prev_hash", "hash", "line",
+    "cost_micro_usd", "cost_basis", "status", "budget_scopes", "prev_hash", "hash", "line",
 )  # fmt: skip
 
 
@@ -76,5 +77,6 @@ def row_values(stream_id: str, entry: ShippedEntry, line: str) -> tuple[object, 
         entry.provider, entry.model, entry.requested_model, entry.tier, entry.verdict,
         usage.input if usage else None, usage.output if usage else None,
         usage.cached if usage else None, usage.cache_write if usage else None,
-        entry.cost_micro_usd, entry.cost_basis, str(entry.status), entry.prev_hash, entry.hash, line,
+        entry.cost_micro_usd, entry.cost_basis, str(entry.status), list(entry.budget_scopes),
+        entry.prev_hash, entry.hash, line,
     )  # fmt: skip

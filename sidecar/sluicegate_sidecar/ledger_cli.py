@@ -232,6 +232,13 @@ def _parser() -> argparse.ArgumentParser:
     paths_help = f"ledger files or directories (default {DEFAULT_LEDGER_DIR})"
     check = commands.add_parser("verify", help="check the hash chain; name the first bad line")
     check.add_argument("paths", nargs="*", default=[DEFAULT_LEDGER_DIR], help=paths_help)
+    check.add_argument("--database-url", help="verify the fleet ledger in PostgreSQL instead of files")
+    check.add_argument(
+        "--accounts",
+        action="store_true",
+        help="with --database-url: also check each window's settled total equals its ledger rows",
+    )
+    check.add_argument("--namespace", help="with --accounts: only this namespace")
     export = commands.add_parser("export", help="write every entry as CSV")
     export.add_argument("paths", nargs="*", default=[DEFAULT_LEDGER_DIR], help=paths_help)
     export.add_argument("--format", choices=["csv"], default="csv")
@@ -244,7 +251,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_database(args: argparse.Namespace, out: TextIO) -> int:
+    from .ledgerdb import check_accounts, verify_database  # psycopg only when a database is named
+
+    found = verify_database(args.database_url)
+    if found.problem is not None:
+        print(str(found.problem), file=sys.stderr)
+        return 1
+    out.write(f"ok: {found.rows} entries in {found.streams} streams, every chain intact\n")
+    if args.accounts:
+        windows, gaps = check_accounts(args.database_url, args.namespace)
+        for gap in gaps:
+            print(f"accounts differ: {gap}", file=sys.stderr)
+        if gaps:
+            return 1
+        out.write(f"ok: {windows} account windows equal the sum of their ledger rows\n")
+    return 0
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if getattr(args, "database_url", None):
+        return _run_database(args, out)
     if args.command == "verify":
         checked, problem = verify(args.paths)
         if problem is not None:
@@ -263,12 +290,24 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def psycopg_errors() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
 def main(argv: list[str], out: TextIO | None = None) -> int:
     """Run ``sluicegate ledger ARGV``; returns the exit status (0 ok, 1 bad ledger or error, 2 usage)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "database_url", None):
+        try:
+            return _run(args, out or sys.stdout)
+        except (psycopg_errors(), ValueError) as exc:
+            print(f"sluicegate ledger: {exc}", file=sys.stderr)
+            return 1
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         print(f"sluicegate ledger: {missing[0]}: no such file or directory", file=sys.stderr)

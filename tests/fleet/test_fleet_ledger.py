@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from sluicegate_cli.main import main as cli
 from tests.support.fleet import Proc, authority, sidecar, start_all, stop_all
 from tests.support.sidecar_harness import budget, connection, priced, render_dir
 
@@ -52,7 +53,7 @@ def rows(database_url: str) -> list[tuple[str, str, int]]:
 
 
 def test_every_request_a_client_got_a_200_for_is_one_database_row_after_running_a_kill_9_restart_and_a_rollout(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, capsys
 ) -> None:
     config = render_dir(tmp_path / "config", resources())
     auth = authority([config], database_url, tmp_path / "authority.log", ttl=3.0)
@@ -84,3 +85,6 @@ def test_every_request_a_client_got_a_200_for_is_one_database_row_after_running_
     assert ok <= set(counts)  # every 200 is in the database ...
     assert max(counts.values()) == 1  # ... once
     assert len({stream for _, stream, _ in found}) == 3  # one stream per sidecar volume
+
+    assert cli(["ledger", "verify", "--database-url", database_url]) == 0
+    assert "3 streams" in capsys.readouterr().out

@@ -73,6 +73,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             cost_micro_usd bigint NOT NULL,
             cost_basis text NOT NULL,
             status text NOT NULL,
+            budget_scopes text[] NOT NULL,
             prev_hash text NOT NULL,
             hash text NOT NULL,
             line text NOT NULL,
