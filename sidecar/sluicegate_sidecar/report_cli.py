@@ -19,7 +19,7 @@ from sluicegate_contract.windows import zone
 
 from .exports import ExportError, merge_exports, parse_export
 from .ledger import DEFAULT_LEDGER_DIR, Entry, LedgerError, ledger_files, parse_time, read_entries
-from .reconcile import reconcile
+from .reconcile import compare_sides, fold_sides, reconcile
 from .reportfmt import render_csv, render_json, render_text
 from .reportviews import (
     metrics_text,
@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--format", choices=["table", "csv", "json"], default="table")
         sub.add_argument("-o", "--output", help="file for --format output (default: standard output)")
         sub.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
+        sub.add_argument("--database-url", metavar="URL",
+                         help="read the fleet ledger in PostgreSQL instead of ledger files")  # fmt: skip
     savings.add_argument("--by", choices=GROUPS, default="team")
     savings.add_argument("--window", choices=["day", "week", "month"], default="day")
     savings.add_argument("--tz", default="UTC", help="timezone of the calendar windows")
@@ -178,14 +180,29 @@ def _run_reconcile(args: argparse.Namespace, now: datetime) -> tuple[str, str | 
             raise UsageError(f"{name}: {exc.strerror or exc}") from None
     export = merge_exports(exports)
     wanted = set(args.connection)
-    entries = [
-        e for e in _entries(args.paths)
-        if e.provider == export.provider and (not wanted or e.connection in wanted)
-    ]  # fmt: skip
     threshold = int(args.threshold_usd * 1_000_000)
-    result = reconcile(
-        entries, export, threshold_micro_usd=threshold, threshold_pct=args.threshold_pct, pricer=catalog_cost
-    )
+    if args.database_url:
+        from .reportdb import reconcile_side  # psycopg only when a database is named
+
+        totals, unexact, outside = reconcile_side(
+            args.database_url, export.provider, sorted(wanted), export.days
+        )
+        mine, flagged = fold_sides(totals, unexact, catalog_cost)
+        result = compare_sides(
+            mine, flagged, outside, export, threshold_micro_usd=threshold, threshold_pct=args.threshold_pct
+        )
+    else:
+        entries = [
+            e for e in _entries(args.paths)
+            if e.provider == export.provider and (not wanted or e.connection in wanted)
+        ]  # fmt: skip
+        result = reconcile(
+            entries,
+            export,
+            threshold_micro_usd=threshold,
+            threshold_pct=args.threshold_pct,
+            pricer=catalog_cost,
+        )
     if args.format == "json":
         text = render_json(reconcile_json(result))
     elif args.format == "csv":
@@ -207,6 +224,12 @@ def _run_reconcile(args: argparse.Namespace, now: datetime) -> tuple[str, str | 
     return text, page, 1 if result.failed else 0
 
 
+def _database_errors() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
 def main(argv: Sequence[str], out: TextIO | None = None, now: datetime | None = None) -> int:
     """Run ``sluicegate report ARGV``; 0 ok, 1 reconciliation gap over the threshold, 2 bad input."""
     try:
@@ -223,7 +246,7 @@ def main(argv: Sequence[str], out: TextIO | None = None, now: datetime | None = 
             (out or sys.stdout).write(text)
         if page is not None:
             Path(args.html).write_text(page, encoding="utf-8")
-    except (UsageError, ExportError, LedgerError, ValueError, OSError) as exc:
+    except (UsageError, ExportError, LedgerError, ValueError, OSError, _database_errors()) as exc:
         print(f"sluicegate report: {exc}", file=sys.stderr)
         return 2
     return status
