@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +36,7 @@ from .reportviews import (
 from .savings import (
     GROUPS,
     ModelRef,
+    SavingsReport,
     analyze_savings,
     catalog_cost,
     connection_kinds,
@@ -127,37 +128,70 @@ def _ref(text: str, entries: Sequence[Entry]) -> ModelRef:
     return ref
 
 
-def _run_savings(args: argparse.Namespace, now: datetime) -> tuple[str, str | None, int]:
-    tz = zone(args.tz)
-    every = _entries(args.paths)
-    entries = [
-        e for e in every
-        if (args.since is None or parse_time(e.time).astimezone(tz).date() >= args.since)
-        and (args.until is None or parse_time(e.time).astimezone(tz).date() <= args.until)
-    ]  # fmt: skip
+def _tier_models(items: Sequence[str], ref: Callable[[str], ModelRef]) -> dict[str, ModelRef]:
     tiers: dict[str, ModelRef] = {}
-    for item in args.tier_model:
+    for item in items:
         tier, equals, model = item.partition("=")
         if not equals or not tier or not model:
             raise UsageError(f"--tier-model {item!r}: expected TIER=MODEL")
-        tiers[tier] = _ref(model, every)
-    baseline = _ref(args.baseline, every) if args.baseline else None
-    report = analyze_savings(
-        entries,
-        by=args.by,
-        window=args.window,
-        tz=tz,
-        baseline=baseline,
-        tier_models=tiers,
-        pricer=catalog_cost,
+        tiers[tier] = ref(model)
+    return tiers
+
+
+def _savings_from_database(args: argparse.Namespace) -> SavingsReport:
+    """Grouped and priced in SQL with the configs' price book (``ledger_prices``)."""
+    from . import reportdb, savingsplan  # psycopg only when a database is named
+
+    url = args.database_url
+    kinds, served = savingsplan.kinds_and_served(reportdb.combos(url, args.tz, None, None))
+
+    def ref(text: str) -> ModelRef:
+        found = parse_model_ref(text, kinds, served)
+        if found is None:
+            raise UsageError(f"{text!r}: name the provider or connection, e.g. openai/gpt-4o")
+        return found
+
+    tiers = _tier_models(args.tier_model, ref)
+    baseline = ref(args.baseline) if args.baseline else None
+    combos = reportdb.combos(url, args.tz, args.since, args.until)
+    found = savingsplan.plan(combos, reportdb.price_book(url), baseline=baseline, tier_models=tiers)
+    sums, left = reportdb.savings_sums(
+        url, found, by=args.by, window=args.window, tz_name=args.tz, since=args.since, until=args.until
     )
+    return savingsplan.report(sums, left, by=args.by, window=args.window, found=found)
+
+
+def _run_savings(args: argparse.Namespace, now: datetime) -> tuple[str, str | None, int]:
+    tz = zone(args.tz)
+    if args.database_url:
+        report = _savings_from_database(args)
+        sources: Sequence[str] = ["the fleet ledger in PostgreSQL"]
+    else:
+        every = _entries(args.paths)
+        entries = [
+            e for e in every
+            if (args.since is None or parse_time(e.time).astimezone(tz).date() >= args.since)
+            and (args.until is None or parse_time(e.time).astimezone(tz).date() <= args.until)
+        ]  # fmt: skip
+        tiers = _tier_models(args.tier_model, lambda text: _ref(text, every))
+        baseline = _ref(args.baseline, every) if args.baseline else None
+        report = analyze_savings(
+            entries,
+            by=args.by,
+            window=args.window,
+            tz=tz,
+            baseline=baseline,
+            tier_models=tiers,
+            pricer=catalog_cost,
+        )
+        sources = args.paths
     if args.format == "json":
         text = render_json(savings_json(report))
     elif args.format == "csv":
         text = render_csv(savings_tables(report, exact=True)[0])
     else:
         text = render_text(savings_tables(report), savings_notes(report))
-    page = savings_html(report, args.paths, now) if args.html else None
+    page = savings_html(report, sources, now) if args.html else None
     return text, page, 0
 
 

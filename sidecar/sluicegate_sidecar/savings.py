@@ -6,7 +6,7 @@ Prices come from the genai-prices catalog bundled with the package, dated by eac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, tzinfo
 from decimal import ROUND_CEILING, Decimal
@@ -111,7 +111,13 @@ def served_models(entries: Iterable[Entry]) -> dict[str, str]:
 
 
 def ask_of(entry: Entry, kinds: dict[str, str], served: dict[str, str], tiers: frozenset[str]) -> Ask:
-    requested = entry.requested_model
+    return ask_for(entry.requested_model, entry.provider, kinds, served, tiers)
+
+
+def ask_for(
+    requested: str, provider: str | None, kinds: dict[str, str], served: dict[str, str], tiers: frozenset[str]
+) -> Ask:
+    """What ``requested`` (served by a model of ``provider``) asked for."""
     if requested == AUTO:
         return Ask(None, None, auto=True)
     if requested.startswith(TIER_PREFIX):
@@ -119,8 +125,8 @@ def ask_of(entry: Entry, kinds: dict[str, str], served: dict[str, str], tiers: f
     ref = parse_model_ref(requested, kinds, served)
     if ref is None and requested in tiers:
         return Ask(None, requested)  # a bare tier name
-    if ref is None and entry.provider:
-        ref = ModelRef(entry.provider, requested)  # an alias: pinned requests never change model
+    if ref is None and provider:
+        ref = ModelRef(provider, requested)  # an alias: pinned requests never change model
     return Ask(ref)
 
 
@@ -138,6 +144,11 @@ def most_expensive_model(entries: Sequence[Entry], pricer: Pricer = catalog_cost
             when = parse_time(entry.time)
             if ref not in latest or when > latest[ref]:
                 latest[ref] = when
+    return most_expensive_of(latest, pricer)
+
+
+def most_expensive_of(latest: Mapping[ModelRef, datetime], pricer: Pricer) -> ModelRef | None:
+    """Of served models (with when each last served), the highest priced for the reference usage."""
     priced = [
         (cost, str(ref), ref) for ref, when in latest.items() if (cost := pricer(ref, _REFERENCE_USAGE, when))
     ]

@@ -86,5 +86,12 @@ def test_every_request_a_client_got_a_200_for_is_one_database_row_after_running_
     assert max(counts.values()) == 1  # ... once
     assert len({stream for _, stream, _ in found}) == 3  # one stream per sidecar volume
 
+    with psycopg.connect(database_url) as conn:  # the price book the config carried, for reports
+        priced = conn.execute(
+            "SELECT connection, model, price->'base'->'inputPerMtok', price->'base'->'outputPerMtok'"
+            " FROM ledger_prices"
+        ).fetchall()
+    assert priced == [("mock", "mock-small", 2_000_000, 100_000_000)]
+
     assert cli(["ledger", "verify", "--database-url", database_url]) == 0
     assert "3 streams" in capsys.readouterr().out

@@ -3,11 +3,24 @@ reconciliation finds the injected gap, the summary and the export match."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import msgspec
+
+from sluicegate_contract.schema import ModelPrice, Rates
+from sluicegate_operator.authority.store import Store
+from sluicegate_sidecar.ledger import parse_time, read_entries
 from sluicegate_sidecar.ledger_cli import main as ledger_main
 from sluicegate_sidecar.report_cli import main as report_main
+from sluicegate_sidecar.reportfmt import render_json
+from sluicegate_sidecar.reportviews import savings_json
+from sluicegate_sidecar.savings import ModelRef, analyze_savings
+from sluicegate_sidecar.savingsplan import book_pricer
 from tests.reports.test_reports_cli import DATA, LEDGER, NOW
 from tests.support.ledger_db import load_ledgers
 from tests.support.postgres import database_url, postgres_server
@@ -43,3 +56,72 @@ def test_ledger_summary_and_export_on_the_database_match_the_files(database_url:
             args = ["summary", "--by", by, "--window", window, "--tz", "Europe/Berlin"]
             assert run(ledger_main, *args, "--database-url", database_url) == run(ledger_main, *args, LEDGER)
     assert run(ledger_main, "export", "--database-url", database_url) == run(ledger_main, "export", LEDGER)
+
+
+# The savings ledger's models at their catalog rates (see test_reports_savings), as a config's price book.
+BOOK = {
+    ("oai", "openai", "gpt-4o"): Rates(
+        input_per_mtok=2_500_000, output_per_mtok=10_000_000, cached_input_per_mtok=1_250_000
+    ),
+    ("oai", "openai", "gpt-4o-mini"): Rates(
+        input_per_mtok=150_000, output_per_mtok=600_000, cached_input_per_mtok=75_000
+    ),
+    ("claude", "anthropic", "claude-haiku-4-5"): Rates(input_per_mtok=1_000_000, output_per_mtok=5_000_000),
+}
+
+
+def record_book(url: str) -> dict[ModelRef, ModelPrice]:
+    async def run() -> None:
+        store = await Store.connect(url)
+        try:
+            rows = [
+                (
+                    conn,
+                    kind,
+                    model,
+                    None,
+                    msgspec.json.encode(ModelPrice(source="catalog", base=rates)).decode(),
+                )
+                for (conn, kind, model), rates in BOOK.items()
+            ]
+            await store.record_prices("shop", 7, rows)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    return {
+        ModelRef(kind, model): ModelPrice(source="catalog", base=rates)
+        for (_, kind, model), rates in BOOK.items()
+    }
+
+
+def test_savings_on_the_database_price_with_the_configs_price_book_as_the_files_do(database_url: str) -> None:
+    load_ledgers(database_url, {"sidecar-a": DATA / "savings-ledger"})
+    book = record_book(database_url)
+    entries = list(read_entries([DATA / "savings-ledger"]))
+    cases = [
+        ("--by", "team", "--window", "day"),
+        ("--by", "model", "--window", "month", "--tz", "Europe/Berlin"),
+        ("--by", "tier", "--window", "week", "--baseline", "openai/gpt-4o-mini"),
+        ("--by", "team", "--tier-model", "standard=oai/gpt-4o-mini", "--since", "2026-03-02"),
+    ]
+    for case in cases:
+        status, text = run(report_main, "savings", "--database-url", database_url, "--format", "json", *case)
+        assert status == 0, text
+        options = dict(zip(case[::2], case[1::2], strict=True))
+        tz = ZoneInfo(options.get("--tz", "UTC"))
+        since = date.fromisoformat(options["--since"]) if "--since" in options else None
+        tier = options.get("--tier-model", "=").split("=")
+        expected = analyze_savings(
+            [e for e in entries if since is None or parse_time(e.time).astimezone(tz).date() >= since],
+            by=options["--by"],
+            window=options.get("--window", "day"),
+            tz=tz,
+            baseline=ModelRef("openai", "gpt-4o-mini") if "--baseline" in options else None,
+            tier_models={tier[0]: ModelRef("openai", "gpt-4o-mini")} if tier[0] else {},
+            pricer=book_pricer(book),
+        )
+        assert json.loads(text) == json.loads(render_json(savings_json(expected))), case
+    _, text = run(report_main, "savings", "--database-url", database_url, "--format", "json")
+    total = json.loads(text)["total"]
+    assert (total["actualMicroUSD"], total["askedForMicroUSD"]) == (1_315_000, 3_900_000)  # by hand

@@ -16,6 +16,7 @@ import msgspec
 import psycopg
 
 from sluicegate_contract.ledgerrow import COLUMNS, decode_shipped, row_values
+from sluicegate_contract.schema import Config
 
 log = logging.getLogger("sluicegate.authority")
 MAX_ENTRIES = 5000  # per sync
@@ -101,3 +102,28 @@ async def _first_clash(
             log.error("stream %s: entry %s differs from the one stored; not acknowledged", stream_id, seq)
             return int(seq)
     return None
+
+
+PriceRow = tuple[str, str, str, str | None, str]  # (connection, provider kind, model, alias, price JSON)
+
+
+def price_rows(config: Config) -> list[PriceRow]:
+    """The priced models of a config, as ``ledger_prices`` keeps them."""
+    return [
+        (provider.name, provider.provider, model.name, model.alias, msgspec.json.encode(model.price).decode())
+        for provider in config.providers
+        for model in provider.models
+        if model.price is not None
+    ]
+
+
+async def record_prices(
+    conn: psycopg.AsyncConnection[Any], namespace: str, serial: int, rows: Sequence[PriceRow]
+) -> None:
+    """Keep a config's price book (once per serial)."""
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
+            "INSERT INTO ledger_prices (namespace, serial, connection, provider, model, alias, price)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
+            [(namespace, serial, *row) for row in rows],
+        )

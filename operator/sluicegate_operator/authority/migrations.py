@@ -103,4 +103,22 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         REVOKE UPDATE, DELETE, TRUNCATE ON ledger_entries FROM PUBLIC;
         """,
     ),
+    (
+        3,
+        """
+        -- The price book each config carried, per serial: what reports price the asked-for models
+        -- with (``report savings --database-url``), instead of a catalog lookup per entry.
+        CREATE TABLE ledger_prices (
+            namespace text NOT NULL,
+            serial bigint NOT NULL,
+            connection text NOT NULL,
+            provider text NOT NULL,
+            model text NOT NULL,
+            alias text,
+            price jsonb NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (namespace, serial, connection, model)
+        );
+        """,
+    ),
 )

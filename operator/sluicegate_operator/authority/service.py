@@ -23,7 +23,7 @@ from sluicegate_contract.authority import (
 )
 
 from .configs import ConfigSet
-from .ledgerstore import MAX_ENTRIES, EntriesRefused, parse_entries
+from .ledgerstore import MAX_ENTRIES, EntriesRefused, parse_entries, price_rows
 from .store import Store, StoreUnavailable
 from .terms import terms_for
 
@@ -42,6 +42,7 @@ class AuthorityService:
     def __init__(self, store: Store, configs: ConfigSet) -> None:
         self._store = store
         self._configs = configs
+        self._priced: dict[str, int] = {}  # namespace → serial whose price book is recorded
 
     def app(self) -> aiohttp.web.Application:
         app = aiohttp.web.Application(client_max_size=MAX_BODY)
@@ -100,13 +101,26 @@ class AuthorityService:
             body=msgspec.json.encode(AccountsReply(accounts=tuple(found))), content_type=_JSON
         )
 
+    async def record_prices(self) -> None:
+        """Keep the price book of every config served (idempotent per serial)."""
+        for namespace, config in self._configs.configs.items():
+            if self._priced.get(namespace) == config.serial:
+                continue
+            try:
+                await self._store.record_prices(namespace, config.serial, price_rows(config))
+            except StoreUnavailable as exc:
+                log.warning("price book of %s not recorded, database unavailable: %s", namespace, exc)
+                continue
+            self._priced[namespace] = config.serial
+
     async def maintain(self, interval: float) -> None:
-        """Forever: pick up newer configs, charge expired leases in full."""
+        """Forever: pick up newer configs (and keep their price books), charge expired leases in full."""
         while True:
             try:
                 self._configs.load(datetime.now(UTC))
             except OSError as exc:
                 log.warning("configs not read: %s", exc)
+            await self.record_prices()
             try:
                 expired = await self._store.expire_due()
                 if expired:

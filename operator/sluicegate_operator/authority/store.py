@@ -27,7 +27,7 @@ from sluicegate_contract.authority import (
 from sluicegate_contract.leases import Account, Lease, expired, moved, synced
 from sluicegate_contract.sealing import format_time
 
-from .ledgerstore import insert_entries
+from .ledgerstore import PriceRow, insert_entries, record_prices
 from .migrations import MIGRATIONS
 from .terms import Terms as Terms
 from .terms import TermsFn
@@ -235,6 +235,12 @@ class Store:
                 account=view,
                 refusal=refusal,
             )
+
+    async def record_prices(self, namespace: str, serial: int, rows: Sequence[PriceRow]) -> None:
+        """Keep the price book of a config the authority serves (reports price asked-for models with it)."""
+        with _unavailable():
+            async with self._pool.connection() as conn, conn.transaction():
+                await record_prices(conn, namespace, serial, rows)
 
     async def expire_due(self, limit: int = 500) -> int:
         """Charge in full the open leases whose time ran out; returns how many."""
