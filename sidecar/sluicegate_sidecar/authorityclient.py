@@ -163,7 +163,8 @@ class AuthorityClient:
             return False
         sent_at = time.monotonic()
         asks = self.book.asks(sent_at)
-        entries = self.shipper.batch() if self.shipper is not None else []
+        # Read off the event loop (up to a batch of lines); the lock keeps it to one reader at a time.
+        entries = await asyncio.to_thread(self.shipper.batch) if self.shipper is not None else []
         if not asks and not entries:
             self._syncs += 1
             return True

@@ -143,7 +143,8 @@ def _savings_from_database(args: argparse.Namespace) -> SavingsReport:
     from . import reportdb, savingsplan  # psycopg only when a database is named
 
     url = args.database_url
-    kinds, served = savingsplan.kinds_and_served(reportdb.combos(url, args.tz, None, None))
+    every = reportdb.combos(url, args.tz, None, None)
+    kinds, served = savingsplan.kinds_and_served(every)
 
     def ref(text: str) -> ModelRef:
         found = parse_model_ref(text, kinds, served)
@@ -153,7 +154,8 @@ def _savings_from_database(args: argparse.Namespace) -> SavingsReport:
 
     tiers = _tier_models(args.tier_model, ref)
     baseline = ref(args.baseline) if args.baseline else None
-    combos = reportdb.combos(url, args.tz, args.since, args.until)
+    whole = args.since is None and args.until is None
+    combos = every if whole else reportdb.combos(url, args.tz, args.since, args.until)
     found = savingsplan.plan(combos, reportdb.price_book(url), baseline=baseline, tier_models=tiers)
     sums, left = reportdb.savings_sums(
         url, found, by=args.by, window=args.window, tz_name=args.tz, since=args.since, until=args.until
