@@ -131,10 +131,11 @@ _SAVINGS_GROUPS = {
     "provider": sql.SQL("coalesce(nullif(provider, ''), '(none)')"),
     "tier": sql.SQL("coalesce(nullif(tier, ''), '(none)')"),
 }
-# One row's cost on a price's rates (the tier for its prompt size), exactly as pricing.cost_micro_usd.
-_COST_ON = """(SELECT ((r.i - least(r.c, r.i) - least(r.w, r.i - least(r.c, r.i))) * p.inr
-        + least(r.c, r.i) * p.cr + least(r.w, r.i - least(r.c, r.i)) * p.wr + r.o * p.outr + 999999) / 1000000
-      FROM rates p WHERE p.price = {col} AND r.i > p.above ORDER BY p.above DESC LIMIT 1)"""
+# One row's cost on the rates ``{p}`` (the tier its prompt size falls in), exactly as pricing.cost_micro_usd.
+_COST_ON = (
+    "((r.i - least(r.c, r.i) - least(r.w, r.i - least(r.c, r.i))) * {p}.inr + least(r.c, r.i) * {p}.cr"
+    " + least(r.w, r.i - least(r.c, r.i)) * {p}.wr + r.o * {p}.outr + 999999) / 1000000"
+)
 
 
 def _range(since: date | None, until: date | None) -> tuple[sql.Composable, dict[str, Any]]:
@@ -190,8 +191,9 @@ def savings_sums(
     base = sql.SQL(
         "WITH combos AS (SELECT * FROM unnest(%(keys)s::text[], %(asked)s::int[], %(premium)s::int[],"
         "   %(reasons)s::text[]) AS c(key, asked, premium, reason)),"
-        " rates AS (SELECT * FROM unnest(%(rp)s::int[], %(ra)s::bigint[], %(ri)s::bigint[],"
-        "   %(ro)s::bigint[], %(rc)s::bigint[], %(rw)s::bigint[]) AS p(price, above, inr, outr, cr, wr)),"
+        " rates AS (SELECT *, lead(above, 1, 9223372036854775807) OVER (PARTITION BY price ORDER BY above)"
+        "   AS upto FROM unnest(%(rp)s::int[], %(ra)s::bigint[], %(ri)s::bigint[], %(ro)s::bigint[],"
+        "   %(rc)s::bigint[], %(rw)s::bigint[]) AS p(price, above, inr, outr, cr, wr)),"
         " picked AS (SELECT e.time, e.stream_id, e.seq, e.request_id, e.provider, e.model, e.requested_model,"
         "   e.cost_micro_usd, e.cost_basis, {label} AS label, {grp} AS grp,"
         "   btrim(split_part(e.verdict, ';', 1)) AS enforced, c.asked, c.premium,"
@@ -201,13 +203,15 @@ def savings_sums(
         "   e.input_tokens AS i, e.output_tokens AS o, e.cached_tokens AS c, e.cache_write_tokens AS w"
         "  FROM ledger_entries e JOIN combos c ON c.key = {key} WHERE {where})"
     ).format(label=window_label(window), grp=_SAVINGS_GROUPS[by], key=_KEY, where=where)
-    asked = sql.SQL(_COST_ON).format(col=sql.SQL("r.asked"))
-    premium = sql.SQL(_COST_ON).format(col=sql.SQL("r.premium"))
+    asked = sql.SQL(_COST_ON).format(p=sql.Identifier("pa"))
+    premium = sql.SQL(_COST_ON).format(p=sql.Identifier("pp"))
     sums = base + sql.SQL(
         ", priced AS (SELECT r.*, CASE WHEN r.why IS NOT NULL THEN 0 WHEN r.asked = -1 THEN r.cost_micro_usd"
         "   ELSE {asked} END AS asked_cost,"
         "   CASE WHEN r.why IS NOT NULL THEN 0 WHEN r.premium = -1 THEN r.cost_micro_usd"
-        "   ELSE {premium} END AS premium_cost FROM picked r)"
+        "   ELSE {premium} END AS premium_cost FROM picked r"
+        "   LEFT JOIN rates pa ON pa.price = r.asked AND r.i > pa.above AND r.i <= pa.upto"
+        "   LEFT JOIN rates pp ON pp.price = r.premium AND r.i > pp.above AND r.i <= pp.upto)"
         " SELECT label, grp, count(*), count(*) FILTER (WHERE why IS NULL),"
         "  count(*) FILTER (WHERE enforced = 'DOWNGRADE'), count(*) FILTER (WHERE enforced = 'LIGHT_ONLY'),"
         "  count(*) FILTER (WHERE requested_model = 'auto'),"

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from sluicegate_contract.schema import ModelPrice, Rates
+from sluicegate_contract.schema import ModelPrice, PriceTier, Rates
 from sluicegate_operator.authority.store import Store
 from sluicegate_sidecar.ledger import parse_time, read_entries
 from sluicegate_sidecar.ledger_cli import main as ledger_main
@@ -70,29 +70,26 @@ BOOK = {
 }
 
 
-def record_book(url: str) -> dict[ModelRef, ModelPrice]:
+def record_book(
+    url: str, prices: dict[tuple[str, str, str], ModelPrice] | None = None, serial: int = 7
+) -> dict[ModelRef, ModelPrice]:
+    """Record a config's price book (``BOOK`` by default) as the authority does."""
+    if prices is None:
+        prices = {key: ModelPrice(source="catalog", base=rates) for key, rates in BOOK.items()}
+    rows = [
+        (conn, kind, model, None, msgspec.json.encode(price).decode())
+        for (conn, kind, model), price in prices.items()
+    ]
+
     async def run() -> None:
         store = await Store.connect(url)
         try:
-            rows = [
-                (
-                    conn,
-                    kind,
-                    model,
-                    None,
-                    msgspec.json.encode(ModelPrice(source="catalog", base=rates)).decode(),
-                )
-                for (conn, kind, model), rates in BOOK.items()
-            ]
-            await store.record_prices("shop", 7, rows)
+            await store.record_prices("shop", serial, rows)
         finally:
             await store.close()
 
     asyncio.run(run())
-    return {
-        ModelRef(kind, model): ModelPrice(source="catalog", base=rates)
-        for (_, kind, model), rates in BOOK.items()
-    }
+    return {ModelRef(kind, model): price for (_, kind, model), price in prices.items()}
 
 
 def test_savings_on_the_database_price_with_the_configs_price_book_as_the_files_do(database_url: str) -> None:
@@ -125,3 +122,18 @@ def test_savings_on_the_database_price_with_the_configs_price_book_as_the_files_
     _, text = run(report_main, "savings", "--database-url", database_url, "--format", "json")
     total = json.loads(text)["total"]
     assert (total["actualMicroUSD"], total["askedForMicroUSD"]) == (1_315_000, 3_900_000)  # by hand
+
+    # A newer config prices gpt-4o higher above 150k prompt tokens: the rows of 200k take that tier.
+    higher = Rates(input_per_mtok=5_000_000, output_per_mtok=15_000_000)
+    base = BOOK[("oai", "openai", "gpt-4o")]
+    gpt_4o = ModelPrice(
+        source="override", base=base, tiers=(PriceTier(above_input_tokens=150_000, rates=higher),)
+    )
+    record_book(database_url, {("oai", "openai", "gpt-4o"): gpt_4o}, serial=8)
+    _, text = run(report_main, "savings", "--database-url", database_url, "--format", "json")
+    tiered = {**book, ModelRef("openai", "gpt-4o"): gpt_4o}
+    expected = analyze_savings(
+        entries, by="team", window="day", tz=ZoneInfo("UTC"), pricer=book_pricer(tiered)
+    )
+    assert json.loads(text) == json.loads(render_json(savings_json(expected)))
+    assert json.loads(text)["total"]["askedForMicroUSD"] > 3_900_000
