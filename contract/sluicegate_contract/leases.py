@@ -16,19 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .authority import LeaseState
+from .ladder import cap_of
 from .schema import Budget, Limit
-
-_PPM = 1_000_000
 
 
 def scope_cap(budget: Budget, limit: Limit) -> int:
     """The limit, lowered by any ladder step that BLOCKs before 100 % (the sidecar and the authority
-    hold a scope to the same cap)."""
-    cap = limit.amount_micro_usd
-    for step in budget.ladder:
-        if step.action == "BLOCK":
-            cap = min(cap, step.at_ppm * limit.amount_micro_usd // _PPM)
-    return cap
+    hold a scope to the same cap; the rule is ``ladder.cap_of``)."""
+    return cap_of(limit.amount_micro_usd, ((step.at_ppm, step.action) for step in budget.ladder))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 A sidecar ships its JSONL lines unchanged (their hash chain must stay checkable); the authority
 decodes this lenient view of each to fill the table's columns (``seq`` for idempotency, the time,
-namespace and cost for SQL reports). Pure. The full entry format is the sidecar's ``ledger_entry``.
+namespace and cost for SQL reports). Pure. The full entry format is ``ledger``; version 2's
+resolution and decision are read from the kept line.
 """
 
 from __future__ import annotations

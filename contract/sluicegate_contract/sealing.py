@@ -135,10 +135,6 @@ def unseal_key(sealed: SealedKey, data_keys: Mapping[str, bytes], namespace: str
     return plain.decode("utf-8")
 
 
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """What a config must also satisfy for a sidecar to serve it, beyond its schema. Pure.
 
-The CRDs accept values the sidecar cannot use (FAULTS 33): a timezone no zone database knows, an
+The CRDs accept values the sidecar cannot use (fault 33): a timezone no zone database knows, an
 alias that collides with another model of the same connection (or with ``auto``/``tier:``), a price
 or a cap too large to compute with. Render refuses them, naming the resource and the field; a
 sidecar handed a config that carries one anyway rejects it like a bad signature.
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from .money import PPM
 from .schema import Budget, Config, Model, Rates
 from .windows import zone
 
@@ -22,7 +23,6 @@ from .windows import zone
 MAX_RATE_MICRO_PER_MTOK = 10**12
 # $1,000,000,000: the CRD's maximum amountUSD.
 MAX_AMOUNT_MICRO_USD = 10**15
-_PPM = 1_000_000
 RESERVED_NAMES = ("auto",)
 RESERVED_PREFIX = "tier:"
 
@@ -57,7 +57,7 @@ def _rate_problems(rates: Rates, prefix: str) -> Iterator[tuple[str, str]]:
         (rates.cache_write_per_mtok, "cacheWritePerMTok"),
     ):
         if wire is not None and not 0 <= wire <= MAX_RATE_MICRO_PER_MTOK:
-            limit = MAX_RATE_MICRO_PER_MTOK // _PPM
+            limit = MAX_RATE_MICRO_PER_MTOK // PPM
             yield f"{prefix}.{spec_name}", f"must be between 0 and {limit} USD per million tokens"
 
 
@@ -104,13 +104,13 @@ def budget_problems(budget: Budget) -> list[tuple[str, str]]:
         if tz is not None:
             problems.append((f"spec.limits[{i}].timezone", tz))
         if not 0 < limit.amount_micro_usd <= MAX_AMOUNT_MICRO_USD:
-            top = MAX_AMOUNT_MICRO_USD // _PPM
+            top = MAX_AMOUNT_MICRO_USD // PPM
             problems.append((f"spec.limits[{i}].amountUSD", f"must be above 0 and at most {top} USD"))
     for i, step in enumerate(budget.ladder):
-        if not 0 < step.at_ppm <= _PPM:
+        if not 0 < step.at_ppm <= PPM:
             problems.append((f"spec.ladder[{i}].at", "must be in (0, 1]"))
     for i, threshold in enumerate(budget.alerts.thresholds_ppm):
-        if not 0 < threshold <= _PPM:
+        if not 0 < threshold <= PPM:
             problems.append((f"spec.alerts.thresholds[{i}]", "must be in (0, 1]"))
     return problems
 

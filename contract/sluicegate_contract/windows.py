@@ -74,3 +74,13 @@ def window_bounds(kind: WindowKind, tz_name: str, now: datetime) -> tuple[dateti
         first = _next_first_day(kind, first)
         start, end = end, day_start(_next_first_day(kind, first), tz)
     return start, end
+
+
+def window_label(day: date, window: WindowKind) -> str:
+    """The calendar window holding ``day``, as reports name it: ``2026-03-01``, ``2026-W09``, ``2026-03``."""
+    if window == "day":
+        return day.isoformat()
+    if window == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{day.year}-{day.month:02d}"

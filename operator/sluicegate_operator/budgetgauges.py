@@ -1,8 +1,8 @@
-"""The sidecars' budget gauges, read from their Prometheus text exposition (DESIGN §5).
+"""The sidecars' budget gauges (named in ``sluicegate_contract.sidecarpod``), read from their metrics text.
 
 Pure: a small parser of the ``sluicegate_budget_*`` families; no Prometheus library, no I/O. A split
-policy's scope is ``max`` (its most-used split value on that sidecar); ``sluicegate_budget_policy_spent_usd``
-carries the policy's total over all split values.
+policy's scope is ``max`` (its most-used split value on that sidecar); the policy-spent gauge carries
+the policy's total over all split values.
 """
 
 from __future__ import annotations
@@ -12,23 +12,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-PPM = 1_000_000
+from sluicegate_contract.ladder import VERDICTS, Verdict, worse
+from sluicegate_contract.money import PPM
+from sluicegate_contract.sidecarpod import (
+    GAUGE_BUDGET_LIMIT,
+    GAUGE_BUDGET_POLICY_SPENT,
+    GAUGE_BUDGET_REMAINING,
+    GAUGE_BUDGET_SPENT,
+    GAUGE_BUDGET_VERDICT,
+)
+
 _FAMILIES = {
-    "sluicegate_budget_limit_usd": "limit",
-    "sluicegate_budget_spent_usd": "spent",
-    "sluicegate_budget_remaining_usd": "remaining",
-    "sluicegate_budget_verdict": "verdict",
-    "sluicegate_budget_policy_spent_usd": "total",
+    GAUGE_BUDGET_LIMIT: "limit",
+    GAUGE_BUDGET_SPENT: "spent",
+    GAUGE_BUDGET_REMAINING: "remaining",
+    GAUGE_BUDGET_VERDICT: "verdict",
+    GAUGE_BUDGET_POLICY_SPENT: "total",
 }
-# The sidecar's verdict names → the ones the CRD documents for status.
-VERDICTS = {
-    "allow": "ALLOW",
-    "DOWNGRADE": "DOWNGRADE",
-    "LIGHT_ONLY": "LIGHT_ONLY",
-    "BLOCK": "BLOCK",
-    "KILL": "KILL_SWITCH",
-}
-SEVERITY = {"ALLOW": 0, "DOWNGRADE": 1, "LIGHT_ONLY": 2, "BLOCK": 3, "KILL_SWITCH": 4}
+_VERDICT_OF: dict[str, Verdict] = {verdict: verdict for verdict in VERDICTS}
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+-?[0-9]+)?[ \t]*$")
 _LABEL = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*(?:,|$)')
 _ESCAPE = re.compile(r"\\(.)")
@@ -50,15 +51,10 @@ class Reading:
 @dataclass(frozen=True, slots=True)
 class SidecarBudgets:
     readings: Mapping[tuple[str, str, str], Reading]  # (policy, scope, window)
-    verdicts: Mapping[tuple[str, str], str]  # (policy, scope) → ALLOW … KILL_SWITCH
+    verdicts: Mapping[tuple[str, str], Verdict]  # (policy, scope) → the strictest verdict gauged 1
     totals: Mapping[tuple[str, str], int] = field(
         default_factory=dict
     )  # (policy, window) → all scopes' spent
-
-
-def worse(first: str, second: str) -> str:
-    """The stricter of two status verdicts (KILL_SWITCH > BLOCK > LIGHT_ONLY > DOWNGRADE > ALLOW)."""
-    return second if SEVERITY[second] > SEVERITY[first] else first
 
 
 def parse_budget_metrics(text: str) -> SidecarBudgets:
@@ -88,10 +84,11 @@ def parse_budget_metrics(text: str) -> SidecarBudgets:
         )
         for key, limit in gauges["limit"].items()
     }
-    verdicts: dict[tuple[str, str], str] = {}
-    for (policy, scope, verdict), value in sorted(gauges["verdict"].items()):
-        if value == 1 and verdict in VERDICTS:
-            verdicts[(policy, scope)] = worse(verdicts.get((policy, scope), "ALLOW"), VERDICTS[verdict])
+    verdicts: dict[tuple[str, str], Verdict] = {}
+    for (policy, scope, word), value in sorted(gauges["verdict"].items()):
+        verdict = _VERDICT_OF.get(word)
+        if value == 1 and verdict is not None:
+            verdicts[(policy, scope)] = worse(verdicts.get((policy, scope), "allow"), verdict)
     totals = {(policy, window): _micro(value) for (policy, _, window), value in gauges["total"].items()}
     return SidecarBudgets(readings=readings, verdicts=verdicts, totals=totals)
 

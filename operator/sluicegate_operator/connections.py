@@ -31,6 +31,7 @@ from .crparse import Meta, ModelSpec, ProviderConnectionSpec, ResourceError, met
 from .outputlimits import known_output_limit
 from .prices import catalog_price, usd_per_mtok_to_micro
 from .resourcereport import ResourceReport
+from .retirements import retirement_warning
 
 
 def secrets_from_objects(objects: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, bytes]]:
@@ -69,7 +70,8 @@ def _finite_prices(meta: Meta, index: int, spec: ModelSpec) -> None:
             )
 
 
-def _model_price(spec: ModelSpec, kind: str, now: datetime) -> tuple[ModelPrice | None, int | None]:
+def _model_price(spec: ModelSpec, kind: str, now: datetime) -> tuple[ModelPrice | None, int | None, bool]:
+    """(price, the catalog's context window, whether the catalog marks the model deprecated)."""
     if spec.pricing is not None:
         p = spec.pricing
         rates = Rates(
@@ -82,11 +84,12 @@ def _model_price(spec: ModelSpec, kind: str, now: datetime) -> tuple[ModelPrice 
             if p.cache_write_per_m_tok is None
             else usd_per_mtok_to_micro(p.cache_write_per_m_tok),
         )
-        return ModelPrice(source="override", base=rates), None
+        entry = catalog_price(kind, spec.name, now)
+        return ModelPrice(source="override", base=rates), None, entry is not None and entry.deprecated
     entry = catalog_price(kind, spec.name, now)
     if entry is None:
-        return None, None
-    return entry.price, entry.context_window
+        return None, None, False
+    return entry.price, entry.context_window, entry.deprecated
 
 
 def render_provider(
@@ -102,11 +105,15 @@ def render_provider(
     binding = KeyBinding(connection=meta.name, uid=meta.uid, generation=meta.generation)
     models: list[Model] = []
     unpriced: list[str] = []
+    warnings: list[str] = []
     for index, m in enumerate(spec.models):
         _finite_prices(meta, index, m)
-        price, context = _model_price(m, spec.provider, now)
+        price, context, deprecated = _model_price(m, spec.provider, now)
         if price is None:
             unpriced.append(m.name)
+        warning = retirement_warning(spec.provider, m.name, now, deprecated)
+        if warning is not None:
+            warnings.append(warning)
         models.append(
             Model(
                 name=m.name,
@@ -116,7 +123,7 @@ def render_provider(
                 max_output_tokens=m.max_output_tokens or known_output_limit(spec.provider, m.name),
             )
         )
-    # Values the CRD accepts but a sidecar cannot use (FAULTS 33): this connection is left out.
+    # Values the CRD accepts but a sidecar cannot use (fault 33): this connection is left out.
     problems = model_problems(models)
     if problems:
         raise ResourceError(meta.kind, meta.name, "; ".join(f"{f}: {m}" for f, m in problems))
@@ -181,5 +188,6 @@ def render_provider(
         message=message,
         key_fingerprint=fingerprint,
         models=tuple(models),
+        warnings=tuple(warnings),
     )
     return provider, report, key_digest

@@ -1,4 +1,4 @@
-"""Strict parsing of the custom resources' specs (DESIGN §3). Pure.
+"""Strict parsing of the custom resources' specs (crds/). Pure.
 
 Unknown fields and wrong types are errors that name the resource and the field path.
 """
@@ -13,8 +13,15 @@ import msgspec
 
 from sluicegate_contract.schema import Action, Mode, ProviderKind, RetryClass, SplitBy, Strategy, Window
 
-KINDS = ("ProviderConnection", "RoutingTier", "BudgetPolicy")
-GROUP_VERSION = "sluicegate.io/v1alpha1"
+GROUP = "sluicegate.io"
+VERSION = "v1alpha1"
+GROUP_VERSION = f"{GROUP}/{VERSION}"
+PLURALS = {  # every kind of the group and its plural: the one table of the custom resources
+    "ProviderConnection": "providerconnections",
+    "RoutingTier": "routingtiers",
+    "BudgetPolicy": "budgetpolicies",
+}
+KINDS = tuple(PLURALS)
 
 
 class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):

@@ -1,27 +1,34 @@
-"""kopf wiring: thin handlers that mark a namespace dirty for the NamespaceReconciler (reconciler.py).
+"""kopf wiring: thin handlers that queue a namespace for the Scheduler (scheduler.py).
 
-Every event (a CR, a referenced Secret, the config Secret, an operator key Secret) re-renders the whole
-namespace; an unchanged render writes nothing. The registry is built by a function (never kopf's global).
+A tenant's change (a CR, a referenced Secret, the config Secret, a data-key Secret) queues its namespace
+urgently, unless the event is the operator's own write; a (re)start's listing and signing-key changes
+queue background waves. No kopf index: nothing waits for the whole cluster to be listed (issue 19).
+The registry is built by a function (never kopf's global).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
+from .crparse import GROUP, PLURALS, VERSION
 from .keystore import DATA_SECRET_PREFIX, SIGNING_SECRET, Keystore
-from .kube import GROUP, VERSION, Kube
-from .reconciler import CONFIG_SECRET, PLURALS
-from .reconciler import NamespaceReconciler as NamespaceReconciler
-from .reconciler import OperatorOptions as OperatorOptions
+from .kube import Kube
+from .reconciler import CONFIG_SECRET, NamespaceReconciler, OperatorOptions
+from .scheduler import Scheduler
+from .spendloop import SpendLoop
 from .spendscrape import SpendReporter
+from .watchstate import Change, ObjectKey, WatchIndex
 from .webhook import register_webhooks
 
+GC_DELAY_SECONDS = 120.0
 logger = logging.getLogger(__name__)
 
 
@@ -44,17 +51,58 @@ def build_settings(*, fast: bool = False) -> kopf.OperatorSettings:
     return settings
 
 
-def build_registry(
-    kube: Kube,
-    keystore: Keystore,
-    options: OperatorOptions,
-    reconciler: NamespaceReconciler,
-    *,
-    webhook_id: str = "mutate-pods",
-) -> kopf.OperatorRegistry:
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the handlers drive, built once at startup."""
+
+    kube: Kube
+    keystore: Keystore
+    options: OperatorOptions
+    reconciler: NamespaceReconciler
+    scheduler: Scheduler
+    index: WatchIndex
+
+
+def build_parts(
+    kube: Kube, keystore: Keystore, options: OperatorOptions, clock: Callable[[], datetime]
+) -> Parts:
+    index = WatchIndex()
+    reconciler = NamespaceReconciler(kube, keystore, options, clock, seen=index.note_read)
+
+    def settled(causes: frozenset[Any]) -> bool:
+        return all(kube.writes.is_own(key, v) or index.was_read(key, v) for key, v in causes)
+
+    scheduler = Scheduler(reconciler.reconcile, reconciler.lock, settled, options.schedule)
+    return Parts(kube, keystore, options, reconciler, scheduler, index)
+
+
+def _version(body: kopf.Body) -> str | None:
+    version = body.metadata.get("resourceVersion")
+    return None if version is None else str(version)
+
+
+def _unserved(body: kopf.Body) -> bool:
+    """The spec changed since the operator last wrote this object's status (an edit while it was away;
+    an object it never served, as at a first install, goes with the wave)."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed is not None and observed != body.metadata.get("generation")
+
+
+def _cause(key: ObjectKey, body: kopf.Body, event_type: str | None) -> object | None:
+    """An edit is checked against the operator's own writes before it reconciles; a deletion is not."""
+    if event_type in ("ADDED", "MODIFIED"):
+        return (key, _version(body))
+    return None
+
+
+def build_registry(parts: Parts, *, webhook_id: str = "mutate-pods") -> kopf.OperatorRegistry:
     """All of the operator's handlers, in a registry of their own."""
     registry = kopf.OperatorRegistry()
+    kube, keystore, options, index, scheduler = (
+        parts.kube, parts.keystore, parts.options, parts.index, parts.scheduler,
+    )  # fmt: skip
     operator_ns = options.operator_namespace
+    spend_task: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
@@ -68,60 +116,93 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     async def prepare_keys(**_: Any) -> None:
         await keystore.publish_public_keys()
+        if options.spend is not None:
+            reporter = SpendReporter(
+                kube, options.spend, lambda: datetime.now(UTC), lock=parts.reconciler.lock
+            )
+            spend_task.append(asyncio.create_task(SpendLoop(reporter, index).run(), name="spend"))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_workers(**_: Any) -> None:
-        await reconciler.close()
-
-    @kopf.index(GROUP, VERSION, "providerconnections", id="connection_secrets", registry=registry)
-    async def connection_secrets(namespace: str | None, spec: kopf.Spec, **_: Any) -> object:
-        ref = spec.get("apiKeySecretRef")
-        return {(namespace, str(ref["name"])): None} if isinstance(ref, Mapping) and "name" in ref else None
+        for task in spend_task:
+            task.cancel()
+        await asyncio.gather(*spend_task, return_exceptions=True)
+        await scheduler.close()
 
     for plural in PLURALS.values():
 
         @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-changed", registry=registry)
-        async def resource_changed(namespace: str | None, **_: Any) -> None:
-            if namespace:
-                reconciler.trigger(namespace)
+        async def resource_changed(
+            event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body,
+            resource: kopf.Resource, **_: Any,
+        ) -> None:  # fmt: skip
+            if not namespace:
+                return
+            event_type = event.get("type")
+            key = (resource.plural, namespace, name)
+            index.note_resource(resource.plural, namespace, name, None if event_type == "DELETED" else body)
+            change = index.observe(key, _version(body), event_type)
+            if event_type == "DELETED":
+                kube.writes.forget(key)
+            if change is Change.NEW:  # a (re)start: the background wave, unless edited meanwhile
+                scheduler.trigger(namespace, urgent=_unserved(body), cause=(key, _version(body)))
+            elif change is Change.CHANGED:
+                scheduler.trigger(namespace, urgent=True, cause=_cause(key, body, event_type))
 
-    @kopf.on.event("v1", "secrets", id="secret-changed", registry=registry)
+    def secret_matters(namespace: str | None, name: str, **_: Any) -> bool:
+        """Checked by kopf before the handler: any other Secret is dropped unhandled and unlogged."""
+        if namespace == operator_ns:
+            return name == SIGNING_SECRET or name.startswith(DATA_SECRET_PREFIX)
+        return namespace is not None and (name == CONFIG_SECRET or index.is_referenced(namespace, name))
+
+    @kopf.on.event("v1", "secrets", id="secret-changed", when=secret_matters, registry=registry)
     async def secret_changed(
-        namespace: str | None, name: str, labels: Mapping[str, str], **kwargs: Any
+        event: kopf.RawEvent,
+        namespace: str | None,
+        name: str,
+        labels: Mapping[str, str],
+        body: kopf.Body,
+        **_: Any,
     ) -> None:
-        referenced: kopf.Index[tuple[str, str], None] = kwargs["connection_secrets"]
         if namespace is None:
             return
-        if namespace == operator_ns and name == SIGNING_SECRET:
-            for known in reconciler.namespaces:
-                reconciler.trigger(known)
-        elif namespace == operator_ns and name.startswith(DATA_SECRET_PREFIX):
-            app_ns = labels.get("sluicegate.io/namespace")
-            if app_ns and app_ns in reconciler.namespaces:
-                reconciler.trigger(app_ns)
-        elif name == CONFIG_SECRET or (namespace, name) in referenced:
-            reconciler.trigger(namespace)
+        event_type = event.get("type")
+        key = ("secrets", namespace, name)
+        change = index.observe(key, _version(body), event_type)
+        if event_type == "DELETED":
+            kube.writes.forget(key)
+        if namespace != operator_ns:
+            if change is Change.CHANGED:  # at a (re)start the namespace's CRs bring it in
+                scheduler.trigger(namespace, urgent=True, cause=_cause(key, body, event_type))
+        elif name == SIGNING_SECRET:
+            own = event_type != "DELETED" and kube.writes.is_own(key, _version(body))
+            if change is Change.CHANGED and not own:
+                keystore.forget_signing_ring()
+                scheduler.wave(index.namespaces)  # every namespace is resealed, paced
+        elif app_ns := labels.get("sluicegate.io/namespace"):
+            _data_keys_changed(parts, app_ns, key, body, event_type, change)
 
-    if options.spend is not None:
-        reporter = SpendReporter(kube, options.spend, lambda: datetime.now(UTC), lock=reconciler.lock)
-        _register_spend_timer(registry, reporter)
     if options.injection is not None:
         register_webhooks(registry, keystore, options.injection, webhook_id=webhook_id)
     return registry
 
 
-def _register_spend_timer(registry: kopf.OperatorRegistry, reporter: SpendReporter) -> None:
-    """Every interval, each BudgetPolicy's status gets the spend its sidecars report (kopf pauses the timer
-    on a standby replica; a timer makes kopf keep a finalizer on the policy)."""
+def _data_keys_changed(
+    parts: Parts, app_ns: str, key: ObjectKey, body: kopf.Body, event_type: str | None, change: Change
+) -> None:
+    if event_type == "DELETED":
+        parts.kube.writes.forget_namespace(app_ns)
+        if not parts.index.has_resources(app_ns):
+            parts.scheduler.forget(app_ns)
+            parts.reconciler.forget(app_ns)
+    elif change is Change.NEW and not parts.index.has_resources(app_ns):
+        # Keys listed at a (re)start whose namespace shows no resources (yet): look again later; a
+        # namespace deleted while the operator was away gets its keys removed then.
+        def check() -> None:
+            if not parts.index.has_resources(app_ns):
+                parts.scheduler.trigger(app_ns, urgent=False)
 
-    @kopf.timer(
-        GROUP, VERSION, "budgetpolicies", id="budget-spend",
-        interval=reporter.settings.interval_seconds, registry=registry,
-    )  # fmt: skip
-    async def report_spend(body: kopf.Body, **_: Any) -> None:
-        try:
-            await reporter.report(dict(body))
-        except Exception:  # keep the timer's rhythm; the next tick tries again
-            logger.exception(
-                "reporting the spend of %s/%s failed", body.metadata.namespace, body.metadata.name
-            )
+        asyncio.get_running_loop().call_later(GC_DELAY_SECONDS, check)
+        return
+    if change is Change.CHANGED and parts.index.has_resources(app_ns):
+        parts.scheduler.trigger(app_ns, urgent=True, cause=_cause(key, body, event_type))

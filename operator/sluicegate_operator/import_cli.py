@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .importers import ImportResult
+from .importers.drafts import ImportResult
 from .importers.emit import to_yaml
 from .importers.litellm import import_litellm
 from .importers.portkey import import_portkey

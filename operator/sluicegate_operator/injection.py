@@ -7,10 +7,14 @@ present) or without the ``sluicegate.io/inject: "true"`` label yields no ops.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from sluicegate_contract import sidecarpod as pod_contract
+from sluicegate_contract.sidecarpod import CONFIG_DIR, LEDGER_DIR, OPS_PORT, PODINFO_DIR, TOKEN_DIR
 
 INJECT_LABEL = "sluicegate.io/inject"
 INJECTED_BY = "sluicegate.io/injected-by"
@@ -20,15 +24,11 @@ MEMORY_ANNOTATION = "sluicegate.io/memory"
 TIER_ANNOTATION = "sluicegate.io/default-tier"
 
 SIDECAR_NAME = "sluicegate-sidecar"
-OPS_PORT = 9470
+SIDECAR_RESOURCES_ENV = "SLUICEGATE_SIDECAR_RESOURCES"  # the chart's sidecar.resources, as JSON
 CONFIG_VOLUME = "sluicegate-config"
 TOKEN_VOLUME = "sluicegate-token"  # noqa: S105
 PODINFO_VOLUME = "sluicegate-podinfo"
 LEDGER_VOLUME = "sluicegate-ledger"
-CONFIG_DIR = "/etc/sluicegate/config"
-TOKEN_DIR = "/var/run/secrets/sluicegate"  # noqa: S105
-PODINFO_DIR = "/etc/sluicegate/podinfo"
-LEDGER_DIR = "/var/lib/sluicegate/ledger"
 PLACEHOLDER_KEY = "sluicegate-placeholder"
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -40,14 +40,50 @@ class InjectionError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class SidecarResources:
+    """The sidecar container's default requests and limits; a Pod's cpu/memory annotations override them."""
+
+    requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
+    limits: Mapping[str, str] = field(default_factory=lambda: {"memory": "128Mi"})
+
+
+def sidecar_resources(environ: Mapping[str, str]) -> SidecarResources:
+    """The defaults the chart passes in ``SLUICEGATE_SIDECAR_RESOURCES`` (unset: the built-in ones).
+
+    Raises ``InjectionError`` naming the variable when its value is not ``{requests, limits}`` of
+    cpu/memory quantities, so a bad chart value stops the operator at startup, not a Pod at admission.
+    """
+    text = environ.get(SIDECAR_RESOURCES_ENV, "").strip()
+    if not text:
+        return SidecarResources()
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise InjectionError(f"{SIDECAR_RESOURCES_ENV} is not JSON") from None
+    if not isinstance(raw, dict) or not set(raw) <= {"requests", "limits"}:
+        raise InjectionError(f"{SIDECAR_RESOURCES_ENV} must be an object with requests and limits")
+    parts: dict[str, dict[str, str]] = {}
+    for part in ("requests", "limits"):
+        values = raw.get(part) or {}
+        if not isinstance(values, dict) or not set(values) <= {"cpu", "memory"}:
+            raise InjectionError(f"{SIDECAR_RESOURCES_ENV}: {part} may hold cpu and memory only")
+        for name, value in values.items():
+            if not isinstance(value, str | int) or not _QUANTITY.match(str(value)):
+                raise InjectionError(
+                    f"{SIDECAR_RESOURCES_ENV}: {part}.{name}={value!r} is not a quantity like 200m or 256Mi"
+                )
+        parts[part] = {name: str(value) for name, value in values.items()}
+    return SidecarResources(requests=parts["requests"], limits=parts["limits"])
+
+
+@dataclass(frozen=True, slots=True)
 class InjectionSettings:
     image: str
     version: str
     key_service_url: str = "https://sluicegate-keys.sluicegate-system.svc:443"
-    api_port: int = 8470
-    cpu: str = "100m"
-    memory: str = "128Mi"
-    token_audience: str = "sluicegate"  # noqa: S105
+    api_port: int = pod_contract.API_PORT
+    resources: SidecarResources = field(default_factory=SidecarResources)
+    token_audience: str = pod_contract.TOKEN_AUDIENCE
     token_seconds: int = 3600
     image_pull_policy: str | None = None
     key_service_ca: str | None = None  # PEM of the CA that signed the key service's certificate
@@ -69,7 +105,7 @@ def is_injected(pod: Mapping[str, Any]) -> bool:
     return INJECTED_BY in annotations or SIDECAR_NAME in names
 
 
-def _options(pod: Mapping[str, Any], settings: InjectionSettings) -> tuple[int, str, str, str | None]:
+def _options(pod: Mapping[str, Any], settings: InjectionSettings) -> tuple[int, dict[str, Any], str | None]:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     raw_port = annotations.get(PORT_ANNOTATION, str(settings.api_port))
     try:
@@ -80,17 +116,28 @@ def _options(pod: Mapping[str, Any], settings: InjectionSettings) -> tuple[int, 
         raise InjectionError(
             f"annotation {PORT_ANNOTATION}={raw_port!r} must be a port in 1024-65535 other than {OPS_PORT}"
         )
-    cpu = annotations.get(CPU_ANNOTATION, settings.cpu)
-    memory = annotations.get(MEMORY_ANNOTATION, settings.memory)
-    for name, value in ((CPU_ANNOTATION, cpu), (MEMORY_ANNOTATION, memory)):
+    requests, limits = dict(settings.resources.requests), dict(settings.resources.limits)
+    for name in (CPU_ANNOTATION, MEMORY_ANNOTATION):
+        value = annotations.get(name)
+        if value is None:
+            continue
         if not _QUANTITY.match(value):
             raise InjectionError(
                 f"annotation {name}={value!r} is not a resource quantity such as 200m or 256Mi"
             )
+        if name == CPU_ANNOTATION:
+            requests["cpu"] = value
+            if "cpu" in limits:
+                limits["cpu"] = value
+        else:  # the memory annotation is the request and the limit
+            requests["memory"] = limits["memory"] = value
     tier = annotations.get(TIER_ANNOTATION)
     if tier is not None and not _DNS_LABEL.match(tier):
         raise InjectionError(f"annotation {TIER_ANNOTATION}={tier!r} must name a RoutingTier (a DNS label)")
-    return port, cpu, memory, tier
+    resources: dict[str, Any] = {"requests": requests}
+    if limits:
+        resources["limits"] = limits
+    return port, resources, tier
 
 
 def workload_name(pod: Mapping[str, Any]) -> str:
@@ -114,20 +161,20 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
 def sidecar_container(
     pod: Mapping[str, Any], settings: InjectionSettings, public_keys_json: str
 ) -> dict[str, Any]:
-    port, cpu, memory, tier = _options(pod, settings)
+    port, resources, tier = _options(pod, settings)
     env: list[dict[str, Any]] = [
-        {"name": "SLUICEGATE_SIGNING_PUBLIC_KEYS", "value": public_keys_json},
-        _field_env("SLUICEGATE_POD_NAMESPACE", "metadata.namespace"),
-        _field_env("SLUICEGATE_POD_NAME", "metadata.name"),
-        _field_env("SLUICEGATE_SERVICE_ACCOUNT", "spec.serviceAccountName"),
-        {"name": "SLUICEGATE_WORKLOAD", "value": workload_name(pod)},
-        {"name": "SLUICEGATE_PODINFO_DIR", "value": PODINFO_DIR},
-        {"name": "SLUICEGATE_API_PORT", "value": str(port)},
+        {"name": pod_contract.ENV_SIGNING_PUBLIC_KEYS, "value": public_keys_json},
+        _field_env(pod_contract.ENV_POD_NAMESPACE, "metadata.namespace"),
+        _field_env(pod_contract.ENV_POD_NAME, "metadata.name"),
+        _field_env(pod_contract.ENV_SERVICE_ACCOUNT, "spec.serviceAccountName"),
+        {"name": pod_contract.ENV_WORKLOAD, "value": workload_name(pod)},
+        {"name": pod_contract.ENV_PODINFO_DIR, "value": PODINFO_DIR},
+        {"name": pod_contract.ENV_API_PORT, "value": str(port)},
     ]
     if tier is not None:
-        env.append({"name": "SLUICEGATE_DEFAULT_TIER", "value": tier})
+        env.append({"name": pod_contract.ENV_DEFAULT_TIER, "value": tier})
     if settings.key_service_ca:
-        env.append({"name": "SLUICEGATE_KEY_SERVICE_CA", "value": settings.key_service_ca})
+        env.append({"name": pod_contract.ENV_KEY_SERVICE_CA, "value": settings.key_service_ca})
     probe = {"httpGet": {"path": "/readyz", "port": OPS_PORT}}
     container: dict[str, Any] = {
         "name": SIDECAR_NAME,
@@ -143,14 +190,14 @@ def sidecar_container(
             "--key-service",
             settings.key_service_url,
             "--token-file",
-            f"{TOKEN_DIR}/token",
+            pod_contract.TOKEN_FILE,
         ],
         "ports": [
             {"name": "sluicegate-api", "containerPort": port, "protocol": "TCP"},
             {"name": "sluicegate-ops", "containerPort": OPS_PORT, "protocol": "TCP"},
         ],
         "env": env,
-        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
+        "resources": resources,
         "startupProbe": {**probe, "periodSeconds": 1, "failureThreshold": 120},
         "readinessProbe": {**probe, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": OPS_PORT}, "periodSeconds": 10},
@@ -177,7 +224,7 @@ def sidecar_volumes(settings: InjectionSettings) -> list[dict[str, Any]]:
         "serviceAccountToken": {
             "audience": settings.token_audience,
             "expirationSeconds": settings.token_seconds,
-            "path": "token",
+            "path": pod_contract.TOKEN_NAME,
         }
     }
     return [
@@ -185,7 +232,9 @@ def sidecar_volumes(settings: InjectionSettings) -> list[dict[str, Any]]:
         {"name": TOKEN_VOLUME, "projected": {"sources": [token]}},
         {
             "name": PODINFO_VOLUME,
-            "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]},
+            "downwardAPI": {
+                "items": [{"path": pod_contract.LABELS_FILE, "fieldRef": {"fieldPath": "metadata.labels"}}]
+            },
         },
         {"name": LEDGER_VOLUME, "emptyDir": {}},
     ]

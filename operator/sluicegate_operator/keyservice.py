@@ -6,7 +6,6 @@ keys of its own namespace. Keys are never logged; responses are never cached.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import ssl
@@ -16,11 +15,13 @@ from pathlib import Path
 import aiohttp.web
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sluicegate_contract.keyreply import KEYS_PATH, encode_keys_reply
+from sluicegate_contract.sidecarpod import TOKEN_AUDIENCE
+
 from .keystore import Keystore
 from .kube import Kube
 
-AUDIENCE = "sluicegate"
-KEYS_PATH = "/v1/keys"
+AUDIENCE = TOKEN_AUDIENCE
 _MAX_TOKEN = 16 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -72,12 +73,8 @@ class KeyService:
         if ring is None:
             return _refuse(404, f"namespace {namespace!r} has no data keys yet (no sealed config)")
         logger.info("served data keys of %s to %s", namespace, identity.username)
-        body = {
-            "namespace": namespace,
-            "active": ring.active.kid,
-            "keys": {kid: base64.b64encode(key).decode() for kid, key in ring.keys.items()},
-        }
-        return aiohttp.web.json_response(body, headers=_NO_STORE)
+        body = encode_keys_reply(namespace, ring.active.kid, ring.keys)
+        return aiohttp.web.Response(body=body, content_type="application/json", headers=_NO_STORE)
 
 
 def server_tls(cert: str | Path, key: str | Path) -> ssl.SSLContext:

@@ -56,6 +56,14 @@ def _secret_body(name: str, ring_json: bytes, purpose: str, namespace_label: str
     }
 
 
+def _serial_annotation(secret: Mapping[str, Any] | None) -> int:
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    try:
+        return int(annotations.get(SERIAL_ANNOTATION, 0))
+    except ValueError:
+        return 0
+
+
 def _keep_previous_only(ring: DataRing, previous: str) -> DataRing:
     """After a rotation keep the new key and the one it replaces: configs sealed with it stay readable."""
     keep = {ring.active.kid, previous}
@@ -68,6 +76,16 @@ class Keystore:
     def __init__(self, kube: Kube, namespace: str) -> None:
         self._kube = kube
         self.namespace = namespace
+        self._signing: SigningRing | None = None
+
+    async def cached_signing_ring(self) -> SigningRing:
+        """The signing ring, read once and kept until ``forget_signing_ring`` (its Secret changed)."""
+        if self._signing is None:
+            self._signing = await self.signing_ring()
+        return self._signing
+
+    def forget_signing_ring(self) -> None:
+        self._signing = None
 
     async def signing_ring(self) -> SigningRing:
         """The signing ring, created on first use (two replicas racing both end up with the winner's)."""
@@ -101,18 +119,8 @@ class Keystore:
         await self._kube.apply_config_map(self.namespace, body)
 
     async def rotate_signing_key(self) -> SigningRing:
-        """A new active signing key; the old ones stay accepted (and published) until retired."""
+        """A new active signing key; the old ones stay accepted (and published)."""
         ring = rotate_signing_ring(await self.signing_ring())
-        patch = {"data": {KEYS_FILE: base64.b64encode(encode_signing_ring(ring)).decode()}}
-        await self._kube.patch_secret(self.namespace, SIGNING_SECRET, patch)
-        await self.publish_public_keys(ring)
-        return ring
-
-    async def retire_signing_key(self, kid: str) -> SigningRing:
-        ring = await self.signing_ring()
-        if kid == ring.active.kid:
-            raise ValueError(f"signing key {kid} is the active one; rotate first")
-        ring = SigningRing(active=ring.active, keys={k: v for k, v in ring.keys.items() if k != kid})
         patch = {"data": {KEYS_FILE: base64.b64encode(encode_signing_ring(ring)).decode()}}
         await self._kube.patch_secret(self.namespace, SIGNING_SECRET, patch)
         await self.publish_public_keys(ring)
@@ -135,14 +143,18 @@ class Keystore:
             return await self.data_ring(namespace, create=False)
         return ring
 
+    async def data_ring_and_serial(self, namespace: str) -> tuple[DataRing, int]:
+        """The namespace's data ring (created when absent) and its last serial, in one read."""
+        secret = await self._kube.read_secret(self.namespace, data_secret_name(namespace))
+        if secret is None:
+            ring = await self.data_ring(namespace, create=True)
+            assert ring is not None
+            return ring, await self.last_serial(namespace)
+        return decode_data_ring(_ring_bytes(secret)), _serial_annotation(secret)
+
     async def last_serial(self, namespace: str) -> int:
         """The highest serial ever sealed for ``namespace``: survives a deleted config Secret."""
-        secret = await self._kube.read_secret(self.namespace, data_secret_name(namespace))
-        annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
-        try:
-            return int(annotations.get(SERIAL_ANNOTATION, 0))
-        except ValueError:
-            return 0
+        return _serial_annotation(await self._kube.read_secret(self.namespace, data_secret_name(namespace)))
 
     async def record_serial(self, namespace: str, serial: int) -> None:
         patch = {"metadata": {"annotations": {SERIAL_ANNOTATION: str(serial)}}}
@@ -156,5 +168,6 @@ class Keystore:
         await self._kube.patch_secret(self.namespace, data_secret_name(namespace), patch)
         return ring
 
-    async def delete_data_ring(self, namespace: str) -> None:
-        await self._kube.delete_secret(self.namespace, data_secret_name(namespace))
+    async def delete_data_ring(self, namespace: str) -> bool:
+        """False when there was none."""
+        return await self._kube.delete_secret(self.namespace, data_secret_name(namespace))

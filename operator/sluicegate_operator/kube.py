@@ -3,7 +3,7 @@
 Secrets, ConfigMaps, Pods (listed), the CRs and their status, Events, TokenReview.
 
 Objects go in and come out as plain dicts. Custom objects are always patched as JSON merge patches.
-Holds no cluster state of its own.
+Holds no cluster state of its own; it tells a WriteLog the resourceVersion of each object it writes.
 """
 
 from __future__ import annotations
@@ -11,21 +11,20 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-GROUP = "sluicegate.io"
-VERSION = "v1alpha1"
+from sluicegate_contract.timestamps import format_time
+
+from .crparse import GROUP, PLURALS, VERSION
+from .watchstate import WriteLog
+
 MERGE_PATCH = "application/merge-patch+json"
 COMPONENT = "sluicegate-operator"
-KINDS = {
-    "providerconnections": "ProviderConnection",
-    "routingtiers": "RoutingTier",
-    "budgetpolicies": "BudgetPolicy",
-}
+_KIND_OF = {plural: kind for kind, plural in PLURALS.items()}
 
 
 class AlreadyExists(Exception):
@@ -90,9 +89,15 @@ async def _unless_missing(call: Awaitable[Any]) -> Any:
 class Kube:
     """A thin async wrapper; ``close()`` when done."""
 
-    def __init__(self, configuration: client.Configuration) -> None:
+    def __init__(self, configuration: client.Configuration, writes: WriteLog | None = None) -> None:
         self._configuration = configuration
         self._api = client.ApiClient(configuration)
+        self.writes = writes if writes is not None else WriteLog()
+
+    def _wrote(self, plural: str, namespace: str, name: str, obj: Any) -> None:
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+        if isinstance(meta, Mapping):
+            self.writes.record((plural, namespace, name), meta.get("resourceVersion"))
 
     async def close(self) -> None:
         await self._api.close()
@@ -136,16 +141,20 @@ class Kube:
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": "v1", "kind": "Secret", **body}
         try:
-            return self._plain(await self._core().create_namespaced_secret(namespace, body))
+            created = self._plain(await self._core().create_namespaced_secret(namespace, body))
         except ApiException as exc:
             if exc.status == 409:
                 raise AlreadyExists(f"Secret {namespace}/{body['metadata']['name']}") from None
             raise
+        self._wrote("secrets", namespace, str(body["metadata"]["name"]), created)
+        return created
 
     async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         api = self._core()
         result = await api.patch_namespaced_secret(name, namespace, dict(patch), _content_type=MERGE_PATCH)
-        return self._plain(result)
+        patched = self._plain(result)
+        self._wrote("secrets", namespace, name, patched)
+        return patched
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         return await _unless_missing(self._core().delete_namespaced_secret(name, namespace)) is not None
@@ -166,7 +175,14 @@ class Kube:
             name = body["metadata"]["name"]
             await api.patch_namespaced_config_map(name, namespace, body, _content_type=MERGE_PATCH)
 
-    # Pods
+    # Namespaces and Pods
+
+    async def namespace_gone(self, namespace: str) -> bool:
+        """True when the namespace no longer exists or is being deleted (Terminating)."""
+        found = await _unless_missing(self._core().read_namespace(namespace))
+        if found is None:
+            return True
+        return bool(self._plain(found).get("metadata", {}).get("deletionTimestamp"))
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         listing = await self._core().list_namespaced_pod(namespace, label_selector=label_selector)
@@ -177,7 +193,7 @@ class Kube:
     async def list_custom(self, namespace: str, plural: str) -> list[dict[str, Any]]:
         api = self._custom()
         listing = await api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
-        kind = KINDS[plural]
+        kind = _KIND_OF[plural]
         items: list[dict[str, Any]] = []
         for item in listing.get("items", []):
             if (item.get("metadata") or {}).get("deletionTimestamp"):
@@ -192,25 +208,31 @@ class Kube:
         )
         if item is None:
             return None
-        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KINDS[plural], **item}
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": _KIND_OF[plural], **item}
 
     async def patch_custom(self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]) -> bool:
         """Merge-patch a custom object (its metadata, say); False when the object is gone."""
         api = self._custom()
-        patched = api.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+        patched = await _unless_missing(
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+            )
         )
-        return await _unless_missing(patched) is not None
+        self._wrote(plural, namespace, name, patched)
+        return patched is not None
 
     async def patch_custom_status(
         self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]
     ) -> bool:
         """Merge-patch the status subresource; False when the object is gone."""
         api = self._custom()
-        patched = api.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+        patched = await _unless_missing(
+            api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
+            )
         )
-        return await _unless_missing(patched) is not None
+        self._wrote(plural, namespace, name, patched)
+        return patched is not None
 
     # Events and authentication
 
@@ -219,7 +241,7 @@ class Kube:
     ) -> None:
         meta = involved.get("metadata") or {}
         namespace = str(meta.get("namespace") or "default")
-        stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = format_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -19,12 +19,16 @@ from pathlib import Path
 
 import kopf
 
+from sluicegate_contract.sidecarpod import OPS_PORT
+
 from .alerttargets import AllowListError, WebhookPolicy
-from .handlers import NamespaceReconciler, OperatorOptions, build_registry, build_settings
-from .injection import InjectionSettings
+from .handlers import Parts, build_parts, build_registry, build_settings
+from .injection import InjectionError, InjectionSettings, SidecarResources, sidecar_resources
 from .keyservice import KeyService, server_tls, serving
 from .keystore import Keystore
 from .kube import Kube, load_configuration
+from .reconciler import OperatorOptions
+from .scheduler import ScheduleSettings
 from .spendscrape import SpendSettings
 
 DESCRIPTION = """\
@@ -74,9 +78,11 @@ class RunOptions:
     keyservice: Listener | None = None
     sidecar_image: str = ""
     keyservice_ca: str | None = None  # PEM handed to sidecars so they can verify the key service
+    sidecar_resources: SidecarResources = field(default_factory=SidecarResources)
     standalone: bool = False
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     resync_seconds: float = 600.0
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     fast: bool = False  # short watch timeouts, no resource scanning (tests)
     spend: SpendSettings | None = field(default_factory=SpendSettings)  # None: no spend in status
 
@@ -89,9 +95,13 @@ def version() -> str:
 
 
 async def run(
-    opts: RunOptions, *, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None
+    opts: RunOptions,
+    *,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+    parts_box: list[Parts] | None = None,
 ) -> None:
-    """Run until ``stop_flag`` is set or a signal arrives."""
+    """Run until ``stop_flag`` is set or a signal arrives; ``parts_box`` receives the parts (tests)."""
     kube = Kube(
         await load_configuration(kubeconfig=opts.kubeconfig, context=opts.context, server=opts.server)
     )
@@ -99,13 +109,22 @@ async def run(
         keystore = Keystore(kube, opts.operator_namespace)
         image = opts.sidecar_image or f"ghcr.io/sluicegate/sluicegate:{version()}"
         injection = (
-            InjectionSettings(image=image, version=version(), key_service_ca=opts.keyservice_ca)
+            InjectionSettings(
+                image=image,
+                version=version(),
+                key_service_ca=opts.keyservice_ca,
+                resources=opts.sidecar_resources,
+            )
             if opts.webhook
             else None
         )
-        options = OperatorOptions(opts.operator_namespace, injection, opts.resync_seconds, spend=opts.spend)
-        reconciler = NamespaceReconciler(kube, keystore, options, lambda: datetime.now(UTC))
-        registry = build_registry(kube, keystore, options, reconciler)
+        options = OperatorOptions(
+            opts.operator_namespace, injection, opts.resync_seconds, spend=opts.spend, schedule=opts.schedule
+        )
+        parts = build_parts(kube, keystore, options, lambda: datetime.now(UTC))
+        if parts_box is not None:
+            parts_box.append(parts)
+        registry = build_registry(parts)
         settings = build_settings(fast=opts.fast)
         if opts.webhook is not None:
             w = opts.webhook
@@ -169,13 +188,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--resync-seconds", type=float, default=600.0, help="re-check every namespace this often"
     )
     parser.add_argument(
+        "--reconcile-workers", type=int, default=8, help="namespaces reconciled at once (%(default)s)"
+    )
+    parser.add_argument(
+        "--wave-rate",
+        type=float,
+        default=25.0,
+        help="background reconciles (restart, resync, signing-key change) started per second, at most; "
+        "a tenant's edit goes ahead of them (%(default)s)",
+    )
+    parser.add_argument(
+        "--spend-namespaces-per-second",
+        type=float,
+        default=10.0,
+        help="the spend refresh visits at most this many namespaces a second (%(default)s)",
+    )
+    parser.add_argument(
         "--spend-interval-seconds",
         type=float,
         default=30.0,
         help="scrape the sidecars and refresh BudgetPolicy spend this often; 0 turns it off (%(default)s)",
     )
     parser.add_argument(
-        "--sidecar-metrics-port", type=int, default=9470, help="the sidecars' metrics port (%(default)s)"
+        "--sidecar-metrics-port", type=int, default=OPS_PORT, help="the sidecars' metrics port (%(default)s)"
     )
     parser.add_argument(
         "--alert-webhook-allow",
@@ -216,13 +251,17 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         webhook_policy = WebhookPolicy.build(args.alert_webhook_allow, args.cluster_cidr)
-    except AllowListError as exc:
+        resources = sidecar_resources(os.environ)
+    except (AllowListError, InjectionError) as exc:
         print(f"sluicegate operator: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not args.verbose:  # kopf logs each handled event ("Handler ... succeeded"): thousands at a restart
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # every liveness probe
     opts = RunOptions(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,
@@ -233,11 +272,14 @@ def main(argv: Sequence[str]) -> int:
         keyservice=_listener(args, "keyservice"),
         sidecar_image=args.sidecar_image,
         keyservice_ca=Path(args.keyservice_ca).read_text(encoding="utf-8") if args.keyservice_ca else None,
+        sidecar_resources=resources,
         standalone=args.standalone,
         liveness=args.liveness or None,
         resync_seconds=args.resync_seconds,
+        schedule=ScheduleSettings(workers=max(1, args.reconcile_workers), wave_rate=args.wave_rate),
         spend=SpendSettings(
             interval_seconds=args.spend_interval_seconds,
+            namespaces_per_second=args.spend_namespaces_per_second,
             metrics_port=args.sidecar_metrics_port,
             webhook_policy=webhook_policy,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from sluicegate_contract.money import PPM
 from sluicegate_contract.schema import (
     Alerts,
     Budget,
@@ -25,8 +26,6 @@ from sluicegate_contract.usable import budget_problems
 from .crparse import BudgetPolicySpec, Meta, ResourceError, RoutingTierSpec
 from .prices import usd_per_mtok_to_micro
 from .resourcereport import ResourceReport
-
-_PPM = 1_000_000
 
 
 def render_tier(
@@ -86,8 +85,8 @@ def render_tier(
 def _ppm(fraction: float, what: str, meta: Meta) -> int:
     if not math.isfinite(fraction):
         raise ResourceError(meta.kind, meta.name, f"{what} must be in (0, 1], got {fraction}")
-    value = round(fraction * _PPM)
-    if not 0 < value <= _PPM:
+    value = round(fraction * PPM)
+    if not 0 < value <= PPM:
         raise ResourceError(meta.kind, meta.name, f"{what} must be in (0, 1], got {fraction}")
     return value
 
@@ -139,7 +138,7 @@ def render_budget(meta: Meta, spec: BudgetPolicySpec) -> Budget:
         mode=spec.mode,
         allow_unpriced=spec.allow_unpriced,
     )
-    # Values the CRD accepts but a sidecar cannot use (FAULTS 33): the whole render fails (budgets fail
+    # Values the CRD accepts but a sidecar cannot use (fault 33): the whole render fails (budgets fail
     # closed), so the last good config keeps serving and this policy's condition names the field.
     problems = budget_problems(budget)
     if problems:

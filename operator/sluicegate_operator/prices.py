@@ -14,18 +14,10 @@ from decimal import ROUND_CEILING, Decimal
 from genai_prices import Usage, calc_price
 from genai_prices.types import TieredPrices
 
+from sluicegate_contract.money import MICRO_USD
+from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
 from sluicegate_contract.schema import ModelPrice, PriceTier, Rates
 
-# ProviderConnection.spec.provider → genai-prices provider id.
-CATALOG_PROVIDER = {
-    "openai": "openai",
-    "azure-openai": "azure",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "mistral": "mistral",
-    "groq": "groq",
-    "together": "together",
-}
 _KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 
 
@@ -33,6 +25,7 @@ _KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 class CatalogEntry:
     price: ModelPrice
     context_window: int | None
+    deprecated: bool = False  # the catalog's flag (no date): deprecated by the provider, still served
 
 
 def is_embedding_model(model_id: str) -> bool:
@@ -46,7 +39,7 @@ def catalog_version() -> str:
 
 def usd_per_mtok_to_micro(value: Decimal | float | int) -> int:
     """USD per million tokens → micro-USD per million tokens, rounded up (never under-price)."""
-    micro = Decimal(str(value)) * 1_000_000
+    micro = Decimal(str(value)) * MICRO_USD
     return int(micro.to_integral_value(rounding=ROUND_CEILING))
 
 
@@ -101,4 +94,6 @@ def catalog_price(provider_kind: str, model: str, when: datetime) -> CatalogEntr
         PriceTier(above_input_tokens=start, rates=_rates(values, start + 1)) for start in thresholds
     )
     price = ModelPrice(source="catalog", base=_rates(values, 0), tiers=tiers)
-    return CatalogEntry(price=price, context_window=calc.model.context_window)
+    return CatalogEntry(
+        price=price, context_window=calc.model.context_window, deprecated=calc.model.deprecated is True
+    )

@@ -9,23 +9,23 @@ import base64
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sluicegate_contract.timestamps import format_time
+
+from .connections import secrets_from_objects
+from .crparse import GROUP, PLURALS, VERSION
 from .injection import InjectionSettings
 from .keystore import Keystore
-from .kube import GROUP, VERSION, AlreadyExists, Kube
-from .render import RenderError, RenderResult, render_namespace, secrets_from_objects
+from .kube import AlreadyExists, Kube
+from .render import RenderError, RenderResult, render_namespace
+from .scheduler import ScheduleSettings
 from .spendscrape import SpendSettings
 from .status import StatusUpdate, build_status, failed_budget_report
 
 CONFIG_SECRET = "sluicegate-config"  # noqa: S105 (a name, not a secret)
-PLURALS = {
-    "ProviderConnection": "providerconnections",
-    "RoutingTier": "routingtiers",
-    "BudgetPolicy": "budgetpolicies",
-}
 LABELS = {"app.kubernetes.io/managed-by": "sluicegate", "sluicegate.io/config": "true"}
 A_HASH, A_SERIAL, A_DIGEST, A_RENEW = (
     "sluicegate.io/content-hash",
@@ -42,16 +42,12 @@ class OperatorOptions:
     operator_namespace: str = "sluicegate-system"
     injection: InjectionSettings | None = None  # None: no admission webhooks
     resync_seconds: float = 600.0
-    retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
     spend: SpendSettings | None = None  # None: BudgetPolicy status shows no spend
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
 
 def _digest(body: bytes, sig: bytes) -> str:
     return hashlib.sha256(body + b"\n" + sig).hexdigest()
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _serial_of(secret: Mapping[str, Any] | None) -> int:
@@ -92,90 +88,50 @@ def _failed_budget(exc: RenderError) -> str | None:
 
 
 class NamespaceReconciler:
-    """One worker per namespace; events only mark it dirty, so bursts coalesce and failures retry."""
+    """Converges one namespace per call; the Scheduler decides which and when."""
 
     def __init__(
-        self, kube: Kube, keystore: Keystore, options: OperatorOptions, clock: Callable[[], datetime]
+        self,
+        kube: Kube,
+        keystore: Keystore,
+        options: OperatorOptions,
+        clock: Callable[[], datetime],
+        seen: Callable[[tuple[str, str, str], str | None], None] = lambda key, version: None,
     ) -> None:
         self._kube, self._keystore, self._options, self._clock = kube, keystore, options, clock
-        self._dirty: dict[str, asyncio.Event] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._seen = seen  # told each CR's (plural, namespace, name) and resourceVersion as read
         self._locks: dict[str, asyncio.Lock] = {}
-
-    @property
-    def namespaces(self) -> set[str]:
-        return set(self._dirty)
 
     def lock(self, namespace: str) -> asyncio.Lock:
         """Held while a namespace is reconciled; other writers of the CRs' status hold it too."""
         return self._locks.setdefault(namespace, asyncio.Lock())
 
-    def trigger(self, namespace: str) -> None:
-        self._dirty.setdefault(namespace, asyncio.Event()).set()
-        worker = self._workers.get(namespace)
-        if worker is None or worker.done():
-            self._workers[namespace] = asyncio.create_task(
-                self._work(namespace), name=f"reconcile {namespace}"
-            )
-
-    async def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        for task in self._workers.values():
-            task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
-
-    def _schedule(self, namespace: str, delay: float) -> None:
-        if (old := self._timers.pop(namespace, None)) is not None:
-            old.cancel()
-        self._timers[namespace] = asyncio.get_running_loop().call_later(
-            max(delay, 1.0), self.trigger, namespace
-        )
-
-    async def _work(self, namespace: str) -> None:
-        failures = 0
-        dirty = self._dirty[namespace]
-        while dirty.is_set():
-            dirty.clear()
-            try:
-                async with self.lock(namespace):
-                    next_in = await self.reconcile(namespace)
-            except Exception:
-                delays = self._options.retry_delays
-                delay = delays[min(failures, len(delays) - 1)]
-                failures += 1
-                logger.exception("reconciling namespace %s failed; retrying in %ss", namespace, delay)
-                await asyncio.sleep(delay)
-                dirty.set()
-                continue
-            failures = 0
-            if next_in is not None:
-                self._schedule(namespace, next_in)
+    def forget(self, namespace: str) -> None:
+        lock = self._locks.get(namespace)
+        if lock is not None and not lock.locked():
+            del self._locks[namespace]
 
     async def reconcile(self, namespace: str) -> float | None:
         """Converge one namespace; returns seconds until it should be looked at again (None: not needed)."""
         now = self._clock()
-        resources: list[dict[str, Any]] = []
-        for plural in PLURALS.values():
-            resources += await self._kube.list_custom(namespace, plural)
-        existing = await self._kube.read_secret(namespace, CONFIG_SECRET)
+        # Independent reads go together: a reconcile waits on the API server's latency, not on CPU.
+        resources, existing = await asyncio.gather(
+            self._list_resources(namespace), self._kube.read_secret(namespace, CONFIG_SECRET)
+        )
         if not resources:
             if existing is not None and (existing.get("metadata") or {}).get("labels", {}).get(
                 "sluicegate.io/config"
             ):
                 await self._kube.delete_secret(namespace, CONFIG_SECRET)
                 logger.info("namespace %s has no Sluicegate resources left: config removed", namespace)
+            await self._remove_keys_if_gone(namespace)
             return None
-        secret_objects = []
-        for name in sorted(_referenced_secrets(resources)):
-            secret = await self._kube.read_secret(namespace, name)
-            if secret is not None:
-                secret_objects.append({**secret, "kind": "Secret"})
-        signing = (await self._keystore.signing_ring()).active
-        ring = await self._keystore.data_ring(namespace, create=True)
-        assert ring is not None
-        serial = max(_serial_of(existing), await self._keystore.last_serial(namespace)) + 1
+        secret_objects, (ring, last_serial) = await asyncio.gather(
+            self._read_secrets(namespace, sorted(_referenced_secrets(resources))),
+            self._keystore.data_ring_and_serial(namespace),
+        )
+        signing = (await self._keystore.cached_signing_ring()).active
+        serial = max(_serial_of(existing), last_serial) + 1
         try:
             result = render_namespace(
                 namespace, resources, secrets_from_objects(secret_objects),
@@ -190,6 +146,26 @@ class NamespaceReconciler:
             await self._write_config(namespace, existing, result, resources, renew_after)
         await self._update_statuses(resources, result, now)
         return min(self._options.resync_seconds, (renew_after - now).total_seconds())
+
+    async def _list_resources(self, namespace: str) -> list[dict[str, Any]]:
+        listings = await asyncio.gather(*(self._kube.list_custom(namespace, p) for p in PLURALS.values()))
+        resources: list[dict[str, Any]] = []
+        for plural, listed in zip(PLURALS.values(), listings, strict=True):
+            for obj in listed:
+                meta = obj.get("metadata") or {}
+                self._seen((plural, namespace, str(meta.get("name"))), meta.get("resourceVersion"))
+            resources += listed
+        return resources
+
+    async def _read_secrets(self, namespace: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        found = await asyncio.gather(*(self._kube.read_secret(namespace, name) for name in names))
+        return [{**secret, "kind": "Secret"} for secret in found if secret is not None]
+
+    async def _remove_keys_if_gone(self, namespace: str) -> None:
+        """A deleted (or Terminating) namespace's data keys go too; an existing one keeps them, with the
+        serial that keeps its sidecars from accepting an older config."""
+        if await self._kube.namespace_gone(namespace) and await self._keystore.delete_data_ring(namespace):
+            logger.info("namespace %s is gone: its data keys were removed", namespace)
 
     @staticmethod
     def _renew_after(result: RenderResult) -> datetime:
@@ -229,7 +205,7 @@ class NamespaceReconciler:
                 A_HASH: result.content_hash,
                 A_SERIAL: str(result.config.serial),
                 A_DIGEST: _digest(result.config_json, result.config_sig),
-                A_RENEW: _stamp(renew_after),
+                A_RENEW: format_time(renew_after),
                 "sluicegate.io/signing-key-id": result.config.signing_key_id,
             },
             "ownerReferences": [_owner(obj) for obj in resources],
@@ -258,11 +234,15 @@ class NamespaceReconciler:
     async def _update_statuses(
         self, resources: Sequence[Mapping[str, Any]], result: RenderResult, now: datetime
     ) -> None:
+        updates = []
         for obj in resources:
             meta = obj.get("metadata") or {}
             report = result.reports.get((str(obj.get("kind")), str(meta.get("name"))))
             if report is not None:
-                await self._apply_status(obj, build_status(report, obj, config=result.config, now=now))
+                updates.append(
+                    self._apply_status(obj, build_status(report, obj, config=result.config, now=now))
+                )
+        await asyncio.gather(*updates)
 
     async def _report_failure(
         self, resources: Sequence[Mapping[str, Any]], exc: RenderError, now: datetime

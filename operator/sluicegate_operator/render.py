@@ -26,12 +26,11 @@ from sluicegate_contract.sealing import (
     DataKey,
     SigningKey,
     canonical,
-    format_time,
     seal_config,
 )
+from sluicegate_contract.timestamps import format_time
 
 from .connections import render_provider
-from .connections import secrets_from_objects as secrets_from_objects
 from .crparse import (
     BudgetPolicySpec,
     ProviderConnectionSpec,
@@ -42,8 +41,7 @@ from .crparse import (
 )
 from .policies import render_budget, render_tier
 from .prices import catalog_version
-from .resourcereport import ResourceReport as ResourceReport
-from .resourcereport import failed_report
+from .resourcereport import ResourceReport, failed_report
 
 VALIDITY = timedelta(days=30)
 

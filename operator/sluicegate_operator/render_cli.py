@@ -37,8 +37,9 @@ from sluicegate_contract.keyring import (
     new_signing_ring,
 )
 
+from .connections import secrets_from_objects
 from .crparse import KINDS, ResourceError, meta_of
-from .render import RenderError, render_namespace, secrets_from_objects
+from .render import RenderError, render_namespace
 
 
 class InputError(Exception):
@@ -148,6 +149,9 @@ def main(argv: Sequence[str]) -> int:
     broken = [r for r in result.reports.values() if not r.ready]
     for report in broken:
         print(f"warning: {report.kind}/{report.name}: {report.reason}: {report.message}", file=sys.stderr)
+    for report in result.reports.values():
+        for warning in report.warnings:
+            print(f"warning: {report.kind}/{report.name}: {warning}", file=sys.stderr)
     c = result.config
     print(
         f"rendered namespace {namespace} serial {c.serial}: {len(c.providers)} connections, "

@@ -22,6 +22,7 @@ class ResourceReport:
     models: tuple[Model, ...] = ()
     candidates: tuple[tuple[str, str, bool], ...] = ()
     not_ready: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # problems that do not stop it serving (e.g. a retired model)
 
 
 def failed_report(meta: Meta, reason: str, message: str) -> ResourceReport:

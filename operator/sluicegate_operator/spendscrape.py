@@ -19,11 +19,13 @@ from typing import Any
 
 import aiohttp
 
+from sluicegate_contract.sidecarpod import OPS_PORT
+
 from .alertsend import Resolve, post_alert, system_resolve, vet
 from .alerttargets import Refused, WebhookPolicy
 from .budgetgauges import MetricsError, parse_budget_metrics
-from .crparse import BudgetPolicySpec, ResourceError, parse_spec
-from .injection import INJECT_LABEL, OPS_PORT
+from .crparse import PLURALS, BudgetPolicySpec, ResourceError, parse_spec
+from .injection import INJECT_LABEL
 from .kube import Kube
 from .spendstatus import (
     SidecarMetrics,
@@ -36,7 +38,7 @@ from .spendstatus import (
     webhook_condition,
 )
 
-PLURAL = "budgetpolicies"
+PLURAL = PLURALS["BudgetPolicy"]
 ALERT_REASON = "BudgetThresholdCrossed"
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class SpendSettings:
     interval_seconds: float = 30.0  # how often each BudgetPolicy's status is refreshed
+    namespaces_per_second: float = 10.0  # at most; many namespaces stretch a round beyond the interval
+    webhook_check_seconds: float = 300.0  # how long an AlertWebhooks check of a policy is reused
     metrics_port: int = OPS_PORT
     timeout_seconds: float = 2.0  # per sidecar
     max_metrics_bytes: int = 4 * 1024 * 1024
@@ -73,22 +77,38 @@ class SpendReporter:
         self._own_locks: dict[str, asyncio.Lock] = {}
         self._scrapes: dict[str, tuple[float, tuple[SidecarMetrics, ...]]] = {}
         self._scrape_locks: dict[str, asyncio.Lock] = {}
+        self._webhook_checks: dict[tuple[str, str], tuple[float, Any, dict[str, str] | None]] = {}
         self._alerted: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # until the annotation is seen
 
     @property
     def settings(self) -> SpendSettings:
         return self._settings
 
+    @property
+    def interval_seconds(self) -> float:
+        return self._settings.interval_seconds
+
+    @property
+    def namespaces_per_second(self) -> float:
+        return self._settings.namespaces_per_second
+
     async def report(self, policy: Mapping[str, Any]) -> SpendStatus | None:
         """Refresh one BudgetPolicy's spend status; raise its new threshold alerts.
 
-        The status is computed from a fresh read under the namespace's lock (the reconciler writes the same
-        ``conditions`` list under it), so neither writer undoes the other's work.
+        ``policy`` may be the last copy seen on the watch: when nothing would change there, nothing is read or
+        written. Otherwise the status is computed from a fresh read under the namespace's lock (the reconciler
+        writes the same ``conditions`` list under it), so neither writer undoes the other's work.
         """
         meta = policy.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         sidecars = await self.sidecars(namespace)
-        webhooks_checked = await self._check_webhooks(policy)
+        webhooks_checked = await self._checked_webhooks(policy)
+        alerted = merge_memory(alert_memory(policy), self._alerted.get((namespace, name), {}))
+        seen = spend_status(
+            policy, sidecars, now=self._clock(), alerted=alerted, webhooks_checked=webhooks_checked
+        )
+        if seen is None or (not seen.alerts and not seen.differs_from(policy.get("status"))):
+            return seen
         async with self._lock(namespace):
             fresh = await self._kube.read_custom(namespace, PLURAL, name)
             if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
@@ -202,6 +222,22 @@ class SpendReporter:
             resolve=self._resolve,
             ssl_context=self._settings.webhook_ssl,
         )
+
+    async def _checked_webhooks(self, policy: Mapping[str, Any]) -> dict[str, str] | None:
+        """``_check_webhooks``, reused a while per policy generation (it reads Secrets, resolves names)."""
+        meta = policy.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        cached = self._webhook_checks.get(key)
+        now = self._monotonic()
+        if (
+            cached is not None
+            and cached[1] == meta.get("generation")
+            and now - cached[0] < self._settings.webhook_check_seconds
+        ):
+            return cached[2]
+        checked = await self._check_webhooks(policy)
+        self._webhook_checks[key] = (now, meta.get("generation"), checked)
+        return checked
 
     async def _check_webhooks(self, policy: Mapping[str, Any]) -> dict[str, str] | None:
         """The AlertWebhooks condition: every webhook's URL checked against the allow-list now."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sluicegate_contract.ladder import STATUS_WORDS, Step, Verdict, cap_of, judge, worse
+from sluicegate_contract.money import PPM
+from sluicegate_contract.timestamps import format_time
 from sluicegate_contract.windows import window_bounds
 
-from .budgetgauges import PPM, Reading, SidecarBudgets, worse
+from .budgetgauges import Reading, SidecarBudgets
 from .crparse import BudgetPolicySpec, ResourceError, meta_of, parse_spec
 from .prices import usd_per_mtok_to_micro
 
@@ -95,10 +98,6 @@ def _percent(threshold: float) -> str:
     return f"{_plain(Decimal(str(threshold)) * 100)}%"
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # Aggregation.
 
 
@@ -108,34 +107,26 @@ class _Window:
     top_spent: int  # the most-spent scope, summed over the sidecars
     top_scope: str
     limit: int
+    verdict: Verdict
 
 
 def _ppm(fraction: float) -> int:
     return round(fraction * PPM)  # as render does
 
 
-def _cap(limit: int, spec: BudgetPolicySpec) -> int:
-    """Where the sidecar stops: the limit, or lower when a ladder step BLOCKs before 100 %."""
-    blocks = [_ppm(step.at) * limit // PPM for step in spec.ladder if step.action == "BLOCK"]
-    return min([limit, *blocks])
+def _steps(spec: BudgetPolicySpec) -> list[Step]:
+    return [(_ppm(step.at), step.action) for step in spec.ladder]
 
 
-def _judge(reading: Reading, spec: BudgetPolicySpec) -> tuple[int, str]:
-    """(spent + reserved, verdict) of one sidecar's scope, as the sidecar works them out (DESIGN §7)."""
+def _judge(reading: Reading, spec: BudgetPolicySpec) -> tuple[int, Verdict]:
+    """(spent + reserved, verdict) of one sidecar's scope, by the ladder rule the sidecar applies."""
     if spec.kill_switch:
-        return reading.spent, "KILL_SWITCH"
-    ladder = [(_ppm(step.at), step.action) for step in spec.ladder]
-    limit, cap = reading.limit, _cap(reading.limit, spec)
+        return reading.spent, "KILL"
+    limit, steps = reading.limit, _steps(spec)
+    cap = cap_of(limit, steps)
     # remaining = cap - spent - reserved; at 0 only "at least the cap" is known.
     used = max(reading.spent, cap - reading.remaining if reading.remaining > 0 else cap)
-    verdict = "ALLOW"
-    for ppm, action in ladder:
-        if used * PPM >= ppm * limit:
-            verdict = worse(verdict, action)
-    if used >= limit:
-        verdict = worse(verdict, spec.action)
-    if used >= cap and cap < limit:  # a ladder BLOCK step below 100 %
-        verdict = worse(verdict, "BLOCK")
+    verdict = judge(used, limit=limit, cap=cap, steps=steps, action=spec.action, kill_switch=False)
     return used, verdict
 
 
@@ -153,7 +144,7 @@ def _window(
     spent = reserved = 0
     used_by_scope: dict[str, int] = {}
     spent_by_scope: dict[str, int] = {}
-    verdict = "KILL_SWITCH" if spec.kill_switch else "ALLOW"
+    verdict: Verdict = "KILL" if spec.kill_switch else "allow"
     for scope, reading in readings:
         used, scope_verdict = _judge(reading, spec)
         reserved += used - reading.spent
@@ -171,22 +162,23 @@ def _window(
                 if policy == name and window == limit_spec.window
             )
         )
+    cap = cap_of(limit, _steps(spec))
     top_scope = max(sorted(spent_by_scope), key=spent_by_scope.__getitem__, default="all")
     fields: dict[str, Any] = {
         "window": limit_spec.window,
         "spentUSD": usd_number(spent),
         "reservedUSD": usd_number(reserved),
-        "remainingUSD": usd_number(max(0, _cap(limit, spec) - max(used_by_scope.values(), default=0))),
+        "remainingUSD": usd_number(max(0, cap - max(used_by_scope.values(), default=0))),
         "limitUSD": usd_number(limit),
-        "verdict": verdict,
+        "verdict": STATUS_WORDS[verdict],
     }
     try:
         start, end = window_bounds(limit_spec.window, limit_spec.timezone, now)
     except ValueError:
         pass  # render reports the unknown zone on the Ready condition
     else:
-        fields["windowStart"], fields["windowEnd"] = _stamp(start), _stamp(end)
-    return _Window(fields, spent_by_scope.get(top_scope, 0), top_scope, limit)
+        fields["windowStart"], fields["windowEnd"] = format_time(start), format_time(end)
+    return _Window(fields, spent_by_scope.get(top_scope, 0), top_scope, limit, verdict)
 
 
 def alert_memory(policy: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -229,9 +221,11 @@ def _condition(
             continue
         found = True
         since = existing.get("lastTransitionTime") if existing.get("status") == desired["status"] else None
-        out.append({**desired, "observedGeneration": generation, "lastTransitionTime": since or _stamp(now)})
+        out.append(
+            {**desired, "observedGeneration": generation, "lastTransitionTime": since or format_time(now)}
+        )
     if not found:
-        out.append({**desired, "observedGeneration": generation, "lastTransitionTime": _stamp(now)})
+        out.append({**desired, "observedGeneration": generation, "lastTransitionTime": format_time(now)})
     return out
 
 
@@ -341,13 +335,15 @@ def spend_status(
             memory[alert.window] = {"windowStart": alert.window_start, "threshold": alert.threshold}
         if crossed is not None and (highest is None or _ppm(crossed) > _ppm(highest)):
             highest = crossed
-    verdict = "KILL_SWITCH" if spec.kill_switch else "ALLOW"
+    verdict: Verdict = "KILL" if spec.kill_switch else "allow"
     for w in windows:
-        verdict = worse(verdict, w.fields["verdict"])
+        verdict = worse(verdict, w.verdict)
     for report in reports:
         for (name, _), scope_verdict in report.verdicts.items():
             verdict = worse(verdict, scope_verdict) if name == meta.name else verdict
-    fields.update(windows=[w.fields for w in windows], verdict=verdict, lastAlertThreshold=highest)
+    fields.update(
+        windows=[w.fields for w in windows], verdict=STATUS_WORDS[verdict], lastAlertThreshold=highest
+    )
     return SpendStatus(fields=fields, alerts=tuple(alerts), memory=memory, webhooks=webhooks)
 
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.schema import Config, Model
+from sluicegate_contract.timestamps import format_time
 
-from .render import ResourceReport
+from .resourcereport import ResourceReport
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-_MICRO = Decimal(1_000_000)
 _KEY_REASONS = frozenset({"SecretNotFound", "SecretKeyMissing"})
 _ANNOUNCED = frozenset({"Ready", "CandidatesReady"})  # KeyResolved/Sealed changes repeat Ready's reason
 
@@ -65,10 +66,6 @@ class StatusUpdate:
 
     def as_patch(self) -> dict[str, Any]:
         return {"status": dict(self.fields)}
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _truth(flag: bool) -> ConditionStatus:
@@ -153,7 +150,7 @@ def failed_budget_report(name: str, message: str) -> ResourceReport:
 def _usd(micro: int | None) -> str | None:
     if micro is None:
         return None
-    return format((Decimal(micro) / _MICRO).normalize(), "f")
+    return format((Decimal(micro) / MICRO_USD).normalize(), "f")
 
 
 def _model_status(model: Model) -> dict[str, Any]:

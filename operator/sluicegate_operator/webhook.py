@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from .crparse import SPEC_TYPES, ResourceError, parse_spec
+from .crparse import GROUP, PLURALS, SPEC_TYPES, VERSION, ResourceError, parse_spec
 from .injection import (
     InjectionError,
     InjectionSettings,
@@ -22,13 +22,6 @@ from .injection import (
     wants_injection,
 )
 from .keystore import Keystore
-from .kube import GROUP, VERSION
-
-VALIDATED = {
-    "ProviderConnection": "providerconnections",
-    "RoutingTier": "routingtiers",
-    "BudgetPolicy": "budgetpolicies",
-}
 
 
 def validation_error(obj: Mapping[str, Any], kind: str) -> str | None:
@@ -58,7 +51,7 @@ def register_webhooks(
             raise kopf.AdmissionError(f"sluicegate cannot inject this Pod: {exc}", code=400) from None
         patch.fns.append(functools.partial(apply_patch, ops=ops))
 
-    for kind, plural in VALIDATED.items():
+    for kind, plural in PLURALS.items():
 
         @kopf.on.validate(
             GROUP, VERSION, plural, id=f"validate-{plural}", operations=["CREATE", "UPDATE"],

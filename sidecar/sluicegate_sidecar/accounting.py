@@ -1,6 +1,6 @@
 """Settling what an attempt cost: budget counters, the ledger line, metrics and the request log.
 
-The charge rules (FAULTS 27) are pure functions; ``Accountant`` applies them to the runtime state.
+The charge rules (fault 27) are pure functions; ``Accountant`` applies them to the runtime state.
 """
 
 from __future__ import annotations
@@ -9,21 +9,22 @@ import asyncio
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
 
+from sluicegate_contract.ledger import ENTRY_VERSION, Entry, EntryDecision, EntryResolution, format_time
+from sluicegate_contract.ledgerfiles import LedgerError
 from sluicegate_contract.schema import ModelPrice
 
-from .attribution import Attribution
 from .budget import Reservation
-from .catalog import Target
-from .ledger import Entry, LedgerError, entry_attribution, entry_usage, format_time
-from .ledger_entry import entry_reported_usage
+from .context import RequestContext
+from .ledger.records import entry_attribution, entry_reported_usage, entry_usage
 from .pricing import cost_micro_usd, max_output_tokens_within
 from .providers.base import ReportedUsage, Usage
 from .providers.usagefields import ANOMALY_REASONS, valid_count
+from .routing.catalog import Target
 from .runtime import Gateway
 from .tokens import estimate_output_tokens_from_chars
 
@@ -92,7 +93,7 @@ def usage_anomaly(usage: Usage, bounds: Bounds | None) -> str | None:
 def anomalous_charge(
     price: ModelPrice | None, usage: Usage, reason: str, reserved_micro_usd: int, bounds: Bounds
 ) -> Charge:
-    """Charge a usage no correct upstream reports (FAULTS 30) at a bounded figure, at most the reservation.
+    """Charge a usage no correct upstream reports (fault 30) at a bounded figure, at most the reservation.
 
     Each figure is kept when it is valid and within the bounds; otherwise input counts as the
     reservation's prompt estimate and output as the output the reservation pays for (the whole
@@ -166,29 +167,10 @@ def charge_for(
     return Charge(cost, "estimated", estimate)
 
 
-@dataclass
-class RequestContext:
-    """Mutable facts about one client request, gathered as it goes through the pipeline."""
-
-    request_id: str
-    op: str
-    requested_model: str
-    attribution: Attribution
-    started: float = field(default_factory=time.perf_counter)
-    wall: datetime = field(default_factory=lambda: datetime.now(UTC))
-    tier: str | None = None
-    verdict: str = "allow"
-    routed: Target | None = None
-    fallbacks: list[str] = field(default_factory=list)
-    upstream_seconds: float = 0.0
-    cost_micro_usd: int = 0
-    basis: str | None = None
-    usage: Usage | None = None
-    status: int | str = 200
-    auto_reason: str | None = None
-    verdict_policy: str | None = None
-    ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
-    admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
+def _resolution(ctx: RequestContext) -> EntryResolution | None:
+    if ctx.resolved is None:
+        return None
+    return EntryResolution(kind=ctx.resolved, tier=ctx.tier, reason=ctx.auto_reason)
 
 
 class Accountant:
@@ -239,6 +221,9 @@ class Accountant:
             budget_scopes=reservation.policies if reservation is not None else (),
             reported_usage=entry_reported_usage(charge.reported),
             anomaly=charge.anomaly,
+            v=ENTRY_VERSION,
+            resolution=_resolution(ctx),
+            decision=EntryDecision(action=ctx.action, shadow=ctx.shadow_action, policy=ctx.verdict_policy),
         )
         ctx.ledger_writes.append(self.gw.spawn(self._write(entry)))
         self._count_spend(ctx, target, charge)

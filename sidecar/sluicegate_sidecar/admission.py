@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from .accounting import RequestContext
 from .attribution import Attribution
-from .bounds import RequestBound
 from .budget import BudgetBook, Decision, Refusal, Reservation
-from .catalog import Target
+from .context import RequestContext
 from .pricing import max_output_tokens_within, worst_case_micro_usd
+from .routing.bounds import RequestBound
+from .routing.catalog import Target
 from .runtime import Gateway
 from .wire import Fields, output_cap
 
@@ -104,8 +104,8 @@ class Admission:
         result = budgets.reserve(ctx.attribution, amount, now)
         if isinstance(result, Refusal):
             return None, None, result
-        if result.shadow_refusal is not None and "shadow=" not in ctx.verdict:
-            ctx.verdict = f"{ctx.verdict}; shadow={result.shadow_refusal.action}"
+        if result.shadow_refusal is not None and ctx.shadow_action is None:
+            ctx.shadow_action = result.shadow_refusal.action
         send_cap = _cap_to_send(send, asked, model_max, budgeted=headroom is not None, outputs=outputs)
         return result, send_cap, None
 

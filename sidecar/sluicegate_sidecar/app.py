@@ -1,7 +1,8 @@
 """The sidecar's two ASGI apps: the OpenAI-compatible API (loopback) and ops (/metrics, /healthz, /readyz).
 
-Routing is on the raw path, exact matches only (FAULTS 24); bodies are read under a size cap and a
-receive deadline (FAULTS 4, 5); every error is an OpenAI envelope.
+Routing is on the raw path, exact matches only (fault 24); bodies are read under a size cap and a
+receive deadline (faults 4, 5); errors are in the route's envelope (Anthropic's on /v1/messages*,
+OpenAI's elsewhere).
 """
 
 from __future__ import annotations
@@ -21,16 +22,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sluicegate_contract.ladder import VERDICTS, Verdict, worse
 from sluicegate_contract.schema import ProviderKind
 
-from .accounting import RequestContext
 from .attribution import attribute
 from .budgetsummary import summarize
-from .errors import ApiError, error_body
-from .ladder import Verdict, worse
+from .context import RequestContext
+from .errors import ApiError, anthropic_error_body, error_body
+from .modelsapi import anthropic_page, find_model
 from .pipeline import Pipeline, error_response
 from .providers.base import Operation
+from .routing.catalog import model_id_problem
 from .runtime import Gateway
+from .tokencount import count_tokens
 from .wire import CLOSE, Fields, decode_body, read_fields, too_large
 
 log = logging.getLogger("sluicegate.sidecar")
@@ -43,13 +47,17 @@ API_PATHS = frozenset(
         "/v1/models",
         "/v1/messages",
         "/v1/responses",
+        "/v1/messages/count_tokens",
     }
 )
+MODEL_PREFIX = "/v1/models/"  # GET /v1/models/{id}; the id may hold "/" (sent as is or as %2F)
+_ID_ESCAPES = {"%2f": "/", "%3a": ":", "%40": "@"}  # what the SDKs' path encoding escapes of an id
 # TOLVYN's per-provider base URL: /v1/proxy/<provider kind>/<endpoint> pins that provider.
 PROXY_KINDS = frozenset(get_args(ProviderKind))
 PROXY_ALIASES = {"google": "gemini", "azure": "azure-openai"}  # TOLVYN's names for them
 PROXY_PATH = re.compile(
-    r"^/v1/proxy/([a-z-]{2,32})(/v1)?/(chat/completions|completions|embeddings|models|messages|responses)$"
+    r"^/v1/proxy/([a-z-]{2,32})(/v1)?/"
+    r"(chat/completions|completions|embeddings|models|messages|messages/count_tokens|responses)$"
 )
 _STATEFUL_INPUT = frozenset({"previous_response_id", "conversation", "prompt"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -60,7 +68,9 @@ _OPS = {
     "embeddings": "input",
     "messages": "messages",
     "responses": "input",
+    "count_tokens": "messages",
 }
+_ANTHROPIC_OPS = frozenset({"messages", "count_tokens"})
 
 
 class StrictPaths:
@@ -80,17 +90,39 @@ class StrictPaths:
                 path = f"/v1/{proxied.group(3)}"
                 state = {**scope.get("state", {}), "pin_kind": kind}
                 scope = {**scope, "path": path, "raw_path": path.encode(), "state": state}
-            if path not in self.allowed:
-                body = error_body(ApiError(404, "Unknown endpoint.", code="unknown_url"))
+            if path.startswith(MODEL_PREFIX) and scope["method"] in ("GET", "HEAD"):
+                model_id = _model_id(path[len(MODEL_PREFIX) :])
+                state = {**scope.get("state", {}), "model_id": model_id}
+                scope = {**scope, "path": "/v1/models/id", "raw_path": b"/v1/models/id", "state": state}
+            elif path not in self.allowed:
+                error = ApiError(404, "Unknown endpoint.", code="unknown_url")
+                anthropic = path.startswith("/v1/messages")
+                body = anthropic_error_body(error) if anthropic else error_body(error)
                 response = Response(body, status_code=404, media_type="application/json")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
+def _model_id(raw: str) -> str | None:
+    """The model id of a raw ``/v1/models/{id}`` tail, or None when it is not one a client may send.
+
+    Only the escapes the SDKs' path encoding produces are decoded (``%2F``, ``%3A``, ``%40``); any
+    other ``%`` is refused, and the decoded id must pass ``model_id_problem`` (fault 24).
+    """
+    parts = re.split(r"(%[0-9A-Fa-f]{2})", raw)
+    decoded = "".join(_ID_ESCAPES.get(p.lower(), "%") if p.startswith("%") else p for p in parts)
+    return decoded if model_id_problem(decoded) is None else None
+
+
+def _speaks_anthropic(headers: Mapping[str, str]) -> bool:
+    """An Anthropic SDK (or Claude Code) sends ``anthropic-version``, or its key as ``x-api-key``."""
+    return "anthropic-version" in headers or ("x-api-key" in headers and "authorization" not in headers)
+
+
 async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
     """The whole body, under ``limit`` bytes and ``deadline`` seconds. Every refusal says
-    ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (FAULTS 5)."""
+    ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (fault 5)."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -142,9 +174,11 @@ def build_api(gateway: Gateway) -> ASGIApp:
             op=op,
             requested_model="",
             attribution=attribute(gateway.pod, headers),
+            client_headers={k: v for k, v in headers.items() if k.startswith("anthropic-")},
         )
+        anthropic = op in _ANTHROPIC_OPS
         try:
-            if gateway.draining:
+            if gateway.drain.draining:
                 raise ApiError(
                     503,
                     "The sidecar is shutting down.",
@@ -154,7 +188,7 @@ def build_api(gateway: Gateway) -> ASGIApp:
                 )
             try:
                 body, fields = await read_request(request, headers, op)
-            except ApiError as exc:  # refused before routing: counted once, here (FAULTS 1, 4, 5)
+            except ApiError as exc:  # refused before routing: counted once, here (faults 1, 4, 5)
                 reason = _REJECTED_AS.get(exc.code or "", exc.code or "bad_request")
                 gateway.metrics.rejected.labels(reason).inc()
                 raise
@@ -164,11 +198,16 @@ def build_api(gateway: Gateway) -> ASGIApp:
                     log.info(
                         "request %s: %s is ignored (routing comes from the config)", ctx.request_id, name
                     )
-            response = await pipeline.handle(op, body, fields, ctx, headers, pin_kind)
+            if op == "count_tokens":
+                response = await count_tokens(pipeline, body, fields, ctx, headers, pin_kind)
+            else:
+                response = await pipeline.handle(op, body, fields, ctx, headers, pin_kind)
         except ApiError as exc:
             pipeline.accountant.finish(ctx, exc.status)
             return error_response(
-                exc, pipeline.headers(ctx) if gateway.served else {"x-request-id": ctx.request_id}
+                exc,
+                pipeline.headers(ctx) if gateway.served else {"x-request-id": ctx.request_id},
+                anthropic=anthropic,
             )
         if not isinstance(response, StreamingResponse):
             pipeline.accountant.finish(ctx, response.status_code)
@@ -189,13 +228,36 @@ def build_api(gateway: Gateway) -> ASGIApp:
     async def responses(request: Request) -> Response:
         return await operation(request, "responses")
 
+    async def count(request: Request) -> Response:
+        return await operation(request, "count_tokens")
+
     async def models(request: Request) -> Response:
         served = gateway.served
+        anthropic = _speaks_anthropic(request.headers)
         if served is None:
-            return error_response(
-                ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
-            )
+            error = ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
+            return error_response(error, anthropic=anthropic)
+        if anthropic:
+            try:
+                return JSONResponse(anthropic_page(served.catalog.anthropic_listing(), request.query_params))
+            except ApiError as exc:
+                return error_response(exc, anthropic=True)
         return JSONResponse({"object": "list", "data": served.catalog.listing()})
+
+    async def model(request: Request) -> Response:
+        served = gateway.served
+        anthropic = _speaks_anthropic(request.headers)
+        if served is None:
+            error = ApiError(503, "No verified config is loaded yet.", type="api_error", code="not_ready")
+            return error_response(error, anthropic=anthropic)
+        model_id: str | None = request.scope.get("state", {}).get("model_id")
+        entry = find_model(served.catalog, model_id, anthropic=anthropic) if model_id else None
+        if entry is None:
+            shown = f" '{model_id}'" if model_id else ""
+            message = f"The model{shown} does not exist or you do not have access to it."
+            error = ApiError(404, message, code="model_not_found")
+            return error_response(error, anthropic=anthropic)
+        return JSONResponse(entry)
 
     app = Starlette(
         routes=[
@@ -204,7 +266,9 @@ def build_api(gateway: Gateway) -> ASGIApp:
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/messages", messages, methods=["POST"]),
             Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/messages/count_tokens", count, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models/id", model, methods=["GET"]),
         ]
     )
     return StrictPaths(app, API_PATHS)
@@ -226,11 +290,11 @@ def build_ops(gateway: Gateway) -> ASGIApp:
             "lastRejection": gateway.last_rejection,
             "ledger": gateway.ledger.problem or gateway.restore_problem or "ok",
             "unusableConnections": dict(served.loaded.unusable) if served else {},
-            "draining": gateway.draining,
+            "draining": gateway.drain.draining,
             "rollbackGuard": gateway.serial_state_problem or "ok",
             "configWatch": watch_problem or "ok",
         }
-        ready = served is not None and not gateway.draining and watch_problem is None
+        ready = served is not None and not gateway.drain.draining and watch_problem is None
         return Response(
             msgspec.json.encode({"ready": ready, **detail}),
             status_code=200 if ready else 503,
@@ -265,7 +329,7 @@ def _refresh_budget_gauges(gateway: Gateway) -> None:
         key = (summary.policy, summary.scope)
         verdicts[key] = worse(verdicts.get(key, "allow"), summary.top_verdict)
     for (policy, scope), current in verdicts.items():  # the worst of the policy's windows
-        for verdict in ("allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK", "KILL"):
+        for verdict in VERDICTS:
             m.budget_verdict.labels(policy, scope, verdict).set(1 if current == verdict else 0)
     served = gateway.served
     if served is not None:

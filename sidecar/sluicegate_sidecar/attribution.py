@@ -84,12 +84,3 @@ def attribute(pod: PodIdentity, headers: Mapping[str, str]) -> Attribution:
     if len(tags) > _MAX_TAGS:
         tags = dict(sorted(tags.items())[:_MAX_TAGS])
     return Attribution(pod=pod, dimensions=dimensions, tags=tags)
-
-
-def is_stripped_header(name: str) -> bool:
-    """Headers that never reach a provider (``name`` lower-case)."""
-    return (
-        name.startswith(("x-portkey-", "x-tolvyn-", "x-sluicegate-"))
-        or name in ("authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "host")
-        or name.endswith("-custom-host")
-    )

@@ -11,23 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from sluicegate_contract.ladder import Verdict, outranks
+from sluicegate_contract.leases import scope_cap
 from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import WindowKind, window_bounds, zone
 
 from .attribution import Attribution
 from .fleetroom import FleetRoom
-from .ladder import Scope, ScopeKey, Verdict, outranks, room_left, scope_cap, verdict_at
+from .ladder import Scope, ScopeKey, room_left, verdict_at
 
 RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown", "budget_authority_unavailable"]
-_PPM = 1_000_000
 UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
-
-
-def usd(micro_usd: int) -> str:
-    """Micro-USD as a USD string with 6 decimals (``1234567`` → ``"1.234567"``)."""
-    sign = "-" if micro_usd < 0 else ""
-    whole, frac = divmod(abs(micro_usd), _PPM)
-    return f"{sign}{whole}.{frac:06d}"
 
 
 class _Plan(NamedTuple):

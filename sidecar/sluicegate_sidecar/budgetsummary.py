@@ -1,4 +1,4 @@
-"""What the budget gauges export: per policy and window, never per split value (FAULTS 25). Pure.
+"""What the budget gauges export: per policy and window, never per split value (fault 25). Pure.
 
 A split policy (``splitBy: endCustomer``, team, user …) has one scope per value seen; exporting each
 as series grew /metrics without bound. Each (policy, window) gives instead: the figures of its
@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sluicegate_contract.ladder import Verdict
 from sluicegate_contract.windows import WindowKind
 
-from .ladder import Scope, Verdict, room_left, verdict_at
+from .ladder import Scope, room_left, verdict_at
 
 UNSPLIT_SCOPE = "all"
 MOST_USED_SCOPE = "max"  # a split policy's most-used value, whichever it is

@@ -1,7 +1,7 @@
 """Read, verify and open a sealed config directory into what the sidecar serves.
 
-A config that fails verification, or carries a value the sidecar cannot use (FAULTS 33), raises
-``ConfigRejected``; a provider key that does not open makes only that connection unusable (FAULTS 15).
+A config that fails verification, or carries a value the sidecar cannot use (fault 33), raises
+``ConfigRejected``; a provider key that does not open makes only that connection unusable (fault 15).
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from sluicegate_contract.configdir import DATA_RING_FILE, KEYS_DIR, PUBLIC_KEYS_
 from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
 from sluicegate_contract.schema import Config, Provider
 from sluicegate_contract.sealing import ConfigRejected, KeyUnsealError, unseal_key, verify_config
+from sluicegate_contract.sidecarpod import ENV_SIGNING_PUBLIC_KEYS
 from sluicegate_contract.usable import config_problems
 
 from .providers.base import Connection
 from .providers.registry import default_base_url
-
-PUBLIC_KEYS_ENV = "SLUICEGATE_SIGNING_PUBLIC_KEYS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +39,12 @@ def public_keys_from(
 ) -> dict[str, Ed25519PublicKey]:
     """Trusted signing keys: the webhook-written env var, else the dev keys beside the config."""
     env = os.environ if environ is None else environ
-    if env.get(PUBLIC_KEYS_ENV):
-        return decode_public_keys(env[PUBLIC_KEYS_ENV].encode("utf-8"))
+    if env.get(ENV_SIGNING_PUBLIC_KEYS):
+        return decode_public_keys(env[ENV_SIGNING_PUBLIC_KEYS].encode("utf-8"))
     path = directory / KEYS_DIR / PUBLIC_KEYS_FILE
     if path.exists():
         return decode_public_keys(path.read_bytes())
-    raise KeyringError(f"no trusted signing keys: set {PUBLIC_KEYS_ENV} or provide {path}")
+    raise KeyringError(f"no trusted signing keys: set {ENV_SIGNING_PUBLIC_KEYS} or provide {path}")
 
 
 def dev_data_keys(directory: Path) -> dict[str, bytes]:

@@ -1,4 +1,4 @@
-"""Connection limits uvicorn's httptools protocol lacks (FAULTS 5, 32): a cap on request-header bytes,
+"""Connection limits uvicorn's httptools protocol lacks (faults 5, 32): a cap on request-header bytes,
 a deadline for a request's headers, and a cap on open connections per listener.
 
 httptools keeps an unfinished header in memory however long it grows (20 connections of 16 MiB each:

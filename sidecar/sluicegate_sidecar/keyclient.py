@@ -7,15 +7,14 @@ fetch since the kubelet rotates it. Retries with capped exponential back-off.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import random
 import ssl
 from pathlib import Path
 
 import httpx
-import msgspec
+
+from sluicegate_contract.keyreply import KEYS_PATH, KeysReplyError, decode_keys_reply
 
 log = logging.getLogger("sluicegate.sidecar")
 
@@ -24,17 +23,11 @@ class KeyServiceError(Exception):
     pass
 
 
-class _KeysReply(msgspec.Struct):
-    namespace: str
-    active: str
-    keys: dict[str, str]
-
-
 class KeyClient:
     def __init__(
         self, url: str, token_file: Path, ca_file: str | None = None, ca_pem: str | None = None
     ) -> None:
-        self.url = url.rstrip("/") + "/v1/keys"
+        self.url = url.rstrip("/") + KEYS_PATH
         self.token_file = token_file
         self.ca_file = ca_file
         self.ca_pem = ca_pem
@@ -51,10 +44,9 @@ class KeyClient:
         if response.status_code != 200:
             raise KeyServiceError(f"key service answered {response.status_code}")
         try:
-            reply = msgspec.json.decode(response.content, type=_KeysReply)
-            keys = {kid: base64.b64decode(text, validate=True) for kid, text in reply.keys.items()}
-        except (msgspec.DecodeError, binascii.Error):
-            raise KeyServiceError("key service sent an unreadable reply") from None
+            reply, keys = decode_keys_reply(response.content)
+        except KeysReplyError as exc:
+            raise KeyServiceError(str(exc)) from None
         self.keys, self.namespace = keys, reply.namespace
         return keys
 

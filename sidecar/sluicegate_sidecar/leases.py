@@ -3,7 +3,7 @@
 Pure: no I/O; the monotonic clock is an argument. Requests reserve against the lease of each scope
 locally (no network while it covers them); ``authorityclient`` syncs the book with the authority.
 A lease is usable until its deadline: the sync's send time plus the granted TTL less a skew margin,
-on the monotonic clock, so a wall clock set wrong on this node cannot stretch it (FAULTS 16).
+on the monotonic clock, so a wall clock set wrong on this node cannot stretch it (fault 16).
 """
 
 from __future__ import annotations

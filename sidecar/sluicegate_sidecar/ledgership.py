@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from .ledger import file_index, ledger_files
+from sluicegate_contract.ledgerfiles import file_index, ledger_files
 
 log = logging.getLogger("sluicegate.sidecar")
 ACKED_FILE = "ledger-acked.json"

@@ -1,6 +1,6 @@
 """Prometheus metrics of one sidecar: one registry, built at startup, label values bounded.
 
-Label values outside the configured models, tiers and scopes fold into ``other`` (FAULTS 25);
+Label values outside the configured models, tiers and scopes fold into ``other`` (fault 25);
 ``user`` and ``endCustomer`` are never labels, and the budget gauges are per policy and window, never
 per split value (``budgetsummary``).
 """
@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sluicegate_contract.sidecarpod import (
+    GAUGE_BUDGET_LIMIT,
+    GAUGE_BUDGET_POLICY_SPENT,
+    GAUGE_BUDGET_REMAINING,
+    GAUGE_BUDGET_SPENT,
+    GAUGE_BUDGET_VERDICT,
+)
+
 METRIC_NAMES = (
     "sluicegate_requests_total",
     "sluicegate_spend_usd_total",
@@ -19,11 +27,11 @@ METRIC_NAMES = (
     "sluicegate_request_duration_seconds",
     "sluicegate_overhead_seconds",
     "sluicegate_fallbacks_total",
-    "sluicegate_budget_limit_usd",
-    "sluicegate_budget_spent_usd",
-    "sluicegate_budget_remaining_usd",
-    "sluicegate_budget_verdict",
-    "sluicegate_budget_policy_spent_usd",
+    GAUGE_BUDGET_LIMIT,
+    GAUGE_BUDGET_SPENT,
+    GAUGE_BUDGET_REMAINING,
+    GAUGE_BUDGET_VERDICT,
+    GAUGE_BUDGET_POLICY_SPENT,
     "sluicegate_budget_scopes",
     "sluicegate_config_serial",
     "sluicegate_config_rejected_total",
@@ -92,23 +100,19 @@ class Metrics:
             registry=r,
         )
         self.fallbacks = Counter("sluicegate_fallbacks", "Fallbacks", ("from", "to", "reason"), registry=r)
-        self.budget_limit = Gauge(
-            "sluicegate_budget_limit_usd", "Cap", ("policy", "scope", "window"), registry=r
-        )
-        self.budget_spent = Gauge(
-            "sluicegate_budget_spent_usd", "Spent", ("policy", "scope", "window"), registry=r
-        )
+        self.budget_limit = Gauge(GAUGE_BUDGET_LIMIT, "Cap", ("policy", "scope", "window"), registry=r)
+        self.budget_spent = Gauge(GAUGE_BUDGET_SPENT, "Spent", ("policy", "scope", "window"), registry=r)
         self.budget_remaining = Gauge(
-            "sluicegate_budget_remaining_usd", "Remaining", ("policy", "scope", "window"), registry=r
+            GAUGE_BUDGET_REMAINING, "Remaining", ("policy", "scope", "window"), registry=r
         )
         self.budget_verdict = Gauge(
-            "sluicegate_budget_verdict",
+            GAUGE_BUDGET_VERDICT,
             "1 for the policy's current verdict",
             ("policy", "scope", "verdict"),
             registry=r,
         )
         self.budget_policy_spent = Gauge(
-            "sluicegate_budget_policy_spent_usd",
+            GAUGE_BUDGET_POLICY_SPENT,
             "Spent by all of a policy's scopes (every split value) in the window",
             ("policy", "window"),
             registry=r,

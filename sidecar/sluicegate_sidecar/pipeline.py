@@ -13,48 +13,43 @@ from typing import Any
 import httpx
 from starlette.responses import Response
 
-from .accounting import Accountant, Bounds, RequestContext, attempt_bounds, charge_for
+from sluicegate_contract.money import MICRO_USD
+
+from .accounting import Accountant, attempt_bounds, charge_for
 from .admission import Admission
+from .attempt import Attempt, failure_class, response_headers
 from .budget import Refusal, Reservation
-from .catalog import Target
-from .errors import ApiError, authority_unavailable, budget_exceeded, error_body, kill_switch
-from .outcome import FailureClass, classify, final_error, should_fall_back
-from .planning import Plan, plan_request, reroute
+from .context import RequestContext
+from .errors import (
+    ApiError,
+    anthropic_error_body,
+    authority_unavailable,
+    budget_exceeded,
+    error_body,
+    kill_switch,
+)
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
-from .retryafter import backoff, parse_retry_after
+from .routing.catalog import Target
+from .routing.outcome import final_error, should_fall_back
+from .routing.planning import Plan, plan_request, reroute
+from .routing.retryafter import parse_retry_after
+from .routing.selection import expected_cost_micro_usd, order_candidates
 from .runtime import Gateway, Served
-from .selection import expected_cost_micro_usd, order_candidates
 from .upstream import AttemptFailed, open_response, read_body
 from .wire import Fields, output_cap, with_output_cap
 
-HEADER_PREFIX = "x-sluicegate-"
-RATE_LIMIT_COOLDOWN_SECONDS = 2.0  # a 429 without a usable Retry-After cools its candidate 1-2 s
 
-
-def _headers(
-    ctx: RequestContext, remaining: int | None, extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    out = {"x-request-id": ctx.request_id, "x-sluicegate-verdict": ctx.verdict}
-    if ctx.routed is not None:
-        out["x-sluicegate-routed-model"] = f"{ctx.routed.provider}/{ctx.routed.model}"
-    if ctx.tier:
-        out["x-sluicegate-tier"] = ctx.tier
-    if ctx.fallbacks:
-        out["x-sluicegate-fallbacks"] = f"{len(ctx.fallbacks)}; " + ", ".join(ctx.fallbacks)
-    else:
-        out["x-sluicegate-fallbacks"] = "0"
-    if remaining is not None:
-        out["x-sluicegate-budget-remaining-usd"] = f"{remaining / 1_000_000:.6f}"
-    if extra:
-        out.update(extra)
-    return out
-
-
-def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> Response:
+def error_response(
+    error: ApiError, headers: Mapping[str, str] | None = None, *, anthropic: bool = False
+) -> Response:
+    """``error`` in the client's envelope: Anthropic's on Anthropic's routes, else OpenAI's."""
+    body = (
+        anthropic_error_body(error, (headers or {}).get("x-request-id")) if anthropic else error_body(error)
+    )
     return Response(
-        error_body(error),
+        body,
         status_code=error.status,
         media_type="application/json",
         headers={**(headers or {}), **error.headers},
@@ -107,7 +102,10 @@ class Pipeline:
         plan = plan_request(served.catalog, op, request, fields.model, hint, pin, (fields.n, fields.best_of))
         ctx.tier = plan.resolution.tier
         ctx.auto_reason = plan.resolution.reason
-        if not (self.gw.ledger.healthy and self.gw.spend_restored):  # DESIGN §8: never spend untracked
+        ctx.resolved = plan.resolution.kind
+        if not (
+            self.gw.ledger.healthy and self.gw.spend_restored
+        ):  # never spend untracked (docs/architecture.md)
             self.gw.metrics.rejected.labels("ledger_unavailable").inc()
             raise ApiError(
                 503,
@@ -118,7 +116,8 @@ class Pipeline:
                 headers={"retry-after": "5"},
             )
         decision = await self.admission.decide(ctx)
-        ctx.verdict = decision.label
+        ctx.action = decision.action
+        ctx.shadow_action = decision.shadow_action if decision.shadow else None
         if decision.action == "KILL":
             raise kill_switch(decision.policy or "")
         if decision.action == "BLOCK":
@@ -158,7 +157,7 @@ class Pipeline:
             reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields)
             if refusal is not None:
                 if refusal.action == "KILL":
-                    ctx.verdict = "KILL"
+                    ctx.action, ctx.shadow_action = "KILL", None
                     raise kill_switch(refusal.policy)
                 if refusal.reason == "budget_authority_unavailable":
                     raise authority_unavailable(refusal.policy)
@@ -187,11 +186,12 @@ class Pipeline:
             assert refusal is not None
             if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") and ctx.verdict_policy is None:
                 # The policy's action when this request no longer fits: once, on the lighter tier.
-                ctx.verdict, ctx.verdict_policy = refusal.action, refusal.policy
+                ctx.action, ctx.shadow_action, ctx.verdict_policy = refusal.action, None, refusal.policy
                 plan = reroute(served.catalog, plan, refusal.action, refusal.downgrade_to, refusal.policy)
                 ctx.tier = plan.resolution.tier
                 return await self._attempts(served, op, request, fields, ctx, plan)
-            ctx.verdict = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
+            ctx.action = "BLOCK" if refusal.action in ("DOWNGRADE", "LIGHT_ONLY") else refusal.action
+            ctx.shadow_action = None
             raise budget_exceeded(refusal.policy, refusal.scope)
         assert last_class is not None and last_target is not None
         return self._final_failure(ctx, last, last_class, last_target, served)
@@ -210,7 +210,7 @@ class Pipeline:
         err = final_error(klass, failure.status)  # type: ignore[arg-type]
         adapter = adapter_for(target.provider)
         if klass == "request":
-            # The attempt's connection (same ``served``): its key never reaches the client (FAULTS 31).
+            # The attempt's connection (same ``served``): its key never reaches the client (fault 31).
             scrubber = served.loaded.connections[target.connection].scrubber
             info = adapter.parse_error(failure.status or 400, failure.body, scrubber=scrubber)
             message = info.message
@@ -251,61 +251,41 @@ class Pipeline:
             send_cap = target.spec.max_output_tokens  # Messages needs a cap: the model's own limit
         cap_field = "max_output_tokens" if op == "responses" else "max_tokens"
         body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)
+        attempt = Attempt(self.gw, self.accountant, ctx, plan, target, reservation, send_cap)
         try:
-            upstream = adapter.build(op, conn, target.model, body, stream=fields.stream)
+            upstream = adapter.build(
+                op, conn, target.model, body, stream=fields.stream, client_headers=ctx.client_headers
+            )
         except UnsupportedOperation as exc:
-            self._release(reservation)
+            attempt.release()
             raise ApiError(400, str(exc), code="unsupported_for_model") from None
         client = served.clients[target.connection]
         now = time.monotonic()
         self.gw.health.acquire(target.connection, target.model, now)
-        started = time.perf_counter()
+        attempt.started = time.perf_counter()
         try:
             response = await open_response(client, upstream, timeouts.first_byte_seconds)
         except AttemptFailed as failure:
-            ctx.upstream_seconds += time.perf_counter() - started
-            self._failed(ctx, target, failure, reservation, plan)
+            attempt.upstream_done()
+            attempt.fail(failure)
             return failure
         ctx.routed = target
         spec, bound = target.spec, plan.bound
-        bounds = attempt_bounds(  # what a correct upstream can report for this attempt (FAULTS 30)
-            spec.price, bound.input_tokens(target), _amount(reservation),
+        attempt.bounds = attempt_bounds(  # what a correct upstream can report for this attempt (fault 30)
+            spec.price, bound.input_tokens(target), attempt.reserved_micro_usd,
             send_cap if send_cap is not None else output_cap(fields),  # unchanged: the client's own cap
             spec.max_output_tokens, bound.outputs, spec.context_window if bound.one_prompt else None,
         )  # fmt: skip
         if fields.stream:
             return await stream_response(
-                self,
-                ctx,
-                adapter,
-                op,
-                target,
-                request,
-                response,
-                reservation,
-                plan,
-                started,
-                timeouts,
-                bounds,
-                scrubber=conn.scrubber,
+                attempt, adapter, op, request, response, timeouts, scrubber=conn.scrubber
             )
-        return await self._complete(
-            ctx, adapter, op, target, response, reservation, plan, started, timeouts, bounds
-        )
+        return await self._complete(attempt, adapter, op, response, timeouts)
 
     async def _complete(
-        self,
-        ctx: RequestContext,
-        adapter: Adapter,
-        op: Operation,
-        target: Target,
-        response: httpx.Response,
-        reservation: Reservation | None,
-        plan: Plan,
-        started: float,
-        timeouts: Any,
-        bounds: Bounds,
+        self, attempt: Attempt, adapter: Adapter, op: Operation, response: httpx.Response, timeouts: Any
     ) -> Response | AttemptFailed:
+        target, plan = attempt.target, attempt.plan
         try:
             raw = await read_body(response, timeouts.idle_seconds, timeouts.total_seconds)
             reply = adapter.parse(op, target.model, raw)
@@ -313,74 +293,23 @@ class Pipeline:
             failure = (
                 exc if isinstance(exc, AttemptFailed) else AttemptFailed("bad_response", detail=str(exc))
             )
-            ctx.upstream_seconds += time.perf_counter() - started
-            self._failed(ctx, target, failure, reservation, plan, billed=True)
+            attempt.upstream_done()
+            attempt.fail(failure, billed=True)
             return failure
-        ctx.upstream_seconds += time.perf_counter() - started
+        attempt.upstream_done()
         self.gw.health.record_success(target.connection, target.model)
         # A reply whose usage is anomalous still reaches the client (it is well-formed otherwise);
-        # it is charged a bounded figure, at most the reservation (FAULTS 30).
-        charge = charge_for(
-            target.spec.price, reply.usage, _amount(reservation), plan.prompt_tokens, None, bounds
-        )
-        self.accountant.settle(ctx, target, reservation, charge, 200)
-        await self.accountant.durable(ctx)
-        remaining = self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))
-        headers = _headers(
-            ctx, remaining, {"x-sluicegate-cost-usd": f"{charge.cost_micro_usd / 1_000_000:.6f}"}
-        )
+        # it is charged a bounded figure, at most the reservation (fault 30).
+        reserved = attempt.reserved_micro_usd
+        price, bounds = target.spec.price, attempt.bounds
+        charge = charge_for(price, reply.usage, reserved, plan.prompt_tokens, None, bounds)
+        attempt.settle(charge, 200)
+        await attempt.durable()
+        headers = attempt.headers({"x-sluicegate-cost-usd": f"{charge.cost_micro_usd / MICRO_USD:.6f}"})
         return Response(reply.body, status_code=200, media_type="application/json", headers=headers)
-
-    def _failed(
-        self,
-        ctx: RequestContext,
-        target: Target,
-        failure: AttemptFailed,
-        reservation: Reservation | None,
-        plan: Plan,
-        *,
-        billed: bool = False,
-    ) -> None:
-        """Record a failed attempt: health, the fallback trail, and what it may have cost."""
-        klass = failure_class(failure, target)
-        now = time.monotonic()
-        retry_after = parse_retry_after(failure.headers, datetime.now(UTC)) if failure.headers else None
-        if klass == "429" and retry_after is None:  # no usable Retry-After: a jittered cool-down (FAULTS 9)
-            retry_after = backoff(0, self.gw.rng, base=RATE_LIMIT_COOLDOWN_SECONDS)
-        self.gw.health.record_failure(target.connection, target.model, klass, now, retry_after)
-        ctx.fallbacks.append(
-            f"{target.connection}/{target.model}={klass if klass != 'request' else failure.status}"
-        )
-        if billed or klass == "timeout":
-            # The provider may have processed (and billed) it: keep the reservation as spend.
-            charge = charge_for(target.spec.price, None, _amount(reservation), plan.prompt_tokens, None)
-            self.accountant.settle(ctx, target, reservation, charge, f"upstream_{klass}")
-        else:
-            self._release(reservation)
-
-    def _release(self, reservation: Reservation | None) -> None:
-        if reservation is not None:
-            self.gw.budgets.release(reservation)
-            self.gw.signal_settled()
 
     def remaining(self, ctx: RequestContext) -> int | None:
         return self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))
 
     def headers(self, ctx: RequestContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        return _headers(ctx, self.remaining(ctx), extra)
-
-
-def failure_class(failure: AttemptFailed, target: Target) -> FailureClass:
-    """The class of a failed attempt; a 4xx the adapter reads as a credentials failure is "auth"
-    (Gemini answers a bad key with 400 API_KEY_INVALID, not 401: FAULTS 12)."""
-    klass = classify(failure.status, None if failure.kind == "http" else failure.kind)  # type: ignore[arg-type]
-    assert klass is not None
-    if klass == "request":
-        info = adapter_for(target.provider).parse_error(failure.status or 400, failure.body)
-        if info.code == "upstream_auth_failed":
-            return "auth"
-    return klass
-
-
-def _amount(reservation: Reservation | None) -> int:
-    return reservation.amount_micro_usd if reservation is not None else 0
+        return response_headers(ctx, self.remaining(ctx), extra)

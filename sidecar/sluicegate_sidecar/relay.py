@@ -3,7 +3,8 @@
 The client's response starts only once the upstream's first useful bytes are in (until then a
 failure can still fall back). After that, a cut or stalled upstream ends the stream with an SSE
 error event, never a clean end; whatever happens, what was streamed is charged. A complete stream's
-terminator leaves only once its ledger line is written (DESIGN §5a), and the client's stream ends there.
+terminator leaves only once its ledger line is written (ledger before reply), and the client's
+stream ends there.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import httpx
@@ -21,21 +22,17 @@ from starlette.types import Receive, Scope, Send
 
 from sluicegate_contract.schema import ModelPrice, Timeouts
 
-from .accounting import Bounds, Charge, RequestContext, anomalous_charge, charge_for, usage_anomaly
-from .budget import Reservation
-from .catalog import Target
+from .accounting import Bounds, Charge, anomalous_charge, charge_for, usage_anomaly
+from .attempt import Attempt
 from .errors import sse_error
-from .outcome import FailureClass
 from .pricing import cost_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, ReportedUsage, StreamRelay, Usage
 from .providers.keyscrub import NO_KEY, KeyScrubber
 from .providers.responses_stream import NumberedErrors
 from .providers.usagefields import flagged
+from .routing.outcome import FailureClass
 from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
 
 _TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError)
 _RELEASE_SECONDS = 1.0  # how long the rest of a complete upstream body is read, for connection reuse
@@ -67,7 +64,7 @@ def _past(relay: StreamRelay, limit: int, char_limit: int) -> bool:
 class _SettlingStream(StreamingResponse):
     """A stream whose body generator is closed however the response ends (the client gone
     included), then ``on_close`` runs: the attempt is settled at once, never left to garbage
-    collection, even when the client left before the body started (FAULTS 6)."""
+    collection, even when the client left before the body started (fault 6)."""
 
     def __init__(
         self, body: AsyncGenerator[bytes, None], on_close: Callable[[], None], **kwargs: Any
@@ -102,34 +99,30 @@ async def _first_bytes(relay: StreamRelay, iterator: AsyncIterator[bytes], secon
 
 
 async def stream_response(
-    pipeline: Pipeline,
-    ctx: RequestContext,
+    attempt: Attempt,
     adapter: Adapter,
     op: Operation,
-    target: Target,
     request: dict[str, Any],
     response: httpx.Response,
-    reservation: Reservation | None,
-    plan: Any,
-    started: float,
     timeouts: Timeouts,
-    bounds: Bounds,
     *,
     scrubber: KeyScrubber = NO_KEY,
 ) -> StreamingResponse | AttemptFailed:
+    target, bounds = attempt.target, attempt.bounds
+    assert bounds is not None  # set by the pipeline once the upstream answered
     relay = adapter.relay(op, target.model, request, scrubber=scrubber)  # upstream error events: scrubbed
     iterator = response.aiter_raw()
-    deadline = started + timeouts.total_seconds
+    deadline = attempt.started + timeouts.total_seconds
     try:
         first = await _first_bytes(relay, iterator, timeouts.first_byte_seconds)
     except (StopAsyncIteration, BadUpstreamResponse, TimeoutError, *_TRANSPORT_ERRORS) as exc:
         await response.aclose()
         kind = "timeout" if isinstance(exc, TimeoutError) else "bad_response"
         failure = AttemptFailed(kind, detail=f"stream failed before its first byte ({type(exc).__name__})")
-        ctx.upstream_seconds += time.perf_counter() - started
-        pipeline._failed(ctx, target, failure, reservation, plan, billed=True)
+        attempt.upstream_done()
+        attempt.fail(failure, billed=True)
         return failure
-    gw = pipeline.gw
+    gw = attempt.gw
     settled = False
 
     def settle(status: int | str) -> None:
@@ -137,8 +130,8 @@ async def stream_response(
         if settled:
             return
         settled = True
-        ctx.upstream_seconds += time.perf_counter() - started
-        _settle_stream(pipeline, ctx, target, relay, reservation, bounds, plan.prompt_tokens, status)
+        attempt.upstream_done()
+        _settle_stream(attempt, relay, status)
         gw.spawn(_release(response, iterator) if status == 200 else response.aclose())
 
     limit = bounds.output_tokens
@@ -146,7 +139,7 @@ async def stream_response(
 
     async def body() -> AsyncGenerator[bytes, None]:
         status: int | str = "client_disconnect"
-        gw.inflight += 1
+        gw.drain.inflight += 1
         try:
             if limit is not None and _past(relay, limit, char_limit):
                 raise _OutputOverCap
@@ -161,13 +154,13 @@ async def stream_response(
                     raise TimeoutError
                 try:
                     async with asyncio.timeout(wait) as timer:
-                        gw.track_stream_timer(timer)  # a SIGTERM drain deadline can bring it forward
+                        gw.drain.track_stream_timer(timer)  # a SIGTERM drain deadline can bring it forward
                         chunk = await anext(iterator)
                 except StopAsyncIteration:
                     tail = relay.finish()  # Gemini's end of body is its end: the terminator is made here
                     break
                 finally:
-                    gw.untrack_stream_timer(timer)
+                    gw.drain.untrack_stream_timer(timer)
                 out = relay.feed(chunk)
                 if limit is not None and _past(relay, limit, char_limit):
                     raise _OutputOverCap  # what passed the cap is not relayed
@@ -176,8 +169,8 @@ async def stream_response(
                 elif out:
                     yield out
             status = 200 if relay.completed else "upstream_stream_error"
-            settle(status)  # the ledger line is written before the terminator leaves (DESIGN §5a)
-            await pipeline.accountant.durable(ctx)
+            settle(status)  # the ledger line is written before the terminator leaves (ledger before reply)
+            await attempt.durable()
             if tail:
                 yield tail
             if status != 200:
@@ -185,7 +178,7 @@ async def stream_response(
                     op, "The upstream stream ended before it was complete.", "upstream_stream_error", relay
                 )
         except TimeoutError:
-            if gw.drain_expired():
+            if gw.drain.expired():
                 status = "sidecar_shutdown"
                 message = "The sidecar is shutting down; the stream was cut at its drain deadline."
                 yield _stream_error(op, message, "sidecar_shutdown", relay)
@@ -202,14 +195,14 @@ async def stream_response(
             status = "upstream_stream_error"
             yield _stream_error(op, "The upstream stream failed.", "upstream_stream_error", relay)
         finally:
-            gw.inflight -= 1
+            gw.drain.inflight -= 1
             settle(status)
 
     return _SettlingStream(
         body(),
         lambda: settle("client_disconnect"),
         media_type="text/event-stream",
-        headers=pipeline.headers(ctx),
+        headers=attempt.headers(),
     )
 
 
@@ -226,17 +219,9 @@ async def _release(response: httpx.Response, iterator: AsyncIterator[bytes]) -> 
         await response.aclose()
 
 
-def _settle_stream(
-    pipeline: Pipeline,
-    ctx: RequestContext,
-    target: Target,
-    relay: StreamRelay,
-    reservation: Reservation | None,
-    bounds: Bounds,
-    prompt_estimate: int,
-    status: int | str,
-) -> None:
-    health = pipeline.gw.health
+def _settle_stream(attempt: Attempt, relay: StreamRelay, status: int | str) -> None:
+    target = attempt.target
+    health = attempt.gw.health
     now = time.monotonic()
     if status == 200:
         health.record_success(target.connection, target.model)
@@ -245,10 +230,12 @@ def _settle_stream(
         health.record_failure(target.connection, target.model, klass, now)
     else:
         health.release(target.connection, target.model)
-    reserved = reservation.amount_micro_usd if reservation is not None else 0
-    charge = _stream_charge(target.spec.price, relay, reserved, bounds, prompt_estimate, status)
-    pipeline.accountant.settle(ctx, target, reservation, charge, status)
-    pipeline.accountant.finish(ctx, status)
+    reserved = attempt.reserved_micro_usd
+    bounds = attempt.bounds
+    assert bounds is not None  # set by the pipeline once the upstream answered
+    charge = _stream_charge(target.spec.price, relay, reserved, bounds, attempt.plan.prompt_tokens, status)
+    attempt.settle(charge, status)
+    attempt.accountant.finish(attempt.ctx, status)
 
 
 def _stream_charge(
@@ -261,8 +248,8 @@ def _stream_charge(
 ) -> Charge:
     """Reported usage is exact only for a complete stream. A cut one may carry just its opening
     usage (Anthropic's message_start says 1 output token; Gemini's partial chunks none), so the
-    output seen counts when it is more, and the basis is then an estimate (FAULTS 8, 27). A stream
-    cut past its reserved output is anomalous: charged at most its reservation (FAULTS 30)."""
+    output seen counts when it is more, and the basis is then an estimate (faults 8, 27). A stream
+    cut past its reserved output is anomalous: charged at most its reservation (fault 30)."""
     usage = relay.usage
     seen = estimate_output_tokens_from_chars(relay.output_chars)
     if status == OVER_CAP:

@@ -18,15 +18,18 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sluicegate_contract.ledgerfiles import LedgerError, read_entries
 from sluicegate_contract.sealing import ConfigRejected
 
 from .attribution import PodIdentity
 from .budget import BudgetBook
-from .catalog import ModelCatalog
 from .configload import LoadedConfig, load_config, open_connections
-from .health import HealthBook
-from .ledger import Ledger, LedgerError, charges, read_entries
+from .drain import Drain
+from .ledger.records import charges
+from .ledger.writer import Ledger
 from .metrics import LabelGuard, Metrics
+from .routing.catalog import ModelCatalog
+from .routing.health import HealthBook
 from .serialstate import Accepted, write_accepted
 from .upstream import Upstream, build_client
 
@@ -46,7 +49,7 @@ class Settings:
     access_log: bool = True
     default_tier: str | None = None  # the Pod's sluicegate.io/default-tier: the floor for ``auto``
     # A reply's last byte (a stream's terminator) always leaves after its ledger line is written, so
-    # a killed process never loses the record of spend a client received (DESIGN §5a). True: after
+    # a killed process never loses the record of spend a client received (docs/architecture.md). True: after
     # it is fdatasynced too (a persistent local directory; costs one fdatasync of latency).
     ledger_sync: bool = False
     budget_wait_seconds: float = 5.0  # most a request waits for reservations in flight to settle
@@ -91,37 +94,10 @@ class Gateway:
     watch_beat: float | None = None  # loop time of the watcher's last completed poll; None: not running
     spend_restored: bool = False  # paid requests wait until the ledger's spend is back in the book
     restore_problem: str | None = None
-    draining: bool = False
-    inflight: int = 0
+    drain: Drain = field(default_factory=Drain)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _retired: list[Upstream] = field(default_factory=list)
     _settled: asyncio.Event | None = None
-    drain_deadline: float | None = None  # loop time at which SIGTERM's drain cuts open streams
-    _stream_timers: set[asyncio.Timeout] = field(default_factory=set)
-
-    def start_drain(self, deadline: float) -> None:
-        """Refuse new requests; streams in flight get until ``deadline`` (loop time), then are cut."""
-        self.draining, self.drain_deadline = True, deadline
-        for timer in self._stream_timers:
-            self._bring_forward(timer)
-
-    def track_stream_timer(self, timer: asyncio.Timeout) -> None:
-        """Register a stream's wait for its next chunk, so the drain deadline can end it early."""
-        self._stream_timers.add(timer)
-        self._bring_forward(timer)
-
-    def untrack_stream_timer(self, timer: asyncio.Timeout) -> None:
-        self._stream_timers.discard(timer)
-
-    def _bring_forward(self, timer: asyncio.Timeout) -> None:
-        when = timer.when()
-        if self.drain_deadline is not None and (when is None or when > self.drain_deadline):
-            timer.reschedule(self.drain_deadline)
-
-    def drain_expired(self) -> bool:
-        """True once the drain deadline has passed (a stream's timeout then means: cut for shutdown)."""
-        deadline = self.drain_deadline
-        return deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.05
 
     def signal_settled(self) -> None:
         """A reservation was settled or released: wake the requests waiting for budget room."""
@@ -151,7 +127,7 @@ class Gateway:
         """Load a newer verified config if there is one; a bad one is refused and counted.
 
         Never raises: anything that goes wrong while loading is a rejection like a bad signature
-        (FAULTS 33), so the last good config keeps serving and the watcher keeps running.
+        (fault 33), so the last good config keeps serving and the watcher keeps running.
         """
         current = self.served.serial if self.served else 0
         try:
@@ -176,7 +152,7 @@ class Gateway:
         if accepted is not None and (
             serial < accepted.serial or (serial == accepted.serial and loaded.body_sha256 != accepted.sha256)
         ):
-            # Only possible before the first load after a restart (then ``current`` is 0): FAULTS 34.
+            # Only possible before the first load after a restart (then ``current`` is 0): fault 34.
             raise ConfigRejected(
                 "rollback", f"serial {serial} is older than serial {accepted.serial}, accepted before", serial
             )
@@ -187,7 +163,7 @@ class Gateway:
     def _refused(self, exc: ConfigRejected, current: int) -> None:
         if exc.reason in ("missing", "unreadable") and self.served is not None:
             # Read mid-swap (``..data`` on a removed generation): keep serving, read again at the
-            # next poll; only a config gone for MISSING_POLLS polls in a row is reported (FAULTS 14).
+            # next poll; only a config gone for MISSING_POLLS polls in a row is reported (fault 14).
             self._missing_polls += 1
             if self._missing_polls < MISSING_POLLS:
                 return
@@ -258,7 +234,7 @@ class Gateway:
         return Served(loaded=loaded, catalog=catalog, clients=clients, guard=guard)
 
     def _remember(self, loaded: LoadedConfig) -> None:
-        """Record the accepted serial on the volume, so a restart refuses older configs (FAULTS 34)."""
+        """Record the accepted serial on the volume, so a restart refuses older configs (fault 34)."""
         record = Accepted(loaded.config.serial, loaded.body_sha256)
         if self.state_dir is None or not loaded.body_sha256 or record == self.accepted:
             return
@@ -329,13 +305,13 @@ class Gateway:
             self.restore_spend(datetime.now(UTC))
 
     async def _close_retired(self) -> None:
-        if self._retired and self.inflight == 0:
+        if self._retired and self.drain.inflight == 0:
             retired, self._retired = self._retired, []
             for client in retired:
                 await client.aclose()
 
     async def _refresh_unknown_keys(self) -> None:
-        """A config sealed under a data key we lack (rotation): refetch keys, with back-off (FAULTS 15)."""
+        """A config sealed under a data key we lack (rotation): refetch keys, with back-off (fault 15)."""
         served = self.served
         if served is None or self.refresh_keys is None:
             return

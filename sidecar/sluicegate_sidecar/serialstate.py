@@ -1,4 +1,4 @@
-"""The newest config this sidecar accepted, kept on its own volume across restarts (FAULTS 34).
+"""The newest config this sidecar accepted, kept on its own volume across restarts (fault 34).
 
 ``config-serial.json`` in the ledger directory (the sidecar's own writable volume, which outlives a
 container restart) holds ``{"serial": N, "sha256": "<digest of config.json>"}``. After a restart a

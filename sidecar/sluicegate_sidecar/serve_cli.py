@@ -1,7 +1,7 @@
 """``sluicegate sidecar``: serve the API on loopback and ops on all interfaces, in one event loop.
 
 SIGTERM drains: readiness turns false, new requests get 503, in-flight streams get until the drain
-deadline, then the ledger is flushed and the process exits 0 (FAULTS 21).
+deadline, then the ledger is flushed and the process exits 0 (fault 21).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from pathlib import Path
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from sluicegate_contract import sidecarpod
 from sluicegate_contract.keyring import KeyringError
+from sluicegate_contract.ledgerfiles import LedgerError
 
 from .app import build_api, build_ops
 from .attribution import PodIdentity
@@ -29,14 +31,14 @@ from .configload import dev_data_keys, public_keys_from
 from .httplimits import ConnectionLimits, protocol_for, raise_open_file_limit
 from .keyclient import KeyClient
 from .leases import LeaseSettings
-from .ledger import Ledger, LedgerError
+from .ledger.writer import Ledger
 from .ledgership import LedgerShipper
 from .metrics import Metrics
 from .runtime import Gateway, Settings
 from .serialstate import read_accepted
 
 log = logging.getLogger("sluicegate.sidecar")
-API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (FAULTS 23)
+API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (fault 23)
 SYNC_EVERY_SECONDS = 0.005  # default mode: the background fdatasync gathers this long (power loss risk)
 DRAIN_GRACE_SECONDS = 1.0  # after the drain deadline: for cut streams to send their error event and settle
 # Connections the API takes beyond --max-connections, answered 503, before it closes new ones at once.
@@ -59,15 +61,15 @@ def pod_identity(environ: Mapping[str, str], labels_file: Path | None) -> PodIde
             if key:
                 labels[key.strip()] = value.strip().strip('"')
     workload = (
-        environ.get("SLUICEGATE_WORKLOAD")
+        environ.get(sidecarpod.ENV_WORKLOAD)
         or labels.get("app.kubernetes.io/name")
         or labels.get("app")
-        or environ.get("SLUICEGATE_POD_NAME", "")
+        or environ.get(sidecarpod.ENV_POD_NAME, "")
     )
     return PodIdentity(
-        namespace=environ.get("SLUICEGATE_POD_NAMESPACE", "default"),
+        namespace=environ.get(sidecarpod.ENV_POD_NAMESPACE, "default"),
         workload=workload,
-        service_account=environ.get("SLUICEGATE_SERVICE_ACCOUNT", ""),
+        service_account=environ.get(sidecarpod.ENV_SERVICE_ACCOUNT, ""),
         labels=labels,
     )
 
@@ -78,22 +80,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("SLUICEGATE_API_PORT", "8470")),
+        default=int(os.environ.get(sidecarpod.ENV_API_PORT, str(sidecarpod.API_PORT))),
         help="API port, 127.0.0.1 only",
     )
     p.add_argument(
-        "--ops-port", type=int, default=9470, help="/metrics /healthz /readyz port, all interfaces"
+        "--ops-port",
+        type=int,
+        default=sidecarpod.OPS_PORT,
+        help="/metrics /healthz /readyz port, all interfaces",
     )
-    p.add_argument("--ledger-dir", default="/var/lib/sluicegate/ledger", help="spend ledger directory")
+    p.add_argument("--ledger-dir", default=sidecarpod.LEDGER_DIR, help="spend ledger directory")
     p.add_argument(
         "--namespace", help="refuse configs for other namespaces (default: $SLUICEGATE_POD_NAMESPACE)"
     )
     p.add_argument("--key-service", help="operator key service URL (default: dev keys in CONFIG/keys/)")
-    p.add_argument("--token-file", default="/var/run/secrets/sluicegate/token", help="projected SA token")
+    p.add_argument("--token-file", default=sidecarpod.TOKEN_FILE, help="projected SA token")
     p.add_argument("--key-service-ca", help="CA bundle for the key service")
     p.add_argument(
         "--labels-file",
-        default=os.path.join(os.environ.get("SLUICEGATE_PODINFO_DIR", "/etc/sluicegate/podinfo"), "labels"),
+        default=os.path.join(
+            os.environ.get(sidecarpod.ENV_PODINFO_DIR, sidecarpod.PODINFO_DIR), sidecarpod.LABELS_FILE
+        ),
         help="downward-API pod labels",
     )
     p.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted")
@@ -145,9 +152,9 @@ async def _drain(gateway: Gateway, servers: Sequence[uvicorn.Server], stop: asyn
     await stop.wait()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + gateway.settings.drain_seconds
-    gateway.start_drain(deadline)  # streams still open at the deadline end with an SSE error event
-    log.info("draining: %s in flight", gateway.inflight)
-    while gateway.inflight > 0 and loop.time() < deadline + DRAIN_GRACE_SECONDS:  # noqa: ASYNC110
+    gateway.drain.start(deadline)  # streams still open at the deadline end with an SSE error event
+    log.info("draining: %s in flight", gateway.drain.inflight)
+    while gateway.drain.inflight > 0 and loop.time() < deadline + DRAIN_GRACE_SECONDS:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for server in servers:
         server.should_exit = True
@@ -194,7 +201,7 @@ def build_gateway(
 async def serve(args: argparse.Namespace) -> int:
     config_dir = Path(args.config)
     environ = os.environ
-    namespace = args.namespace or environ.get("SLUICEGATE_POD_NAMESPACE")
+    namespace = args.namespace or environ.get(sidecarpod.ENV_POD_NAMESPACE)
     try:
         public_keys: Mapping[str, Ed25519PublicKey] = public_keys_from(config_dir)
     except KeyringError as exc:
@@ -205,7 +212,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.key_service,
             Path(args.token_file),
             args.key_service_ca,
-            environ.get("SLUICEGATE_KEY_SERVICE_CA"),
+            environ.get(sidecarpod.ENV_KEY_SERVICE_CA),
         )
         if args.key_service
         else None
@@ -224,7 +231,7 @@ async def serve(args: argparse.Namespace) -> int:
         budget_wait_seconds=args.budget_wait_seconds,
         access_log=not args.no_access_log,
         ledger_sync=args.ledger_sync,
-        default_tier=environ.get("SLUICEGATE_DEFAULT_TIER") or None,
+        default_tier=environ.get(sidecarpod.ENV_DEFAULT_TIER) or None,
     )
     gateway = build_gateway(
         settings,
@@ -272,7 +279,7 @@ async def run_servers(
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop``) is set, drain, flush the ledger.
 
-    Both listeners cap request heads and their arrival time and bound their connections (FAULTS 5,
+    Both listeners cap request heads and their arrival time and bound their connections (fault 5,
     32); the ops port, reachable from other Pods, gets few, so it can never use up what the API needs.
     """
     api_limits = api_limits or ConnectionLimits(max_connections=max_connections + API_CONNECTION_SLACK)

@@ -1,4 +1,4 @@
-"""Upstream HTTP: one httpx client per connection over an aiohttp transport (DESIGN §5a), and attempts.
+"""Upstream HTTP: one httpx client per connection over an aiohttp transport (the hot path), and attempts.
 
 An attempt opens the upstream response within the time-to-first-byte limit and classifies what went
 wrong; reading the body afterwards is the pipeline's job, under the idle and total deadlines.
@@ -15,7 +15,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from sluicegate_contract.schema import MockSettings, Timeouts
 
-from .mock_upstream import MockUpstreamTransport
+from .mock.transport import MockUpstreamTransport
 from .providers.base import UpstreamRequest
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -45,7 +45,7 @@ class Upstream:
     """One connection's upstream: an httpx transport (aiohttp-backed, or the in-process mock).
 
     Requests go straight to the transport as ``httpx.Request``s: the client layer's cookie jar,
-    auth flow, redirect handling and URL merging are work the sidecar never wants (DESIGN §5a).
+    auth flow, redirect handling and URL merging are work the sidecar never wants (the hot path).
     """
 
     def __init__(self, transport: httpx.AsyncBaseTransport, connect_seconds: float = 5.0) -> None:
@@ -79,7 +79,7 @@ async def open_response(
     upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float
 ) -> httpx.Response:
     """Send and wait for the status line; raises ``AttemptFailed`` for anything but a 2xx."""
-    # identity: bytes are relayed as they come, and no gzip bomb can be sent (FAULTS 11)
+    # identity: bytes are relayed as they come, and no gzip bomb can be sent (fault 11)
     headers = {**request.headers, "accept-encoding": "identity"}
     outgoing = httpx.Request(
         request.method, request.url, headers=headers, content=request.body, extensions=upstream.extensions

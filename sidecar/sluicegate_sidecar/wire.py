@@ -13,12 +13,13 @@ from typing import Any
 import msgspec
 
 from .errors import ApiError, bad_request
+from .providers.base import smaller_cap
 
 MAX_DEPTH = 64
 MAX_N = 16
 MAX_BEST_OF = 20  # OpenAI's own limit on /v1/completions
 CLOSE = MappingProxyType({"connection": "close"})  # an error sent before the whole body was read
-# Client fields that could pick the upstream or its credentials (FAULTS 3): refused outright.
+# Client fields that could pick the upstream or its credentials (fault 3): refused outright.
 ROUTING_FIELDS = frozenset(
     {"api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers", "organization"}
 )
@@ -110,12 +111,23 @@ class Fields(msgspec.Struct, frozen=True):
     stream_options: dict[str, Any] | None = None
 
 
+_OPTIONAL_FIELDS = tuple(f for f in Fields.__struct_fields__ if f != "model")
+
+
 def read_fields(request: dict[str, Any], *, needs: str) -> Fields:
-    """Type-check the gateway's fields; ``needs`` is the field holding the input (messages, prompt, input)."""
+    """Type-check the gateway's fields; ``needs`` is the field holding the input (messages, prompt, input).
+
+    Drops the gateway's optional fields that are explicitly null from ``request`` (see below).
+    """
     if "model" not in request:
         raise bad_request("You must provide a model parameter.", param="model")
     if needs not in request:
         raise bad_request(f"Missing required parameter: '{needs}'.", param=needs)
+    # An explicit null means "not given", as OpenAI reads it ("n": null, "stream": null): the null
+    # is dropped from the body, so the upstream sees what the client meant.
+    for name in _OPTIONAL_FIELDS:
+        if name in request and request[name] is None:
+            del request[name]
     try:
         fields = msgspec.convert(request, type=Fields, strict=True)
     except msgspec.ValidationError as exc:
@@ -146,11 +158,9 @@ _CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 def output_cap(fields: Fields) -> int | None:
-    """The client's output cap: the smallest of ``max_tokens``, ``max_completion_tokens`` and the
-    Responses API's ``max_output_tokens``."""
-    given = (fields.max_tokens, fields.max_completion_tokens, fields.max_output_tokens)
-    caps = [cap for cap in given if cap is not None]
-    return min(caps) if caps else None
+    """The client's output cap in the decoded fields (``smaller_cap``), the Responses API's
+    ``max_output_tokens`` included."""
+    return smaller_cap(fields.max_tokens, fields.max_completion_tokens, fields.max_output_tokens)
 
 
 def with_output_cap(request: dict[str, Any], cap: int, default: str = "max_tokens") -> dict[str, Any]:

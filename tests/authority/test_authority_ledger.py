@@ -9,9 +9,7 @@ import psycopg
 import pytest
 
 from sluicegate_cli.main import main as cli
-from sluicegate_operator.authority.ledgerstore import parse_entries
-from sluicegate_operator.authority.store import Store
-from sluicegate_sidecar.ledger_entry import (
+from sluicegate_contract.ledger import (
     GENESIS,
     Entry,
     EntryAttribution,
@@ -19,6 +17,8 @@ from sluicegate_sidecar.ledger_entry import (
     chain_entry,
     format_time,
 )
+from sluicegate_operator.authority.ledgerstore import parse_entries
+from sluicegate_operator.authority.store import Store
 from tests.authority.test_authority_store import ask, terms_with
 
 STREAM = "sidecar-1"

@@ -274,7 +274,7 @@ def test_config_rejected_and_upstream_error_alerts_exist(render: Any) -> None:
 
 
 def test_upstream_usage_anomalies_alert_on_any_increase_per_provider_and_reason(render: Any) -> None:
-    """FAULTS 30: usage no correct provider reports is counted, and alerted."""
+    """fault 30: usage no correct provider reports is counted, and alerted."""
     rule = {r["alert"]: r for r in _rules(render)}["SluicegateUpstreamUsageAnomalies"]
     assert check_promql(rule["expr"]) == {"sluicegate_usage_anomalies_total"}
     assert "provider, reason" in rule["expr"] and rule["expr"].rstrip().endswith("> 0")

@@ -5,6 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from sluicegate_operator.injection import (
+    InjectionError,
+    InjectionSettings,
+    sidecar_container,
+    sidecar_resources,
+)
+
 NAMESPACE = "sluicegate-system"
 
 
@@ -110,6 +119,38 @@ def test_operator_gets_its_peering_identity_and_the_sidecar_defaults(render: Any
     env = {e["name"]: e for e in _container(render({"sidecar": {"resources": sidecar}}))["env"]}
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert json.loads(env["SLUICEGATE_SIDECAR_RESOURCES"]["value"]) == sidecar
+
+
+def _injected_resources(operator_env: list[dict[str, Any]], annotations: dict[str, str]) -> Any:
+    environ = {e["name"]: e["value"] for e in operator_env if "value" in e}
+    settings = InjectionSettings(image="x:1", version="1", resources=sidecar_resources(environ))
+    pod = {"metadata": {"name": "web", "annotations": annotations}, "spec": {"containers": []}}
+    return sidecar_container(pod, settings, "{}")["resources"]
+
+
+def test_the_charts_sidecar_resources_are_what_the_operator_injects(render: Any) -> None:
+    sidecar = {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
+    env = _container(render({"sidecar": {"resources": sidecar}}))["env"]
+    assert _injected_resources(env, {}) == sidecar
+    defaults = _container(render())["env"]  # the chart's own defaults reach the Pod too
+    assert _injected_resources(defaults, {}) == {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    # A Pod's annotations still win: memory is its request and its limit.
+    assert _injected_resources(env, {"sluicegate.io/cpu": "300m", "sluicegate.io/memory": "1Gi"}) == {
+        "requests": {"cpu": "300m", "memory": "1Gi"},
+        "limits": {"memory": "1Gi"},
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["not json", '{"requests": {"cpu": "lots"}}', '{"requests": {"gpu": "1"}}', '{"request": {}}', "[]"],
+)
+def test_an_unusable_sidecar_resources_value_stops_the_operator_with_the_variables_name(value: str) -> None:
+    with pytest.raises(InjectionError, match="SLUICEGATE_SIDECAR_RESOURCES"):
+        sidecar_resources({"SLUICEGATE_SIDECAR_RESOURCES": value})
 
 
 def test_services_route_to_the_operator_pods_on_the_conventional_ports(render: Any) -> None:

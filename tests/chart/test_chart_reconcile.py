@@ -415,7 +415,7 @@ def test_fetched_openai_export_fails_the_run_on_a_gap_over_the_threshold(
 def test_fetch_sends_anthropics_headers_and_rfc3339_window(
     render: Any, provider_api: _ProviderAPI, tmp_path: Path
 ) -> None:
-    from sluicegate_sidecar.exports import parse_export
+    from sluicegate_reports.exports import parse_export
 
     provider_api.pages = {
         "/v1/organizations/cost_report": [_load("anthropic-cost-report.json")],

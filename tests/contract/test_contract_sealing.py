@@ -25,7 +25,6 @@ from sluicegate_contract.sealing import (
     ConfigRejected,
     KeyUnsealError,
     canonical,
-    format_time,
     generate_data_key,
     generate_signing_key,
     key_fingerprint,
@@ -34,6 +33,7 @@ from sluicegate_contract.sealing import (
     unseal_key,
     verify_config,
 )
+from sluicegate_contract.timestamps import format_time
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RAW_KEY = "sk-test-raw-provider-key-0123456789"

@@ -154,7 +154,7 @@ def test_there_is_an_invalid_sample_for_every_cel_rule(crds: CrdIndex) -> None:
         'unknown field "spec.colour"',
         'spec.rank: Invalid value: "high": must be of type integer',
         'spec.provider: Unsupported value: "bedrock"',
-        '"meta-llama/Llama-3.3-70B-Instruct-Turbo": should match',
+        "gemini and azure-openai model names cannot contain '/'",
         "each window (day, week, month) may appear at most once in limits",
         "azure is only allowed when provider is azure-openai",
         "spec.mock.failureRate: Invalid value: 2: must be less than or equal to 1",
@@ -193,7 +193,7 @@ STATUSES = {
         "conditions": [CONDITION],
         "candidateCount": 3,
         "candidates": [{"connection": "openai", "model": "gpt-4.1-nano", "ready": True}],
-        "notReady": ["anthropic/claude-3-5-haiku-20241022"],
+        "notReady": ["anthropic/claude-haiku-4-5"],
     },
     ("BudgetPolicy", "namespace-monthly"): {
         "observedGeneration": 1,

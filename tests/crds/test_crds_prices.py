@@ -8,19 +8,10 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price
 
+from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
 from tests.support.crdvalidate import load_documents
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "providerconnections.yaml"
-# ProviderConnection spec.provider → genai-prices provider_id (mock and openai-compatible have none).
-CATALOG_PROVIDER = {
-    "openai": "openai",
-    "azure-openai": "azure",
-    "anthropic": "anthropic",
-    "gemini": "google",
-    "mistral": "mistral",
-    "groq": "groq",
-    "together": "together",
-}
 
 
 def example_models() -> list[tuple[str, dict[str, Any]]]:

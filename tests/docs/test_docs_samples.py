@@ -7,12 +7,15 @@ A sample is the fenced block right after an HTML comment (the comment does not r
     <!-- sample: run xfail="why" -->         strict xfail: the test flips when ``why`` is fixed
     <!-- sample: run database="fleet-ledger" -->  with SLUICEGATE_DATABASE_URL: a fleet ledger in a
                                              real PostgreSQL (tests/support/postgres.py), exports/
+    <!-- sample: run needs="claude" -->      a bash sample calling Claude Code (``claude``)
 
 Languages: ``python`` (the venv's python, in a subprocess), ``bash``/``sh``/``shell`` (bash -euo
 pipefail, with ``curl`` failing on HTTP errors; skipped without curl when they call it), ``js``/
 ``javascript`` (node, with the ``openai`` npm package installed once per session into a temp dir by
 npm — set SLUICEGATE_DOCS_NODE=skip to skip them; they are skipped with the reason when node, npm or
-the registry is unavailable). Samples run in a fresh directory holding ``examples/`` (a link to the
+the registry is unavailable). ``needs="claude"`` samples get Claude Code, npm-installed once per
+session (pinned, into a temp dir, on the same terms as the Node samples), on PATH with a temp HOME.
+Samples run in a fresh directory holding ``examples/`` (a link to the
 repo's), against ``sluicegate render -f examples/ --offline`` served by the real sidecar: the text
 ``127.0.0.1:8470``/``127.0.0.1:9470`` is pointed at its API/ops ports, and ``OPENAI_BASE_URL`` /
 ``OPENAI_API_KEY`` are set the way the webhook sets them in a Pod.
@@ -47,6 +50,7 @@ FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 LANGS = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
 LANGS |= {"js": "node", "javascript": "node", "mjs": "node"}
 NODE_OPENAI = "openai@7.57.0"  # pinned; the Python SDK's counterpart in the docs
+CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.332"  # pinned; ~1 min to install, then ~5 s a session
 TIMEOUT = 90
 
 
@@ -133,6 +137,30 @@ def node_dir(tmp_path_factory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def claude_bin(tmp_path_factory) -> Path:
+    """The directory holding Claude Code's ``claude``, or a skip saying why not."""
+    if os.environ.get("SLUICEGATE_DOCS_NODE") == "skip":
+        pytest.skip("Claude Code samples skipped: SLUICEGATE_DOCS_NODE=skip")
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        pytest.skip("Claude Code samples skipped: node and npm are needed to install it")
+    directory = tmp_path_factory.mktemp("docs-claude-code")
+    try:
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(directory), CLAUDE_CODE],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"Claude Code samples skipped: npm install {CLAUDE_CODE} timed out")
+    binary = directory / "node_modules" / ".bin" / "claude"
+    if done.returncode != 0 or not binary.exists():
+        pytest.skip(
+            f"Claude Code samples skipped: npm install {CLAUDE_CODE} failed: {done.stderr.strip()[-300:]}"
+        )
+    return binary.parent
+
+
 def environment(sc: SidecarThread) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PORTKEY_", "ANTHROPIC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -163,8 +191,13 @@ def command_for(sample: Sample, code: str, workdir: Path, request) -> list[str]:
     if sample.lang == "bash":
         if re.search(r"(^|[\s;|(])curl\s", code) and shutil.which("curl") is None:
             pytest.skip("curl is not installed")
+        preamble = BASH_PREAMBLE
+        if sample.attrs.get("needs") == "claude":
+            tools: Path = request.getfixturevalue("claude_bin")
+            (workdir / "home").mkdir()
+            preamble += f'export PATH="{tools}:$PATH" HOME="{workdir / "home"}"\n'
         script = workdir / "sample.sh"
-        script.write_text(BASH_PREAMBLE + code)
+        script.write_text(preamble + code)
         return ["bash", str(script)]
     if sample.lang == "node":
         modules: Path = request.getfixturevalue("node_dir")

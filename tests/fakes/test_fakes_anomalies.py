@@ -1,4 +1,4 @@
-"""The fakes' misbehaving modes (FAULTS 30) speak each provider's wire format: an endless stream is a
+"""The fakes' misbehaving modes (fault 30) speak each provider's wire format: an endless stream is a
 run of the provider's own content events read by its SDK, a bad usage object sits where the provider
 puts its usage, and an over-cap reply is a normal reply longer than the cap it was sent."""
 

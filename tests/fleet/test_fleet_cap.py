@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from sluicegate_sidecar.ledger import read_entries
+from sluicegate_contract.ledgerfiles import read_entries
 from tests.support.fleet import Proc, authority, sidecar, start_all, stop_all
 from tests.support.sidecar_harness import budget, connection, priced, render_dir
 

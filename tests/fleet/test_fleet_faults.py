@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from sluicegate_sidecar.ledger import read_entries
+from sluicegate_contract.ledgerfiles import read_entries
 from tests.support.fleet import authority, sidecar, start_all, stop_all
 from tests.support.sidecar_harness import budget, connection, priced, render_dir
 

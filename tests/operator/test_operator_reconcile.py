@@ -1,78 +1,37 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
 from sluicegate_cli.main import main as sluicegate
 from sluicegate_operator.keystore import Keystore
 from sluicegate_operator.kube import Kube, load_configuration
-from sluicegate_operator.operator_cli import RunOptions, run
+from tests.support.examples_cluster import (
+    PLURALS,
+    applied_examples,
+    condition,
+    config_secret,
+    delete,
+    example_objects,
+    operator,
+    patch,
+    sealed,
+    status_of,
+)
 from tests.support.kmocksupport import (
     SluicegateKubernetes,
     declare_resources,
     eventually,
     read_object,
-    running,
     secret_data,
     settle,
 )
 
 pytestmark = pytest.mark.kmock(cls=SluicegateKubernetes)
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PLURALS = {
-    "ProviderConnection": "providerconnections",
-    "RoutingTier": "routingtiers",
-    "BudgetPolicy": "budgetpolicies",
-}
 NS = "team-a"
-CR_COUNT = 10  # 4 connections, 4 tiers, 2 budgets in examples/
-
-
-def example_objects():
-    docs = []
-    for name in ("secrets.yaml", "providerconnections.yaml", "routingtiers.yaml", "budgetpolicies.yaml"):
-        docs += [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
-    return docs
-
-
-def url_of(kind, namespace, name=None):
-    base = (
-        f"/api/v1/namespaces/{namespace}/secrets"
-        if kind == "Secret"
-        else f"/apis/sluicegate.io/v1alpha1/namespaces/{namespace}/{PLURALS[kind]}"
-    )
-    return base if name is None else f"{base}/{name}"
-
-
-async def create(k8s, namespace, obj):
-    resp = await k8s.post(
-        url_of(obj["kind"], namespace), json={**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
-    )
-    assert resp.status in (200, 201), await resp.text()
-
-
-async def delete(k8s, kind, namespace, name):
-    resp = await k8s.delete(url_of(kind, namespace, name))
-    assert resp.status == 200, await resp.text()
-
-
-async def patch(k8s, kind, namespace, name, body):
-    headers = {"Content-Type": "application/merge-patch+json"}
-    resp = await k8s.patch(url_of(kind, namespace, name), data=json.dumps(body), headers=headers)
-    assert resp.status == 200, await resp.text()
-
-
-@contextlib.asynccontextmanager
-async def operator(k8s):
-    opts = RunOptions(all_namespaces=True, server=str(k8s.url), standalone=True, liveness=None, fast=True)
-    async with running(lambda stop: run(opts, stop_flag=stop)):
-        yield
 
 
 @pytest.fixture
@@ -80,41 +39,6 @@ async def cluster(kmock):
     declare_resources(kmock)
     async with operator(kmock):
         yield kmock
-
-
-def config_secret(k8s, namespace=NS):
-    return read_object(k8s, "v1/secrets", namespace, "sluicegate-config")
-
-
-def sealed(k8s, namespace=NS):
-    secret = config_secret(k8s, namespace)
-    assert secret is not None
-    data = secret_data(secret)
-    return json.loads(data["config.json"]), secret
-
-
-def status_of(k8s, kind, name, namespace=NS):
-    obj = read_object(k8s, f"sluicegate.io/v1alpha1/{PLURALS[kind]}", namespace, name)
-    assert obj is not None
-    return obj.get("status") or {}
-
-
-def condition(k8s, kind, name, type_="Ready"):
-    conds = {c["type"]: c for c in status_of(k8s, kind, name).get("conditions", [])}
-    return conds[type_]
-
-
-async def applied_examples(k8s, namespace=NS):
-    for obj in example_objects():
-        await create(k8s, namespace, obj)
-
-    def settled():
-        secret = config_secret(k8s, namespace)
-        assert secret is not None and len(secret["metadata"]["ownerReferences"]) == CR_COUNT
-        assert condition(k8s, "ProviderConnection", "gemini")["status"] == "True"
-        return sealed(k8s, namespace)
-
-    return await eventually(settled, timeout=30)
 
 
 def fingerprint(raw):
@@ -192,9 +116,7 @@ async def test_a_missing_secret_degrades_only_its_connection(cluster):
         assert config["serial"] > before["serial"]
         ready = condition(cluster, "ProviderConnection", "anthropic")
         assert ready["status"] == "False" and ready["reason"] == "SecretNotFound"
-        assert status_of(cluster, "RoutingTier", "light")["notReady"] == [
-            "anthropic/claude-3-5-haiku-20241022"
-        ]
+        assert status_of(cluster, "RoutingTier", "light")["notReady"] == ["anthropic/claude-haiku-4-5"]
         return config
 
     config = await eventually(degraded)
@@ -325,7 +247,7 @@ async def test_a_broken_budget_keeps_the_last_good_config_and_says_why(cluster):
 
 
 async def test_a_budget_in_an_unknown_timezone_keeps_the_last_good_config_and_names_the_field(cluster):
-    """FAULTS 33: the CRD accepts ``Mars/Olympus``; render refuses it, so no sidecar is handed it."""
+    """fault 33: the CRD accepts ``Mars/Olympus``; render refuses it, so no sidecar is handed it."""
     before, _ = await applied_examples(cluster)
     limits = [{"window": "month", "amountUSD": 500, "timezone": "Mars/Olympus"}]
     await patch(cluster, "BudgetPolicy", NS, "namespace-monthly", {"spec": {"limits": limits}})

@@ -58,7 +58,7 @@ def test_budget_gauges_are_read_from_a_real_sidecar_exposition():
     assert budgets.readings[("monthly", "all", "month")].spent == 12_345_678
     assert budgets.readings[("monthly", "all", "month")].limit == 100_000_000
     assert budgets.readings[("per-customer", 'acme "eu"\\x', "day")].remaining == 0
-    assert budgets.verdicts == {("monthly", "all"): "ALLOW", ("per-customer", 'acme "eu"\\x'): "BLOCK"}
+    assert budgets.verdicts == {("monthly", "all"): "allow", ("per-customer", 'acme "eu"\\x'): "BLOCK"}
 
 
 def test_a_garbled_budget_sample_makes_the_sidecar_unreadable_but_other_families_are_ignored():

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sluicegate_contract.schema import Model, ModelPrice, Rates
-from sluicegate_operator.render import ResourceReport
+from sluicegate_operator.resourcereport import ResourceReport
 from sluicegate_operator.status import Condition, build_status, merge_conditions
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from sluicegate_sidecar.report_cli import main
+from sluicegate_reports.report_cli import main
 
 DATA = Path(__file__).parent / "data"
 LEDGER = str(DATA / "recon-ledger")
@@ -154,8 +154,8 @@ def test_reports_read_every_sidecars_ledger_collected_below_one_directory(tmp_pa
     import shutil
     from pathlib import Path
 
-    from sluicegate_sidecar.ledger import read_entries
-    from sluicegate_sidecar.report_cli import ledger_dirs
+    from sluicegate_contract.ledgerfiles import read_entries
+    from sluicegate_reports.report_cli import ledger_dirs
 
     source = Path(__file__).parent / "data" / "savings-ledger"
     one_pod = list(read_entries([source]))

@@ -12,15 +12,25 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from sluicegate_contract.ledger import (
+    GENESIS,
+    Entry,
+    EntryDecision,
+    EntryResolution,
+    chain_entry,
+    decode_entry,
+    entry_line,
+    parse_time,
+)
+from sluicegate_contract.ledgerfiles import file_name, read_entries
 from sluicegate_contract.schema import ModelPrice, PriceTier, Rates
 from sluicegate_operator.authority.store import Store
-from sluicegate_sidecar.ledger import parse_time, read_entries
-from sluicegate_sidecar.ledger_cli import main as ledger_main
-from sluicegate_sidecar.report_cli import main as report_main
-from sluicegate_sidecar.reportfmt import render_json
-from sluicegate_sidecar.reportviews import savings_json
-from sluicegate_sidecar.savings import ModelRef, analyze_savings
-from sluicegate_sidecar.savingsplan import book_pricer
+from sluicegate_reports.formats import render_json
+from sluicegate_reports.ledger_cli import main as ledger_main
+from sluicegate_reports.report_cli import main as report_main
+from sluicegate_reports.savings import ModelRef, analyze_savings
+from sluicegate_reports.savingsplan import book_pricer
+from sluicegate_reports.views import savings_json
 from tests.reports.test_reports_cli import DATA, LEDGER, NOW
 from tests.support.ledger_db import load_ledgers
 from tests.support.postgres import database_url, postgres_server
@@ -137,3 +147,39 @@ def test_savings_on_the_database_price_with_the_configs_price_book_as_the_files_
     )
     assert json.loads(text) == json.loads(render_json(savings_json(expected)))
     assert json.loads(text)["total"]["askedForMicroUSD"] > 3_900_000
+
+
+def as_version_2(entry: Entry) -> Entry:
+    """The request written as version 2: how the model resolved and the verdict recorded structured,
+    with nothing left to parse (the requested model names only the model that served, no verdict text)."""
+    requested = entry.requested_model
+    if requested == "auto":
+        resolution = EntryResolution(kind="auto", tier=entry.tier)
+    elif requested.startswith("tier:"):
+        resolution = EntryResolution(kind="tier", tier=requested.removeprefix("tier:"))
+    else:
+        return msgspec.structs.replace(entry, v=2, decision=EntryDecision(action="allow"))
+    return msgspec.structs.replace(
+        entry, v=2, resolution=resolution, decision=EntryDecision(action=entry.verdict.split(";")[0]),
+        requested_model=f"{entry.connection}/{entry.model}", verdict="",
+    )  # fmt: skip
+
+
+def test_savings_on_the_database_read_version_2_entries_by_their_resolution_and_decision(
+    database_url: str, tmp_path: Path
+) -> None:
+    entries, prev = [], GENESIS
+    for seq, entry in enumerate(read_entries([DATA / "savings-ledger"]), start=1):
+        digest, line = chain_entry(as_version_2(entry), seq, prev)
+        entries.append(decode_entry(line))
+        prev = digest
+    (tmp_path / file_name(1)).write_bytes(b"".join(entry_line(e) for e in entries))
+    load_ledgers(database_url, {"sidecar-v2": tmp_path})
+    book = record_book(database_url)
+    status, text = run(report_main, "savings", "--database-url", database_url, "--format", "json")
+    assert status == 0, text
+    expected = analyze_savings(entries, by="team", window="day", tz=ZoneInfo("UTC"), pricer=book_pricer(book))
+    assert json.loads(text) == json.loads(render_json(savings_json(expected)))
+    total = json.loads(text)["total"]
+    assert (total["requests"], total["downgraded"], total["lightOnly"], total["auto"]) == (7, 1, 1, 2)
+    assert (total["actualMicroUSD"], total["askedForMicroUSD"]) == (1_315_000, 3_900_000)  # as version 1

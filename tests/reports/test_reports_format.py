@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sluicegate_sidecar.reportfmt import (
+from sluicegate_reports.formats import (
     Chart,
     Series,
     Table,

@@ -16,11 +16,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from sluicegate_sidecar.exports import ExportError, merge_exports, model_key, parse_export
-from sluicegate_sidecar.ledger import read_entries
-from sluicegate_sidecar.ledger_entry import EntryReportedUsage
-from sluicegate_sidecar.reconcile import reconcile
-from sluicegate_sidecar.savings import catalog_cost
+from sluicegate_contract.ledger import EntryReportedUsage
+from sluicegate_contract.ledgerfiles import read_entries
+from sluicegate_reports.exports import ExportError, merge_exports, model_key, parse_export
+from sluicegate_reports.invoices import reconcile
+from sluicegate_reports.savings import catalog_cost
 
 DATA = Path(__file__).parent / "data"
 DAY1, DAY2 = date(2026, 3, 2), date(2026, 3, 3)

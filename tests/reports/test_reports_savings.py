@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from sluicegate_sidecar.ledger import EntryUsage, read_entries
-from sluicegate_sidecar.ledger_entry import EntryReportedUsage
-from sluicegate_sidecar.savings import (
+from sluicegate_contract.ledger import EntryDecision, EntryReportedUsage, EntryResolution, EntryUsage
+from sluicegate_contract.ledgerfiles import read_entries
+from sluicegate_reports.savings import (
     ModelRef,
     analyze_savings,
     catalog_cost,
@@ -159,3 +159,30 @@ def test_an_anomalous_request_is_compared_at_its_bounded_figures_and_counted_as_
     report = analyze_savings([odd], by="team", window="day", tz=UTC_ZONE)
     assert report.total.compared == 1 and report.total.estimated == 1
     assert report.total.actual_micro_usd == entries[0].cost_micro_usd
+
+
+def test_version_2_entries_are_counted_by_their_recorded_resolution_and_decision(entries) -> None:
+    """The same requests written as version 2 give the same figures, with nothing left to parse:
+    the requested model names only the model that served, the verdict text is gone."""
+
+    def v2(entry):
+        requested = entry.requested_model
+        if requested == "auto":
+            resolution = EntryResolution(kind="auto", tier=entry.tier)
+        elif requested.startswith("tier:"):
+            resolution = EntryResolution(kind="tier", tier=requested.removeprefix("tier:"))
+        else:
+            return msgspec.structs.replace(entry, v=2, decision=EntryDecision(action="allow"))
+        action = entry.verdict.split(";")[0]
+        return msgspec.structs.replace(
+            entry, v=2, resolution=resolution, decision=EntryDecision(action=action),
+            requested_model=f"{entry.connection}/{entry.model}", verdict="",
+        )  # fmt: skip
+
+    before = analyze_savings(entries, by="team", window="day", tz=UTC_ZONE).total
+    after = analyze_savings([v2(e) for e in entries], by="team", window="day", tz=UTC_ZONE).total
+    assert (after.requests, after.downgraded, after.light_only, after.auto) == (7, 1, 1, 2)
+    assert (after.actual_micro_usd, after.asked_micro_usd) == (
+        before.actual_micro_usd,
+        before.asked_micro_usd,
+    )

@@ -13,6 +13,7 @@ from tests.support.sidecar_harness import SidecarThread, connection, render_dir,
 OPENAI_KEY = "sk-upstream-openai-secret-0001"
 ANTHROPIC_KEY = "sk-ant-upstream-secret-0002"
 GEMINI_KEY = "gemini-upstream-secret-0003"
+CLAUDE = "claude-haiku-4-5"  # a current model: the anthropic SDK warns (an error here) on deprecated ones
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def providers_config(tmp_path: Path, fake_openai, fake_anthropic, fake_gemini) -
             connection(
                 "anthropic",
                 "anthropic",
-                ["claude-3-5-haiku-20241022"],
+                [CLAUDE],
                 base_url=fake_anthropic.base_url,
                 key=ANTHROPIC_KEY,
             ),
@@ -68,7 +69,6 @@ def sidecar(providers_config: Path, tmp_path: Path) -> Iterator[SidecarThread]:
 
 # -- module-scoped fakes (reset before each test) and a three-provider sidecar --------------------
 
-CLAUDE = "claude-haiku-4-5"  # a current model: the anthropic SDK warns (an error here) on deprecated ones
 GEMINI = "gemini-2.0-flash"
 
 
@@ -83,6 +83,7 @@ def reset_fake(fake: FakeServer) -> FakeServer:
     fake.chunk_delay = 0.0
     if isinstance(fake, FakeAnthropic):
         fake.full_delta_usage = False
+        fake.counted_tokens = None
     return fake
 
 

@@ -211,11 +211,6 @@ def test_an_overloaded_anthropic_is_a_429_with_retry_after_when_nothing_else_ser
     assert len(anthropic_up.requests) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapter gap (providers/anthropic.py build): /v1/messages passthrough drops the client's "
-    "anthropic-beta header, so beta features the client asked for silently do not apply",
-)
 def test_messages_passthrough_forwards_the_clients_anthropic_beta_header(gateway, anthropic_up) -> None:
     anthropic_client(gateway).beta.messages.create(
         model=MODEL,

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sluicegate_sidecar.bounds import request_bound
 from sluicegate_sidecar.budget import Reservation
 from sluicegate_sidecar.pricing import worst_case_micro_usd
+from sluicegate_sidecar.routing.bounds import request_bound
 from sluicegate_sidecar.tokens import estimate_prompt_tokens
 from tests.support.fakes import FakeOpenAI, FakeUsage, RecordedRequest
 from tests.support.sidecar_harness import (

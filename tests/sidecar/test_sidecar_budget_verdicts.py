@@ -156,6 +156,19 @@ def test_shadow_mode_serves_normally_and_records_what_would_have_happened(gatewa
     assert sum(e["costMicroUSD"] for e in entries) == 3 * COST["premium"]
 
 
+def test_the_ledger_records_the_verdict_and_the_resolution_structured(gateway_with, fake) -> None:
+    sc = gateway_with(budget("dry-run", (COST["premium"] + 200) / 1e6, mode="Shadow"))
+    assert [ask(sc).status_code for _ in range(2)] == [200, 200]
+    sc.run_sync(sc.gateway.ledger.flush())
+    entries = ledger_lines(sc.ledger_dir)
+    assert [e["v"] for e in entries] == [2, 2]
+    assert [e["decision"] for e in entries] == [
+        {"action": "allow", "shadow": None, "policy": None},
+        {"action": "allow", "shadow": "BLOCK", "policy": None},
+    ]
+    assert entries[0]["resolution"] == {"kind": "tier", "tier": entries[0]["tier"], "reason": None}
+
+
 def test_the_ladder_steps_down_as_spend_grows_and_blocks_at_the_cap(gateway_with, fake) -> None:
     ladder = [
         {"at": 0.8, "action": "DOWNGRADE"},

@@ -1,4 +1,4 @@
-"""Config reloads (DESIGN §4, FAULTS 13): a tampered, foreign or rolled-back config is refused and
+"""Config reloads (fault 13): a tampered, foreign or rolled-back config is refused and
 counted while the last good one keeps serving; a good one with a higher serial is picked up."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_an_older_signed_config_is_not_rolled_back_to(tmp_path: Path, openai_up)
         assert sc.run_sync(load_now()) is False  # a reload attempt on the sidecar's loop, refused
         assert chat(sc, "tier:later").status_code == 404
         assert metric_value(sc, "sluicegate_config_serial") == 2
-        # the replay is counted once, however many polls see it (FAULTS 13)
+        # the replay is counted once, however many polls see it (fault 13)
         wait_until(lambda: metric_value(sc, "sluicegate_config_rejected_total", reason="rollback") == 1)
         assert sc.run_sync(load_now()) is False
         assert metric_value(sc, "sluicegate_config_rejected_total", reason="rollback") == 1

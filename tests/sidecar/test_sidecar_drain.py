@@ -1,4 +1,4 @@
-"""SIGTERM drain of the real ``sluicegate sidecar`` process (FAULTS 21): readiness turns false, new
+"""SIGTERM drain of the real ``sluicegate sidecar`` process (fault 21): readiness turns false, new
 requests get 503 with Retry-After, the stream in flight completes, the ledger is flushed and
 verifies, and the process exits 0."""
 

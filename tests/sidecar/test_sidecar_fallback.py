@@ -1,4 +1,4 @@
-"""Fallback through the real sidecar against fault-injecting fakes (FAULTS 7, 9–12; DESIGN §6).
+"""Fallback through the real sidecar against fault-injecting fakes (faults 7, 9–12).
 
 Two OpenAI connections, ``primary`` and ``backup``, each with its own fake, sit in the tier ``chain``
 (strategy ordered). Each test asserts what the client sees and which upstreams were called.
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sluicegate_sidecar.health import HealthBook
+from sluicegate_sidecar.routing.health import HealthBook
 from tests.support.fakes import DEFAULT_TEXT, FakeOpenAI, Fault, closed_port
 from tests.support.sidecar_harness import (
     SidecarThread,

@@ -1,4 +1,4 @@
-"""FAULTS 13, cold start: a sidecar with no valid config is not ready (the startup probe fails, so the
+"""fault 13, cold start: a sidecar with no valid config is not ready (the startup probe fails, so the
 native sidecar holds the app back) and answers API calls 503 ``not_ready``; once a valid config is
 written it becomes ready, without a restart."""
 

@@ -1,4 +1,4 @@
-"""FAULTS 14: the config directory caught mid-update (``..data`` pointing at a generation already
+"""fault 14: the config directory caught mid-update (``..data`` pointing at a generation already
 removed, or a generation without config.json) keeps the served config, does not flap readiness and
 is not counted as a refused config; the next good generation is picked up."""
 

@@ -1,4 +1,4 @@
-"""FAULTS 32: oversized or never-finished request headers on the API or the ops port, and idle
+"""fault 32: oversized or never-finished request headers on the API or the ops port, and idle
 connections held open, against the real ``sluicegate sidecar`` process: headers past the cap get 431
 and a close, unfinished ones a close at the header deadline, the sidecar's memory stays bounded, and
 a flood of ops connections under a small open-file limit cannot make API requests fail."""

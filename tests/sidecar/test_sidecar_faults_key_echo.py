@@ -1,4 +1,4 @@
-"""FAULTS 31: an upstream error that echoes the connection's key — whole, cut, masked, or of a shape no
+"""fault 31: an upstream error that echoes the connection's key — whole, cut, masked, or of a shape no
 pattern knows — never shows any 8+ character fragment of it to the app, the request log, the ledger
 or /metrics; not from a 4xx passed through, not from an error event inside a stream."""
 

@@ -1,4 +1,4 @@
-"""FAULTS 15, data-key rotation seen from the sidecar: a config sealed under a data key the sidecar
+"""fault 15, data-key rotation seen from the sidecar: a config sealed under a data key the sidecar
 lacks leaves that connection unusable (the rest of the config applies); the key service is asked
 again with back-off, not on every poll, and once it hands out the new key the connection is usable,
 without a restart. The real ``KeyClient`` talks HTTPS to a fake key service."""

@@ -1,4 +1,4 @@
-"""FAULTS 2 and 4 at the request's limits: ``n`` is capped and multiplies the reservation (the output
+"""fault 2 and 4 at the request's limits: ``n`` is capped and multiplies the reservation (the output
 cap sent upstream is clamped so that n choices fit what remains), ``max_tokens`` is clamped to the
 model's maximum, and a prompt longer than every candidate's context window is a 400 with no spend
 and no upstream call (a tier skips the candidates it does not fit)."""

@@ -1,4 +1,4 @@
-"""FAULTS 29: requests shaped to slip past the reservation, each as a concurrent burst at a small cap.
+"""fault 29: requests shaped to slip past the reservation, each as a concurrent burst at a small cap.
 
 Dense prompts (digits, base64, CJK, emoji), ``n``, ``best_of``, prompt arrays on /v1/completions,
 input arrays on /v1/embeddings, many images and many tools: the fake upstream bills each shape as

@@ -1,4 +1,4 @@
-"""FAULTS 34: the sidecar remembers the newest serial it accepted on its own volume (the ledger
+"""fault 34: the sidecar remembers the newest serial it accepted on its own volume (the ledger
 directory), so a validly signed older config in place when it restarts — say one with a higher
 cap — is refused, and with nothing newer to serve the sidecar is not ready. The very config it
 accepted before (same serial, same bytes) is fine after a restart; a damaged record is reported,

@@ -1,4 +1,4 @@
-"""FAULTS 5: a co-located process that sends a request body slowly (or never finishes it) gets a 408
+"""fault 5: a co-located process that sends a request body slowly (or never finishes it) gets a 408
 within the receive deadline and its connection closed; a slow *response* stream is not cut by it."""
 
 from __future__ import annotations

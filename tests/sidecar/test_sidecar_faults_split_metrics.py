@@ -1,4 +1,4 @@
-"""FAULTS 25 (issue 13 item 9): a BudgetPolicy split by endCustomer with 10,000 values seen keeps
+"""fault 25 (issue 13 item 9): a BudgetPolicy split by endCustomer with 10,000 values seen keeps
 /metrics small — the budget gauges are per policy and window (the most-used scope, the policy's total,
 the count of scopes at each verdict), never a series per customer — and a scrape never stalls the API.
 """

@@ -1,4 +1,4 @@
-"""FAULTS 33: a validly signed config carrying a value the sidecar cannot use (an unknown timezone, an
+"""fault 33: a validly signed config carrying a value the sidecar cannot use (an unknown timezone, an
 alias colliding with a model, a price too large to compute with) — sealed by hand with the dev keys,
 bypassing render, which refuses these — is a rejection like a bad signature: the last good config
 keeps serving, the rejection is counted and named in /readyz, and the watcher lives on to load the

@@ -1,4 +1,4 @@
-"""FAULTS 30 (issue 13 items 3 and 4): upstreams that report usage no correct provider reports, or
+"""fault 30 (issue 13 items 3 and 4): upstreams that report usage no correct provider reports, or
 stream past the cap they were sent, through the real sidecar in front of fakes of each provider.
 
 Never a 500, never a reservation left open, never a negative or unbounded charge: a stream past its
@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from sluicegate_contract.schema import ModelPrice, Rates
-from sluicegate_sidecar.bounds import request_bound
 from sluicegate_sidecar.pricing import worst_case_micro_usd
+from sluicegate_sidecar.routing.bounds import request_bound
 from tests.sidecar.conftest import ANTHROPIC_KEY, CLAUDE, GEMINI, GEMINI_KEY, OPENAI_KEY
 from tests.support.fakes import FakeServer, FakeUsage, Fault
 from tests.support.sidecar_harness import (

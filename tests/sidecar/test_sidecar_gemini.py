@@ -99,7 +99,7 @@ def test_tool_calls_come_back_in_the_openai_shape(gateway, gemini_up) -> None:
 def test_an_invalid_gemini_key_is_an_auth_failure_that_falls_back_and_benches_the_key(
     tmp_path, gemini_up, openai_up
 ) -> None:
-    # Google answers a bad key with 400 INVALID_ARGUMENT / API_KEY_INVALID, not 401 (FAULTS 12).
+    # Google answers a bad key with 400 INVALID_ARGUMENT / API_KEY_INVALID, not 401 (fault 12).
     from tests.sidecar.conftest import OPENAI_KEY
     from tests.support.sidecar_harness import SidecarThread, connection, render_dir, tier
 

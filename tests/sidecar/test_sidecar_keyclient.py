@@ -1,4 +1,4 @@
-"""The sidecar's key-service client (FAULTS 15) against a key service on loopback over HTTPS that
+"""The sidecar's key-service client (fault 15) against a key service on loopback over HTTPS that
 answers ``POST /v1/keys`` as the operator's does: the CA is trusted as given (file or PEM, TLS is
 never skipped), the token file is read again on every fetch, a refusal keeps the keys already
 held, and start-up retries with back-off until the service answers."""

@@ -1,4 +1,4 @@
-"""The ledger line is in the file before the client holds the whole reply (DESIGN §5a): a stream's
+"""The ledger line is in the file before the client holds the whole reply (ledger before reply, docs/architecture.md): a stream's
 terminator waits for it (usage arrives before it), and so does a non-streamed body. The upstreams
 keep each stream open after its last event, as keep-alive upstreams do (the entry used to be written
 only at the upstream's close)."""

@@ -1,4 +1,4 @@
-"""A client that hangs up mid-stream (FAULTS 6): the reservation is settled, never leaked, and what
+"""A client that hangs up mid-stream (fault 6): the reservation is settled, never leaked, and what
 was streamed is charged and written to the ledger."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_a_client_that_disconnects_mid_stream_is_charged_and_its_reservation_set
     assert entry["costBasis"] == "estimated" and entry["costMicroUSD"] > 0
     worst_case = 100 * 20 + 1000 * 40  # micro-USD reserved: 100 prompt tokens, 1,000 output tokens
     assert entry["costMicroUSD"] < worst_case  # charged for what was streamed, not the whole cap
-    assert sc.gateway.inflight == 0
+    assert sc.gateway.drain.inflight == 0
 
 
 async def hang_up_at_once(sc: SidecarThread, spec_version: str) -> list[str]:
@@ -105,7 +105,7 @@ def test_a_client_gone_at_once_leaks_no_reservation(sidecar, spec_version) -> No
     assert sent.count("http.response.body") <= 1  # at most the first chunk went out
     assert len(fake.requests) == 1  # the upstream was called (and reserved for)
     assert book.outstanding == 0  # settled when the response ended, not at garbage collection
-    assert sc.gateway.inflight == 0
+    assert sc.gateway.drain.inflight == 0
     sc.run_sync(sc.gateway.ledger.flush())
     [entry] = wait_for(lambda: ledger_lines(sc.ledger_dir))
     assert entry["status"] == "client_disconnect" and entry["costMicroUSD"] > 0

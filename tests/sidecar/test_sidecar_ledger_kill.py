@@ -1,4 +1,4 @@
-"""``kill -9`` of the real ``sluicegate sidecar`` process under load (DESIGN §5a, issue 13 item 12):
+"""``kill -9`` of the real ``sluicegate sidecar`` process under load (issue 13 item 12; ledger before reply, docs/architecture.md):
 no reply a client received completely is missing from the ledger — a stream whose terminator it saw
 (OpenAI's ``data: [DONE]``, Anthropic's ``message_stop``, the ``[DONE]`` made for a Gemini stream at
 its end of body) or a whole non-streamed body. The upstreams keep each stream open 300 ms after its
@@ -23,8 +23,9 @@ import httpx2  # the HTTP client under both SDKs: a stream cut mid-body raises i
 import openai
 import pytest
 
-from sluicegate_sidecar.ledger import Ledger, read_entries
-from sluicegate_sidecar.ledger_cli import verify
+from sluicegate_contract.ledgerfiles import read_entries
+from sluicegate_reports.ledger_cli import verify
+from sluicegate_sidecar.ledger.writer import Ledger
 from tests.support.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from tests.support.sidecar_harness import budget, connection, free_port, priced, render_dir, tier
 

@@ -1,4 +1,4 @@
-"""A ledger that cannot be written (full or read-only disk, FAULTS 18 / DESIGN §8): paid requests
+"""A ledger that cannot be written (full or read-only disk, fault 18): paid requests
 are refused with 503 ``ledger_unavailable`` instead of spending untracked, readiness says why, and
 the sidecar recovers by itself once the disk takes writes again, losing no entry."""
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import msgspec
 
-from sluicegate_sidecar.ledger import Entry, EntryAttribution, Ledger, decode_entry
+from sluicegate_contract.ledger import Entry, EntryAttribution, decode_entry
+from sluicegate_sidecar.ledger.writer import Ledger
 from sluicegate_sidecar.ledgership import ACKED_FILE, LedgerShipper
 
 

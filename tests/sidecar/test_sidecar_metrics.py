@@ -1,4 +1,4 @@
-"""The sidecar's Prometheus metrics, asserted by value per label set after known traffic (DESIGN §5)."""
+"""The sidecar's Prometheus metrics, asserted by value per label set after known traffic (README, Metrics)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 from genai_prices import calc_price
 from openai import AsyncOpenAI, OpenAI
 
-from tests.sidecar.conftest import OPENAI_KEY
+from tests.sidecar.conftest import CLAUDE, OPENAI_KEY
 from tests.support.fakes import DEFAULT_TEXT, FakeUsage, Fault
 
 APP_KEY = "sk-app-placeholder-must-not-travel"
@@ -108,7 +108,7 @@ def test_embeddings_and_completions_pass_through(sidecar) -> None:
 
 def test_models_lists_tiers_auto_and_pinned_models(sidecar) -> None:
     ids = {m.id for m in client(sidecar).models.list()}
-    assert {"auto", "tier:standard", "openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-20241022"} <= ids
+    assert {"auto", "tier:standard", "openai/gpt-4o-mini", f"anthropic/{CLAUDE}"} <= ids
 
 
 def test_unknown_model_is_a_404_in_the_openai_envelope(sidecar) -> None:

@@ -1,4 +1,4 @@
-"""The output cap the gateway sends (issue 13, item 10; FAULTS 2).
+"""The output cap the gateway sends (issue 13, item 10; fault 2).
 
 A request goes out with the client's own cap, or none; the gateway writes a cap only when the budget
 bound needs one (clamped to what remains, or a model whose output limit the catalog does not know)

@@ -85,7 +85,6 @@ class Answer(BaseModel):
     answer: str
 
 
-@pytest.mark.xfail(strict=True, reason="the mock does not yet answer JSON for text.format (issue 15 item 5)")
 def test_the_mock_answers_structured_output_that_parses(api) -> None:
     parsed = api.responses.parse(model="mock-small", input="Answer", text_format=Answer)
     assert isinstance(parsed.output_parsed, Answer)

@@ -1,4 +1,4 @@
-"""The ``sluicegate sidecar`` command line: the ledger mode flags (DESIGN §5a)."""
+"""The ``sluicegate sidecar`` command line: the ledger mode flags (ledger before reply, docs/architecture.md)."""
 
 from __future__ import annotations
 

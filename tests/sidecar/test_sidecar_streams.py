@@ -1,4 +1,4 @@
-"""Streams that fail after their first byte (FAULTS 8, 10): the client sees what was relayed and then an
+"""Streams that fail after their first byte (faults 8, 10): the client sees what was relayed and then an
 error event, never a clean end; nothing falls back; what was streamed is charged."""
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sluicegate_contract.ledger import Entry, EntryAttribution, EntryUsage, format_time
 from sluicegate_contract.schema import Budget, LadderStep, Limit
 from sluicegate_sidecar.attribution import Attribution, PodIdentity
-from sluicegate_sidecar.ledger import Entry, EntryAttribution, EntryUsage, Ledger, format_time
+from sluicegate_sidecar.ledger.writer import Ledger
 
 NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POD_LABELS = {"app": "search", "tier": "backend"}

@@ -1,7 +1,10 @@
-"""A fake Anthropic Messages API (POST /v1/messages), streaming and not, with tool use (test support).
+"""A fake Anthropic Messages API (POST /v1/messages, POST /v1/messages/count_tokens), streaming and
+not, with tool use (test support). Every request's headers are recorded (``requests``).
 
 Streams the full event sequence: message_start, content_block_start, ping, content_block_delta
 (text_delta or input_json_delta), content_block_stop, message_delta (stop_reason, usage), message_stop.
+As the real API does, a beta-only body field is refused with 400 unless ``anthropic-beta`` names its
+beta (``BETA_FIELDS``), and count_tokens refuses the fields it does not take (``max_tokens``, ``stream``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ _ERRORS = {
 }
 
 
+# Body fields the API accepts only under a beta header (field → beta name).
+BETA_FIELDS = {
+    "context_management": "context-management-2025-06-27",
+    "container": "code-execution-2025-08-25",
+}
+_NOT_COUNTED = ("max_tokens", "stream", "temperature", "stop_sequences", "metadata")
+
+
 def _event(payload: dict[str, Any]) -> bytes:
     return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
 
@@ -56,6 +67,7 @@ class FakeAnthropic(FakeServer):
     """
 
     full_delta_usage = False
+    counted_tokens: int | None = None  # what count_tokens answers; None: the body's length / 4
 
     def error(self, status: int, message: str | None) -> Plan:
         kind = _ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -68,7 +80,7 @@ class FakeAnthropic(FakeServer):
     def answer(
         self, request: RecordedRequest, text: str, usage: FakeUsage | None, fault: Fault | None = None
     ) -> tuple[Plan, FakeUsage | None]:
-        if (request.method, request.path) != ("POST", "/v1/messages"):
+        if request.method != "POST" or request.path not in ("/v1/messages", "/v1/messages/count_tokens"):
             return self.error(404, "Not Found"), None
         keys = {
             request.headers.get("x-api-key"),
@@ -82,6 +94,16 @@ class FakeAnthropic(FakeServer):
             body = json.loads(request.body)
         except ValueError:
             return self.error(400, "There was an issue with the JSON body of your request."), None
+        betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",")}
+        for field, beta in BETA_FIELDS.items():
+            if field in body and beta not in betas:
+                return self.error(400, f"{field}: Extra inputs are not permitted"), None
+        if request.path == "/v1/messages/count_tokens":
+            for field in _NOT_COUNTED:
+                if field in body:
+                    return self.error(400, f"{field}: Extra inputs are not permitted"), None
+            counted = self.counted_tokens if self.counted_tokens is not None else len(request.body) // 4
+            return json_plan(200, {"input_tokens": counted}, {"request-id": "req_count"}), None
         tool = _tool(body)
         pieces, stop = split_words(text), "end_turn"
         if tool is not None:

@@ -1,10 +1,11 @@
 """A kmock 0.8 Kubernetes emulator closer to a real apiserver, plus helpers for operator tests.
 
-See /work/shared/TESTING.md (kopf + kmock): stamps uid/creationTimestamp/generation/resourceVersion,
-bumps resourceVersion on every change (no-op patches change nothing and emit no event), answers a
-failed JSON-Patch ``test`` with 422, returns a real list resourceVersion, skips replayed watch events,
-names ``generateName`` objects, folds Secret ``stringData`` into ``data``, treats ``?watch=True`` as a
-watch, and keeps review resources (TokenReview) out of storage so tests can script them.
+Works around kmock 0.8's gaps: stamps uid/creationTimestamp/generation/resourceVersion,
+bumps resourceVersion on every change (no-op patches change nothing and emit no event; a deletion gets
+one too), answers a failed JSON-Patch ``test`` with 422, returns a real list resourceVersion, skips
+replayed watch events, names ``generateName`` objects, folds Secret ``stringData`` into ``data``, treats ``?watch=True`` as a
+watch, keeps review resources (TokenReview) out of storage so tests can script them, and serves
+Namespaces by name (create, read, delete → Terminating; kmock 0.8 answers 500 for them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
     """kmock's emulator with the apiserver behaviours kopf and the operator rely on."""
 
     _last_rv: int = attrs.field(default=0, init=False)
+    namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
 
     def _evolve(self, request: rendering.Request, **changes: Any) -> rendering.Request:
         # Views select requests by membership in the root's request list: swap the evolved one in.
@@ -51,6 +53,13 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
     def _next_rv(self) -> str:
         self._last_rv += 1
         return str(self._last_rv)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        parts = raw_request.path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:  # kmock cannot parse these
+            data = await raw_request.json() if raw_request.can_read_body else None
+            return self._serve_namespace(raw_request.method, parts[3] if len(parts) == 4 else None, data)
+        return await super().__call__(raw_request)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.resource is None:
@@ -74,6 +83,29 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
             if marked is not None:
                 return marked
         return await super()._handle(request)
+
+    def _serve_namespace(self, method: str, name: str | None, data: Any) -> aiohttp.web.StreamResponse:
+        if method == "POST" and name is None and isinstance(data, Mapping):
+            meta = dict(data.get("metadata") or {})
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion=self._next_rv())
+            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta, "status": {"phase": "Active"}}
+            self.namespaces[str(meta["name"])] = obj
+            return aiohttp.web.json_response(obj, status=201)
+        if method == "GET" and name is None:
+            items = list(self.namespaces.values())
+            return aiohttp.web.json_response({"kind": "NamespaceList", "metadata": {}, "items": items})
+        obj = self.namespaces.get(name or "")
+        if obj is None:
+            status = {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+            return aiohttp.web.json_response(status, status=404)
+        if method == "DELETE":  # Terminating until remove_namespace()
+            obj["metadata"]["deletionTimestamp"] = _now()
+            obj["status"] = {"phase": "Terminating"}
+        return aiohttp.web.json_response(obj)
+
+    def remove_namespace(self, name: str) -> None:
+        """The namespace controller's last step: the Namespace itself is gone."""
+        self.namespaces.pop(name, None)
 
     def _stamp_created(self, request: rendering.Request) -> dict[str, Any]:
         data = copy.deepcopy(dict(request.data))
@@ -140,6 +172,9 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
                 return None
             meta = obj.get("metadata", {})
             if not meta.get("finalizers") or meta.get("deletionTimestamp"):
+                # The DELETED event carries a new resourceVersion, as from an apiserver: a watch that
+                # began after the object's last change must still see it go.
+                obj.patch({"metadata": {"resourceVersion": self._next_rv()}})
                 return None
             obj.patch({"metadata": {"deletionTimestamp": _now(), "resourceVersion": self._next_rv()}})
             raw = obj.raw

@@ -19,11 +19,12 @@ from typing import Any
 import httpx
 
 from sluicegate_contract.configdir import write_sealed
-from sluicegate_operator.render import render_namespace, secrets_from_objects
+from sluicegate_operator.connections import secrets_from_objects
+from sluicegate_operator.render import render_namespace
 from sluicegate_operator.render_cli import load_or_create_keys, previous_serial
 from sluicegate_sidecar.attribution import PodIdentity
 from sluicegate_sidecar.configload import dev_data_keys, public_keys_from
-from sluicegate_sidecar.health import HealthBook
+from sluicegate_sidecar.routing.health import HealthBook
 from sluicegate_sidecar.runtime import Gateway, Settings
 from sluicegate_sidecar.serve_cli import build_gateway, run_servers
 
@@ -328,7 +329,7 @@ def prompt_of(tokens: int) -> list[dict[str, str]]:
 def reserved_prompt_of(tokens: int) -> list[dict[str, str]]:
     """A one-message chat prompt the sidecar's reservation counts as exactly ``tokens`` input
     tokens (its upper bound, ``bounds.request_bound``; at least 7)."""
-    from sluicegate_sidecar.bounds import request_bound
+    from sluicegate_sidecar.routing.bounds import request_bound
 
     for length in range(tokens):
         messages = [{"role": "user", "content": "x" * length}]

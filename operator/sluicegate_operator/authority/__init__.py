@@ -1,1 +1,1 @@
-"""The budget authority: the fleet's budget accounts and leases, kept in PostgreSQL (DESIGN §7)."""
+"""The budget authority: the fleet's budget accounts and leases in PostgreSQL (README, budgets)."""

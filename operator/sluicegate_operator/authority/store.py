@@ -3,7 +3,7 @@
 Each ask of a sync is one transaction: lock the account row (``FOR UPDATE``), then the lease row,
 apply the contract's lease arithmetic, write both. Every replica of the authority does the same, so
 ``settled + leased ≤ cap`` holds without a leader. Time is the database's (``now()`` of the
-transaction): one clock for every replica, and the one that places budget windows (FAULTS 16).
+transaction): one clock for every replica, and the one that places budget windows (fault 16).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sluicegate_contract.authority import (
     Refusal,
 )
 from sluicegate_contract.leases import Account, Lease, expired, moved, synced
-from sluicegate_contract.sealing import format_time
+from sluicegate_contract.timestamps import format_time
 
 from .ledgerstore import PriceRow, insert_entries, record_prices
 from .migrations import MIGRATIONS

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from . import Dropped, ImportResult
+from .drafts import Dropped, ImportResult
 
 _WIDTH = 100
 

@@ -10,7 +10,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from . import (
+from .drafts import (
     RETRY_CLASSES,
     Candidate,
     ImportResult,
@@ -170,7 +170,7 @@ def _offered(run: ImportRun) -> dict[str, list[str]]:
 
 
 def _name_clash(group: str, tier: str, offered: Mapping[str, list[str]], run: ImportRun) -> None:
-    """A bare model name means a model before a tier (DESIGN §5): say what a client asking for it gets."""
+    """A bare model name means a model before a tier: say what a client asking for it gets."""
     owners = offered.get(group, [])
     if len(owners) == 1:
         run.todo.append(

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from . import (
+from .drafts import (
     COMPATIBLE_BASE_URLS,
     DEFAULT_AZURE_API_VERSION,
     NO_KEY,
@@ -76,7 +76,7 @@ def read_deployment(entry: Mapping[str, Any], where: str, run: ImportRun) -> Can
         deployment = model
         base = info.get("base_model")
         model = base.removeprefix("azure/") if isinstance(base, str) and base else model
-    problem = model_problem(model)
+    problem = model_problem(model, draft.kind)
     if problem is not None:
         run.drop(where, f"model '{target}'", problem)
         return None

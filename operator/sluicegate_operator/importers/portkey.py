@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from . import (
+from .drafts import (
     RETRY_CLASSES,
     Candidate,
     ImportResult,

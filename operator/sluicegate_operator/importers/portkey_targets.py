@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from . import (
+from .drafts import (
     COMPATIBLE_BASE_URLS,
     DEFAULT_AZURE_API_VERSION,
     NO_KEY,
@@ -113,7 +113,7 @@ def read_target(node: Mapping[str, Any], where: str, inherited: Inherited, walk:
     if draft is None:
         return None
     deployment = node.get("azure_deployment_id") if draft.kind == "azure-openai" else None
-    problem = model_problem(model)
+    problem = model_problem(model, draft.kind)
     if problem is not None:
         walk.drop(where, f"model '{model}'", problem)
         return None

@@ -5,6 +5,7 @@ clients. Pure: no HTTP, no clock (``created`` is 0 in translated replies).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import msgspec
 
 from .anthropic_request import messages_body
 from .base import (
+    NO_HEADERS,
     BadUpstreamResponse,
     Connection,
     Operation,
@@ -74,7 +76,7 @@ def _usage(raw: object, previous: Usage | None = None) -> Usage:
 
 
 def _reply_usage(message: Mapping[str, Any]) -> Usage | None:
-    """A reply's usage; None when it has none (FAULTS 27: charged as unknown, not as zero)."""
+    """A reply's usage; None when it has none (fault 27: charged as unknown, not as zero)."""
     raw = message.get("usage")
     return None if raw is None else _usage(raw)
 
@@ -232,6 +234,24 @@ class ChatRelay(_Relay):
 
 # --- the adapter -------------------------------------------------------------------------------
 
+# The client headers Anthropic defines for clients, forwarded as sent when well-formed (a
+# malformed value is dropped, never passed on: header injection, FAULTS 3). The version is the
+# client's only on passthrough: translated chat is written for ANTHROPIC_VERSION.
+_BETA = re.compile(r"[A-Za-z0-9._-]{1,100}(?:\s*,\s*[A-Za-z0-9._-]{1,100}){0,31}")
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def forwarded_headers(client_headers: Mapping[str, str], *, passthrough: bool) -> dict[str, str]:
+    """``anthropic-beta`` (and on passthrough ``anthropic-version``) from the client, if well-formed."""
+    out: dict[str, str] = {}
+    beta = client_headers.get("anthropic-beta", "").strip()
+    if beta and _BETA.fullmatch(beta):
+        out["anthropic-beta"] = beta
+    version = client_headers.get("anthropic-version", "").strip()
+    if passthrough and _VERSION.fullmatch(version):
+        out["anthropic-version"] = version
+    return out
+
 
 @dataclass(frozen=True, slots=True)
 class AnthropicAdapter:
@@ -245,26 +265,33 @@ class AnthropicAdapter:
         request: Mapping[str, Any],
         *,
         stream: bool,
+        client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
         if op == "responses":  # translated through chat (responses_chat)
             chat = chat_request(request, self.provider, stream=stream)
             return self.build("chat", conn, model, chat, stream=stream)
         if op == "chat":
             body = messages_body(model, request, stream)
-        elif op == "messages":
-            body = openai_body(request, model, stream, stream_usage_option=False)
+        elif op in ("messages", "count_tokens"):
+            body = openai_body(request, model, stream and op == "messages", stream_usage_option=False)
         else:
             raise UnsupportedOperation(f"anthropic connections do not serve /v1/{op}")
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        headers.update(forwarded_headers(client_headers, passthrough=op != "chat"))
         if conn.api_key:
             headers["x-api-key"] = conn.api_key
-        url = (conn.base_url or ANTHROPIC_BASE_URL).rstrip("/") + "/v1/messages"
+        path = "/v1/messages/count_tokens" if op == "count_tokens" else "/v1/messages"
+        url = (conn.base_url or ANTHROPIC_BASE_URL).rstrip("/") + path
         return UpstreamRequest("POST", url, headers, msgspec.json.encode(body))
 
     def parse(self, op: Operation, model: str, body: bytes) -> Reply:
         if op == "responses":
             return responses_reply(self.parse("chat", model, body), model)
         message = decode_json(body)
+        if op == "count_tokens":
+            if not isinstance(message, dict) or not isinstance(message.get("input_tokens"), int):
+                raise BadUpstreamResponse("upstream reply is not a token count")
+            return Reply(body, None)
         if not isinstance(message, dict) or not isinstance(message.get("content"), list):
             raise BadUpstreamResponse("upstream reply is not a Messages response")
         if op == "messages":

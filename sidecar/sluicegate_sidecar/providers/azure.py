@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Connection, Operation, UnsupportedOperation, UpstreamRequest
+from .base import NO_HEADERS, Connection, Operation, UnsupportedOperation, UpstreamRequest
 from .openai import (
     JSON_HEADERS,
     OpenAIAdapter,
@@ -64,6 +64,7 @@ class AzureAdapter(OpenAIAdapter):
         request: Mapping[str, Any],
         *,
         stream: bool,
+        client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
         headers = dict(JSON_HEADERS)
         if conn.api_key:

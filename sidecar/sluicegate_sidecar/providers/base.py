@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from .keyscrub import NO_KEY, KeyScrubber
 
 # chat: POST /v1/chat/completions, completions: POST /v1/completions,
 # embeddings: POST /v1/embeddings, messages: POST /v1/messages (Anthropic-native clients),
-# responses: POST /v1/responses (OpenAI's Responses API).
-Operation = Literal["chat", "completions", "embeddings", "messages", "responses"]
+# responses: POST /v1/responses (OpenAI's Responses API),
+# count_tokens: POST /v1/messages/count_tokens (free: never reserved, charged or in the ledger).
+Operation = Literal["chat", "completions", "embeddings", "messages", "responses", "count_tokens"]
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +142,13 @@ class Adapter(Protocol):
         request: Mapping[str, Any],
         *,
         stream: bool,
+        client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
         """The upstream request for ``model`` (the provider's own model name).
+
+        ``client_headers`` are the client's request headers (names lower-cased); an adapter
+        forwards only the few its provider defines for clients (Anthropic: ``anthropic-beta``,
+        ``anthropic-version``), never credentials or routing.
 
         For streams the adapter asks the upstream for usage (``stream_options.include_usage``
         for OpenAI-style APIs) whatever the client asked; the relay drops it again if the client
@@ -163,3 +171,11 @@ class Adapter(Protocol):
         """A non-2xx upstream body → error fields safe to show the client (``scrubber``: the
         connection's, which removes its key's fragments)."""
         ...
+
+
+def smaller_cap(*caps: object) -> int | None:
+    """The output cap a request sets: the smallest of its cap fields (``max_tokens``,
+    ``max_completion_tokens``, ``max_output_tokens``), None when none is an integer. The one rule for
+    the client's cap, on raw or decoded fields."""
+    present = [cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)]
+    return min(present) if present else None

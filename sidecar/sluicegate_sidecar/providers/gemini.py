@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from .base import (
+    NO_HEADERS,
     BadUpstreamResponse,
     Connection,
     Operation,
@@ -249,6 +250,7 @@ class GeminiAdapter:
         request: Mapping[str, Any],
         *,
         stream: bool,
+        client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
         if op == "responses":  # translated through chat (responses_chat)
             chat = chat_request(request, self.provider, stream=stream)

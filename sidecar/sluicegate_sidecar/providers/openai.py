@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from .base import (
+    NO_HEADERS,
     BadUpstreamResponse,
     Connection,
     Operation,
@@ -21,8 +22,9 @@ from .base import (
     UpstreamErrorInfo,
     UpstreamRequest,
     Usage,
+    smaller_cap,
 )
-from .errorinfo import openai_error_info as openai_error_info  # re-exported for azure
+from .errorinfo import openai_error_info
 from .keyscrub import NO_KEY, KeyScrubber
 from .openai_responses import ResponsesPassthroughRelay, parse_responses_reply, responses_body
 from .sse import DONE_EVENT, RelayState, data_event, event_fields
@@ -37,7 +39,7 @@ _PATHS: Mapping[str, str] = {
     "embeddings": "/embeddings",
     "responses": "/responses",
 }
-# Client body fields that could pick the upstream, its credentials or a gateway's behaviour (FAULTS #3).
+# Client body fields that could pick the upstream, its credentials or a gateway's behaviour (fault 3).
 _STRIPPED = frozenset(
     {
         "api_base",
@@ -70,10 +72,8 @@ def client_wants_usage(request: Mapping[str, Any]) -> bool:
 
 
 def output_cap(request: Mapping[str, Any]) -> int | None:
-    """The smaller of ``max_tokens`` and ``max_completion_tokens`` (None if neither is an integer)."""
-    caps = [request.get("max_tokens"), request.get("max_completion_tokens")]
-    present = [cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)]
-    return min(present) if present else None
+    """The client's output cap in a raw request body (``smaller_cap``)."""
+    return smaller_cap(request.get("max_tokens"), request.get("max_completion_tokens"))
 
 
 def openai_body(
@@ -404,6 +404,7 @@ class OpenAIAdapter:
         request: Mapping[str, Any],
         *,
         stream: bool,
+        client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
         url = self.base_url(conn) + openai_path(op, self.provider)
         headers = dict(JSON_HEADERS)

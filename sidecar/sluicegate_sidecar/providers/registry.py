@@ -1,5 +1,5 @@
 """Maps a provider kind to its adapter. Adapters are stateless frozen values, built once at import
-into a read-only mapping (nine small dataclass instances: no I/O, nothing to configure).
+into a read-only mapping (ten small dataclass instances: no I/O, nothing to configure).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from .base import Adapter
 from .compatible import COMPATIBLE_KINDS, compatible_adapter
 from .compatible import default_base_url as compatible_base_url
 from .gemini import GEMINI_BASE_URL, GeminiAdapter
+from .mock import MockAdapter
 from .openai import OPENAI_BASE_URL, OpenAIAdapter
 
 
@@ -26,6 +27,7 @@ def build_adapters() -> Mapping[str, Adapter]:
     }
     for kind in COMPATIBLE_KINDS:
         adapters[kind] = compatible_adapter(kind)
+    adapters["mock"] = MockAdapter()  # OpenAI's and Anthropic's formats both, offline
     return MappingProxyType(adapters)
 
 

@@ -1,7 +1,7 @@
 """Reading token counts from a provider's usage object, totally: bad figures are flagged, never raised. Pure.
 
 No correct provider reports a negative, fractional, textual or astronomically large token count, or
-leaves out a count its API always sends. Such usage is an *anomaly* (FAULTS 30): the adapter keeps
+leaves out a count its API always sends. Such usage is an *anomaly* (fault 30): the adapter keeps
 the valid figures, puts 0 where a figure is unusable, and records why and what was reported, so that
 accounting can charge a bounded figure and the ledger can keep both for reconciliation.
 """

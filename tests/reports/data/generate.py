@@ -11,7 +11,14 @@ from pathlib import Path
 
 import msgspec
 
-from sluicegate_sidecar.ledger import GENESIS, Entry, EntryAttribution, EntryUsage, entry_hash, entry_line
+from sluicegate_contract.ledger import (
+    GENESIS,
+    Entry,
+    EntryAttribution,
+    EntryUsage,
+    entry_hash,
+    entry_line,
+)
 
 HERE = Path(__file__).parent
 

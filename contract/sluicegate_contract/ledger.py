@@ -1,0 +1,145 @@
+"""Ledger entries: the JSONL line format and hash chaining. Pure.
+
+The sidecar writes them (``ledger``), the reports read and verify them. Reads and writes no files;
+no prompts or completions, ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from .ladder import Verdict
+
+GENESIS = "0" * 64
+# anomalous: the upstream reported usage no correct provider reports (fault 30); ``usage`` holds the
+# bounded figures charged, ``reportedUsage`` what was reported, ``anomaly`` why.
+CostBasis = Literal["exact", "estimated", "unpriced", "reserved", "anomalous"]
+# Version 2 adds ``resolution`` and ``decision``; a line without ``v`` is version 1 and reads as before.
+ENTRY_VERSION = 2
+ResolutionKind = Literal["auto", "tier", "pinned"]
+# Fields a line carries only when set, so that lines written before they existed hash as they did.
+_OPTIONAL = ("reportedUsage", "anomaly", "v", "resolution", "decision")
+
+
+class EntryAttribution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    namespace: str
+    workload: str = ""
+    service_account: str = ""
+    team: str | None = None
+    service: str | None = None
+    feature: str | None = None
+    user: str | None = None
+    end_customer: str | None = None
+    tags: dict[str, str] = {}
+
+
+class EntryUsage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    input: int
+    output: int
+    cached: int = 0
+    cache_write: int = 0
+
+
+class EntryReportedUsage(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True
+):
+    """What the upstream reported for an ``anomalous`` entry: None where it sent no integer."""
+
+    input: int | None
+    output: int | None
+    cached: int | None = 0
+    cache_write: int | None = 0
+
+
+class EntryResolution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """How ``requestedModel`` resolved: ``auto`` (the classifier chose ``tier``, saying ``reason``), a
+    ``tier:<name>``, or ``pinned`` (a connection's or provider's model, or a bare model name)."""
+
+    kind: ResolutionKind
+    tier: str | None = None
+    reason: str | None = None
+
+
+class EntryDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """The budgets' verdict, structured: what acted, and what a Shadow policy would have done."""
+
+    action: Verdict
+    shadow: Verdict | None = None
+    policy: str | None = None  # the policy whose DOWNGRADE or LIGHT_ONLY rerouted the request
+
+
+class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """One settled request. ``seq``, ``prev_hash`` and ``hash`` are set by the ledger on append."""
+
+    time: str  # RFC 3339, UTC, milliseconds: format_time()
+    request_id: str
+    attribution: EntryAttribution
+    connection: str | None
+    provider: str | None
+    model: str | None
+    requested_model: str
+    tier: str | None
+    verdict: str  # as X-Sluicegate-Verdict showed it (``allow; shadow=BLOCK``); structured: ``decision``
+    usage: EntryUsage | None
+    cost_micro_usd: int = msgspec.field(name="costMicroUSD")
+    cost_basis: CostBasis
+    status: int | str  # HTTP status, or "partial" / "client_disconnect" / "upstream_error"
+    budget_scopes: tuple[str, ...] = ()
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+    reported_usage: EntryReportedUsage | None = None
+    anomaly: str | None = None
+    v: int | None = None  # ENTRY_VERSION; None: a version-1 line
+    resolution: EntryResolution | None = None
+    decision: EntryDecision | None = None
+
+
+def format_time(instant: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-23T04:25:19.375Z``."""
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(fields, order="sorted")
+
+
+def _fields(entry: Entry) -> dict[str, Any]:
+    fields: dict[str, Any] = msgspec.to_builtins(entry)
+    for name in _OPTIONAL:
+        if fields.get(name) is None:
+            del fields[name]
+    return fields
+
+
+def entry_hash(entry: Entry) -> str:
+    """SHA-256 hex of the previous hash followed by the canonical JSON of the entry without ``hash``."""
+    fields = _fields(entry)
+    del fields["hash"]
+    return hashlib.sha256(entry.prev_hash.encode() + _canonical(fields)).hexdigest()
+
+
+def entry_line(entry: Entry) -> bytes:
+    return _canonical(_fields(entry)) + b"\n"
+
+
+def chain_entry(entry: Entry, seq: int, prev_hash: str) -> tuple[str, bytes]:
+    """The hash and the line of ``entry`` as number ``seq`` after ``prev_hash`` (one encoding pass)."""
+    fields = _fields(entry)
+    fields["seq"], fields["prevHash"] = seq, prev_hash
+    del fields["hash"]
+    digest = hashlib.sha256(prev_hash.encode() + _canonical(fields)).hexdigest()
+    fields["hash"] = digest
+    return digest, _canonical(fields) + b"\n"
+
+
+def decode_entry(line: bytes) -> Entry:
+    return msgspec.json.decode(line, type=Entry)

@@ -1,0 +1,58 @@
+"""The ledger entry format both sides share: version-1 lines still read and verify; version 2 carries
+how the model resolved and the structured verdict, inside the hash chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from sluicegate_contract.ledger import (
+    ENTRY_VERSION,
+    GENESIS,
+    Entry,
+    EntryAttribution,
+    EntryDecision,
+    EntryResolution,
+    chain_entry,
+    decode_entry,
+    entry_hash,
+    entry_line,
+)
+
+V1_LEDGER = Path(__file__).parents[1] / "reports" / "data" / "savings-ledger" / "ledger-000001.jsonl"
+
+
+def test_a_version_1_line_reads_unchanged_and_its_hash_still_verifies() -> None:
+    for line in V1_LEDGER.read_bytes().splitlines():
+        entry = decode_entry(line)
+        assert (entry.v, entry.resolution, entry.decision) == (None, None, None)
+        assert entry_hash(entry) == entry.hash
+        assert entry_line(entry) == line + b"\n"  # written back byte for byte: no new keys
+
+
+def _v2(**decision: object) -> Entry:
+    return Entry(
+        time="2026-03-02T10:00:00.000Z", request_id="r1", attribution=EntryAttribution(namespace="shop"),
+        connection="oai", provider="openai", model="gpt-4o-mini", requested_model="auto", tier="light",
+        verdict="allow; shadow=BLOCK", usage=None, cost_micro_usd=5, cost_basis="exact", status=200,
+        v=ENTRY_VERSION, resolution=EntryResolution(kind="auto", tier="light", reason="short prompt"),
+        decision=EntryDecision(**decision),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_a_version_2_entry_round_trips_and_its_hash_covers_the_decision() -> None:
+    digest, line = chain_entry(_v2(action="allow", shadow="BLOCK"), 1, GENESIS)
+    entry = decode_entry(line)
+    assert entry.v == 2 and entry.decision == EntryDecision(action="allow", shadow="BLOCK")
+    assert entry.resolution == EntryResolution(kind="auto", tier="light", reason="short prompt")
+    assert entry_hash(entry) == digest == entry.hash
+    edited = msgspec.structs.replace(entry, decision=EntryDecision(action="allow"))
+    assert entry_hash(edited) != entry.hash
+
+
+def test_an_unknown_verdict_word_is_not_a_ledger_entry() -> None:
+    _, line = chain_entry(_v2(action="allow"), 1, GENESIS)
+    with pytest.raises(msgspec.ValidationError):
+        decode_entry(line.replace(b'"action":"allow"', b'"action":"MAYBE"'))

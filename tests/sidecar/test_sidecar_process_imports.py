@@ -1,0 +1,76 @@
+"""The sidecar process is the data plane only: serving, it has loaded nothing of the offline reports and
+not the price catalog library (prices arrive signed in the config)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.sidecar_harness import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
+
+# Runs ``sluicegate sidecar`` through the CLI's own entry point in this process; once it answers a
+# request, a watcher thread writes the loaded module names and stops the process with SIGTERM.
+PROBE = """
+import json, os, signal, sys, threading, time
+import httpx
+from sluicegate_cli.main import main
+
+port, ops_port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+args = sys.argv[4:]
+
+def watch():
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=30)
+    with open(out, "w") as handle:
+        json.dump({"status": reply.status_code, "modules": sorted(sys.modules)}, handle)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=watch, daemon=True).start()
+sys.exit(main(["sidecar", "--port", str(port), "--ops-port", str(ops_port), *args]))
+"""
+
+
+def test_the_serving_sidecar_process_loads_no_report_module_and_no_price_catalog(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    rendered = subprocess.run(
+        [SLUICEGATE, "render", "-f", str(REPO / "examples"), "-o", str(config), "--offline"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICEGATE_")}
+    env["SLUICEGATE_POD_NAMESPACE"] = "default"
+    out = tmp_path / "modules.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-c", PROBE, str(free_port()), str(free_port()), str(out),
+            "--config", str(config), "--ledger-dir", str(tmp_path / "ledger"),
+            "--labels-file", str(tmp_path / "labels"), "--drain-seconds", "1", "--no-access-log",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.exists(), done.stderr
+    seen = json.loads(out.read_text())
+    assert seen["status"] == 200
+    modules = seen["modules"]
+    assert "sluicegate_sidecar.pipeline" in modules  # it did serve
+    assert [m for m in modules if m.split(".")[0] in ("sluicegate_reports", "genai_prices")] == []
