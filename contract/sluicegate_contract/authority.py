@@ -50,8 +50,9 @@ class SyncRequest(_Msg, frozen=True, kw_only=True):
     namespace: str
     sidecar_id: str  # stable across restarts on the same volume
     asks: tuple[LeaseAsk, ...] = ()
-    # Ledger entries riding along with the settlement they explain (issue 17, fleet ledger); the
-    # authority ignores them until it stores them. Raw so this module does not fix their schema.
+    # Ledger entries riding along with the settlement they explain: the sidecar's own JSONL lines,
+    # byte for byte as chained, in sequence order from just after its acknowledged watermark. The
+    # stream is ``sidecar_id``; each entry carries its ``seq`` (``ledgerrow.ShippedEntry``).
     entries: tuple[msgspec.Raw, ...] = ()
 
 
@@ -89,7 +90,10 @@ class LeaseGrant(_Msg, frozen=True, kw_only=True):
 
 class SyncReply(_Msg, frozen=True, kw_only=True):
     leases: tuple[LeaseGrant, ...] = ()
-    entries_accepted: int = 0  # issue 17: how many riding ledger entries were stored
+    entries_accepted: int = 0  # how many riding ledger entries were new to the database
+    # The highest seq of the sidecar's stream such that every entry 1..seq is in the database (the
+    # sidecar may forget entries up to it); None when the sync carried no entries.
+    ledger_acked_seq: int | None = None
 
 
 class AccountStatus(_Msg, frozen=True, kw_only=True):

@@ -194,6 +194,40 @@ def reconcile(
     ``entries`` should already be this provider's; only days the export covers are compared.
     """
     mine, flagged, outside = _ledger_sides(entries, export.days, pricer)
+    return compare_sides(
+        mine, flagged, outside, export, threshold_micro_usd=threshold_micro_usd, threshold_pct=threshold_pct
+    )
+
+
+Sides = dict[tuple[date, str], ExportRow]
+
+
+def fold_sides(
+    rows: Iterable[ExportRow], unexact: Iterable[Entry], pricer: Pricer | None = None
+) -> tuple[Sides, dict[tuple[date, str], list[Flagged]]]:
+    """The ledger's side from totals already grouped by UTC day and model (the database's ``GROUP
+    BY``) and the entries whose cost is not exact, keyed as ``compare_sides`` wants them."""
+    sides: Sides = {}
+    for row in rows:
+        key = (row.day, model_key(row.model))
+        sides[key] = _add_row(sides.get(key), row, key[1])
+    flagged: dict[tuple[date, str], list[Flagged]] = {}
+    for entry in unexact:
+        key = (parse_time(entry.time).date(), model_key(entry.model or "(none)"))
+        flagged.setdefault(key, []).append(_flag(entry, pricer))
+    return sides, flagged
+
+
+def compare_sides(
+    mine: Sides,
+    flagged: dict[tuple[date, str], list[Flagged]],
+    outside: int,
+    export: Export,
+    *,
+    threshold_micro_usd: int,
+    threshold_pct: float,
+) -> Reconciliation:
+    """``reconcile`` once the ledger's side is totalled (from entries, or by SQL)."""
     theirs: dict[tuple[date, str], ExportRow] = {}
     for row in export.rows:
         key = (row.day, model_key(row.model))

@@ -10,7 +10,7 @@ import csv
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
@@ -147,10 +147,14 @@ def _row(entry: Entry) -> list[str]:
 
 def export_csv(paths: Sequence[str | Path], out: TextIO) -> int:
     """One CSV row per entry, columns ``CSV_COLUMNS``; returns the number of rows."""
+    return _write_csv(read_entries(paths), out)
+
+
+def _write_csv(entries: Iterable[Entry], out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     rows = 0
-    for entry in read_entries(paths):
+    for entry in entries:
         writer.writerow(_row(entry))
         rows += 1
     return rows
@@ -181,12 +185,20 @@ def summarize(paths: Sequence[str | Path], window: WindowKind, by: str, tz_name:
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for entry in read_entries(paths):
         label = window_label(parse_time(entry.time).astimezone(tz).date(), window)
-        for key in ((label, _dimension(entry, by)), (label, "\uffffTOTAL")):
-            total = totals[key]
-            total[0] += 1
-            total[1] += entry.usage.input if entry.usage else 0
-            total[2] += entry.usage.output if entry.usage else 0
-            total[3] += entry.cost_micro_usd
+        total = totals[(label, _dimension(entry, by))]
+        total[0] += 1
+        total[1] += entry.usage.input if entry.usage else 0
+        total[2] += entry.usage.output if entry.usage else 0
+        total[3] += entry.cost_micro_usd
+    return summary_table(totals, window, by)
+
+
+def summary_table(groups: dict[tuple[str, str], list[int]], window: WindowKind, by: str) -> list[list[str]]:
+    """Table rows from (label, value) → [requests, input, output, micro-USD], with each window's total."""
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for (label, value), numbers in groups.items():
+        for key in ((label, value), (label, "\uffffTOTAL")):
+            totals[key] = [a + b for a, b in zip(totals[key], numbers, strict=True)]
     rows = [[window.upper(), by.upper(), "REQUESTS", "INPUT_TOKENS", "OUTPUT_TOKENS", "SPEND_USD"]]
     for (label, value), (count, tokens_in, tokens_out, cost) in sorted(
         totals.items(), key=lambda item: (item[0][0], item[0][1] == "\uffffTOTAL", -item[1][3], item[0][1])
@@ -210,19 +222,64 @@ def _parser() -> argparse.ArgumentParser:
     paths_help = f"ledger files or directories (default {LEDGER_DIR})"
     check = commands.add_parser("verify", help="check the hash chain; name the first bad line")
     check.add_argument("paths", nargs="*", default=[LEDGER_DIR], help=paths_help)
+    check.add_argument("--database-url", help="verify the fleet ledger in PostgreSQL instead of files")
+    check.add_argument(
+        "--accounts",
+        action="store_true",
+        help="with --database-url: also check each window's settled total equals its ledger rows",
+    )
+    check.add_argument("--namespace", help="with --accounts: only this namespace")
     export = commands.add_parser("export", help="write every entry as CSV")
     export.add_argument("paths", nargs="*", default=[LEDGER_DIR], help=paths_help)
     export.add_argument("--format", choices=["csv"], default="csv")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    export.add_argument("--database-url", help="export the fleet ledger in PostgreSQL instead of files")
     summary = commands.add_parser("summary", help="spend by window and dimension, as a table")
     summary.add_argument("paths", nargs="*", default=[LEDGER_DIR], help=paths_help)
     summary.add_argument("--window", choices=["day", "week", "month"], default="day")
     summary.add_argument("--by", choices=DIMENSIONS, default="team")
     summary.add_argument("--tz", default="UTC", help="timezone of the calendar windows")
+    summary.add_argument(
+        "--database-url", help="sum the fleet ledger in PostgreSQL (in SQL) instead of files"
+    )
     return parser
 
 
+def _run_database(args: argparse.Namespace, out: TextIO) -> int:
+    from . import reportdb  # psycopg only when a database is named
+    from .ledgerdb import check_accounts, verify_database
+
+    if args.command == "summary":
+        zone(args.tz)  # a bad name fails here, as on files
+        groups = reportdb.summary_totals(args.database_url, args.window, args.by, args.tz)
+        _print_table(summary_table(groups, args.window, args.by), out)
+        return 0
+    if args.command == "export":
+        if args.output is None:
+            _write_csv(reportdb.entries(args.database_url), out)
+        else:
+            with Path(args.output).open("w", newline="", encoding="utf-8") as handle:
+                _write_csv(reportdb.entries(args.database_url), handle)
+        return 0
+
+    found = verify_database(args.database_url)
+    if found.problem is not None:
+        print(str(found.problem), file=sys.stderr)
+        return 1
+    out.write(f"ok: {found.rows} entries in {found.streams} streams, every chain intact\n")
+    if args.accounts:
+        windows, gaps = check_accounts(args.database_url, args.namespace)
+        for gap in gaps:
+            print(f"accounts differ: {gap}", file=sys.stderr)
+        if gaps:
+            return 1
+        out.write(f"ok: {windows} account windows equal the sum of their ledger rows\n")
+    return 0
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if getattr(args, "database_url", None):
+        return _run_database(args, out)
     if args.command == "verify":
         checked, problem = verify(args.paths)
         if problem is not None:
@@ -241,12 +298,24 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def psycopg_errors() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
 def main(argv: list[str], out: TextIO | None = None) -> int:
     """Run ``sluicegate ledger ARGV``; returns the exit status (0 ok, 1 bad ledger or error, 2 usage)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "database_url", None):
+        try:
+            return _run(args, out or sys.stdout)
+        except (psycopg_errors(), ValueError) as exc:
+            print(f"sluicegate ledger: {exc}", file=sys.stderr)
+            return 1
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         print(f"sluicegate ledger: {missing[0]}: no such file or directory", file=sys.stderr)

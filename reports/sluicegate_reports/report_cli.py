@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,10 +23,11 @@ from sluicegate_contract.windows import zone
 
 from .exports import ExportError, merge_exports, parse_export
 from .formats import render_csv, render_json, render_text
-from .invoices import reconcile
+from .invoices import compare_sides, fold_sides, reconcile
 from .savings import (
     GROUPS,
     ModelRef,
+    SavingsReport,
     analyze_savings,
     catalog_cost,
     connection_kinds,
@@ -75,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--format", choices=["table", "csv", "json"], default="table")
         sub.add_argument("-o", "--output", help="file for --format output (default: standard output)")
         sub.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
+        sub.add_argument("--database-url", metavar="URL",
+                         help="read the fleet ledger in PostgreSQL instead of ledger files")  # fmt: skip
     savings.add_argument("--by", choices=GROUPS, default="team")
     savings.add_argument("--window", choices=["day", "week", "month"], default="day")
     savings.add_argument("--tz", default="UTC", help="timezone of the calendar windows")
@@ -128,37 +131,72 @@ def _ref(text: str, entries: Sequence[Entry]) -> ModelRef:
     return ref
 
 
-def _run_savings(args: argparse.Namespace, now: datetime) -> tuple[str, str | None, int]:
-    tz = zone(args.tz)
-    every = _entries(args.paths)
-    entries = [
-        e for e in every
-        if (args.since is None or parse_time(e.time).astimezone(tz).date() >= args.since)
-        and (args.until is None or parse_time(e.time).astimezone(tz).date() <= args.until)
-    ]  # fmt: skip
+def _tier_models(items: Sequence[str], ref: Callable[[str], ModelRef]) -> dict[str, ModelRef]:
     tiers: dict[str, ModelRef] = {}
-    for item in args.tier_model:
+    for item in items:
         tier, equals, model = item.partition("=")
         if not equals or not tier or not model:
             raise UsageError(f"--tier-model {item!r}: expected TIER=MODEL")
-        tiers[tier] = _ref(model, every)
-    baseline = _ref(args.baseline, every) if args.baseline else None
-    report = analyze_savings(
-        entries,
-        by=args.by,
-        window=args.window,
-        tz=tz,
-        baseline=baseline,
-        tier_models=tiers,
-        pricer=catalog_cost,
+        tiers[tier] = ref(model)
+    return tiers
+
+
+def _savings_from_database(args: argparse.Namespace) -> SavingsReport:
+    """Grouped and priced in SQL with the configs' price book (``ledger_prices``)."""
+    from . import reportdb, savingsplan  # psycopg only when a database is named
+
+    url = args.database_url
+    every = reportdb.combos(url, args.tz, None, None)
+    kinds, served = savingsplan.kinds_and_served(every)
+
+    def ref(text: str) -> ModelRef:
+        found = parse_model_ref(text, kinds, served)
+        if found is None:
+            raise UsageError(f"{text!r}: name the provider or connection, e.g. openai/gpt-4o")
+        return found
+
+    tiers = _tier_models(args.tier_model, ref)
+    baseline = ref(args.baseline) if args.baseline else None
+    whole = args.since is None and args.until is None
+    combos = every if whole else reportdb.combos(url, args.tz, args.since, args.until)
+    found = savingsplan.plan(combos, reportdb.price_book(url), baseline=baseline, tier_models=tiers)
+    sums, left = reportdb.savings_sums(
+        url, found, by=args.by, window=args.window, tz_name=args.tz, since=args.since, until=args.until
     )
+    return savingsplan.report(sums, left, by=args.by, window=args.window, found=found)
+
+
+def _run_savings(args: argparse.Namespace, now: datetime) -> tuple[str, str | None, int]:
+    tz = zone(args.tz)
+    if args.database_url:
+        report = _savings_from_database(args)
+        sources: Sequence[str] = ["the fleet ledger in PostgreSQL"]
+    else:
+        every = _entries(args.paths)
+        entries = [
+            e for e in every
+            if (args.since is None or parse_time(e.time).astimezone(tz).date() >= args.since)
+            and (args.until is None or parse_time(e.time).astimezone(tz).date() <= args.until)
+        ]  # fmt: skip
+        tiers = _tier_models(args.tier_model, lambda text: _ref(text, every))
+        baseline = _ref(args.baseline, every) if args.baseline else None
+        report = analyze_savings(
+            entries,
+            by=args.by,
+            window=args.window,
+            tz=tz,
+            baseline=baseline,
+            tier_models=tiers,
+            pricer=catalog_cost,
+        )
+        sources = args.paths
     if args.format == "json":
         text = render_json(savings_json(report))
     elif args.format == "csv":
         text = render_csv(savings_tables(report, exact=True)[0])
     else:
         text = render_text(savings_tables(report), savings_notes(report))
-    page = savings_html(report, args.paths, now) if args.html else None
+    page = savings_html(report, sources, now) if args.html else None
     return text, page, 0
 
 
@@ -181,14 +219,29 @@ def _run_reconcile(args: argparse.Namespace, now: datetime) -> tuple[str, str | 
             raise UsageError(f"{name}: {exc.strerror or exc}") from None
     export = merge_exports(exports)
     wanted = set(args.connection)
-    entries = [
-        e for e in _entries(args.paths)
-        if e.provider == export.provider and (not wanted or e.connection in wanted)
-    ]  # fmt: skip
     threshold = int(args.threshold_usd * MICRO_USD)
-    result = reconcile(
-        entries, export, threshold_micro_usd=threshold, threshold_pct=args.threshold_pct, pricer=catalog_cost
-    )
+    if args.database_url:
+        from .reportdb import reconcile_side  # psycopg only when a database is named
+
+        totals, unexact, outside = reconcile_side(
+            args.database_url, export.provider, sorted(wanted), export.days
+        )
+        mine, flagged = fold_sides(totals, unexact, catalog_cost)
+        result = compare_sides(
+            mine, flagged, outside, export, threshold_micro_usd=threshold, threshold_pct=args.threshold_pct
+        )
+    else:
+        entries = [
+            e for e in _entries(args.paths)
+            if e.provider == export.provider and (not wanted or e.connection in wanted)
+        ]  # fmt: skip
+        result = reconcile(
+            entries,
+            export,
+            threshold_micro_usd=threshold,
+            threshold_pct=args.threshold_pct,
+            pricer=catalog_cost,
+        )
     if args.format == "json":
         text = render_json(reconcile_json(result))
     elif args.format == "csv":
@@ -210,6 +263,12 @@ def _run_reconcile(args: argparse.Namespace, now: datetime) -> tuple[str, str | 
     return text, page, 1 if result.failed else 0
 
 
+def _database_errors() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
 def main(argv: Sequence[str], out: TextIO | None = None, now: datetime | None = None) -> int:
     """Run ``sluicegate report ARGV``; 0 ok, 1 reconciliation gap over the threshold, 2 bad input."""
     try:
@@ -226,7 +285,7 @@ def main(argv: Sequence[str], out: TextIO | None = None, now: datetime | None = 
             (out or sys.stdout).write(text)
         if page is not None:
             Path(args.html).write_text(page, encoding="utf-8")
-    except (UsageError, ExportError, LedgerError, ValueError, OSError) as exc:
+    except (UsageError, ExportError, LedgerError, ValueError, OSError, _database_errors()) as exc:
         print(f"sluicegate report: {exc}", file=sys.stderr)
         return 2
     return status

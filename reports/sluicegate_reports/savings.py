@@ -6,14 +6,14 @@ Prices come from the genai-prices catalog bundled with the package, dated by eac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, tzinfo
 from decimal import ROUND_CEILING, Decimal
 
 from genai_prices import Usage, calc_price
 
-from sluicegate_contract.ledger import Entry, EntryUsage, parse_time
+from sluicegate_contract.ledger import Entry, EntryResolution, EntryUsage, parse_time
 from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.money import MICRO_USD
 from sluicegate_contract.pricecatalog import CATALOG_PROVIDER
@@ -101,7 +101,18 @@ def served_models(entries: Iterable[Entry]) -> dict[str, str]:
 
 
 def ask_of(entry: Entry, kinds: dict[str, str], served: dict[str, str], tiers: frozenset[str]) -> Ask:
-    requested, resolution = entry.requested_model, entry.resolution
+    return ask_for(entry.requested_model, entry.resolution, entry.provider, kinds, served, tiers)
+
+
+def ask_for(
+    requested: str,
+    resolution: EntryResolution | None,
+    provider: str | None,
+    kinds: dict[str, str],
+    served: dict[str, str],
+    tiers: frozenset[str],
+) -> Ask:
+    """What ``requested`` (resolved as ``resolution``, served by a model of ``provider``) asked for."""
     if resolution is not None and resolution.kind == "auto":  # version 2: the sidecar says how it resolved
         return Ask(None, None, auto=True)
     if resolution is not None and resolution.kind == "tier" and resolution.tier is not None:
@@ -113,8 +124,8 @@ def ask_of(entry: Entry, kinds: dict[str, str], served: dict[str, str], tiers: f
     ref = parse_model_ref(requested, kinds, served)
     if ref is None and requested in tiers:
         return Ask(None, requested)  # a bare tier name
-    if ref is None and entry.provider:
-        ref = ModelRef(entry.provider, requested)  # an alias: pinned requests never change model
+    if ref is None and provider:
+        ref = ModelRef(provider, requested)  # an alias: pinned requests never change model
     return Ask(ref)
 
 
@@ -137,6 +148,11 @@ def most_expensive_model(entries: Sequence[Entry], pricer: Pricer = catalog_cost
             when = parse_time(entry.time)
             if ref not in latest or when > latest[ref]:
                 latest[ref] = when
+    return most_expensive_of(latest, pricer)
+
+
+def most_expensive_of(latest: Mapping[ModelRef, datetime], pricer: Pricer) -> ModelRef | None:
+    """Of served models (with when each last served), the highest priced for the reference usage."""
     priced = [
         (cost, str(ref), ref) for ref, when in latest.items() if (cost := pricer(ref, _REFERENCE_USAGE, when))
     ]

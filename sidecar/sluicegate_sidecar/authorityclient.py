@@ -23,6 +23,7 @@ from sluicegate_contract.authority import SYNC_PATH, SyncReply, SyncRequest
 from .fleetroom import FleetRefusal
 from .ladder import ScopeKey
 from .leases import LeaseBook, LeaseKey, LeaseSettings
+from .ledgership import LedgerShipper
 from .metrics import Metrics
 
 log = logging.getLogger("sluicegate.sidecar")
@@ -65,6 +66,7 @@ class AuthorityClient:
         metrics: Metrics | None = None,
         timeout: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        shipper: LedgerShipper | None = None,
     ) -> None:
         self.metrics = metrics
         self._transport = transport
@@ -73,6 +75,7 @@ class AuthorityClient:
         self.namespace = namespace
         self.book = LeaseBook(settings or LeaseSettings())
         self._timeout = timeout
+        self.shipper = shipper  # ships the ledger's entries with the syncs (fleet ledger)
         self._lock = asyncio.Lock()
         self._client: httpx.AsyncClient | None = None
         self._preferred = 0
@@ -160,15 +163,24 @@ class AuthorityClient:
             return False
         sent_at = time.monotonic()
         asks = self.book.asks(sent_at)
-        if not asks:
+        # Read off the event loop (up to a batch of lines); the lock keeps it to one reader at a time.
+        entries = await asyncio.to_thread(self.shipper.batch) if self.shipper is not None else []
+        if not asks and not entries:
             self._syncs += 1
             return True
-        body = msgspec.json.encode(SyncRequest(namespace=namespace, sidecar_id=self.sidecar, asks=asks))
-        reply = await self._post(body)
+        message = SyncRequest(
+            namespace=namespace,
+            sidecar_id=self.sidecar,
+            asks=asks,
+            entries=tuple(msgspec.Raw(line) for line in entries),
+        )
+        reply = await self._post(msgspec.json.encode(message))
         if reply is None:
             self.book.failed()
             return False
         self.book.apply(reply, sent_at)
+        if self.shipper is not None and reply.ledger_acked_seq is not None:
+            await self.shipper.acknowledge(reply.ledger_acked_seq)
         self._syncs += 1
         event, self._synced = self._synced, None
         if event is not None:
@@ -194,6 +206,10 @@ class AuthorityClient:
                 log.warning("budget authority %s unreachable: %s", self.urls[index], type(exc).__name__)
         return None
 
+    @property
+    def _shipping(self) -> bool:
+        return self.shipper is not None and self.shipper.behind
+
     async def run(self) -> None:
         """Forever: one sync per refresh period."""
         period = self.book.settings.refresh_seconds
@@ -206,14 +222,17 @@ class AuthorityClient:
             await asyncio.sleep(period)
 
     async def close(self, patience: float = 5.0) -> None:
-        """Return every lease (nothing is in flight any more at shutdown), then close the client."""
+        """Ship the rest of the ledger and return every lease (nothing is in flight any more at
+        shutdown), then close the client."""
         self.book.draining = True
         deadline = time.monotonic() + patience
-        while self.book.outstanding() and time.monotonic() < deadline:
+        while (self.book.outstanding() or self._shipping) and time.monotonic() < deadline:
             if not await self.sync():
                 await asyncio.sleep(0.2)
         if self.book.outstanding():
             log.warning("shutting down with leases the authority has not closed; they expire in full")
+        if self._shipping:
+            log.warning("shutting down with ledger entries the authority has not acknowledged")
         if self._client is not None:
             await self._client.aclose()
             self._client = None

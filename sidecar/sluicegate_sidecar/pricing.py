@@ -6,41 +6,22 @@ reservation or a charge is never below the true price.
 
 from __future__ import annotations
 
+from sluicegate_contract.bookprice import ceil_div as _ceil_div
+from sluicegate_contract.bookprice import rates_for, tokens_cost_micro_usd
 from sluicegate_contract.schema import ModelPrice, Rates
 
 from .providers.base import Usage
 
 _MTOK = 1_000_000
 
-
-def rates_for(price: ModelPrice, input_tokens: int) -> Rates:
-    """The rates that apply to a request with ``input_tokens`` prompt tokens (prompt-size tiers)."""
-    chosen = price.base
-    for tier in price.tiers:
-        if input_tokens > tier.above_input_tokens:
-            chosen = tier.rates
-    return chosen
-
-
-def _ceil_div(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
+__all__ = ["cost_micro_usd", "max_output_tokens_within", "rates_for", "worst_case_micro_usd"]
 
 
 def cost_micro_usd(price: ModelPrice, usage: Usage) -> int:
-    """What ``usage`` costs on ``price``, in micro-USD, rounded up."""
-    rates = rates_for(price, usage.input_tokens)
-    cached = min(usage.cached_input_tokens, usage.input_tokens)
-    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
-    plain = usage.input_tokens - cached - written
-    cached_rate = rates.input_per_mtok if rates.cached_input_per_mtok is None else rates.cached_input_per_mtok
-    write_rate = rates.input_per_mtok if rates.cache_write_per_mtok is None else rates.cache_write_per_mtok
-    scaled = (
-        plain * rates.input_per_mtok
-        + cached * cached_rate
-        + written * write_rate
-        + usage.output_tokens * rates.output_per_mtok
+    """What ``usage`` costs on ``price``, in micro-USD, rounded up (the contract's book rule)."""
+    return tokens_cost_micro_usd(
+        price, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.cache_write_tokens
     )
-    return _ceil_div(scaled, _MTOK)
 
 
 def _highest_input_rate(rates: Rates) -> int:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sluicegate_contract import sidecarpod
 from sluicegate_contract.keyring import KeyringError
+from sluicegate_contract.ledgerfiles import LedgerError
 
 from .app import build_api, build_ops
 from .attribution import PodIdentity
@@ -31,6 +32,7 @@ from .httplimits import ConnectionLimits, protocol_for, raise_open_file_limit
 from .keyclient import KeyClient
 from .leases import LeaseSettings
 from .ledger.writer import Ledger
+from .ledgership import LedgerShipper
 from .metrics import Metrics
 from .runtime import Gateway, Settings
 from .serialstate import read_accepted
@@ -244,12 +246,14 @@ async def serve(args: argparse.Namespace) -> int:
     )
     fleet = None
     if args.budget_authority:
+        stream = sidecar_id(Path(args.ledger_dir))
         fleet = AuthorityClient(
             args.budget_authority,
-            sidecar_id(Path(args.ledger_dir)),
+            stream,
             lambda: gateway.served.loaded.config.namespace if gateway.served else None,
             LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
             metrics=gateway.metrics,
+            shipper=LedgerShipper(Path(args.ledger_dir), stream),
         )
         gateway.budgets.fleet = fleet
     log.info("open-file limit: %s", raise_open_file_limit())
@@ -320,7 +324,9 @@ async def run_servers(
         drainer.cancel()
         if syncer is not None and fleet is not None:
             syncer.cancel()
-            await fleet.close()  # nothing is in flight any more: return every lease
+            with contextlib.suppress(LedgerError):
+                await gateway.ledger.flush()  # every settled entry on disk before the last shipping
+            await fleet.close()  # nothing is in flight any more: ship the ledger, return every lease
         await gateway.aclose()
     return 0 if api.started else 1
 

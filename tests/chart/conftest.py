@@ -114,3 +114,8 @@ def render(helm: Helm) -> Callable[..., Manifest]:
         return cache[key]
 
     return rendered
+
+
+from tests.support.postgres import database_url, postgres_server  # noqa: E402  (the fleet ledger's CronJob)
+
+__all__ = ["database_url", "postgres_server"]

@@ -59,6 +59,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "reconcile": {
                 "enabled": True,
                 "export": {"fetch": {"provider": "anthropic", "adminKeySecret": {"name": "admin-key"}}},
+                "ledgers": {"database": {"urlSecret": {"name": "ledger-db"}}},
                 "output": {
                     "pushgateway": "http://pushgateway.monitoring.svc:9091",
                     "volume": {"persistentVolumeClaim": {"claimName": "sluicegate-reports"}},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,7 +59,11 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 KUBE_STATE_METRICS = frozenset(
     {"kube_job_status_failed", "kube_job_status_succeeded", "kube_job_status_start_time"}
 )
-RECONCILE_ON = {"enabled": True, "export": {"fetch": {"adminKeySecret": {"name": "openai-admin"}}}}
+RECONCILE_ON = {
+    "enabled": True,
+    "export": {"fetch": {"adminKeySecret": {"name": "openai-admin"}}},
+    "ledgers": {"database": {"urlSecret": {"name": "ledger-db"}}},
+}
 
 
 class PromQLError(ValueError):
@@ -286,6 +291,9 @@ def _dashboard(render: Any) -> dict[str, Any]:
     return json.loads(config_map["data"]["sluicegate.json"])
 
 
+POSTGRES = "grafana-postgresql-datasource"
+
+
 def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in dashboard["panels"] if p["type"] != "row"]
 
@@ -313,6 +321,8 @@ def test_every_dashboard_query_parses_and_names_an_exported_metric(render: Any) 
     dashboard = _dashboard(render)
     for panel in _panels(dashboard):
         assert panel["targets"], f"panel {panel['title']} has no query"
+        if panel["datasource"]["type"] == POSTGRES:
+            continue  # the fleet ledger's panels: test_ledger_panels_query_the_fleet_ledger_in_postgresql
         assert panel["datasource"]["uid"] == "${datasource}"
         for target in panel["targets"]:
             names = check_promql(target["expr"])
@@ -329,7 +339,7 @@ def test_every_dashboard_query_parses_and_names_an_exported_metric(render: Any) 
 
 
 def test_dashboard_shows_spend_budgets_verdicts_fallbacks_and_overhead(render: Any) -> None:
-    exprs = [" ".join(t["expr"].split()) for p in _panels(_dashboard(render)) for t in p["targets"]]
+    exprs = [" ".join(t.get("expr", "").split()) for p in _panels(_dashboard(render)) for t in p["targets"]]
 
     def shown(*fragments: str) -> bool:
         return any(all(f in e for f in fragments) for e in exprs)
@@ -341,3 +351,35 @@ def test_dashboard_shows_spend_budgets_verdicts_fallbacks_and_overhead(render: A
     assert shown("sum by (verdict)", "sluicegate_requests_total")
     assert shown("sluicegate_fallbacks_total")
     assert shown("histogram_quantile", "sluicegate_overhead_seconds_bucket")
+
+
+def _grafana_sql(text: str) -> str:
+    """Grafana's PostgreSQL macros and variables as Grafana expands them (all namespaces, 2026-03)."""
+    text = text.replace(
+        "$__timeFilter(time)", "time BETWEEN '2026-03-01T00:00:00Z' AND '2026-04-01T00:00:00Z'"
+    )
+    text = text.replace("$__timeGroupAlias(time, '1h')", "date_trunc('hour', time) AS time")
+    return text.replace("${namespace:regex}", ".*")
+
+
+def test_ledger_panels_query_the_fleet_ledger_in_postgresql(render: Any, database_url: str) -> None:
+    import psycopg
+
+    from tests.support.ledger_db import load_ledgers
+
+    load_ledgers(database_url, {"sidecar-a": Path(__file__).parents[1] / "reports" / "data" / "recon-ledger"})
+    dashboard = _dashboard(render)
+    ledger_panels = [p for p in _panels(dashboard) if p["datasource"]["type"] == POSTGRES]
+    assert {p["title"] for p in ledger_panels} >= {"Spend per end customer in range"}
+    assert {"name": "ledgerdb", "type": "datasource", "query": POSTGRES}.items() <= next(
+        v for v in dashboard["templating"]["list"] if v["name"] == "ledgerdb"
+    ).items()
+    with psycopg.connect(database_url) as conn:
+        total = conn.execute("SELECT sum(cost_micro_usd) / 1e6 FROM ledger_entries").fetchone()
+        for panel in ledger_panels:
+            assert panel["datasource"]["uid"] == "${ledgerdb}"
+            for target in panel["targets"]:
+                rows = conn.execute(_grafana_sql(target["rawSql"])).fetchall()
+                assert rows, panel["title"]
+                spend = sum(row[-1] for row in rows)
+                assert spend == total[0], panel["title"]  # every entry of the range, once

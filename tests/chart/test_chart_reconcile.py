@@ -29,9 +29,15 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "sluicegate"
 DATA = REPO / "tests" / "reports" / "data"
 ADMIN_KEY = "sk-admin-not-a-real-key"
-FETCH = {"enabled": True, "export": {"fetch": {"adminKeySecret": {"name": "openai-admin"}}}}
+DATABASE = {"database": {"urlSecret": {"name": "ledger-db"}}}
+FETCH = {
+    "enabled": True,
+    "export": {"fetch": {"adminKeySecret": {"name": "openai-admin"}}},
+    "ledgers": DATABASE,
+}
 VOLUME = {
     "enabled": True,
+    "ledgers": DATABASE,
     "export": {
         "source": "volume",
         "volume": {"source": {"configMap": {"name": "march-export"}}, "files": ["costs.json", "usage.csv"]},
@@ -110,10 +116,27 @@ def test_command_line_is_report_reconcile_with_the_configured_thresholds(render:
     assert (_flags(large, "--threshold-usd"), _flags(large, "--threshold-pct")) == (["1000000"], ["0.5"])
 
 
+def test_by_default_the_fleet_ledger_is_read_from_postgresql_with_the_url_from_a_secret(render: Any) -> None:
+    main = _main(_cronjob(render, FETCH))
+    assert main["args"][2:4] == ["--database-url", "$(SLUICEGATE_DATABASE_URL)"]
+    (env,) = [e for e in main.get("env", []) if e["name"] == "SLUICEGATE_DATABASE_URL"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "ledger-db", "key": "url"}
+    assert "ledgers" not in {v["name"] for v in _pod(_cronjob(render, FETCH))["volumes"]}
+    with pytest.raises(Exception, match="ledgers.database.urlSecret.name"):
+        _cronjob(render, {**FETCH, "ledgers": {}})
+
+
 def test_ledgers_come_read_only_from_the_claim_one_directory_per_sidecar(render: Any) -> None:
-    default = _cronjob(render, FETCH)
+    default = _cronjob(render, {**FETCH, "ledgers": {"source": "volume"}})
     assert _main(default)["args"][2] == "/ledgers"
-    reconcile = {**FETCH, "ledgers": {"claimName": "collected", "paths": ["team-a/chat-0", "team-a/chat-1/"]}}
+    reconcile = {
+        **FETCH,
+        "ledgers": {
+            "source": "volume",
+            "claimName": "collected",
+            "paths": ["team-a/chat-0", "team-a/chat-1/"],
+        },
+    }
     cronjob = _cronjob(render, reconcile)
     assert _main(cronjob)["args"][2:4] == ["/ledgers/team-a/chat-0", "/ledgers/team-a/chat-1"]
     claim = next(v for v in _pod(cronjob)["volumes"] if v["name"] == "ledgers")["persistentVolumeClaim"]
@@ -149,7 +172,8 @@ def test_admin_key_reaches_only_the_fetching_init_container(render: Any) -> None
         {"name": "SLUICEGATE_ADMIN_KEY", "valueFrom": {"secretKeyRef": {"name": "ak", "key": "k"}}}
     ]
     assert fetch["command"][-4:] == ["anthropic", "https://api.anthropic.com", "1", "/exports"]
-    assert "env" not in pod["containers"][0]
+    main_env = pod["containers"][0].get("env", [])  # only the ledger database's URL
+    assert [e["valueFrom"]["secretKeyRef"]["name"] for e in main_env] == ["ledger-db"]
 
 
 def test_an_export_on_a_volume_needs_no_init_container(render: Any) -> None:
@@ -185,8 +209,16 @@ BAD_VALUES = [
     ({"export": {"source": "s3"}}, "/reports/reconcile/export/source", "'fetch', 'volume'"),
     ({"export": {"fetch": {"days": 0}}}, "/reports/reconcile/export/fetch/days", "minimum"),
     ({"export": {"fetch": {"apiKey": "x"}}}, "/reports/reconcile/export/fetch", "'apiKey' not allowed"),
-    ({"ledgers": {"paths": ["../etc"]}}, "/reports/reconcile/ledgers/paths/0", "'not' failed"),
-    ({"ledgers": {"paths": ["/abs"]}}, "/reports/reconcile/ledgers/paths/0", "does not match pattern"),
+    (
+        {"ledgers": {"source": "volume", "paths": ["../etc"]}},
+        "/reports/reconcile/ledgers/paths/0",
+        "'not' failed",
+    ),
+    (
+        {"ledgers": {"source": "volume", "paths": ["/abs"]}},
+        "/reports/reconcile/ledgers/paths/0",
+        "does not match pattern",
+    ),
     ({"thresholdUSD": "1.00"}, "/reports/reconcile/thresholdUSD", "got string, want number"),
     ({"thresholdPct": -1}, "/reports/reconcile/thresholdPct", "minimum"),
     ({"failedJobsHistoryLimit": 0}, "/reports/reconcile/failedJobsHistoryLimit", "minimum"),
@@ -206,7 +238,8 @@ def test_schema_refuses_bad_values_naming_the_field(helm: Any, reconcile: Any, w
 @pytest.mark.parametrize(
     ("reconcile", "why"),
     [
-        ({"enabled": True}, "adminKeySecret.name: name the Secret"),
+        ({"enabled": True, "ledgers": DATABASE}, "adminKeySecret.name: name the Secret"),
+        ({**FETCH, "ledgers": {}}, "ledgers.database.urlSecret.name: name the Secret"),
         ({**VOLUME, "export": {"source": "volume", "volume": {"files": ["c.json"]}}}, "give both source"),
         ({**FETCH, "output": {"metricsFile": "r.prom"}}, "output.volume: html and metricsFile need a volume"),
     ],
@@ -341,7 +374,7 @@ def test_fetched_openai_export_fails_the_run_on_a_gap_over_the_threshold(
     reconcile = {
         **FETCH,
         "export": {"fetch": {"adminKeySecret": {"name": "k"}, "days": 2, "baseURL": provider_api.url}},
-        "ledgers": {"claimName": "ledgers", "paths": ["recon-ledger"]},
+        "ledgers": {"source": "volume", "claimName": "ledgers", "paths": ["recon-ledger"]},
         "output": output,
     }
     exports, reports = tmp_path / "exports", tmp_path / "reports"
@@ -413,3 +446,32 @@ def test_a_refused_admin_key_fails_the_fetch_at_once_without_printing_the_key(
     assert ADMIN_KEY not in fetched.stdout + fetched.stderr
     assert len(provider_api.seen) == 1, "a refused key is not retried"
     assert not (tmp_path / "costs.json").exists()
+
+
+def test_the_rendered_job_reconciles_the_fleet_ledger_in_postgresql(render: Any, database_url: str) -> None:
+    """The container's command line as the kubelet runs it ($(VAR) expanded from the Secret's value)."""
+    from tests.support.ledger_db import load_ledgers
+
+    load_ledgers(database_url, {"sidecar-a": DATA / "recon-ledger"})
+    volume = {
+        "source": {"configMap": {"name": "export"}},
+        "files": ["openai-costs.json", "openai-usage.json"],
+    }
+    reconcile = {**FETCH, "export": {"source": "volume", "volume": volume}}
+    sluicegate = shutil.which("sluicegate", path=str(Path(sys.executable).parent))
+    assert sluicegate, "the sluicegate console script is not installed in the venv"
+    for threshold, status in [(0.10, 1), (0.50, 0)]:
+        main = _main(_cronjob(render, {**reconcile, "thresholdUSD": threshold}))
+        env = {e["name"]: database_url for e in main["env"]}
+        argv = [
+            re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in [*main["command"], *main["args"]]
+        ]
+        done = subprocess.run(
+            [sluicegate, *_local(argv, {"/exports": DATA})[1:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == status, done.stderr
+        assert ("gap over threshold, largest 2026-03-03 gpt-4o" in done.stderr) == (status == 1)

@@ -5,6 +5,8 @@ A sample is the fenced block right after an HTML comment (the comment does not r
     <!-- sample: run -->                     run it; it must exit 0
     <!-- sample: run expect="some text" -->  ... and print that text
     <!-- sample: run xfail="why" -->         strict xfail: the test flips when ``why`` is fixed
+    <!-- sample: run database="fleet-ledger" -->  with SLUICEGATE_DATABASE_URL: a fleet ledger in a
+                                             real PostgreSQL (tests/support/postgres.py), exports/
     <!-- sample: run needs="claude" -->      a bash sample calling Claude Code (``claude``)
 
 Languages: ``python`` (the venv's python, in a subprocess), ``bash``/``sh``/``shell`` (bash -euo
@@ -35,7 +37,10 @@ import yaml
 
 from sluicegate_cli.main import main as cli
 from tests.support.crdvalidate import load_crds, validate
+from tests.support.postgres import database_url, postgres_server
 from tests.support.sidecar_harness import SidecarThread
+
+__all__ = ["database_url", "postgres_server"]  # fixtures: samples marked database="fleet-ledger"
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -202,13 +207,29 @@ def command_for(sample: Sample, code: str, workdir: Path, request) -> list[str]:
     raise AssertionError(f"{sample.id}: no runner for language {sample.lang!r}")
 
 
+def fleet_ledger_database(request, workdir: Path) -> str:
+    """For ``database="fleet-ledger"`` samples: a PostgreSQL fleet ledger holding the two report test
+    ledgers as two sidecars' streams (with a price book), and their provider exports in ``exports/``."""
+    from tests.reports.test_reports_database import record_book
+    from tests.support.ledger_db import load_ledgers
+
+    url: str = request.getfixturevalue("database_url")
+    data = ROOT / "tests" / "reports" / "data"
+    load_ledgers(url, {"sidecar-a": data / "recon-ledger", "sidecar-b": data / "savings-ledger"})
+    record_book(url)
+    (workdir / "exports").symlink_to(data, target_is_directory=True)
+    return url
+
+
 @pytest.mark.parametrize("sample", params())
 def test_docs_sample_runs_against_the_sidecar(sample: Sample, docs_sidecar, tmp_path: Path, request) -> None:
     (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
     argv = command_for(sample, pointed(sample.code, docs_sidecar), tmp_path, request)
+    env = environment(docs_sidecar)
+    if sample.attrs.get("database") == "fleet-ledger":
+        env["SLUICEGATE_DATABASE_URL"] = fleet_ledger_database(request, tmp_path)
     done = subprocess.run(
-        argv, cwd=tmp_path, env=environment(docs_sidecar), capture_output=True, text=True, timeout=TIMEOUT,
-        check=False,
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip
     shown = f"{sample.id} exited {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     assert done.returncode == 0, shown

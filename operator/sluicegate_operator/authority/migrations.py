@@ -45,4 +45,80 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             ON budget_leases (namespace, policy, split, window_kind, window_start);
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE ledger_entries (
+            stream_id text NOT NULL,
+            seq bigint NOT NULL CHECK (seq > 0),
+            namespace text NOT NULL,
+            time timestamptz NOT NULL,
+            request_id text NOT NULL,
+            workload text NOT NULL DEFAULT '',
+            team text,
+            service text,
+            feature text,
+            user_name text,
+            end_customer text,
+            connection text,
+            provider text,
+            model text,
+            requested_model text NOT NULL,
+            tier text,
+            verdict text NOT NULL,
+            input_tokens bigint,
+            output_tokens bigint,
+            cached_tokens bigint,
+            cache_write_tokens bigint,
+            cost_micro_usd bigint NOT NULL,
+            cost_basis text NOT NULL,
+            status text NOT NULL,
+            budget_scopes text[] NOT NULL,
+            prev_hash text NOT NULL,
+            hash text NOT NULL,
+            line text NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (stream_id, seq)
+        );
+        CREATE INDEX ledger_entries_time ON ledger_entries (namespace, time);
+        CREATE TABLE ledger_streams (
+            stream_id text PRIMARY KEY,
+            namespace text NOT NULL,
+            acked_seq bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- Ledger rows are insert-only for every role that obeys triggers (the authority's included):
+        -- an UPDATE, DELETE or TRUNCATE raises. Only a superuser can get past it (by disabling
+        -- triggers), and `sluicegate ledger verify --database-url` names the row it changed.
+        CREATE FUNCTION ledger_entries_insert_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'ledger_entries is insert-only (% refused)', TG_OP
+                USING ERRCODE = 'insufficient_privilege';
+        END;
+        $$;
+        CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE OR DELETE ON ledger_entries
+            FOR EACH ROW EXECUTE FUNCTION ledger_entries_insert_only();
+        CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+            FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_insert_only();
+        REVOKE UPDATE, DELETE, TRUNCATE ON ledger_entries FROM PUBLIC;
+        """,
+    ),
+    (
+        3,
+        """
+        -- The price book each config carried, per serial: what reports price the asked-for models
+        -- with (``report savings --database-url``), instead of a catalog lookup per entry.
+        CREATE TABLE ledger_prices (
+            namespace text NOT NULL,
+            serial bigint NOT NULL,
+            connection text NOT NULL,
+            provider text NOT NULL,
+            model text NOT NULL,
+            alias text,
+            price jsonb NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (namespace, serial, connection, model)
+        );
+        """,
+    ),
 )

@@ -23,11 +23,12 @@ from sluicegate_contract.authority import (
 )
 
 from .configs import ConfigSet
+from .ledgerstore import MAX_ENTRIES, EntriesRefused, parse_entries, price_rows
 from .store import Store, StoreUnavailable
 from .terms import terms_for
 
 log = logging.getLogger("sluicegate.authority")
-MAX_BODY = 4 * 1024 * 1024
+MAX_BODY = 16 * 1024 * 1024  # room for MAX_ENTRIES ledger lines
 MAX_ASKS = 512
 _JSON = "application/json"
 
@@ -41,6 +42,7 @@ class AuthorityService:
     def __init__(self, store: Store, configs: ConfigSet) -> None:
         self._store = store
         self._configs = configs
+        self._priced: dict[str, int] = {}  # namespace → serial whose price book is recorded
 
     def app(self) -> aiohttp.web.Application:
         app = aiohttp.web.Application(client_max_size=MAX_BODY)
@@ -65,13 +67,26 @@ class AuthorityService:
             return _error(400, "invalid_request", f"at most {MAX_ASKS} asks per sync")
         if message.namespace not in self._configs.configs:
             return _error(404, "unknown_namespace", f"no budgets are served for {message.namespace!r}")
+        if len(message.entries) > MAX_ENTRIES:
+            return _error(400, "invalid_request", f"at most {MAX_ENTRIES} ledger entries per sync")
+        try:
+            entries = parse_entries(message.namespace, [bytes(raw) for raw in message.entries])
+        except EntriesRefused as exc:
+            return _error(400, "invalid_request", f"ledger entries refused: {exc}")
         terms = terms_for(self._configs.configs, message.namespace)
         try:
-            grants = await self._store.sync(message.namespace, message.sidecar_id, message.asks, terms)
+            grants, shipped = await self._store.sync_shipping(
+                message.namespace, message.sidecar_id, message.asks, terms, entries
+            )
         except StoreUnavailable as exc:
             log.warning("lease sync failed, database unavailable: %s", exc)
             return _error(503, "database_unavailable", "the budget database is unavailable; retry")
-        body = msgspec.json.encode(SyncReply(leases=tuple(grants)))
+        reply = SyncReply(
+            leases=tuple(grants),
+            entries_accepted=shipped[0] if shipped else 0,
+            ledger_acked_seq=shipped[1] if shipped else None,
+        )
+        body = msgspec.json.encode(reply)
         return aiohttp.web.Response(body=body, content_type=_JSON)
 
     async def accounts(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
@@ -86,13 +101,26 @@ class AuthorityService:
             body=msgspec.json.encode(AccountsReply(accounts=tuple(found))), content_type=_JSON
         )
 
+    async def record_prices(self) -> None:
+        """Keep the price book of every config served (idempotent per serial)."""
+        for namespace, config in self._configs.configs.items():
+            if self._priced.get(namespace) == config.serial:
+                continue
+            try:
+                await self._store.record_prices(namespace, config.serial, price_rows(config))
+            except StoreUnavailable as exc:
+                log.warning("price book of %s not recorded, database unavailable: %s", namespace, exc)
+                continue
+            self._priced[namespace] = config.serial
+
     async def maintain(self, interval: float) -> None:
-        """Forever: pick up newer configs, charge expired leases in full."""
+        """Forever: pick up newer configs (and keep their price books), charge expired leases in full."""
         while True:
             try:
                 self._configs.load(datetime.now(UTC))
             except OSError as exc:
                 log.warning("configs not read: %s", exc)
+            await self.record_prices()
             try:
                 expired = await self._store.expire_due()
                 if expired:

@@ -27,10 +27,13 @@ from sluicegate_contract.authority import (
 from sluicegate_contract.leases import Account, Lease, expired, moved, synced
 from sluicegate_contract.timestamps import format_time
 
+from .ledgerstore import PriceRow, insert_entries, record_prices
 from .migrations import MIGRATIONS
 from .terms import Terms as Terms
 from .terms import TermsFn
 
+Parsed = tuple[int, str, tuple[object, ...]]  # ledgerstore.parse_entries: (seq, hash, row)
+Shipped = tuple[int, int]  # (new rows, acknowledged seq)
 _MIGRATION_LOCK = 0x5_1C_E6A7E  # pg_advisory_xact_lock key: one migrator at a time
 
 
@@ -79,12 +82,44 @@ class Store:
         self, namespace: str, sidecar_id: str, asks: Sequence[LeaseAsk], terms: TermsFn
     ) -> list[LeaseGrant]:
         """Apply each ask in its own transaction; raises ``StoreUnavailable`` on a database failure."""
-        with _unavailable():
-            return [await self._one(namespace, sidecar_id, ask, terms) for ask in asks]
+        grants, _ = await self.sync_shipping(namespace, sidecar_id, asks, terms)
+        return grants
 
-    async def _one(self, namespace: str, sidecar_id: str, ask: LeaseAsk, terms: TermsFn) -> LeaseGrant:
+    async def sync_shipping(
+        self,
+        namespace: str,
+        sidecar_id: str,
+        asks: Sequence[LeaseAsk],
+        terms: TermsFn,
+        entries: Sequence[Parsed] = (),
+    ) -> tuple[list[LeaseGrant], Shipped | None]:
+        """Apply each ask in its own transaction, the shipped ledger entries in the first one (or in
+        their own when there is no ask); returns the grants and (new rows, acknowledged seq) when
+        entries rode along. Raises ``StoreUnavailable`` on a database failure."""
+        shipped: list[Shipped] = []
+        with _unavailable():
+            if not asks and entries:
+                async with self._pool.connection() as conn, conn.transaction():
+                    shipped.append(await insert_entries(conn, namespace, sidecar_id, entries))
+            grants = [
+                await self._one(namespace, sidecar_id, ask, terms, entries if index == 0 else (), shipped)
+                for index, ask in enumerate(asks)
+            ]
+        return grants, (shipped[0] if entries else None)
+
+    async def _one(
+        self,
+        namespace: str,
+        sidecar_id: str,
+        ask: LeaseAsk,
+        terms: TermsFn,
+        entries: Sequence[Parsed] = (),
+        shipped: list[Shipped] | None = None,
+    ) -> LeaseGrant:
         scope = ask.scope
         async with self._pool.connection() as conn, conn.transaction():
+            if entries and shipped is not None:  # committed with this settlement, or not at all
+                shipped.append(await insert_entries(conn, namespace, sidecar_id, entries))
             now = await _now(conn)
             found = terms(scope.policy, scope.split, scope.window, now)
             if ask.lease_id is not None:
@@ -200,6 +235,12 @@ class Store:
                 account=view,
                 refusal=refusal,
             )
+
+    async def record_prices(self, namespace: str, serial: int, rows: Sequence[PriceRow]) -> None:
+        """Keep the price book of a config the authority serves (reports price asked-for models with it)."""
+        with _unavailable():
+            async with self._pool.connection() as conn, conn.transaction():
+                await record_prices(conn, namespace, serial, rows)
 
     async def expire_due(self, limit: int = 500) -> int:
         """Charge in full the open leases whose time ran out; returns how many."""
