@@ -22,7 +22,7 @@ from sluicegate_contract.authority import (
     SyncRequest,
 )
 
-from .configs import ConfigSet
+from .configs import ConfigSource
 from .ledgerstore import MAX_ENTRIES, EntriesRefused, parse_entries, price_rows
 from .store import Store, StoreUnavailable
 from .terms import terms_for
@@ -39,7 +39,7 @@ def _error(status: int, error: str, message: str) -> aiohttp.web.Response:
 
 
 class AuthorityService:
-    def __init__(self, store: Store, configs: ConfigSet) -> None:
+    def __init__(self, store: Store, configs: ConfigSource) -> None:
         self._store = store
         self._configs = configs
         self._priced: dict[str, int] = {}  # namespace → serial whose price book is recorded
