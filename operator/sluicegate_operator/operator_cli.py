@@ -83,6 +83,7 @@ class RunOptions:
     sidecar_image: str = ""
     keyservice_ca: str | None = None  # PEM handed to sidecars so they can verify the key service
     sidecar_resources: SidecarResources = field(default_factory=SidecarResources)
+    sidecar_budget_authority: str | None = None  # injected as the sidecars' --budget-authority
     standalone: bool = False
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     resync_seconds: float = 600.0
@@ -119,6 +120,7 @@ async def run(
                 version=version(),
                 key_service_ca=opts.keyservice_ca,
                 resources=opts.sidecar_resources,
+                budget_authority_url=opts.sidecar_budget_authority,
             )
             if opts.webhook
             else None
@@ -256,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--authority-cert", help="budget authority TLS certificate (PEM); plain HTTP without")
     parser.add_argument("--authority-key", help="budget authority TLS private key (PEM)")
     parser.add_argument(
+        "--sidecar-budget-authority",
+        metavar="URL",
+        help="the budget authority URL injected sidecars get (fleet mode; the chart sets it)",
+    )
+    parser.add_argument(
         "--lease-ttl-seconds", type=float, default=10.0, help="how long a budget lease lives unrenewed"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -316,6 +323,7 @@ def main(argv: Sequence[str]) -> int:
         webhook=_listener(args, "webhook"),
         keyservice=_listener(args, "keyservice"),
         sidecar_image=args.sidecar_image,
+        sidecar_budget_authority=args.sidecar_budget_authority or None,
         keyservice_ca=Path(args.keyservice_ca).read_text(encoding="utf-8") if args.keyservice_ca else None,
         sidecar_resources=resources,
         standalone=args.standalone,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -67,8 +68,10 @@ class AuthorityClient:
         timeout: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
         shipper: LedgerShipper | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.metrics = metrics
+        self._verify = verify
         self._transport = transport
         self.urls = [url.rstrip("/") for url in urls]
         self.sidecar = sidecar
@@ -190,7 +193,9 @@ class AuthorityClient:
     async def _post(self, body: bytes) -> SyncReply | None:
         """POST to the preferred authority, then to each other one; None when none answered."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, transport=self._transport, verify=self._verify
+            )
         count = len(self.urls)
         for step in range(count):
             index = (self._preferred + step) % count
