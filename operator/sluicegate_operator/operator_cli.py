@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import kopf
 
@@ -141,12 +142,17 @@ async def run(
         async with contextlib.AsyncExitStack() as stack:
             accounts = None
             if opts.authority is not None:
+
+                async def config_secrets() -> list[dict[str, Any]]:
+                    if opts.all_namespaces:
+                        return await kube.list_secrets_everywhere(CONFIG_LABEL)
+                    found: list[dict[str, Any]] = []
+                    for namespace in opts.namespaces:  # RBAC is per namespace then
+                        found += await kube.list_secrets(namespace, CONFIG_LABEL)
+                    return found
+
                 accounts, _ = await stack.enter_async_context(
-                    hosting(
-                        opts.authority,
-                        lambda: kube.list_secrets_everywhere(CONFIG_LABEL),
-                        keystore.public_keys_json,
-                    )
+                    hosting(opts.authority, config_secrets, keystore.public_keys_json)
                 )
             registry = build_registry(parts, accounts=accounts)
             if opts.keyservice is not None:
