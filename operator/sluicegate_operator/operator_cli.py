@@ -23,6 +23,7 @@ import kopf
 from sluicegate_contract.sidecarpod import OPS_PORT
 
 from .alerttargets import AllowListError, WebhookPolicy
+from .authority.callers import TokenCallers
 from .authority.hosted import CONFIG_LABEL, HostedAuthority, hosting
 from .handlers import Parts, build_parts, build_registry, build_settings
 from .injection import InjectionError, InjectionSettings, SidecarResources, sidecar_resources
@@ -152,7 +153,12 @@ async def run(
                     return found
 
                 accounts, _ = await stack.enter_async_context(
-                    hosting(opts.authority, config_secrets, keystore.public_keys_json)
+                    hosting(
+                        opts.authority,
+                        config_secrets,
+                        keystore.public_keys_json,
+                        TokenCallers(kube.review_token),
+                    )
                 )
             registry = build_registry(parts, accounts=accounts)
             if opts.keyservice is not None:

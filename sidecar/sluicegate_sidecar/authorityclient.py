@@ -69,8 +69,10 @@ class AuthorityClient:
         transport: httpx.AsyncBaseTransport | None = None,
         shipper: LedgerShipper | None = None,
         verify: ssl.SSLContext | bool = True,
+        token_file: Path | None = None,
     ) -> None:
         self.metrics = metrics
+        self._token_file = token_file
         self._verify = verify
         self._transport = transport
         self.urls = [url.rstrip("/") for url in urls]
@@ -196,12 +198,13 @@ class AuthorityClient:
             self._client = httpx.AsyncClient(
                 timeout=self._timeout, transport=self._transport, verify=self._verify
             )
+        headers = {"content-type": "application/json", **self._authorization()}
         count = len(self.urls)
         for step in range(count):
             index = (self._preferred + step) % count
             try:
                 response = await self._client.post(
-                    self.urls[index] + SYNC_PATH, content=body, headers={"content-type": "application/json"}
+                    self.urls[index] + SYNC_PATH, content=body, headers=headers
                 )
                 if response.status_code == 200:
                     self._preferred = index
@@ -214,6 +217,16 @@ class AuthorityClient:
     @property
     def _shipping(self) -> bool:
         return self.shipper is not None and self.shipper.behind
+
+    def _authorization(self) -> dict[str, str]:
+        """The projected ServiceAccount token (re-read: the kubelet rotates it); none standalone."""
+        if self._token_file is None:
+            return {}
+        try:
+            token = self._token_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return {}
+        return {"authorization": f"Bearer {token}"} if token else {}
 
     async def run(self) -> None:
         """Forever: one sync per refresh period."""

@@ -260,6 +260,7 @@ async def serve(args: argparse.Namespace) -> int:
             LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
             metrics=gateway.metrics,
             shipper=LedgerShipper(Path(args.ledger_dir), stream),
+            token_file=Path(args.token_file),
             verify=authority_verify(
                 args.budget_authority_ca or args.key_service_ca, environ.get("SLUICEGATE_KEY_SERVICE_CA")
             ),

@@ -1,5 +1,6 @@
 """The operator hosts the fleet budget authority and writes BudgetPolicy status from its accounts
-(kopf on kmock, a real PostgreSQL; the "sidecars" are lease syncs sent to the hosted authority)."""
+(kopf on kmock, a real PostgreSQL; the "sidecars" are lease syncs sent to the hosted authority with
+projected ServiceAccount tokens, which the emulated API server's TokenReview answers)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.support.kmocksupport import (
     eventually,
     read_object,
     running,
+    script_token_reviews,
 )
 from tests.support.postgres import database_url, postgres_server
 from tests.support.sidecar_harness import free_port
@@ -40,17 +42,33 @@ def status(k8s) -> dict[str, object]:
     return obj.get("status") or {}
 
 
-async def sync(session: aiohttp.ClientSession, url: str, sidecar: str, ask: dict[str, object]) -> dict:
+TOKENS = {
+    "token-a": {"username": f"system:serviceaccount:{NS}:chat", "audiences": ["sluicegate"]},
+    "token-b": {"username": "system:serviceaccount:team-b:chat", "audiences": ["sluicegate"]},
+    "token-other-audience": {"username": f"system:serviceaccount:{NS}:chat", "audiences": ["vault"]},
+}
+
+
+async def post_sync(
+    session: aiohttp.ClientSession, url: str, sidecar: str, ask: dict[str, object], token: str | None
+) -> tuple[int, dict]:
     body = {"namespace": NS, "sidecarId": sidecar, "asks": [ask]}
-    async with session.post(f"{url}/v1/leases/sync", json=body) as response:
-        assert response.status == 200, await response.text()
-        return (await response.json())["leases"][0]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.post(f"{url}/v1/leases/sync", json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def sync(session: aiohttp.ClientSession, url: str, sidecar: str, ask: dict[str, object]) -> dict:
+    status, reply = await post_sync(session, url, sidecar, ask, "token-a")
+    assert status == 200, reply
+    return reply["leases"][0]
 
 
 async def test_the_operator_serves_the_authority_and_budget_status_shows_settled_leased_and_holders_from_the_accounts(
     kmock, database_url: str
 ) -> None:
     declare_resources(kmock)
+    script_token_reviews(kmock, TOKENS)
     resp = await kmock.post(f"/apis/sluicegate.io/v1alpha1/namespaces/{NS}/budgetpolicies", json=POLICY)
     assert resp.status in (200, 201), await resp.text()
     port = free_port()
@@ -81,6 +99,13 @@ async def test_the_operator_serves_the_authority_and_budget_status_shows_settled
             await asyncio.sleep(0.05)
 
         first, second = str(uuid.uuid4()), str(uuid.uuid4())
+        ask = {"scope": scope, "wantMicroUsd": 1_000_000, "leastMicroUsd": 1}
+        for token, expected in [(None, 401), ("token-other-audience", 401), ("token-b", 403)]:
+            status_code, reply = await post_sync(session, url, first, ask, token)
+            assert (status_code, reply["error"]) == (
+                expected,
+                "unauthorized" if expected == 401 else "forbidden",
+            )
         lease = await sync(
             session, url, first, {"scope": scope, "wantMicroUsd": 3_000_000, "leastMicroUsd": 1}
         )
@@ -95,7 +120,11 @@ async def test_the_operator_serves_the_authority_and_budget_status_shows_settled
             return window
 
         window = await eventually(from_accounts)
-        async with session.get(f"{url}/v1/accounts", params={"namespace": NS}) as response:
+        accounts_url = f"{url}/v1/accounts"
+        async with session.get(accounts_url, params={"namespace": NS}) as response:
+            assert response.status == 401  # no token, no accounts
+        bearer = {"Authorization": "Bearer token-a"}
+        async with session.get(accounts_url, params={"namespace": NS}, headers=bearer) as response:
             (account,) = (await response.json())["accounts"]
         assert window["reservedUSD"] == account["leasedMicroUsd"] / 1e6 > 0
         assert window["remainingUSD"] == (10_000_000 - 1_500_000 - account["leasedMicroUsd"]) / 1e6

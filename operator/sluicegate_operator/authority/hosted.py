@@ -22,6 +22,7 @@ from sluicegate_contract.schema import Config
 from sluicegate_contract.sealing import ConfigRejected, verify_config
 
 from ..keyservice import serving
+from .callers import TokenCallers
 from .service import AuthorityService
 from .store import Store
 
@@ -102,12 +103,12 @@ async def _follow(configs: SecretConfigs, list_secrets: ListSecrets, keys: Publi
 
 @contextlib.asynccontextmanager
 async def hosting(
-    settings: HostedAuthority, list_secrets: ListSecrets, public_keys: PublicKeys
+    settings: HostedAuthority, list_secrets: ListSecrets, public_keys: PublicKeys, callers: TokenCallers
 ) -> AsyncIterator[tuple[Store, int]]:
     """Serve the authority for the duration of the block; yields the store (for status) and the port."""
     store = await Store.connect(settings.database_url, ttl=timedelta(seconds=settings.lease_ttl_seconds))
     configs = SecretConfigs()
-    service = AuthorityService(store, configs)
+    service = AuthorityService(store, configs, callers)
     tasks: list[asyncio.Task[None]] = []
     try:
         async with serving(service.app(), host=settings.host, port=settings.port, tls=settings.tls) as bound:
