@@ -73,6 +73,16 @@ class SecretConfigs:
             configs[namespace] = config
             changed = True
             log.info("serving budgets of namespace %s at serial %s", namespace, config.serial)
+        listed = {
+            str((s.get("metadata") or {}).get("namespace") or "")
+            for s in secrets
+            if (s.get("metadata") or {}).get("name") == CONFIG_SECRET
+        }
+        for gone in set(configs) - listed:  # its last Sluicegate resource was deleted: no more leases
+            del configs[gone]
+            self._serials.pop(gone, None)
+            changed = True
+            log.info("no longer serving budgets of namespace %s: its config Secret is gone", gone)
         if changed:
             self.configs = configs
         return changed
