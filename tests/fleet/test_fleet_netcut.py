@@ -1,5 +1,6 @@
-"""FAULTS 35 with a real network cut: a sidecar in its own network namespace loses its path to the
-authority (the veth pair goes down) while it keeps running and serving its own callers."""
+"""Fault 35 (docs/architecture.md) with a real network cut: a sidecar in its own network namespace
+loses its path to the authority (the veth pair goes down) while it keeps running and serving its own
+callers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from sluicegate_sidecar.ledger import read_entries
+from sluicegate_contract.ledgerfiles import read_entries
 from tests.support.fleet import Proc, authority, sidecar, stop_all
 from tests.support.netns import NetNamespace, unavailable_reason
 from tests.support.sidecar_harness import budget, connection, priced, render_dir

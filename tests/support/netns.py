@@ -1,5 +1,5 @@
 """A network namespace the test owns, joined to the test's own namespace by a veth pair, to cut one
-process off from another without killing it (TESTING.md "Faults across processes").
+process off from another without killing it (a test owns the namespace; nothing leaves the machine).
 
 Only addresses the test creates are used: a link-local /30 on the pair (one end in the namespace, one
 in the test's), and the namespace's own loopback. Nothing is routed beyond the pair; the namespace and
