@@ -46,6 +46,7 @@ class Reading:
     limit: int
     spent: int
     remaining: int
+    holders: int | None = None  # sidecars holding leases on it (from the authority's accounts only)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import kopf
 
+from .accountspend import Accounts, AccountsSpendReporter
 from .crparse import GROUP, PLURALS, VERSION
 from .keystore import DATA_SECRET_PREFIX, SIGNING_SECRET, Keystore
 from .kube import Kube
@@ -95,8 +96,11 @@ def _cause(key: ObjectKey, body: kopf.Body, event_type: str | None) -> object | 
     return None
 
 
-def build_registry(parts: Parts, *, webhook_id: str = "mutate-pods") -> kopf.OperatorRegistry:
-    """All of the operator's handlers, in a registry of their own."""
+def build_registry(
+    parts: Parts, *, webhook_id: str = "mutate-pods", accounts: Accounts | None = None
+) -> kopf.OperatorRegistry:
+    """All of the operator's handlers, in a registry of their own. With ``accounts`` (the hosted budget
+    authority's store) BudgetPolicy status is read from the accounts instead of the sidecars' metrics."""
     registry = kopf.OperatorRegistry()
     kube, keystore, options, index, scheduler = (
         parts.kube, parts.keystore, parts.options, parts.index, parts.scheduler,
@@ -120,6 +124,10 @@ def build_registry(parts: Parts, *, webhook_id: str = "mutate-pods") -> kopf.Ope
             reporter = SpendReporter(
                 kube, options.spend, lambda: datetime.now(UTC), lock=parts.reconciler.lock
             )
+            if accounts is not None:
+                reporter = AccountsSpendReporter(
+                    kube, options.spend, lambda: datetime.now(UTC), lock=parts.reconciler.lock
+                ).bind_accounts(accounts)
             spend_task.append(asyncio.create_task(SpendLoop(reporter, index).run(), name="spend"))
 
     @kopf.on.cleanup(registry=registry)

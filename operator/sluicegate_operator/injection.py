@@ -87,6 +87,7 @@ class InjectionSettings:
     token_seconds: int = 3600
     image_pull_policy: str | None = None
     key_service_ca: str | None = None  # PEM of the CA that signed the key service's certificate
+    budget_authority_url: str | None = None  # fleet mode: the sidecars' --budget-authority
 
 
 def _escape(segment: str) -> str:
@@ -191,6 +192,7 @@ def sidecar_container(
             settings.key_service_url,
             "--token-file",
             pod_contract.TOKEN_FILE,
+            *(["--budget-authority", settings.budget_authority_url] if settings.budget_authority_url else []),
         ],
         "ports": [
             {"name": "sluicegate-api", "containerPort": port, "protocol": "TCP"},

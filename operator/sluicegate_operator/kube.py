@@ -159,6 +159,15 @@ class Kube:
     async def delete_secret(self, namespace: str, name: str) -> bool:
         return await _unless_missing(self._core().delete_namespaced_secret(name, namespace)) is not None
 
+    async def list_secrets_everywhere(self, label_selector: str) -> list[dict[str, Any]]:
+        """Secrets of every namespace with the labels (the hosted budget authority's config Secrets)."""
+        listing = await self._core().list_secret_for_all_namespaces(label_selector=label_selector)
+        return [self._plain(secret) for secret in listing.items]
+
+    async def list_secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        listing = await self._core().list_namespaced_secret(namespace, label_selector=label_selector)
+        return [self._plain(secret) for secret in listing.items]
+
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = await _unless_missing(self._core().read_namespaced_config_map(name, namespace))
         return None if found is None else self._plain(found)

@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import kopf
 
 from sluicegate_contract.sidecarpod import OPS_PORT
 
 from .alerttargets import AllowListError, WebhookPolicy
+from .authority.callers import TokenCallers
+from .authority.hosted import CONFIG_LABEL, HostedAuthority, hosting
 from .handlers import Parts, build_parts, build_registry, build_settings
 from .injection import InjectionError, InjectionSettings, SidecarResources, sidecar_resources
 from .keyservice import KeyService, server_tls, serving
@@ -47,6 +50,9 @@ http://<pod IP>:9470/metrics into BudgetPolicy status (from outside the cluster 
 unreachable: the SpendReported condition says so; 0 turns this off).
 Without --webhook-cert/--webhook-key no admission webhook is served (Pods are not injected, CRs are
 checked by the CRDs' own rules only); without --keyservice-cert/--keyservice-key no key service runs.
+With $SLUICEGATE_DATABASE_URL (or --database-url) every replica also serves the fleet budget authority
+on --authority-port (HTTPS with --authority-cert/--authority-key) for the budgets of the config Secrets
+it renders, and BudgetPolicy status is read from the authority's accounts instead of sidecar metrics.
 """
 
 EPILOG = """\
@@ -79,12 +85,14 @@ class RunOptions:
     sidecar_image: str = ""
     keyservice_ca: str | None = None  # PEM handed to sidecars so they can verify the key service
     sidecar_resources: SidecarResources = field(default_factory=SidecarResources)
+    sidecar_budget_authority: str | None = None  # injected as the sidecars' --budget-authority
     standalone: bool = False
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     resync_seconds: float = 600.0
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     fast: bool = False  # short watch timeouts, no resource scanning (tests)
     spend: SpendSettings | None = field(default_factory=SpendSettings)  # None: no spend in status
+    authority: HostedAuthority | None = None  # None: no budget authority (status from sidecar metrics)
 
 
 def version() -> str:
@@ -114,6 +122,7 @@ async def run(
                 version=version(),
                 key_service_ca=opts.keyservice_ca,
                 resources=opts.sidecar_resources,
+                budget_authority_url=opts.sidecar_budget_authority,
             )
             if opts.webhook
             else None
@@ -124,7 +133,6 @@ async def run(
         parts = build_parts(kube, keystore, options, lambda: datetime.now(UTC))
         if parts_box is not None:
             parts_box.append(parts)
-        registry = build_registry(parts)
         settings = build_settings(fast=opts.fast)
         if opts.webhook is not None:
             w = opts.webhook
@@ -133,6 +141,26 @@ async def run(
             )
         namespaces = () if opts.all_namespaces else (*opts.namespaces, opts.operator_namespace)
         async with contextlib.AsyncExitStack() as stack:
+            accounts = None
+            if opts.authority is not None:
+
+                async def config_secrets() -> list[dict[str, Any]]:
+                    if opts.all_namespaces:
+                        return await kube.list_secrets_everywhere(CONFIG_LABEL)
+                    found: list[dict[str, Any]] = []
+                    for namespace in opts.namespaces:  # RBAC is per namespace then
+                        found += await kube.list_secrets(namespace, CONFIG_LABEL)
+                    return found
+
+                accounts, _ = await stack.enter_async_context(
+                    hosting(
+                        opts.authority,
+                        config_secrets,
+                        keystore.public_keys_json,
+                        TokenCallers(kube.review_token),
+                    )
+                )
+            registry = build_registry(parts, accounts=accounts)
             if opts.keyservice is not None:
                 k = opts.keyservice
                 app = KeyService(kube, keystore).app()
@@ -228,6 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster's Pod and Service ranges: alert webhooks resolving into them are refused "
         "like private addresses (repeatable; the chart's operator.alertWebhooks.clusterCIDRs)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("SLUICEGATE_DATABASE_URL", ""),
+        help="PostgreSQL URL of the fleet budget authority (default: $SLUICEGATE_DATABASE_URL); enables it",
+    )
+    parser.add_argument(
+        "--authority-addr", default="0.0.0.0", help="budget authority listen address (%(default)s)"
+    )
+    parser.add_argument(
+        "--authority-port", type=int, default=8480, help="budget authority port (%(default)s)"
+    )
+    parser.add_argument("--authority-cert", help="budget authority TLS certificate (PEM); plain HTTP without")
+    parser.add_argument("--authority-key", help="budget authority TLS private key (PEM)")
+    parser.add_argument(
+        "--sidecar-budget-authority",
+        metavar="URL",
+        help="the budget authority URL injected sidecars get (fleet mode; the chart sets it)",
+    )
+    parser.add_argument(
+        "--lease-ttl-seconds", type=float, default=10.0, help="how long a budget lease lives unrenewed"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -262,7 +311,22 @@ def main(argv: Sequence[str]) -> int:
     if not args.verbose:  # kopf logs each handled event ("Handler ... succeeded"): thousands at a restart
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # every liveness probe
+    if bool(args.authority_cert) != bool(args.authority_key):
+        print("sluicegate operator: --authority-cert and --authority-key go together", file=sys.stderr)
+        return 2
+    authority = (
+        HostedAuthority(
+            args.database_url,
+            args.authority_addr,
+            args.authority_port,
+            server_tls(args.authority_cert, args.authority_key) if args.authority_cert else None,
+            lease_ttl_seconds=args.lease_ttl_seconds,
+        )
+        if args.database_url
+        else None
+    )
     opts = RunOptions(
+        authority=authority,
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,
         operator_namespace=args.operator_namespace,
@@ -271,6 +335,7 @@ def main(argv: Sequence[str]) -> int:
         webhook=_listener(args, "webhook"),
         keyservice=_listener(args, "keyservice"),
         sidecar_image=args.sidecar_image,
+        sidecar_budget_authority=args.sidecar_budget_authority or None,
         keyservice_ca=Path(args.keyservice_ca).read_text(encoding="utf-8") if args.keyservice_ca else None,
         sidecar_resources=resources,
         standalone=args.standalone,

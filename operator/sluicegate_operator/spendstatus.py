@@ -36,6 +36,7 @@ class SidecarMetrics:
     labels: Mapping[str, str]
     budgets: SidecarBudgets | None
     error: str = ""
+    authority: bool = False  # the budget authority's accounts: covers every policy, no selector applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,7 @@ def _window(
         )
     cap = cap_of(limit, _steps(spec))
     top_scope = max(sorted(spent_by_scope), key=spent_by_scope.__getitem__, default="all")
+    holders = [r.holders for _, r in readings if r.holders is not None]
     fields: dict[str, Any] = {
         "window": limit_spec.window,
         "spentUSD": usd_number(spent),
@@ -172,6 +174,8 @@ def _window(
         "limitUSD": usd_number(limit),
         "verdict": STATUS_WORDS[verdict],
     }
+    if holders:  # per account; a split policy shows its busiest split value's
+        fields["leaseHolders"] = max(holders)
     try:
         start, end = window_bounds(limit_spec.window, limit_spec.timezone, now)
     except ValueError:
@@ -259,6 +263,14 @@ def _scrape_condition(total: int, failures: Sequence[str]) -> dict[str, str]:
     return {"type": CONDITION, "status": "True", "reason": "PartiallyReported", "message": message}
 
 
+def _accounts_condition(error: str) -> dict[str, str]:
+    if error:
+        message = f"the budget authority's accounts could not be read: {error}"
+        return {"type": CONDITION, "status": "False", "reason": "AccountsUnavailable", "message": message}
+    message = "read from the budget authority's accounts"
+    return {"type": CONDITION, "status": "True", "reason": "Accounts", "message": message}
+
+
 def _crossing(
     window: _Window,
     thresholds: Sequence[float],
@@ -308,13 +320,15 @@ def spend_status(
     except ResourceError:
         return None
     selector = spec.selector.match_labels
-    selected = [s for s in sidecars if all(s.labels.get(k) == v for k, v in selector.items())]
+    selected = [s for s in sidecars if s.authority or all(s.labels.get(k) == v for k, v in selector.items())]
     reports = [s.budgets for s in selected if s.budgets is not None]
     failures = [f"{s.pod} ({s.error})" for s in selected if s.budgets is None]
     status = policy.get("status") or {}
-    conditions = _condition(
-        status.get("conditions"), _scrape_condition(len(selected), failures), meta.generation, now
+    source = next((s for s in selected if s.authority), None)
+    reported = (
+        _scrape_condition(len(selected), failures) if source is None else _accounts_condition(source.error)
     )
+    conditions = _condition(status.get("conditions"), reported, meta.generation, now)
     if webhooks_checked is None:
         conditions = [c for c in conditions if c.get("type") != WEBHOOK_CONDITION]
     else:

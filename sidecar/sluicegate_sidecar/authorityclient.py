@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -67,8 +68,12 @@ class AuthorityClient:
         timeout: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
         shipper: LedgerShipper | None = None,
+        verify: ssl.SSLContext | bool = True,
+        token_file: Path | None = None,
     ) -> None:
         self.metrics = metrics
+        self._token_file = token_file
+        self._verify = verify
         self._transport = transport
         self.urls = [url.rstrip("/") for url in urls]
         self.sidecar = sidecar
@@ -190,13 +195,16 @@ class AuthorityClient:
     async def _post(self, body: bytes) -> SyncReply | None:
         """POST to the preferred authority, then to each other one; None when none answered."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, transport=self._transport, verify=self._verify
+            )
+        headers = {"content-type": "application/json", **self._authorization()}
         count = len(self.urls)
         for step in range(count):
             index = (self._preferred + step) % count
             try:
                 response = await self._client.post(
-                    self.urls[index] + SYNC_PATH, content=body, headers={"content-type": "application/json"}
+                    self.urls[index] + SYNC_PATH, content=body, headers=headers
                 )
                 if response.status_code == 200:
                     self._preferred = index
@@ -209,6 +217,16 @@ class AuthorityClient:
     @property
     def _shipping(self) -> bool:
         return self.shipper is not None and self.shipper.behind
+
+    def _authorization(self) -> dict[str, str]:
+        """The projected ServiceAccount token (re-read: the kubelet rotates it); none standalone."""
+        if self._token_file is None:
+            return {}
+        try:
+            token = self._token_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return {}
+        return {"authorization": f"Bearer {token}"} if token else {}
 
     async def run(self) -> None:
         """Forever: one sync per refresh period."""

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -143,6 +144,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="fleet mode: hold caps across replicas with leases from this budget authority (repeatable)",
     )
     p.add_argument(
+        "--budget-authority-ca",
+        metavar="FILE",
+        help="fleet mode: CA bundle that signed the authority's certificate (default: the key service's CA)",
+    )
+    p.add_argument(
         "--lease-refresh-seconds", type=float, default=1.0, help="fleet mode: how often leases are synced"
     )
     return p.parse_args(argv)
@@ -251,6 +257,10 @@ async def serve(args: argparse.Namespace) -> int:
             LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
             metrics=gateway.metrics,
             shipper=LedgerShipper(Path(args.ledger_dir), stream),
+            token_file=Path(args.token_file),
+            verify=authority_verify(
+                args.budget_authority_ca or args.key_service_ca, environ.get("SLUICEGATE_KEY_SERVICE_CA")
+            ),
         )
         gateway.budgets.fleet = fleet
     log.info("open-file limit: %s", raise_open_file_limit())
@@ -264,6 +274,14 @@ async def serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         fleet=fleet,
     )
+
+
+def authority_verify(ca_file: str | None, ca_pem: str | None) -> ssl.SSLContext | bool:
+    """How the authority's certificate is checked: the given CA (the chart serves it with the key
+    service's certificate), else the system's trusted CAs."""
+    if ca_file or ca_pem:
+        return ssl.create_default_context(cafile=ca_file, cadata=ca_pem)
+    return True
 
 
 async def run_servers(

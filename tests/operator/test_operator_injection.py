@@ -155,3 +155,13 @@ def test_apply_patch_matches_an_independent_applier():
     mine = copy.deepcopy(p)
     apply_patch(mine, ops)
     assert mine == apply_json_patch(p, ops)
+
+
+def test_with_the_authority_enabled_sidecars_get_the_budget_authority_and_without_it_none():
+    fleet = InjectionSettings(
+        image="i:1", version="1", budget_authority_url="https://sluicegate-keys.sluicegate-system.svc:8480"
+    )
+    command = injected(pod(), fleet)["spec"]["initContainers"][0]["command"]
+    at = command.index("--budget-authority")
+    assert command[at + 1] == "https://sluicegate-keys.sluicegate-system.svc:8480"
+    assert "--budget-authority" not in injected(pod())["spec"]["initContainers"][0]["command"]

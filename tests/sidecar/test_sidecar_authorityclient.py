@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from datetime import UTC, datetime
 
+import aiohttp.web
 import httpx
 import msgspec
 
@@ -12,6 +14,8 @@ from sluicegate_contract.authority import AccountView, LeaseGrant, SyncReply, Sy
 from sluicegate_sidecar.authorityclient import AuthorityClient
 from sluicegate_sidecar.ladder import ScopeKey
 from sluicegate_sidecar.leases import LeaseSettings
+from sluicegate_sidecar.serve_cli import authority_verify
+from tests.support.kmocksupport import make_tls
 
 KEY = ScopeKey("team-cap", "", "day", datetime(2026, 12, 6, tzinfo=UTC))
 CAP = 1_000_000
@@ -101,3 +105,63 @@ async def test_an_unreachable_authority_is_reported_as_such() -> None:
         assert client.take((KEY,), 100) is None
     finally:
         await client.close(patience=0.2)
+
+
+async def test_syncs_carry_the_projected_token_rereading_it_when_the_kubelet_rotates_it(tmp_path) -> None:
+    fake, seen = FakeAuthority(), []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return fake.handle(request)
+
+    token = tmp_path / "token"
+    token.write_text("first-token\n")
+    client = AuthorityClient(
+        ["https://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
+        transport=httpx.MockTransport(handle), token_file=token,
+    )  # fmt: skip
+    try:
+        await client.cover((KEY,), 2_000, 100)
+        token.write_text("rotated-token\n")
+        await client.cover((KEY,), CAP // 2, CAP // 2)  # more than the lease holds: a sync
+    finally:
+        await client.close()
+    assert seen[:2] == ["Bearer first-token", "Bearer rotated-token"]
+
+
+async def test_an_authority_certificate_signed_by_the_given_ca_is_trusted_and_others_are_not(
+    tmp_path,
+) -> None:
+    tls = make_tls(tmp_path, "127.0.0.1")
+    fake = FakeAuthority()
+
+    async def sync(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        reply = fake.handle(httpx.Request("POST", "https://x", content=await request.read()))
+        return aiohttp.web.Response(body=reply.content, content_type="application/json")
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/v1/leases/sync", sync)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.cert_path), str(tls.key_path))
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        for verify, served in [(authority_verify(str(tls.ca_path), None), True), (True, False)]:
+            client = AuthorityClient([url], "s1", lambda: "default", verify=verify)
+            try:
+                await client.cover((KEY,), 2_000, 100)
+                assert (client.take((KEY,), 100) is not None) is served
+            finally:
+                await client.close(patience=0.2)
+        pem = tls.ca_path.read_text()  # the key service's CA as the webhook injects it (env PEM)
+        client = AuthorityClient([url], "s1", lambda: "default", verify=authority_verify(None, pem))
+        try:
+            await client.cover((KEY,), 2_000, 100)
+            assert client.take((KEY,), 100) is not None
+        finally:
+            await client.close(patience=0.2)
+    finally:
+        await runner.cleanup()

@@ -85,19 +85,30 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def authority(config_dirs: list[Path], database_url: str, log: Path, *, ttl: float = 10.0) -> Proc:
+def authority(
+    config_dirs: list[Path], database_url: str, log: Path, *, ttl: float = 10.0, host: str = "127.0.0.1"
+) -> Proc:
     port = free_port()
-    argv = [sys.executable, "-m", "sluicegate_cli", "authority", "--listen", f"127.0.0.1:{port}"]
+    argv = [sys.executable, "-m", "sluicegate_cli", "authority", "--listen", f"{host}:{port}"]
     for directory in config_dirs:
         argv += ["--config", str(directory)]
     argv += ["--lease-ttl-seconds", str(ttl), "--poll-seconds", "0.5"]
     env = _env({"SLUICEGATE_DATABASE_URL": database_url})
-    return Proc(argv, env, log, f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{port}")
+    return Proc(argv, env, log, f"http://{host}:{port}/healthz", f"http://{host}:{port}")
 
 
-def sidecar(config_dir: Path, ledger_dir: Path, log: Path, authority_urls: list[str], *extra: str) -> Proc:
+def sidecar(
+    config_dir: Path,
+    ledger_dir: Path,
+    log: Path,
+    authority_urls: list[str],
+    *extra: str,
+    prefix: tuple[str, ...] = (),
+) -> Proc:
+    """``prefix``: a command to run it under (``ip netns exec NS``: its loopback is then the namespace's)."""
     api, ops = free_port(), free_port()
     argv = [
+        *prefix,
         sys.executable,
         "-m",
         "sluicegate_cli",

@@ -43,3 +43,14 @@ adds its own namespace to what it watches, so kopf peers and reads there too).
 {{- define "sluicegate.servedNamespaces" -}}
 {{- append .Values.operator.watchNamespaces .Release.Namespace | uniq | toJson -}}
 {{- end -}}
+
+{{/* The Secret holding the budget authority's database URL: the user's, or the quickstart database's. */}}
+{{- define "sluicegate.authorityDatabaseSecret" -}}
+{{- if .Values.authority.postgresql.enabled -}}
+sluicegate-authority-db
+{{- else if .Values.authority.database.secretRef.name -}}
+{{ .Values.authority.database.secretRef.name }}
+{{- else -}}
+{{ fail "authority.enabled needs authority.database.secretRef.name (a Secret with the PostgreSQL URL) or authority.postgresql.enabled" }}
+{{- end -}}
+{{- end -}}

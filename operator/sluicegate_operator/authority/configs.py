@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -28,6 +29,15 @@ def public_keys_of(directories: Sequence[Path], keys_file: Path | None) -> dict[
         if path.exists():
             keys.update(decode_public_keys(path.read_bytes()))
     return keys
+
+
+class ConfigSource(Protocol):
+    """What the service reads configs from: directories (``ConfigSet``) or the operator's Secrets."""
+
+    @property
+    def configs(self) -> Mapping[str, Config]: ...
+
+    def load(self, now: datetime) -> bool: ...
 
 
 @dataclass

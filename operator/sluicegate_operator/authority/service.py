@@ -1,7 +1,8 @@
 """The budget authority's HTTP endpoints (aiohttp): lease syncs and account reads, over the store.
 
 Stateless over PostgreSQL: any number of replicas answer any sidecar. Standalone on loopback it
-trusts its callers (cluster callers authenticate with projected ServiceAccount tokens: not yet here).
+trusts its callers; hosted by the operator, callers send their projected ServiceAccount token and touch
+only their own namespace's accounts (``callers.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from sluicegate_contract.authority import (
     SyncRequest,
 )
 
-from .configs import ConfigSet
+from .callers import TokenCallers
+from .configs import ConfigSource
 from .ledgerstore import MAX_ENTRIES, EntriesRefused, parse_entries, price_rows
 from .store import Store, StoreUnavailable
 from .terms import terms_for
@@ -39,10 +41,27 @@ def _error(status: int, error: str, message: str) -> aiohttp.web.Response:
 
 
 class AuthorityService:
-    def __init__(self, store: Store, configs: ConfigSet) -> None:
+    def __init__(self, store: Store, configs: ConfigSource, callers: TokenCallers | None = None) -> None:
+        """``callers`` None: every caller is trusted (standalone, on loopback)."""
         self._store = store
         self._configs = configs
         self._priced: dict[str, int] = {}  # namespace → serial whose price book is recorded
+        self._callers = callers
+
+    async def _refused(self, request: aiohttp.web.Request, namespace: str) -> aiohttp.web.Response | None:
+        """None when the caller may touch ``namespace``'s accounts."""
+        if self._callers is None:
+            return None
+        verdict = await self._callers.check(request.headers.get("Authorization", ""))
+        if verdict.namespace is None:
+            return _error(
+                verdict.status, "unauthorized" if verdict.status == 401 else "forbidden", verdict.message
+            )
+        if verdict.namespace != namespace:
+            return _error(
+                403, "forbidden", f"a token of namespace {verdict.namespace!r} opens only its accounts"
+            )
+        return None
 
     def app(self) -> aiohttp.web.Application:
         app = aiohttp.web.Application(client_max_size=MAX_BODY)
@@ -63,6 +82,8 @@ class AuthorityService:
             message = msgspec.json.decode(await request.read(), type=SyncRequest)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             return _error(400, "invalid_request", f"not a lease sync: {exc}")
+        if (refused := await self._refused(request, message.namespace)) is not None:
+            return refused
         if len(message.asks) > MAX_ASKS:
             return _error(400, "invalid_request", f"at most {MAX_ASKS} asks per sync")
         if message.namespace not in self._configs.configs:
@@ -93,6 +114,8 @@ class AuthorityService:
         namespace = request.query.get("namespace", "")
         if not namespace:
             return _error(400, "invalid_request", "name the namespace: ?namespace=NAME")
+        if (refused := await self._refused(request, namespace)) is not None:
+            return refused
         try:
             found = await self._store.accounts(namespace)
         except StoreUnavailable:
