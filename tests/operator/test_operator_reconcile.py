@@ -92,6 +92,7 @@ async def test_example_resources_yield_a_config_that_config_verify_accepts(clust
 
 async def test_connection_status_shows_the_key_fingerprint_never_the_key(cluster):
     await applied_examples(cluster)
+    await eventually(lambda: every_resource_reconciled(cluster), timeout=30)  # statuses follow the seal
     status = status_of(cluster, "ProviderConnection", "openai")
     assert status["keyFingerprint"] == fingerprint("sk-example-openai-REPLACE-ME")
     assert status["observedGeneration"] == 1
