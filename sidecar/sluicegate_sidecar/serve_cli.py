@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -40,10 +41,29 @@ from .serialstate import read_accepted
 
 log = logging.getLogger("sluicegate.sidecar")
 API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (fault 23)
+OPS_HOST = "0.0.0.0"  # health probes and Prometheus scrapes come from outside the Pod
 SYNC_EVERY_SECONDS = 0.005  # default mode: the background fdatasync gathers this long (power loss risk)
 DRAIN_GRACE_SECONDS = 1.0  # after the drain deadline: for cut streams to send their error event and settle
 # Connections the API takes beyond --max-connections, answered 503, before it closes new ones at once.
 API_CONNECTION_SLACK = 64
+
+
+class ListenError(OSError):
+    """A listener's address could not be bound (a port taken): the sidecar does not start."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on. Both listeners are bound before either
+    serves, so a port taken is one clear start-up error with nothing left open, never one server
+    running while the other's uvicorn exits the process from inside the event loop."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
 
 
 class _QuietServer(uvicorn.Server):
@@ -265,15 +285,20 @@ async def serve(args: argparse.Namespace) -> int:
         gateway.budgets.fleet = fleet
     log.info("open-file limit: %s", raise_open_file_limit())
     header = {"max_header_bytes": args.max_header_kb * 1024, "header_timeout": args.header_timeout}
-    return await run_servers(
-        gateway,
-        args.port,
-        args.ops_port,
-        api_limits=ConnectionLimits(max_connections=args.max_connections + API_CONNECTION_SLACK, **header),
-        ops_limits=ConnectionLimits(max_connections=args.ops_max_connections, **header),
-        max_connections=args.max_connections,
-        fleet=fleet,
-    )
+    api_connections = args.max_connections + API_CONNECTION_SLACK
+    try:
+        return await run_servers(
+            gateway,
+            args.port,
+            args.ops_port,
+            api_limits=ConnectionLimits(max_connections=api_connections, **header),
+            ops_limits=ConnectionLimits(max_connections=args.ops_max_connections, **header),
+            max_connections=args.max_connections,
+            fleet=fleet,
+        )
+    except ListenError as exc:
+        log.error("%s", exc.strerror)
+        return 1
 
 
 def authority_verify(ca_file: str | None, ca_pem: str | None) -> ssl.SSLContext | bool:
@@ -317,13 +342,21 @@ async def run_servers(
     ops = _QuietServer(
         uvicorn.Config(
             build_ops(gateway),
-            host="0.0.0.0",
+            host=OPS_HOST,
             port=ops_port,
             http=protocol_for(ops_limits),
             timeout_keep_alive=5,
             **common,  # type: ignore[arg-type]
         )
     )
+    held = contextlib.ExitStack()
+    try:
+        api_socket = held.enter_context(listen(API_HOST, port))
+        ops_socket = held.enter_context(listen(OPS_HOST, ops_port))
+    except ListenError:
+        held.close()
+        await gateway.aclose()
+        raise
     loop = asyncio.get_running_loop()
     if stop is None:
         stop = asyncio.Event()
@@ -333,7 +366,8 @@ async def run_servers(
     drainer = loop.create_task(_drain(gateway, (api, ops), stop))
     syncer = loop.create_task(fleet.run()) if fleet is not None else None
     try:
-        await asyncio.gather(api.serve(), ops.serve())
+        with held:
+            await asyncio.gather(api.serve(sockets=[api_socket]), ops.serve(sockets=[ops_socket]))
     finally:
         watcher.cancel()
         drainer.cancel()

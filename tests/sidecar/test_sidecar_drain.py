@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.fakes import FakeOpenAI, Fault
-from tests.support.sidecar_harness import free_port, ledger_lines, wait_for
+from tests.support.sidecar_harness import free_ports, ledger_lines, wait_for
 
 SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
 RESOURCES = """
@@ -114,7 +114,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Sidecar]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICEGATE_")}
         env["SLUICEGATE_POD_NAMESPACE"] = "default"
         for _ in range(3):  # a port picked free can be taken before the sidecar binds it: try others
-            port, ops_port, ledger = free_port(), free_port(), tmp_path / "ledger"
+            (port, ops_port), ledger = free_ports(2), tmp_path / "ledger"
             command = [
                 SLUICEGATE, "sidecar", "--config", str(config), "--ledger-dir", str(ledger),
                 "--port", str(port), "--ops-port", str(ops_port), "--labels-file", str(tmp_path / "labels"),

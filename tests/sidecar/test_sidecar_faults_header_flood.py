@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.sidecar_harness import free_port
+from tests.support.sidecar_harness import free_ports
 
 SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
 RESOURCES = """
@@ -81,7 +81,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Sidecar]]:
             if open_files is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
-        port, ops_port = free_port(), free_port()
+        port, ops_port = free_ports(2)
         command = [
             SLUICEGATE, "sidecar", "--config", str(config), "--ledger-dir", str(tmp_path / "ledger"),
             "--port", str(port), "--ops-port", str(ops_port), "--labels-file", str(tmp_path / "labels"),

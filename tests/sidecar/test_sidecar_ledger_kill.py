@@ -27,7 +27,7 @@ from sluicegate_contract.ledgerfiles import read_entries
 from sluicegate_reports.ledger_cli import verify
 from sluicegate_sidecar.ledger.writer import Ledger
 from tests.support.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
-from tests.support.sidecar_harness import budget, connection, free_port, priced, render_dir, tier
+from tests.support.sidecar_harness import budget, connection, free_ports, priced, render_dir, tier
 
 SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
 LINGER = 0.3  # seconds each fake keeps a streamed body open after its last event
@@ -52,7 +52,7 @@ def start_sidecar(config: Path, ledger: Path, log: Path) -> tuple[subprocess.Pop
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICEGATE_")}
     env["SLUICEGATE_POD_NAMESPACE"] = "default"
     for _ in range(3):  # a port picked free can be taken before the sidecar binds it: try others
-        port, ops_port = free_port(), free_port()
+        port, ops_port = free_ports(2)
         command = [
             SLUICEGATE, "sidecar", "--config", str(config), "--ledger-dir", str(ledger),
             "--port", str(port), "--ops-port", str(ops_port), "--labels-file", str(log.parent / "labels"),

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.sidecar_harness import free_port
+from tests.support.sidecar_harness import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
@@ -58,7 +58,7 @@ def test_the_serving_sidecar_process_loads_no_report_module_and_no_price_catalog
     out = tmp_path / "modules.json"
     done = subprocess.run(
         [
-            sys.executable, "-c", PROBE, str(free_port()), str(free_port()), str(out),
+            sys.executable, "-c", PROBE, *map(str, free_ports(2)), str(out),
             "--config", str(config), "--ledger-dir", str(tmp_path / "ledger"),
             "--labels-file", str(tmp_path / "labels"), "--drain-seconds", "1", "--no-access-log",
         ],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.sidecar_harness import free_port
+from tests.support.sidecar_harness import free_port, free_ports
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
@@ -106,7 +106,7 @@ def sidecar(
     prefix: tuple[str, ...] = (),
 ) -> Proc:
     """``prefix``: a command to run it under (``ip netns exec NS``: its loopback is then the namespace's)."""
-    api, ops = free_port(), free_port()
+    api, ops = free_ports(2)
     argv = [
         *prefix,
         sys.executable,

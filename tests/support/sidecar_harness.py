@@ -8,6 +8,7 @@ with SidecarThread(config, tmp_path / "ledger") as sc:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -26,15 +27,23 @@ from sluicegate_sidecar.attribution import PodIdentity
 from sluicegate_sidecar.configload import dev_data_keys, public_keys_from
 from sluicegate_sidecar.routing.health import HealthBook
 from sluicegate_sidecar.runtime import Gateway, Settings
-from sluicegate_sidecar.serve_cli import build_gateway, run_servers
+from sluicegate_sidecar.serve_cli import ListenError, build_gateway, run_servers
 
 API = "sluicegate.io/v1alpha1"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports the kernel just had free: all held open at once, so two calls in a row
+    can never hand out the same port twice (the API's and the ops port colliding)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def connection(
@@ -145,8 +154,7 @@ class SidecarThread:
         self.ledger_dir = ledger_dir
         self.pod = pod or PodIdentity(namespace="default", workload="checkout", service_account="checkout")
         self.settings = Settings(config_dir=config_dir, poll_interval=poll_interval, **settings)
-        self.port = free_port()
-        self.ops_port = free_port()
+        self.port, self.ops_port = free_ports(2)
         self.gateway: Gateway | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -192,9 +200,9 @@ class SidecarThread:
         for _ in range(2):
             try:
                 return self._start_once()
-            except SystemExit:  # uvicorn exits when a port free_port() chose was taken meanwhile
+            except ListenError:  # a port free_ports() chose was taken meanwhile: nothing was left open
                 self._thread.join(timeout=15)
-                self.port, self.ops_port = free_port(), free_port()
+                self.port, self.ops_port = free_ports(2)
                 self._error, self._loop, self._stop = None, None, None
                 self._thread = threading.Thread(target=self._run, daemon=True)
         return self._start_once()
