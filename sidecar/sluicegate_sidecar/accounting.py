@@ -225,7 +225,7 @@ class Accountant:
             resolution=_resolution(ctx),
             decision=EntryDecision(action=ctx.action, shadow=ctx.shadow_action, policy=ctx.verdict_policy),
         )
-        ctx.ledger_writes.append(self.gw.spawn(self._write(entry)))
+        ctx.ledger_writes.append(self.gw.spawn(self._write(entry, reservation)))
         self._count_spend(ctx, target, charge)
 
     async def durable(self, ctx: RequestContext) -> None:
@@ -235,9 +235,11 @@ class Accountant:
             writes, ctx.ledger_writes = ctx.ledger_writes, []
             await asyncio.shield(asyncio.gather(*writes))
 
-    async def _write(self, entry: Entry) -> None:
+    async def _write(self, entry: Entry, reservation: Reservation | None = None) -> None:
         try:
             await self.gw.ledger.append(entry)
+            if reservation is not None:  # fleet mode journals it settled only once the ledger shows it
+                self.gw.budgets.recorded(reservation, entry.cost_micro_usd)
         except LedgerError as exc:
             log.error("ledger write failed, entry kept for retry: %s", exc)
         self.gw.metrics.ledger_healthy.set(1 if self.gw.ledger.healthy else 0)

@@ -3,6 +3,11 @@
 A background loop syncs every refresh period (reports, renewals, top-ups ahead of need); a request
 whose leases hold too little syncs at once (one sync at a time; waiting requests share it). The
 hot path reads the book only. On SIGTERM ``close`` returns every lease not in flight.
+
+With a lease journal (``journalfile``) the client records each lease, reservation and settlement
+there, and on start reports the leases an earlier process on the same volume left behind: each gets
+a final report of what the journal shows it cost (retried with every sync until the authority has
+seen it closed), instead of staying charged in full.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import msgspec
 from sluicegate_contract.authority import SYNC_PATH, SyncReply, SyncRequest
 
 from .fleetroom import FleetRefusal
+from .journalfile import LeaseJournal
 from .ladder import ScopeKey
+from .leasejournal import adopt
 from .leases import LeaseBook, LeaseKey, LeaseSettings
 from .ledgership import LedgerShipper
 from .metrics import Metrics
@@ -70,7 +77,10 @@ class AuthorityClient:
         shipper: LedgerShipper | None = None,
         verify: ssl.SSLContext | bool = True,
         token_file: Path | None = None,
+        journal: LeaseJournal | None = None,
     ) -> None:
+        """``journal``: recovered here (an earlier process's leases are reported at the first syncs),
+        then kept up to date."""
         self.metrics = metrics
         self._token_file = token_file
         self._verify = verify
@@ -86,6 +96,9 @@ class AuthorityClient:
         self._preferred = 0
         self._syncs = 0  # completed syncs, so a waiting request knows one happened after it asked
         self._synced: asyncio.Event | None = None  # set (and replaced) when a sync completes
+        self.journal = journal
+        if journal is not None:
+            adopt(self.book, journal.recover())
 
     # -- budget.FleetRoom -------------------------------------------------------------------
 
@@ -105,14 +118,21 @@ class AuthorityClient:
             return "budget_authority_unavailable"
         return found
 
-    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
+    def take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
         mono = time.monotonic()
         lease_keys = tuple(_lease_key(key) for key in keys)
         self.book.note_demand(lease_keys, amount, mono)
-        return self.book.take(lease_keys, amount, mono)
+        taken = self.book.take(lease_keys, amount, mono)
+        if taken and self.journal is not None:
+            self.journal.reserve(ref, amount, taken)  # before the request can reach a provider
+        return taken
 
     def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
         self.book.put(leases, amount, actual)
+
+    def recorded(self, ref: int, actual: int) -> None:
+        if self.journal is not None:
+            self.journal.settle(ref, actual)
 
     def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
         mono = time.monotonic()
@@ -183,7 +203,10 @@ class AuthorityClient:
         if reply is None:
             self.book.failed()
             return False
+        before = set(self.book.held)
         self.book.apply(reply, sent_at)
+        if self.journal is not None:
+            self._journal_leases(before)
         if self.shipper is not None and reply.ledger_acked_seq is not None:
             await self.shipper.acknowledge(reply.ledger_acked_seq)
         self._syncs += 1
@@ -191,6 +214,18 @@ class AuthorityClient:
         if event is not None:
             event.set()
         return True
+
+    def _journal_leases(self, before: set[str]) -> None:
+        """Journal the leases a sync opened (before anything is reserved on them) and those the
+        authority has now seen closed (nothing more is owed on them)."""
+        journal = self.journal
+        assert journal is not None
+        held = self.book.held
+        for lease_id, lease in held.items():
+            if lease_id not in before:
+                journal.lease(lease_id, lease.key)
+        for lease_id in before.difference(held):
+            journal.done(lease_id)
 
     async def _post(self, body: bytes) -> SyncReply | None:
         """POST to the preferred authority, then to each other one; None when none answered."""
@@ -254,3 +289,5 @@ class AuthorityClient:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self.journal is not None:
+            self.journal.close()

@@ -327,7 +327,7 @@ class BudgetBook:
         leases: tuple[str, ...] = ()
         if self.fleet is not None:
             keys = tuple(s.key for s in scopes if not s.shadow)
-            taken = self.fleet.take(keys, amount_micro_usd) if keys else ()
+            taken = self.fleet.take(keys, amount_micro_usd, self._last_id + 1) if keys else ()
             if taken is None:  # unreachable: checked above, with no await in between
                 raise RuntimeError("a lease lost room between check and reservation")
             leases = taken
@@ -356,12 +356,19 @@ class BudgetBook:
             return False
         if reservation.leases and self.fleet is not None:
             self.fleet.put(reservation.leases, reservation.amount_micro_usd, actual_micro_usd)
+            if actual_micro_usd == 0:  # nothing spent: no ledger line needs to come first
+                self.fleet.recorded(reservation.id, 0)
         for key in reservation.keys:
             tally = self._tallies.get(key)
             if tally is not None:
                 tally.reserved -= reservation.amount_micro_usd
                 tally.spent += actual_micro_usd
         return True
+
+    def recorded(self, reservation: Reservation, actual_micro_usd: int) -> None:
+        """The settled reservation's ledger line is written (fleet mode journals it: see ``fleetroom``)."""
+        if reservation.leases and self.fleet is not None:
+            self.fleet.recorded(reservation.id, actual_micro_usd)
 
     def release(self, reservation: Reservation) -> bool:
         """Drop a reservation that cost nothing (the request never reached a provider)."""

@@ -27,9 +27,19 @@ class FleetRoom(Protocol):
         """Why ``amount`` does not fit the lease: kill_switch, budget_exceeded or the authority."""
         ...
 
-    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None: ...
+    def take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
+        """Reserve ``amount`` on the lease of every key, or on none; ``ref`` names the reservation
+        (journaled before the request can reach a provider)."""
+        ...
 
-    def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None: ...
+    def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
+        """The reservation settled at ``actual`` (0: released), in memory."""
+        ...
+
+    def recorded(self, ref: int, actual: int) -> None:
+        """Reservation ``ref`` settled at ``actual`` and its ledger line is written (or it cost
+        nothing): a restart need not count it at its worst case any more."""
+        ...
 
     def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
         """True when ``need`` does not fit now but leases out in the fleet may settle for less."""

@@ -31,6 +31,7 @@ from .attribution import PodIdentity
 from .authorityclient import AuthorityClient, sidecar_id
 from .configload import dev_data_keys, public_keys_from
 from .httplimits import ConnectionLimits, protocol_for, raise_open_file_limit
+from .journalfile import LeaseJournal
 from .keyclient import KeyClient
 from .leases import LeaseSettings
 from .ledger.writer import Ledger
@@ -277,6 +278,7 @@ async def serve(args: argparse.Namespace) -> int:
             LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
             metrics=gateway.metrics,
             shipper=LedgerShipper(Path(args.ledger_dir), stream),
+            journal=LeaseJournal(Path(args.ledger_dir)),
             token_file=Path(args.token_file),
             verify=authority_verify(
                 args.budget_authority_ca or args.key_service_ca, environ.get("SLUICEGATE_KEY_SERVICE_CA")
