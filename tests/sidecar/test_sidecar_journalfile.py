@@ -1,0 +1,153 @@
+"""The lease journal on disk: a restarted sidecar reports what its previous process's leases cost."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import msgspec
+
+from sluicegate_contract.authority import SyncRequest
+from sluicegate_sidecar.authorityclient import AuthorityClient
+from sluicegate_sidecar.journalfile import JOURNAL_FILE, LeaseJournal
+from sluicegate_sidecar.leases import LeaseSettings
+from tests.sidecar.test_sidecar_authorityclient import KEY, FakeAuthority
+
+DAY = ("team-cap", "", "day")
+
+
+class Recording(FakeAuthority):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asks: list[tuple[str | None, int, bool]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        sync = msgspec.json.decode(request.content, type=SyncRequest)
+        self.asks.extend((ask.lease_id, ask.settled_micro_usd, ask.final) for ask in sync.asks)
+        return super().handle(request)
+
+
+def client_on(directory, fake: FakeAuthority, boot: str = "boot-1") -> AuthorityClient:
+    return AuthorityClient(
+        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
+        transport=httpx.MockTransport(fake.handle), journal=LeaseJournal(directory, boot),
+    )  # fmt: skip
+
+
+def kill(client: AuthorityClient) -> None:
+    """What kill -9 leaves: the journal's descriptor (and its lock) gone, nothing reported."""
+    assert client.journal is not None
+    client.journal.close()
+
+
+async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_what_was_in_flight(
+    tmp_path,
+) -> None:
+    first = client_on(tmp_path, FakeAuthority())
+    await first.cover((KEY,), 10_000, 100)
+    done = first.take((KEY,), 2_000, 1)
+    inflight = first.take((KEY,), 3_000, 2)
+    unledgered = first.take((KEY,), 1_000, 3)
+    assert done and inflight and unledgered
+    first.put(done, 2_000, 1_500)
+    first.recorded(1, 1_500)  # its ledger line is written
+    first.put(unledgered, 1_000, 900)  # settled in memory, its ledger line not written yet
+    kill(first)  # kill -9: nothing returned; the journal's writes are in the page cache
+    fake = Recording()
+    restarted = client_on(tmp_path, fake)
+    assert restarted.book.outstanding()
+    await restarted.sync()
+    assert fake.asks == [("l1", 1_500 + 3_000 + 1_000, True)]  # unknown outcomes at their worst case
+    assert not restarted.book.outstanding()  # the authority has seen it closed: nothing owed any more
+    await restarted.close()
+    again = Recording()
+    third = client_on(tmp_path, again)
+    await third.sync()
+    assert again.asks == []  # reported once, never again
+    await third.close()
+
+
+async def test_a_clean_shutdown_leaves_nothing_to_report(tmp_path) -> None:
+    first = client_on(tmp_path, FakeAuthority())
+    await first.cover((KEY,), 10_000, 100)
+    taken = first.take((KEY,), 2_000, 1)
+    assert taken
+    first.put(taken, 2_000, 1_000)
+    first.recorded(1, 1_000)
+    await first.close()
+    fake = Recording()
+    restarted = client_on(tmp_path, fake)
+    assert not restarted.book.outstanding()
+    await restarted.close()
+
+
+async def test_a_journal_of_another_boot_proves_nothing_and_its_leases_stay_charged_in_full(tmp_path) -> None:
+    first = client_on(tmp_path, FakeAuthority(), boot="boot-1")
+    await first.cover((KEY,), 10_000, 100)
+    assert first.take((KEY,), 2_000, 1)
+    kill(first)
+    restarted = client_on(tmp_path, Recording(), boot="boot-2")  # the node rebooted
+    assert not restarted.book.outstanding()
+    await restarted.close()
+
+
+async def test_a_report_the_authority_never_answered_is_owed_again_after_another_restart(tmp_path) -> None:
+    first = client_on(tmp_path, FakeAuthority())
+    await first.cover((KEY,), 10_000, 100)
+    assert first.take((KEY,), 2_000, 1)
+    kill(first)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    second = client_on(tmp_path, FakeAuthority())
+    second._transport = httpx.MockTransport(refuse)
+    assert not await second.sync()
+    kill(second)  # killed again before the authority answered
+    fake = Recording()
+    third = client_on(tmp_path, fake)
+    await third.sync()
+    assert fake.asks == [("l1", 2_000, True)]
+    await third.close()
+
+
+def test_a_second_live_process_on_the_volume_journals_nothing(tmp_path) -> None:
+    first = LeaseJournal(tmp_path, "boot-1")
+    first.recover()
+    first.lease("l1", DAY)
+    second = LeaseJournal(tmp_path, "boot-1")
+    assert second.recover() == {}  # it cannot tell what the live one has in flight
+    assert not second.active
+    first.reserve(1, 500, ("l1",))
+    first.close()
+    third = LeaseJournal(tmp_path, "boot-1")
+    assert third.recover() == {"l1": (DAY, 500)}
+    third.close()
+
+
+def test_a_long_lived_journal_is_compacted_to_what_is_still_owed(tmp_path) -> None:
+    journal = LeaseJournal(tmp_path, "boot-1", compact_bytes=4_096)
+    journal.recover()
+    journal.lease("l1", DAY)
+    for ref in range(1, 2_001):
+        journal.reserve(ref, 1_000, ("l1",))
+        if ref != 1_000:
+            journal.settle(ref, 10)
+    assert (tmp_path / JOURNAL_FILE).stat().st_size <= 4_096
+    journal.close()
+    restarted = LeaseJournal(tmp_path, "boot-1")
+    assert restarted.recover() == {"l1": (DAY, 1_999 * 10 + 1_000)}
+    restarted.close()
+
+
+def test_a_journal_that_cannot_be_written_is_removed_so_a_restart_never_under_reports(tmp_path) -> None:
+    journal = LeaseJournal(tmp_path, "boot-1")
+    journal.recover()
+    journal.lease("l1", DAY)
+    assert journal._fd is not None
+    read_only = os.open(tmp_path / JOURNAL_FILE, os.O_RDONLY)
+    os.dup2(read_only, journal._fd)  # the disk refuses the next write (EBADF stands in for EIO/ENOSPC)
+    os.close(read_only)
+    journal.reserve(1, 500, ("l1",))
+    assert not journal.active
+    assert not (tmp_path / JOURNAL_FILE).exists()

@@ -1,0 +1,110 @@
+"""The lease journal's fold (pure): what a restarted sidecar owes per lease its previous process left."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluicegate_contract.authority import SyncReply
+from sluicegate_sidecar import leasejournal as lj
+from sluicegate_sidecar.leases import LeaseBook
+from tests.sidecar.test_sidecar_leases import grant
+
+BOOT = "boot-1"
+DAY = ("team-cap", "", "day")
+MONTH = ("team-cap", "", "month")
+
+
+def lines(*records: bytes, boot: str = BOOT) -> list[bytes]:
+    return b"".join((lj.header(boot), *records)).splitlines()
+
+
+def fold(journal: list[bytes]) -> lj.JournalState:
+    return lj.fold(journal, BOOT)
+
+
+def test_a_lease_owes_what_it_settled_plus_its_reservations_never_settled_at_their_worst_case() -> None:
+    state = fold(
+        lines(
+            lj.lease_record("l1", DAY),
+            lj.reserve_record(1, 3_000, ("l1",)),
+            lj.reserve_record(2, 2_000, ("l1",)),
+            lj.reserve_record(3, 5_000, ("l1",)),
+            lj.settle_record(1, 1_200),  # settled under its reservation
+            lj.settle_record(3, 0),  # released: it never reached a provider
+        )
+    )
+    assert state.owed() == {"l1": (DAY, 1_200 + 2_000)}  # request 2 was in flight at the kill
+
+
+def test_a_reservation_on_two_windows_counts_on_both_leases() -> None:
+    state = fold(
+        lines(
+            lj.lease_record("d", DAY),
+            lj.lease_record("m", MONTH, 700),  # a snapshot's lease: what it had settled by then
+            lj.reserve_record(1, 400, ("d", "m")),
+            lj.reserve_record(2, 300, ("d", "m")),
+            lj.settle_record(2, 350),  # above its reservation (price-catalog error): as it is
+        )
+    )
+    assert state.owed() == {"d": (DAY, 750), "m": (MONTH, 700 + 750)}
+
+
+def test_a_lease_the_authority_saw_closed_is_owed_nothing_and_its_late_settlements_change_nothing() -> None:
+    state = fold(
+        lines(
+            lj.lease_record("l1", DAY),
+            lj.lease_record("l2", DAY),
+            lj.reserve_record(1, 900, ("l1",)),
+            lj.done_record("l1"),
+            lj.settle_record(1, 800),
+            lj.settle_record(99, 5),  # a reservation the journal never saw: ignored
+        )
+    )
+    assert state.owed() == {"l2": (DAY, 0)}
+    assert state.reserved == {}
+
+
+def test_a_snapshot_folds_to_the_same_debts_as_the_records_it_replaces() -> None:
+    records = lines(
+        lj.lease_record("l1", DAY),
+        lj.lease_record("l2", MONTH),
+        lj.reserve_record(1, 1_000, ("l1", "l2")),
+        lj.reserve_record(2, 2_000, ("l1",)),
+        lj.settle_record(2, 1_500),
+        lj.done_record("l2"),
+    )
+    state = fold(records)
+    again = fold(lj.snapshot(BOOT, state).splitlines())
+    assert again.owed() == state.owed() == {"l1": (DAY, 1_500 + 1_000)}
+    assert again.reserved == {1: (1_000, ("l1",))}
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [
+        lines(lj.lease_record("l1", DAY), boot="another-boot"),  # the page cache may have lost records
+        [b'["l","l1","team-cap","","day",0]'],  # no header: nothing says which boot wrote it
+        lines(lj.lease_record("l1", DAY)) + [b'["r",1,30'],  # a torn line
+        lines(lj.lease_record("l1", "team-cap"))[:1] + [b'["x",1]'],  # a record it does not know
+        lines() + [b'["l","l1","team-cap","","year",0]'],  # a window that does not exist
+    ],
+)
+def test_a_journal_that_cannot_vouch_for_every_record_proves_nothing(journal: list[bytes]) -> None:
+    with pytest.raises(lj.Unproven):
+        lj.fold(journal, BOOT)
+
+
+def test_adopted_leases_are_reported_final_at_what_they_owe_until_the_authority_has_seen_them_closed() -> (
+    None
+):
+    book = LeaseBook()
+    lj.adopt(book, {"l1": (DAY, 3_200)})
+    assert book.room(DAY, 0.0) == 0  # nothing is reserved on an old lease
+    (ask,) = book.asks(0.0)
+    assert (ask.lease_id, ask.final, ask.settled_micro_usd, ask.want_micro_usd) == ("l1", True, 3_200, 0)
+    book.failed()  # the authority unreachable: the same report again at the next sync
+    (ask,) = book.asks(1.0)
+    assert (ask.lease_id, ask.final, ask.settled_micro_usd) == ("l1", True, 3_200)
+    book.apply(SyncReply(leases=(grant("l1", 10_000, state="reconciled", settled=3_200),)), sent_at=1.0)
+    assert not book.outstanding()
+    assert book.asks(2.0) == ()
