@@ -2,120 +2,35 @@
 
 Pure: no I/O and no clock (time is an argument). All budget arithmetic lives here and in ``ladder``.
 State (spent and reserved per scope) lives in one ``BudgetBook`` built at startup and passed down.
+Its values are in ``budgettypes`` (re-exported here), a policy's fixed parts in ``budgetplan``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
 
 from sluicegate_contract.ladder import Verdict, outranks
-from sluicegate_contract.leases import scope_cap
 from sluicegate_contract.schema import Budget, Limit
-from sluicegate_contract.windows import WindowKind, window_bounds, zone
+from sluicegate_contract.windows import WindowKind, window_bounds
 
 from .attribution import Attribution
+from .budgetplan import UNATTRIBUTED, Plan, plan_of, selects, split_of, validate
+from .budgettypes import Charge, Decision, Refusal, RefusalReason, Reservation, ScopeStatus
 from .fleetroom import FleetRoom
 from .ladder import Scope, ScopeKey, room_left, verdict_at
 
-RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown", "budget_authority_unavailable"]
-UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
-
-
-class _Plan(NamedTuple):
-    """A policy's fixed parts, worked out once per config."""
-
-    budget: Budget
-    selector: tuple[tuple[str, str], ...]
-    limits: tuple[tuple[Limit, int], ...]  # with the cap of each
-    shared_windows: bool  # two limits on the same window kind: their scopes may coincide
-
-
-def _plan(budget: Budget) -> _Plan:
-    kinds = [limit.window for limit in budget.limits]
-    return _Plan(
-        budget,
-        tuple(budget.selector.items()),
-        tuple((limit, scope_cap(budget, limit)) for limit in budget.limits),
-        len(set(kinds)) != len(kinds),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a reservation was refused and what the policy does about it.
-
-    ``action`` BLOCK → 402 ``budget_exceeded`` (or ``pricing_unknown``); KILL → 403 ``kill_switch``;
-    DOWNGRADE / LIGHT_ONLY → retry once on the lighter tier, then 402.
-    """
-
-    action: Verdict
-    reason: RefusalReason
-    policy: str
-    scope: str
-    remaining_micro_usd: int
-    downgrade_to: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    id: int
-    keys: tuple[ScopeKey, ...]
-    amount_micro_usd: int
-    policies: tuple[str, ...]  # every policy charged, Shadow included: the ledger's budgetScopes
-    shadow_refusal: Refusal | None = None  # what a Shadow policy would have done (never acted on)
-    leases: tuple[str, ...] = ()  # fleet mode: the leases it was reserved on
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The verdict for a request before routing. ``action`` comes from Enforce policies only."""
-
-    action: Verdict
-    policy: str | None
-    downgrade_to: str | None
-    remaining_micro_usd: int | None  # least left over Enforce scopes; None when none applies
-    shadow_action: Verdict = "allow"
-    shadow_policy: str | None = None
-
-    @property
-    def shadow(self) -> bool:
-        """True when a Shadow policy would have acted more strictly than what is enforced."""
-        return outranks(self.shadow_action, self.action)
-
-    @property
-    def label(self) -> str:
-        """For ``X-Sluicegate-Verdict`` and the ledger: ``BLOCK`` or ``allow; shadow=BLOCK``."""
-        return f"{self.action}; shadow={self.shadow_action}" if self.shadow else self.action
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeStatus:
-    """One scope's state, for metrics and BudgetPolicy status."""
-
-    policy: str
-    split: str
-    window: WindowKind
-    mode: str
-    limit_micro_usd: int
-    spent_micro_usd: int
-    reserved_micro_usd: int
-    remaining_micro_usd: int
-    verdict: Verdict
-    window_start: datetime
-    window_end: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """A settled request replayed from the ledger at startup."""
-
-    time: datetime
-    policies: tuple[str, ...]
-    dimensions: Mapping[str, str]
-    cost_micro_usd: int
+__all__ = [
+    "UNATTRIBUTED",
+    "BudgetBook",
+    "Charge",
+    "Decision",
+    "Refusal",
+    "RefusalReason",
+    "Reservation",
+    "ScopeStatus",
+]
 
 
 @dataclass(slots=True)
@@ -123,29 +38,6 @@ class _Tally:
     end: datetime
     spent: int = 0
     reserved: int = 0
-
-
-def _selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector)
-
-
-def _split(budget: Budget, dimensions: Mapping[str, str]) -> str:
-    if budget.split_by == "none":
-        return ""
-    return dimensions.get(budget.split_by) or UNATTRIBUTED
-
-
-def _validate(budgets: Sequence[Budget]) -> None:
-    names = [budget.name for budget in budgets]
-    if len(set(names)) != len(names):
-        raise ValueError("budget policy names must be unique")
-    for budget in budgets:
-        for limit in budget.limits:
-            zone(limit.timezone)
-            if limit.amount_micro_usd < 0:
-                raise ValueError(f"budget {budget.name!r}: a limit cannot be negative")
-        if any(step.at_ppm < 0 for step in budget.ladder):
-            raise ValueError(f"budget {budget.name!r}: a ladder step cannot be negative")
 
 
 class BudgetBook:
@@ -157,8 +49,8 @@ class BudgetBook:
     """
 
     def __init__(self, budgets: Sequence[Budget]) -> None:
-        _validate(budgets)
-        self._plans = tuple(_plan(budget) for budget in budgets)
+        validate(budgets)
+        self._plans = tuple(plan_of(budget) for budget in budgets)
         self._tallies: dict[ScopeKey, _Tally] = {}
         self._open: dict[int, Reservation] = {}
         self._last_id = 0
@@ -167,8 +59,8 @@ class BudgetBook:
 
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
         """Swap in a new config's policies; spend is kept per policy name and window."""
-        _validate(budgets)
-        self._plans = tuple(_plan(budget) for budget in budgets)
+        validate(budgets)
+        self._plans = tuple(plan_of(budget) for budget in budgets)
 
     def _window(self, limit: Limit, now: datetime) -> tuple[datetime, datetime]:
         cache_key = (limit.window, limit.timezone)
@@ -184,7 +76,7 @@ class BudgetBook:
         for key in closed:
             del self._tallies[key]
 
-    def _policy_scopes(self, plan: _Plan, split: str, now: datetime) -> list[Scope]:
+    def _policy_scopes(self, plan: Plan, split: str, now: datetime) -> list[Scope]:
         """One scope per window; two limits on the same window share it and the smaller cap wins."""
         scopes = []
         name = plan.budget.name
@@ -208,8 +100,8 @@ class BudgetBook:
         scopes: list[Scope] = []
         labels, dimensions = attribution.pod.labels, attribution.dimensions
         for plan in self._plans:
-            if _selects(plan.selector, labels):
-                scopes.extend(self._policy_scopes(plan, _split(plan.budget, dimensions), now))
+            if selects(plan.selector, labels):
+                scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
         return scopes
 
     def _used(self, key: ScopeKey) -> int:
@@ -394,7 +286,7 @@ class BudgetBook:
                 plan = by_name.get(name)
                 if plan is None:
                     continue
-                for scope in self._policy_scopes(plan, _split(plan.budget, charge.dimensions), now):
+                for scope in self._policy_scopes(plan, split_of(plan.budget, charge.dimensions), now):
                     if scope.key.start <= charge.time < scope.end:
                         self._tallies.setdefault(scope.key, _Tally(scope.end)).spent += charge.cost_micro_usd
                         hit = True

@@ -1,0 +1,58 @@
+"""A budget policy's fixed parts, worked out once per config: its selector, its limits with their
+caps, and how a request's dimensions pick its split value.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from sluicegate_contract.leases import scope_cap
+from sluicegate_contract.schema import Budget, Limit
+from sluicegate_contract.windows import zone
+
+UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
+
+
+class Plan(NamedTuple):
+    """A policy's fixed parts, worked out once per config."""
+
+    budget: Budget
+    selector: tuple[tuple[str, str], ...]
+    limits: tuple[tuple[Limit, int], ...]  # with the cap of each
+    shared_windows: bool  # two limits on the same window kind: their scopes may coincide
+
+
+def plan_of(budget: Budget) -> Plan:
+    kinds = [limit.window for limit in budget.limits]
+    return Plan(
+        budget,
+        tuple(budget.selector.items()),
+        tuple((limit, scope_cap(budget, limit)) for limit in budget.limits),
+        len(set(kinds)) != len(kinds),
+    )
+
+
+def selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector)
+
+
+def split_of(budget: Budget, dimensions: Mapping[str, str]) -> str:
+    if budget.split_by == "none":
+        return ""
+    return dimensions.get(budget.split_by) or UNATTRIBUTED
+
+
+def validate(budgets: Sequence[Budget]) -> None:
+    names = [budget.name for budget in budgets]
+    if len(set(names)) != len(names):
+        raise ValueError("budget policy names must be unique")
+    for budget in budgets:
+        for limit in budget.limits:
+            zone(limit.timezone)
+            if limit.amount_micro_usd < 0:
+                raise ValueError(f"budget {budget.name!r}: a limit cannot be negative")
+        if any(step.at_ppm < 0 for step in budget.ladder):
+            raise ValueError(f"budget {budget.name!r}: a ladder step cannot be negative")
