@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/operator_scale.py --namespaces 200 [--idle-seconds 60] [--json out.json]
 
-Starts kmock (tests/support/kmocksupport.py, with an index so lookups do not scan every object) in a
-subprocess holding N namespaces of examples/ resources, then the real ``sluicegate operator`` CLI in
-another subprocess against it (a kubeconfig on loopback), and reports: cold convergence (every namespace
-sealed), time to quiet, idle API requests per second, a restart (time to the first reconcile, to a
-tenant's edit being served, to quiet), the operator's peak RSS, and the liveness probe's worst latency
+Starts the emulator (bench/kmockcluster.py: N namespaces of examples/ resources) in a subprocess, then
+the real ``sluicegate operator`` CLI in another subprocess against it (a kubeconfig on loopback), and
+reports: cold convergence (every namespace sealed), time to quiet, idle API requests per second; a quiet
+restart (time to the first reconcile, to a tenant's edit being served, to quiet); a restart after the
+signing key was rotated while the operator was down (every namespace resealed); per phase the
+operator's peak RSS and CPU seconds, the emulator's CPU seconds, and the liveness probe's worst latency
 throughout. Extra operator flags go after ``--``.
 """
 
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
-import copy
 import json
 import os
 import signal
@@ -28,152 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiohttp.web
+from kmockcluster import namespace_name
+
+from sluicegate_contract.keyring import decode_signing_ring, encode_signing_ring, rotate_signing_ring
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-BUDGET_LISTS = "/budgetpolicies"  # each reconcile lists a namespace's BudgetPolicies once
+EMULATOR = Path(__file__).resolve().parent / "kmockcluster.py"
+SIGNING = "/api/v1/namespaces/sluicegate-system/secrets/sluicegate-signing-keys"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def namespace_name(i: int) -> str:
-    return f"bench-{i:05d}"
-
-
-# The emulator (runs in its own process: ``operator_scale.py serve``).
-
-
-def emulator_class() -> Any:
-    import kmock  # noqa: F401 (the test support below needs it imported first)
-    from kmock._internal import enums
-
-    from tests.support.kmocksupport import SluicegateKubernetes
-
-    class RecentRequests(list[Any]):
-        """kmock keeps every request and scans them for each reaction of each request: keep the last few."""
-
-        def append(self, item: Any) -> None:
-            super().append(item)
-            if len(self) > 8:
-                del self[:6]
-
-    class IndexedKubernetes(SluicegateKubernetes):  # type: ignore[misc]
-        def __attrs_post_init__(self) -> None:
-            super().__attrs_post_init__()
-            self._requests = RecentRequests()
-            self.by_namespace: dict[tuple[Any, str | None], list[Any]] = {}
-            self.by_resource: dict[Any, list[Any]] = {}
-            self.counts = {"requests": 0, "reconcile_lists": 0, "writes": 0}
-
-        def index(self, key: tuple[Any, str | None, str]) -> None:
-            resource, namespace, _ = key
-            self.by_namespace.setdefault((resource, namespace), []).append(key)
-            self.by_resource.setdefault(resource, []).append(key)
-
-        def _KubernetesEmulator__get_objs(self, request: Any, strict: bool) -> list[Any]:
-            objects = self._objects._objects
-            if request.name is not None:
-                found = objects.get((request.resource, request.namespace, request.name))
-                return [] if found is None else [found]
-            if request.namespace is not None:
-                keys = self.by_namespace.get((request.resource, request.namespace), ())
-            else:
-                keys = self.by_resource.get(request.resource, ())
-            return [objects[k] for k in keys]
-
-        async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-            if raw.path == "/_bench/stats":
-                return aiohttp.web.json_response({**self.counts, "configs": self.sealed()})
-            self.counts["requests"] += 1
-            if raw.method == "GET" and raw.path.endswith(BUDGET_LISTS) and "/namespaces/" in raw.path:
-                self.counts["reconcile_lists"] += 1
-            if raw.method in ("POST", "PATCH", "DELETE"):
-                self.counts["writes"] += 1
-            return await super().__call__(raw)
-
-        async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
-            response = await super()._handle(request)
-            if request.action == enums.action.CREATE and request.resource is not None:
-                meta = (request.data or {}).get("metadata") or {}
-                key = (request.resource, request.namespace or meta.get("namespace"), meta.get("name"))
-                if key in self._objects._objects and key not in self._known:
-                    self._known.add(key)
-                    self.index(key)
-            return response
-
-        _known: set[Any]
-
-        def sealed(self) -> int:
-            objects = self._objects._objects
-            return sum(
-                1
-                for key in self.by_resource.get(self._secrets, ())
-                if key[2] == "sluicegate-config" and not objects[key].deleted
-            )
-
-        def populate(self, count: int) -> None:
-            from tests.support.examples_cluster import example_objects
-
-            self._known = set()
-            docs = example_objects()
-            for i in range(count):
-                namespace = namespace_name(i)
-                self.namespaces[namespace] = {
-                    "apiVersion": "v1",
-                    "kind": "Namespace",
-                    "metadata": {"name": namespace, "uid": f"ns-{i}", "resourceVersion": self._next_rv()},
-                }
-                for doc in docs:
-                    obj = copy.deepcopy(doc)
-                    if obj["kind"] == "Secret":
-                        path = "v1/secrets"
-                    else:
-                        path = f"sluicegate.io/v1alpha1/{obj['kind'].lower()}s".replace("ys", "ies")
-                    meta = obj["metadata"]
-                    meta.update(
-                        namespace=namespace,
-                        uid=f"{namespace}-{meta['name']}-{obj['kind']}",
-                        creationTimestamp="2026-01-01T00:00:00Z",
-                        generation=1,
-                        resourceVersion=self._next_rv(),
-                    )
-                    if "stringData" in obj:
-                        import base64
-
-                        obj["data"] = {
-                            k: base64.b64encode(str(v).encode()).decode()
-                            for k, v in obj.pop("stringData").items()
-                        }
-                    self._objects[path, namespace, meta["name"]] = obj
-            for key in list(self._objects._objects):
-                self._known.add(key)
-                self.index(key)
-
-    return IndexedKubernetes
-
-
-async def serve(port: int, count: int) -> None:
-    from kmock._internal import apps
-
-    from tests.support.kmocksupport import declare_resources
-
-    cls = emulator_class()
-    emulator = cls()
-    declare_resources(emulator)
-    emulator._secrets = next(r for r in emulator._get_resources() if r.plural == "secrets" and not r.group)
-    emulator.populate(count)
-    async with emulator, apps.Server(emulator, host="127.0.0.1", port=port):
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-
-# The driver.
 
 
 class Probe:
@@ -184,8 +52,8 @@ class Probe:
         self.worst = 0.0
         self.failures = 0
 
-    async def stats(self) -> dict[str, int]:
-        async with self.session.get(f"{self.api}/_bench/stats") as r:
+    async def stats(self, kid: str = "") -> dict[str, int]:
+        async with self.session.get(f"{self.api}/_bench/stats", params={"kid": kid} if kid else None) as r:
             result: dict[str, int] = await r.json()
             return result
 
@@ -276,7 +144,7 @@ async def drive(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     log = work / "operator.log"
     emulator = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, __file__, "serve", "--port", str(api_port), "--namespaces", str(n)],
+        [sys.executable, str(EMULATOR), "--port", str(api_port), "--namespaces", str(n)],
         stdout=subprocess.PIPE,
     )
     result: dict[str, Any] = {"namespaces": n, "log": str(log)}
@@ -288,8 +156,11 @@ async def drive(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             probe = Probe(session, api, f"http://127.0.0.1:{live_port}/healthz")
             stop = asyncio.Event()
             watcher = asyncio.create_task(probe.watch_liveness(stop))
+            run = Runner(args, extra, probe, session, kubeconfig, live_port, log, result, emulator.pid)
             try:
-                await measure(args, extra, probe, session, kubeconfig, live_port, log, result)
+                await run.cold()
+                await run.restart()
+                await run.restart_after_key_rotation()
             finally:
                 stop.set()
                 await watcher
@@ -303,107 +174,152 @@ async def drive(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     return result
 
 
-async def measure(
-    args: argparse.Namespace,
-    extra: list[str],
-    probe: Probe,
-    session: aiohttp.ClientSession,
-    kubeconfig: Path,
-    live_port: int,
-    log: Path,
-    result: dict[str, Any],
-) -> None:
-    n = args.namespaces
-    operator = await asyncio.to_thread(start_operator, kubeconfig, live_port, extra, log)
-    try:
+class Runner:
+    """The phases, each with its own operator process; figures go into ``result``."""
 
-        async def all_sealed() -> bool:
-            return (await probe.stats())["configs"] >= n
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        extra: list[str],
+        probe: Probe,
+        session: aiohttp.ClientSession,
+        kubeconfig: Path,
+        live_port: int,
+        log: Path,
+        result: dict[str, Any],
+        emulator_pid: int,
+    ) -> None:
+        self.args, self.extra, self.probe, self.session = args, extra, probe, session
+        self.kubeconfig, self.live_port, self.log, self.result = kubeconfig, live_port, log, result
+        self.emulator_pid = emulator_pid
+        self.n: int = args.namespaces
 
-        started = time.monotonic()
-        converged = await until(all_sealed, args.timeout)
-        result["cold_convergence_seconds"] = None if converged is None else round(converged, 1)
-        result["cold_operator_cpu_seconds"] = round(cpu_seconds(operator.pid), 1)
-        result["cold_requests"] = (await probe.stats())["requests"]
-        quiet = await quiet_after(probe, args.timeout)
-        result["cold_to_quiet_seconds"] = None if quiet is None else round(time.monotonic() - started, 1)
-        await quiet_after(probe, args.timeout, counter="writes")  # the spend refresh's first round
-        before = await probe.stats()
-        await asyncio.sleep(args.idle_seconds)
-        after = await probe.stats()
-        result["idle_requests_per_second"] = round(
-            (after["requests"] - before["requests"]) / args.idle_seconds, 2
+    @contextlib.asynccontextmanager
+    async def operator(self, phase: str) -> Any:
+        """One operator process for ``phase``; its CPU, peak RSS and the emulator's CPU are recorded."""
+        emulator_cpu = cpu_seconds(self.emulator_pid)
+        operator = await asyncio.to_thread(
+            start_operator, self.kubeconfig, self.live_port, self.extra, self.log
         )
-        result["idle_writes_per_second"] = round((after["writes"] - before["writes"]) / args.idle_seconds, 2)
-        result["peak_rss_mib_cold"] = round(peak_rss_mib(operator.pid), 1)
-    finally:
-        operator.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(operator.wait, 60)
+        try:
+            yield operator
+            self.result[f"{phase}_peak_rss_mib"] = round(peak_rss_mib(operator.pid), 1)
+            self.result[f"{phase}_operator_cpu_seconds"] = round(cpu_seconds(operator.pid), 1)
+            self.result[f"{phase}_emulator_cpu_seconds"] = round(
+                cpu_seconds(self.emulator_pid) - emulator_cpu, 1
+            )
+        finally:
+            operator.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(operator.wait, 60)
 
-    base = await probe.stats()
-    last = namespace_name(n - 1)
-    operator = await asyncio.to_thread(start_operator, kubeconfig, live_port, extra, log)
-    started = time.monotonic()
-    try:
+    async def sealed(self, kid: str = "") -> int:
+        return (await self.probe.stats(kid))["configs"]
 
-        async def first_reconcile() -> bool:
-            return (await probe.stats())["reconcile_lists"] > base["reconcile_lists"]
+    async def cold(self) -> None:
+        args, probe, result = self.args, self.probe, self.result
+        async with self.operator("cold"):
 
-        first = await until(first_reconcile, args.timeout, 0.2)
-        result["restart_to_first_reconcile_seconds"] = None if first is None else round(first, 1)
-        # A tenant's edit once the restart wave runs: the namespace named last, so the wave reaches it last.
-        edited = time.monotonic()
-        tier = f"{probe.api}/apis/sluicegate.io/v1alpha1/namespaces/{last}/routingtiers/light"
+            async def all_sealed() -> bool:
+                return await self.sealed() >= self.n
+
+            started = time.monotonic()
+            converged = await until(all_sealed, args.timeout)
+            result["cold_convergence_seconds"] = None if converged is None else round(converged, 1)
+            result["cold_requests"] = (await probe.stats())["requests"]
+            quiet = await quiet_after(probe, args.timeout)
+            result["cold_to_quiet_seconds"] = None if quiet is None else round(time.monotonic() - started, 1)
+            await quiet_after(probe, args.timeout, counter="writes")  # the spend refresh's first round
+            before = await probe.stats()
+            await asyncio.sleep(args.idle_seconds)
+            after = await probe.stats()
+            span = args.idle_seconds
+            result["idle_requests_per_second"] = round((after["requests"] - before["requests"]) / span, 2)
+            result["idle_writes_per_second"] = round((after["writes"] - before["writes"]) / span, 2)
+
+    async def restart(self) -> None:
+        """A quiet restart, with a tenant's edit to the namespace the wave reaches last."""
+        args, probe, result, session = self.args, self.probe, self.result, self.session
+        base = await probe.stats()
+        last = namespace_name(self.n - 1)
+        async with self.operator("restart"):
+            started = time.monotonic()
+
+            async def first_reconcile() -> bool:
+                return (await probe.stats())["reconcile_lists"] > base["reconcile_lists"]
+
+            first = await until(first_reconcile, args.timeout, 0.2)
+            result["restart_to_first_reconcile_seconds"] = None if first is None else round(first, 1)
+            edited = time.monotonic()
+            tier = f"{probe.api}/apis/sluicegate.io/v1alpha1/namespaces/{last}/routingtiers/light"
+            headers = {"Content-Type": "application/merge-patch+json"}
+            async with session.patch(tier, data=json.dumps({"spec": {"rank": 3}}), headers=headers) as r:
+                assert r.status == 200, await r.text()
+
+            async def edit_served() -> bool:
+                url = f"{probe.api}/api/v1/namespaces/{last}/secrets/sluicegate-config"
+                async with session.get(url) as r:
+                    body = await r.json()
+                    config = json.loads(base64.b64decode(body["data"]["config.json"]))
+                    return any(t["name"] == "light" and t["rank"] == 3 for t in config["tiers"])
+
+            served = await until(edit_served, args.timeout, 0.2)
+            result["tenant_edit_during_restart_served_seconds"] = (
+                None if served is None else round(time.monotonic() - edited, 1)
+            )
+
+            async def wave_done() -> bool:
+                return (await probe.stats())["reconcile_lists"] - base["reconcile_lists"] >= self.n
+
+            await until(wave_done, args.timeout)
+            quiet = await quiet_after(probe, args.timeout)
+            result["restart_to_quiet_seconds"] = (
+                None if quiet is None else round(time.monotonic() - started, 1)
+            )
+            result["restart_reconciles"] = (await probe.stats())["reconcile_lists"] - base["reconcile_lists"]
+
+    async def rotate_signing_key(self) -> str:
+        """What ``Keystore.rotate_signing_key`` does, done while no operator runs."""
+        async with self.session.get(self.probe.api + SIGNING) as r:
+            secret = await r.json()
+        ring = rotate_signing_ring(decode_signing_ring(base64.b64decode(secret["data"]["keys.json"])))
+        patch = {"data": {"keys.json": base64.b64encode(encode_signing_ring(ring)).decode()}}
         headers = {"Content-Type": "application/merge-patch+json"}
-        async with session.patch(tier, data=json.dumps({"spec": {"rank": 3}}), headers=headers) as r:
+        async with self.session.patch(self.probe.api + SIGNING, data=json.dumps(patch), headers=headers) as r:
             assert r.status == 200, await r.text()
+        return ring.active.kid
 
-        async def edit_served() -> bool:
-            url = f"{probe.api}/api/v1/namespaces/{last}/secrets/sluicegate-config"
-            async with session.get(url) as r:
-                import base64
+    async def restart_after_key_rotation(self) -> None:
+        """The whole-cluster change: every namespace must be resealed with the new signing key."""
+        args, probe, result = self.args, self.probe, self.result
+        kid = await self.rotate_signing_key()
+        async with self.operator("rotated"):
+            started = time.monotonic()
 
-                body = await r.json()
-                config = json.loads(base64.b64decode(body["data"]["config.json"]))
-                return any(t["name"] == "light" and t["rank"] == 3 for t in config["tiers"])
+            async def all_resealed() -> bool:
+                return await self.sealed(kid) >= self.n
 
-        served = await until(edit_served, args.timeout, 0.2)
-        result["tenant_edit_during_restart_served_seconds"] = (
-            None if served is None else round(time.monotonic() - edited, 1)
-        )
-
-        async def wave_done() -> bool:
-            return (await probe.stats())["reconcile_lists"] - base["reconcile_lists"] >= n
-
-        await until(wave_done, args.timeout)
-        quiet = await quiet_after(probe, args.timeout)
-        result["restart_to_quiet_seconds"] = None if quiet is None else round(time.monotonic() - started, 1)
-        result["restart_reconciles"] = (await probe.stats())["reconcile_lists"] - base["reconcile_lists"]
-        result["peak_rss_mib_restart"] = round(peak_rss_mib(operator.pid), 1)
-        result["restart_operator_cpu_seconds"] = round(cpu_seconds(operator.pid), 1)
-    finally:
-        operator.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(operator.wait, 60)
+            resealed = await until(all_resealed, args.timeout)
+            result["rotated_restart_all_resealed_seconds"] = None if resealed is None else round(resealed, 1)
+            quiet = await quiet_after(probe, args.timeout)
+            result["rotated_restart_to_quiet_seconds"] = (
+                None if quiet is None else round(time.monotonic() - started, 1)
+            )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", nargs="?", default="run", choices=["run", "serve"])
     parser.add_argument("--namespaces", type=int, default=200)
-    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="per phase")
     parser.add_argument("--json", help="also write the figures here")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    if args.mode == "serve":
-        asyncio.run(serve(args.port, args.namespaces))
-        return 0
     figures = asyncio.run(drive(args, extra))
-    figures["machine"] = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    figures["machine"] = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end (shared)"
+    figures["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:
