@@ -8,6 +8,7 @@ Holds no cluster state of its own; it tells a WriteLog the resourceVersion of ea
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -95,6 +96,27 @@ def _env_has_proxy_or_netrc() -> bool:
     return os.path.exists(os.path.expanduser("~/.netrc"))
 
 
+async def _json_unless_missing(call: Awaitable[Any]) -> dict[str, Any] | None:
+    """A read made with ``_preload_content=False``: the object as the API sent it, None when not there.
+
+    Skips the client's model round trip (parsing every timestamp and back), the operator's most frequent
+    read: a reconcile reads a namespace's Secrets each time (issue 19).
+    """
+    response = await call
+    try:
+        if response.status == 404:
+            return None
+        raw = await response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(status=response.status, reason=response.reason)
+    finally:
+        response.release()
+    found = json.loads(raw)
+    if not isinstance(found, dict):
+        raise ApiException(status=response.status, reason="the API answered something other than an object")
+    return found
+
+
 class Kube:
     """A thin async wrapper; ``close()`` when done."""
 
@@ -149,8 +171,9 @@ class Kube:
     # Secrets and ConfigMaps
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found = await _unless_missing(self._core().read_namespaced_secret(name, namespace))
-        return None if found is None else self._plain(found)
+        return await _json_unless_missing(
+            self._core().read_namespaced_secret(name, namespace, _preload_content=False)
+        )
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": "v1", "kind": "Secret", **body}
@@ -256,6 +279,16 @@ class Kube:
         )
         self._wrote(plural, namespace, name, patched)
         return patched is not None
+
+    async def read_peering(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """kopf's peering object: a ClusterKopfPeering, or a KopfPeering in ``namespace``."""
+        api = self._custom()
+        if namespace is None:
+            call = api.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+        else:
+            call = api.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", name)
+        found = await _unless_missing(call)
+        return found if isinstance(found, dict) else None
 
     # Events and authentication
 

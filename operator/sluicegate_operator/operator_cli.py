@@ -11,12 +11,14 @@ import contextlib
 import importlib.metadata
 import logging
 import os
+import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -33,6 +35,7 @@ from .kube import Kube, load_configuration
 from .reconciler import OperatorOptions
 from .scheduler import ScheduleSettings
 from .spendscrape import SpendSettings
+from .standby import PeeringGate
 
 DESCRIPTION = """\
 Run the Sluicegate operator: it watches ProviderConnection, RoutingTier and BudgetPolicy resources
@@ -93,6 +96,12 @@ class RunOptions:
     fast: bool = False  # short watch timeouts, no resource scanning (tests)
     spend: SpendSettings | None = field(default_factory=SpendSettings)  # None: no spend in status
     authority: HostedAuthority | None = None  # None: no budget authority (status from sidecar metrics)
+
+
+def peer_identity() -> str:
+    """This replica's name among kopf's peers: the Pod's name (the chart sets POD_ID, as kopf reads it),
+    else one made up; the spend refresh finds its own entry in the peering object by it."""
+    return os.environ.get("POD_ID") or f"sluicegate@{socket.gethostname()}/{secrets.token_hex(4)}"
 
 
 def version() -> str:
@@ -160,7 +169,17 @@ async def run(
                         TokenCallers(kube.review_token),
                     )
                 )
-            registry = build_registry(parts, accounts=accounts)
+            identity = peer_identity()
+            gate = None
+            if not opts.standalone:
+                scope = None if opts.all_namespaces else opts.operator_namespace
+                gate = PeeringGate(
+                    lambda: kube.read_peering(scope, settings.peering.name),
+                    identity,
+                    settings.peering.priority,
+                    ttl=min(5.0, opts.spend.interval_seconds) if opts.spend is not None else 5.0,
+                )
+            registry = build_registry(parts, accounts=accounts, gate=gate)
             if opts.keyservice is not None:
                 k = opts.keyservice
                 app = KeyService(kube, keystore).app()
@@ -176,6 +195,7 @@ async def run(
                 liveness_endpoint=opts.liveness,
                 stop_flag=stop_flag,
                 ready_flag=ready_flag,
+                identity=cast(Any, identity),  # kopf's Identity: a NewType of str it does not export
             )
     finally:
         await kube.close()

@@ -3,6 +3,7 @@
 It was a kopf timer per BudgetPolicy, so idle API traffic grew with the policies (issue 19). The policies
 come from the watch (WatchIndex), never from a listing; each namespace costs one Pod listing per round at
 most ``namespaces_per_second``. The budget authority (issue 16) replaces the source behind ``Reporter``.
+On a standby replica (kopf peering: another replica leads) it neither polls nor writes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from .watchstate import WatchIndex
@@ -31,21 +32,36 @@ class Reporter(Protocol):
 
 
 class SpendLoop:
+    """Visits the namespaces holding BudgetPolicies, paced; stands by while ``active()`` says another
+    replica leads (kopf's peering), so a standby replica neither polls nor writes status."""
+
     def __init__(
-        self, reporter: Reporter, index: WatchIndex, monotonic: Callable[[], float] = time.monotonic
+        self,
+        reporter: Reporter,
+        index: WatchIndex,
+        monotonic: Callable[[], float] = time.monotonic,
+        active: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._reporter, self._index, self._monotonic = reporter, index, monotonic
+        self._active = active
         self.rounds = 0
+
+    async def _leading(self) -> bool:
+        return self._active is None or await self._active()
 
     async def run(self) -> None:
         pace = 1.0 / self._reporter.namespaces_per_second
         while True:
             started = self._monotonic()
-            for namespace in self._index.policy_namespaces():
-                begun = self._monotonic()
-                await self.report_namespace(namespace)
-                await asyncio.sleep(max(0.0, pace - (self._monotonic() - begun)))
-            self.rounds += 1
+            if await self._leading():
+                for namespace in self._index.policy_namespaces():
+                    if not await self._leading():
+                        break  # stood down mid-round: the active replica reports from now on
+                    begun = self._monotonic()
+                    await self.report_namespace(namespace)
+                    await asyncio.sleep(max(0.0, pace - (self._monotonic() - begun)))
+                else:
+                    self.rounds += 1
             rest = self._reporter.interval_seconds - (self._monotonic() - started)
             await asyncio.sleep(max(rest, min(pace, self._reporter.interval_seconds)))
 
