@@ -149,7 +149,7 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
                 if "status" in new
                 else {k: v for k, v in old.items() if k != "status"}
             )
-        elif request.resource.group and "status" in old:
+        elif request.resource.group and "status" in old and self._status_is_subresource(request.resource):
             new["status"] = old["status"]  # the main resource ignores status, as with a status subresource
         _fold_string_data(new)
         if new == old:
@@ -159,6 +159,11 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
         if old.get("spec") != new.get("spec"):
             meta["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
         return self._evolve(request, data=_merge_patch_between(old, new))
+
+    def _status_is_subresource(self, resource: Any) -> bool:
+        """As declared; kopf's peering objects keep their status in the main resource."""
+        info = self._resources.get(resource)
+        return info is None or "status" in info.subresources
 
     async def _mark_for_deletion(self, request: rendering.Request) -> aiohttp.web.StreamResponse | None:
         assert request.resource is not None
