@@ -42,7 +42,9 @@ def test_a_dead_or_unreadable_peer_is_ignored() -> None:
     assert not leads({"other": {"priority": 9}}, "me", 5, NOW)  # no lastseen: kopf takes it as now
 
 
-async def test_the_gate_reads_the_peering_object_once_per_ttl_and_keeps_its_answer_when_the_read_fails() -> None:
+async def test_the_gate_reads_the_peering_object_once_per_ttl_and_keeps_its_answer_when_the_read_fails() -> (
+    None
+):
     reads: list[str] = []
     status: dict[str, object] = {"other": peer(9)}
     clock = [0.0]
@@ -109,7 +111,9 @@ async def patch_peers(k8s, status: dict[str, object]) -> None:
 
 
 @pytest.mark.kmock(cls=SluicegateKubernetes)
-async def test_the_spend_refresh_stops_while_a_higher_priority_replica_leads_and_resumes_when_it_is_gone(kmock):
+async def test_the_spend_refresh_stops_while_a_higher_priority_replica_leads_and_resumes_when_it_is_gone(
+    kmock,
+):
     declare_resources(kmock)
     kmock.resources["kopf.dev/v1/clusterkopfpeerings"] = {
         "kind": "ClusterKopfPeering",
