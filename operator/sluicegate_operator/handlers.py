@@ -82,15 +82,21 @@ class Parts:
 
 
 def build_parts(
-    kube: Kube, keystore: Keystore, options: OperatorOptions, clock: Callable[[], datetime]
+    kube: Kube,
+    keystore: Keystore,
+    options: OperatorOptions,
+    clock: Callable[[], datetime],
+    gate: PeeringGate | None = None,
 ) -> Parts:
+    """With ``gate`` (kopf peering) nothing is reconciled while another replica leads."""
     index = WatchIndex()
     reconciler = NamespaceReconciler(kube, keystore, options, clock, seen=index.note_read)
 
     def settled(causes: frozenset[Any]) -> bool:
         return all(kube.writes.is_own(key, v) or index.was_read(key, v) for key, v in causes)
 
-    scheduler = Scheduler(reconciler.reconcile, reconciler.lock, settled, options.schedule)
+    active = None if gate is None else gate.active
+    scheduler = Scheduler(reconciler.reconcile, reconciler.lock, settled, options.schedule, active=active)
     return Parts(kube, keystore, options, reconciler, scheduler, index)
 
 

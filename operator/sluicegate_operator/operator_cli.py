@@ -139,10 +139,20 @@ async def run(
         options = OperatorOptions(
             opts.operator_namespace, injection, opts.resync_seconds, spend=opts.spend, schedule=opts.schedule
         )
-        parts = build_parts(kube, keystore, options, lambda: datetime.now(UTC))
+        settings = build_settings(fast=opts.fast)
+        identity = peer_identity()
+        gate = None
+        if not opts.standalone:
+            scope = None if opts.all_namespaces else opts.operator_namespace
+            gate = PeeringGate(
+                lambda: kube.read_peering(scope, settings.peering.name),
+                identity,
+                settings.peering.priority,
+                ttl=min(5.0, opts.spend.interval_seconds) if opts.spend is not None else 5.0,
+            )
+        parts = build_parts(kube, keystore, options, lambda: datetime.now(UTC), gate)
         if parts_box is not None:
             parts_box.append(parts)
-        settings = build_settings(fast=opts.fast)
         if opts.webhook is not None:
             w = opts.webhook
             settings.admission.server = kopf.WebhookServer(
@@ -168,16 +178,6 @@ async def run(
                         keystore.public_keys_json,
                         TokenCallers(kube.review_token),
                     )
-                )
-            identity = peer_identity()
-            gate = None
-            if not opts.standalone:
-                scope = None if opts.all_namespaces else opts.operator_namespace
-                gate = PeeringGate(
-                    lambda: kube.read_peering(scope, settings.peering.name),
-                    identity,
-                    settings.peering.priority,
-                    ttl=min(5.0, opts.spend.interval_seconds) if opts.spend is not None else 5.0,
                 )
             registry = build_registry(parts, accounts=accounts, gate=gate)
             if opts.keyservice is not None:

@@ -24,6 +24,7 @@ class ScheduleSettings:
     wave_rate: float = 25.0  # background reconciles started per second, at most
     wave_burst: float = 5.0  # started at once before the rate applies
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    standby_delay: float = 5.0  # a namespace due while another replica leads is looked at again then
 
 
 class Scheduler:
@@ -43,8 +44,10 @@ class Scheduler:
         *,
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        active: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._reconcile, self._lock, self._settled, self._settings = reconcile, lock, settled, settings
+        self._active = active  # kopf peering: False while another replica leads (standby.PeeringGate)
         self._rng = rng or random.Random()
         self._monotonic = monotonic
         self._queue = WorkQueue(wave_rate=settings.wave_rate, wave_burst=settings.wave_burst)
@@ -54,6 +57,7 @@ class Scheduler:
         self._wake: asyncio.Event | None = None
         self.reconciled = 0  # reconciles run (a namespace's events that were all own writes start none)
         self.skipped = 0
+        self.deferred = 0  # reconciles put off while standing by
 
     def trigger(self, namespace: str, *, urgent: bool, cause: Cause | None = None) -> None:
         """Queue ``namespace``; with a ``cause`` (an object and version) only if that is not yet settled."""
@@ -120,6 +124,11 @@ class Scheduler:
 
     async def _run(self, work: Work) -> None:
         namespace = work.namespace
+        if self._active is not None and not await self._active():
+            # A standby replica: its resync and renewal timers would race the leader's serials.
+            self.deferred += 1
+            self._later(namespace, self._settings.standby_delay, urgent=work.urgent)
+            return
         async with self._lock(namespace):
             if work.causes is not None and self._settled(work.causes):
                 self.skipped += 1

@@ -3,6 +3,7 @@ read from the peering object, and the operator on kmock with a peer appearing an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import aiohttp.web
 import pytest
 
 from sluicegate_operator.operator_cli import RunOptions, run
+from sluicegate_operator.scheduler import Scheduler, ScheduleSettings
 from sluicegate_operator.spendscrape import SpendSettings
 from sluicegate_operator.standby import PeeringGate, leads
 from tests.support.kmocksupport import SluicegateKubernetes, declare_resources, eventually, running, settle
@@ -157,3 +159,33 @@ async def test_the_spend_refresh_stops_while_a_higher_priority_replica_leads_and
             gone = now - timedelta(minutes=5)
             await patch_peers(kmock, {"other-replica": peer(2_000_000_000, seen=gone, lifetime=1)})
             await eventually(lambda: sidecar.scrapes >= standing_by + 2, timeout=15)
+
+
+async def test_a_standby_replica_reconciles_nothing_and_catches_up_once_it_leads() -> None:
+    leading = False
+    reconciled: list[str] = []
+    locks: dict[str, asyncio.Lock] = {}
+
+    async def reconcile(namespace: str) -> float | None:
+        reconciled.append(namespace)
+        return None
+
+    async def active() -> bool:
+        return leading
+
+    scheduler = Scheduler(
+        reconcile,
+        lambda ns: locks.setdefault(ns, asyncio.Lock()),
+        lambda causes: False,
+        ScheduleSettings(standby_delay=1.0),
+        active=active,
+    )
+    try:
+        scheduler.trigger("team-a", urgent=True)  # a resync or renewal timer firing on the standby
+        await eventually(lambda: scheduler.deferred >= 1)
+        await settle(0.3)
+        assert reconciled == []
+        leading = True
+        await eventually(lambda: reconciled == ["team-a"], timeout=5)
+    finally:
+        await scheduler.close()
