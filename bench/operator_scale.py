@@ -126,7 +126,9 @@ async def quiet_after(
 
 async def drive(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     n = args.namespaces
-    api_port, live_port = free_port(), free_port()
+    live_port = free_port()
+    attached = args.attach is not None  # PORT:PID of an emulator an earlier run left (its cold phase done)
+    api_port, emulator_pid = map(int, args.attach.split(":")) if attached else (free_port(), 0)
     work = Path(tempfile.mkdtemp(prefix="operator-scale-"))
     kubeconfig = work / "kubeconfig"
     kubeconfig.write_text(
@@ -142,23 +144,28 @@ async def drive(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         )
     )
     log = work / "operator.log"
-    emulator = await asyncio.to_thread(
-        subprocess.Popen,
-        [sys.executable, str(EMULATOR), "--port", str(api_port), "--namespaces", str(n)],
-        stdout=subprocess.PIPE,
-    )
+    emulator = None
+    if not attached:
+        emulator = await asyncio.to_thread(
+            subprocess.Popen,
+            [sys.executable, str(EMULATOR), "--port", str(api_port), "--namespaces", str(n)],
+            stdout=subprocess.PIPE,
+        )
+        emulator_pid = emulator.pid
     result: dict[str, Any] = {"namespaces": n, "log": str(log)}
     try:
-        assert emulator.stdout is not None
-        await asyncio.to_thread(emulator.stdout.readline)
+        if emulator is not None:
+            assert emulator.stdout is not None
+            await asyncio.to_thread(emulator.stdout.readline)
         api = f"http://127.0.0.1:{api_port}"
         async with aiohttp.ClientSession() as session:
             probe = Probe(session, api, f"http://127.0.0.1:{live_port}/healthz")
             stop = asyncio.Event()
             watcher = asyncio.create_task(probe.watch_liveness(stop))
-            run = Runner(args, extra, probe, session, kubeconfig, live_port, log, result, emulator.pid)
+            run = Runner(args, extra, probe, session, kubeconfig, live_port, log, result, emulator_pid)
             try:
-                await run.cold()
+                if not attached:
+                    await run.cold()
                 await run.restart()
                 await run.restart_after_key_rotation()
             finally:
@@ -167,10 +174,11 @@ async def drive(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             result["liveness_worst_seconds"] = round(probe.worst, 3)
             result["liveness_unanswered"] = probe.failures  # while the operator starts or stops
             result["operator_log_lines"] = sum(1 for _ in log.open("rb"))
-        result["emulator_cpu_seconds"] = round(cpu_seconds(emulator.pid), 1)
+        result["emulator_cpu_seconds"] = round(cpu_seconds(emulator_pid), 1)
     finally:
-        emulator.send_signal(signal.SIGTERM)
-        emulator.wait(30)
+        if emulator is not None:
+            emulator.send_signal(signal.SIGTERM)
+            emulator.wait(30)
     return result
 
 
@@ -314,6 +322,12 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="per phase")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument(
+        "--attach",
+        metavar="PORT:PID",
+        help="use a running bench/kmockcluster.py whose namespaces are sealed; "
+        "skip the cold phase (the restarts only)",
+    )
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
