@@ -60,7 +60,7 @@ class Admission:
         return decision
 
     async def reserve(
-        self, ctx: RequestContext, target: Target, bound: RequestBound, fields: Fields
+        self, ctx: RequestContext, target: Target, bound: RequestBound, fields: Fields, least: int = 1
     ) -> tuple[Reservation | None, int | None, Refusal | None]:
         """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal).
 
@@ -70,6 +70,9 @@ class Admission:
         The cap to send is None when the request goes out unchanged: the client's own cap, or none
         when the model's known limit fits. Otherwise (clamped, above the model's limit, or a limit
         the catalog does not know) it is sent, so the reply cannot cost more than was reserved.
+        ``least`` is the smallest cap the upstream accepts (``routing.bounds.least_output_cap``): a
+        budget with room for fewer output tokens than that (and than the client asked for) is
+        refused as any budget without room is, never sent a cap the upstream would refuse.
         """
         budgets = self.gw.budgets
         price = target.spec.price
@@ -87,7 +90,8 @@ class Admission:
             send_cap = cap if asked is not None and cap < asked else None
             return (found, send_cap, None) if isinstance(found, Reservation) else (None, None, found)
         want = worst_case_micro_usd(price, input_tokens, cap, outputs)
-        need = worst_case_micro_usd(price, input_tokens, min(cap, 1), outputs)
+        least_cap = min(cap, max(1, least))
+        need = worst_case_micro_usd(price, input_tokens, least_cap, outputs)
         if budgets.fleet is not None:  # fleet mode: top the leases up first when they hold too little
             await budgets.fleet.cover(budgets.enforce_keys(ctx.attribution, datetime.now(UTC)), want, need)
         while True:
@@ -99,7 +103,7 @@ class Admission:
         if headroom is not None and outputs > 0:
             fits = max_output_tokens_within(price, input_tokens, outputs, headroom)
             if fits < cap:
-                send = max(fits, 1)
+                send = max(fits, least_cap)  # below ``least_cap``: over the room, so refused
         amount = worst_case_micro_usd(price, input_tokens, send, outputs)
         result = budgets.reserve(ctx.attribution, amount, now)
         if isinstance(result, Refusal):

@@ -31,6 +31,7 @@ from .errors import (
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
+from .routing.bounds import least_output_cap
 from .routing.catalog import Target
 from .routing.outcome import final_error, should_fall_back
 from .routing.planning import Plan, plan_request, reroute
@@ -76,10 +77,11 @@ class Pipeline:
     # -- budget -----------------------------------------------------------------------------
 
     async def _reserve(
-        self, ctx: RequestContext, target: Target, plan: Plan, fields: Fields
+        self, ctx: RequestContext, op: Operation, target: Target, plan: Plan, fields: Fields
     ) -> tuple[Reservation | None, int | None, Refusal | None]:
         """Reserve this attempt's worst case; returns (reservation, output cap to send, refusal)."""
-        return await self.admission.reserve(ctx, target, plan.bound, fields)
+        least = least_output_cap(op, target.provider)
+        return await self.admission.reserve(ctx, target, plan.bound, fields, least)
 
     # -- the request ------------------------------------------------------------------------
 
@@ -154,7 +156,7 @@ class Pipeline:
         refusal: Refusal | None = None
         attempt_no = 0
         for target in ordered:
-            reservation, send_cap, refusal = await self._reserve(ctx, target, plan, fields)
+            reservation, send_cap, refusal = await self._reserve(ctx, op, target, plan, fields)
             if refusal is not None:
                 if refusal.action == "KILL":
                     ctx.action, ctx.shadow_action = "KILL", None

@@ -350,6 +350,24 @@ def test_a_budget_that_needs_a_cap_sends_it_as_max_output_tokens(client, sidecar
     assert "max_tokens" not in sent and "max_completion_tokens" not in sent
 
 
+def test_a_budget_with_room_for_fewer_than_16_output_tokens_refuses_with_402_not_openais_400(
+    client, sidecar_with, upstreams
+) -> None:
+    # Room for the prompt's bound and about 10 output tokens of gpt-4o-mini: OpenAI's Responses API
+    # takes no max_output_tokens below 16, so clamping would only earn its 400.
+    sc = sidecar_with(budget("daily", 0.0000085, action="BLOCK"))
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(sc).responses.create(model=MODELS["openai"], input="hi")
+    assert raised.value.status_code == 402
+    assert raised.value.body["code"] == "budget_exceeded" and "daily" in raised.value.message  # type: ignore[index]
+    assert upstreams["openai"].requests == []
+    chat = client(sc).chat.completions.create(  # chat has no minimum: the same room is clamped
+        model=MODELS["openai"], messages=[{"role": "user", "content": "hi"}]
+    )
+    assert chat.choices[0].message.content
+    assert 1 <= upstreams["openai"].last_request.json["max_completion_tokens"] < 16
+
+
 def test_unknown_sub_paths_of_responses_are_404(gateway) -> None:
     reply = httpx.get(f"{gateway.base_url}/responses/resp_1")
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "unknown_url"

@@ -14,8 +14,8 @@ import struct
 import time
 from typing import Any, ClassVar
 
+from tests.support.fakes_responses import MIN_OUTPUT_TOKENS, below_minimum, responses_answer
 from tests.support.fakes_responses import error_frame as responses_error_frame
-from tests.support.fakes_responses import responses_answer
 from tests.support.fakes_server import (
     UNSET,
     FakeServer,
@@ -109,6 +109,9 @@ class FakeOpenAI(FakeServer):
         except ValueError:
             return self.error(400, "We could not parse the JSON body of your request."), None
         if op == "responses":
+            limit = body.get("max_output_tokens")
+            if isinstance(limit, int) and limit < MIN_OUTPUT_TOKENS:
+                return below_minimum(limit), None
             pieces = split_words(text)
             return responses_answer(
                 body,

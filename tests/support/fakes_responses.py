@@ -6,7 +6,8 @@ a reasoning item for reasoning models) and ``usage`` (``input_tokens_details.cac
 ``data`` object with ``type`` and ``sequence_number``): response.created, response.in_progress,
 output_item.added, content_part.added, output_text.delta/done, function_call_arguments.delta/done,
 content_part.done, output_item.done, and response.completed (or response.incomplete at the
-output cap) carrying the usage. A mid-stream failure is an ``error`` event.
+output cap) carrying the usage. A mid-stream failure is an ``error`` event. A ``max_output_tokens``
+below 16 is refused with OpenAI's 400.
 
 The fake calls the named (or first) function tool unless ``tool_choice`` is "none" or the input
 ends with a ``function_call_output`` (then it answers in text, as a model does after a tool result).
@@ -22,6 +23,18 @@ from typing import Any
 from tests.support.fakes_server import FakeUsage, Plan, json_plan
 
 REASONING_TOKENS = 4
+MIN_OUTPUT_TOKENS = 16  # OpenAI refuses a smaller ``max_output_tokens`` with a 400
+
+
+def below_minimum(limit: int) -> Plan:
+    """OpenAI's 400 for a ``max_output_tokens`` under its minimum."""
+    message = (
+        "Invalid 'max_output_tokens': integer below minimum value. "
+        f"Expected a value >= {MIN_OUTPUT_TOKENS}, but got {limit} instead."
+    )
+    error = {"message": message, "type": "invalid_request_error", "param": "max_output_tokens",
+             "code": "integer_below_min_value"}  # fmt: skip
+    return json_plan(400, {"error": error})
 
 
 def _frame(payload: dict[str, Any]) -> bytes:

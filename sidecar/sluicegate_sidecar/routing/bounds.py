@@ -33,6 +33,9 @@ ANTHROPIC_IMAGE_TOKENS = 1_600
 OTHER_IMAGE_TOKENS = 4_160
 # Tools make providers add instructions once per request (Anthropic: 159-530 tokens by model).
 TOOLS_PREAMBLE_TOKENS = 600
+# OpenAI's Responses API refuses a ``max_output_tokens`` below 16 (400 ``integer_below_min_value``), on
+# Azure OpenAI too; chat and the other providers take any cap from 1.
+RESPONSES_MIN_OUTPUT_TOKENS = 16
 
 _SCHEMA_FIELDS = ("tools", "functions", "response_format", "output_format", "tool_choice")
 _IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
@@ -59,6 +62,14 @@ class RequestBound:
         if self.one_prompt and window is not None:
             total = min(total, window)
         return total
+
+
+def least_output_cap(op: Operation, provider: str) -> int:
+    """The smallest output cap ``provider`` accepts for ``op``: a budget that leaves room for fewer
+    output tokens refuses the attempt (402) rather than send a cap the upstream answers with a 400."""
+    if op == "responses" and provider in ("openai", "azure-openai"):
+        return RESPONSES_MIN_OUTPUT_TOKENS
+    return 1
 
 
 def image_tokens(provider: str, model: str) -> int:
