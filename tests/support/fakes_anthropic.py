@@ -3,6 +3,7 @@ not, with tool use (test support). Every request's headers are recorded (``reque
 
 Streams the full event sequence: message_start, content_block_start, ping, content_block_delta
 (text_delta or input_json_delta), content_block_stop, message_delta (stop_reason, usage), message_stop.
+A request offering tools gets a call of one (``tool_input``) unless its last turn holds only tool results.
 As the real API does, a beta-only body field is refused with 400 unless ``anthropic-beta`` names its
 beta (``BETA_FIELDS``), and count_tokens refuses the fields it does not take (``max_tokens``, ``stream``).
 """
@@ -169,9 +170,20 @@ class FakeAnthropic(FakeServer):
 
 
 def _tool(body: dict[str, Any]) -> str | None:
-    """The tool to call: the named tool_choice, else the first tool offered, unless tool_choice is none."""
+    """The tool to call: the named tool_choice, else the first tool offered, unless tool_choice is none
+    or (left to the model) the last turn holds only tool results: then it answers in text, as a model
+    does after a tool result (so an SDK's tool loop ends)."""
     names = [t["name"] for t in body.get("tools") or [] if "name" in t]
     choice = body.get("tool_choice") or {"type": "auto"}
     if not names or choice.get("type") == "none":
+        return None
+    messages = body.get("messages") or [{}]
+    content = messages[-1].get("content")
+    answered = (
+        isinstance(content, list)
+        and content
+        and all(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    )
+    if answered and choice.get("type") == "auto":
         return None
     return str(choice["name"]) if choice.get("type") == "tool" else names[0]

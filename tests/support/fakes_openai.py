@@ -2,7 +2,8 @@
 
 Wire format as the real APIs send it, including stream chunks with ``stream_options.include_usage`` and
 ``prompt_tokens_details.cached_tokens``; Azure adds deployment URLs, ``api-version``, ``api-key`` and
-content-filter results (its first stream chunk has empty ``choices`` and no usage).
+content-filter results (its first stream chunk has empty ``choices`` and no usage). A request
+offering tools gets a call of one (``tool_input`` as arguments) unless it ends with a tool's result.
 """
 
 from __future__ import annotations
@@ -214,10 +215,14 @@ def _tool_call(call: dict[str, Any], arguments: str) -> dict[str, Any]:
 
 
 def _tool(body: dict[str, Any]) -> str | None:
-    """The function to call: the named tool_choice, else the first tool, unless tool_choice is "none"."""
+    """The function to call: the named tool_choice, else the first tool, unless tool_choice is "none"
+    or (left to the model) the conversation ends with a tool's result: then it answers in text, as a
+    model does after a tool result (so an SDK's tool loop ends)."""
     names = [t["function"]["name"] for t in body.get("tools") or [] if t.get("type") == "function"]
     choice = body.get("tool_choice")
-    if not names or choice == "none":
+    messages = body.get("messages")
+    answered = isinstance(messages, list) and messages and messages[-1].get("role") == "tool"
+    if not names or choice == "none" or (answered and choice in (None, "auto")):
         return None
     if isinstance(choice, dict):
         return str(choice["function"]["name"])
