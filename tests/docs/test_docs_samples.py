@@ -11,10 +11,11 @@ A sample is the fenced block right after an HTML comment (the comment does not r
 
 Languages: ``python`` (the venv's python, in a subprocess), ``bash``/``sh``/``shell`` (bash -euo
 pipefail, with ``curl`` failing on HTTP errors; skipped without curl when they call it), ``js``/
-``javascript`` (node, with the ``openai`` npm package installed once per session into a temp dir by
-npm — set SLUICEGATE_DOCS_NODE=skip to skip them; they are skipped with the reason when node, npm or
-the registry is unavailable). ``needs="claude"`` samples get Claude Code, npm-installed once per
-session (pinned, into a temp dir, on the same terms as the Node samples), on PATH with a temp HOME.
+``javascript`` (node, with the Node SDKs pinned in tests/support/node — the ``openai`` package, the
+Vercel AI SDK — npm-installed into .tools/node-sdks by tests/support/node_sdks.py; set
+SLUICEGATE_DOCS_NODE=skip to skip them; they are skipped when node or npm is not installed).
+``needs="claude"`` samples get Claude Code, npm-installed once per session (pinned, into a temp dir;
+skipped with the reason when node, npm or the registry is unavailable), on PATH with a temp HOME.
 Samples run in a fresh directory holding ``examples/`` (a link to the
 repo's), against ``sluicegate render -f examples/ --offline`` served by the real sidecar: the text
 ``127.0.0.1:8470``/``127.0.0.1:9470`` is pointed at its API/ops ports, and ``OPENAI_BASE_URL`` /
@@ -36,6 +37,7 @@ import pytest
 import yaml
 
 from sluicegate_cli.main import main as cli
+from tests.support import node_sdks
 from tests.support.crdvalidate import load_crds, validate
 from tests.support.postgres import database_url, postgres_server
 from tests.support.sidecar_harness import SidecarThread
@@ -49,7 +51,6 @@ ATTR = re.compile(r'(\w+)="([^"]*)"')
 FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 LANGS = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
 LANGS |= {"js": "node", "javascript": "node", "mjs": "node"}
-NODE_OPENAI = "openai@7.57.0"  # pinned; the Python SDK's counterpart in the docs
 CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.332"  # pinned; ~1 min to install, then ~5 s a session
 TIMEOUT = 90
 
@@ -117,24 +118,12 @@ def docs_sidecar(tmp_path_factory) -> Iterator[SidecarThread]:
 
 
 @pytest.fixture(scope="session")
-def node_dir(tmp_path_factory) -> Path:
-    """A directory whose node_modules holds the openai npm package, or a skip saying why not."""
+def node_dir() -> Path:
+    """A directory whose node_modules holds the pinned Node SDKs (the openai package, the Vercel AI
+    SDK: tests/support/node), or a skip saying why not."""
     if os.environ.get("SLUICEGATE_DOCS_NODE") == "skip":
         pytest.skip("Node samples skipped: SLUICEGATE_DOCS_NODE=skip")
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node samples skipped: node and npm are needed to run them")
-    directory = tmp_path_factory.mktemp("docs-node")
-    try:
-        done = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(directory), NODE_OPENAI],
-            capture_output=True, text=True, timeout=180, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"Node samples skipped: npm install {NODE_OPENAI} timed out")
-    if done.returncode != 0:
-        pytest.skip(f"Node samples skipped: npm install {NODE_OPENAI} failed: {done.stderr.strip()[-300:]}")
-    return directory
+    return node_sdks.install()
 
 
 @pytest.fixture(scope="session")
