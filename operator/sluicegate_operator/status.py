@@ -21,6 +21,8 @@ from .resourcereport import ResourceReport
 ConditionStatus = Literal["True", "False", "Unknown"]
 _KEY_REASONS = frozenset({"SecretNotFound", "SecretKeyMissing"})
 _ANNOUNCED = frozenset({"Ready", "CandidatesReady"})  # KeyResolved/Sealed changes repeat Ready's reason
+# Announced when they turn False and when they recover from False (never on a first True or Unknown).
+_ANNOUNCED_WHEN_FALSE = frozenset({"ModelsCurrent"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +64,14 @@ class StatusUpdate:
     @property
     def events(self) -> tuple[Transition, ...]:
         """The transitions worth a Kubernetes Event (one per change a person should see)."""
-        return tuple(t for t in self.transitions if t.condition.type in _ANNOUNCED)
+        return tuple(t for t in self.transitions if t.condition.type in _ANNOUNCED or _went_or_left_false(t))
 
     def as_patch(self) -> dict[str, Any]:
         return {"status": dict(self.fields)}
+
+
+def _went_or_left_false(t: Transition) -> bool:
+    return t.condition.type in _ANNOUNCED_WHEN_FALSE and "False" in (t.condition.status, t.previous)
 
 
 def _truth(flag: bool) -> ConditionStatus:
@@ -109,8 +115,23 @@ def merge_conditions(
     return out, tuple(changes)
 
 
+def models_current(report: ResourceReport) -> Condition:
+    """ModelsCurrent: False while a declared model is past its provider's retirement date or
+    deprecated (render's warnings), so ``kubectl describe`` and an Event show what render prints."""
+    if not report.ready:
+        return Condition("ModelsCurrent", "Unknown", "NotSealed", "checked once the connection is sealed")
+    if not report.warnings:
+        return Condition(
+            "ModelsCurrent", "True", "ModelsCurrent", "no declared model is retired or deprecated"
+        )
+    retired = any(" was retired " in w for w in report.warnings)
+    return Condition(
+        "ModelsCurrent", "False", "ModelRetired" if retired else "ModelDeprecated", "; ".join(report.warnings)
+    )
+
+
 def connection_conditions(report: ResourceReport) -> list[Condition]:
-    """Ready, KeyResolved and Sealed for a ProviderConnection."""
+    """Ready, KeyResolved, Sealed and ModelsCurrent for a ProviderConnection."""
     if report.ready:
         key = (
             Condition("KeyResolved", "True", "KeyResolved", f"key fingerprint {report.key_fingerprint}")
@@ -119,13 +140,13 @@ def connection_conditions(report: ResourceReport) -> list[Condition]:
         )
         sealed = Condition("Sealed", "True", report.reason, report.message)
         ready = Condition("Ready", "True", "Ready", report.message)
-        return [ready, key, sealed]
+        return [ready, key, sealed, models_current(report)]
     if report.reason in _KEY_REASONS:
         key = Condition("KeyResolved", "False", report.reason, report.message)
     else:
         key = Condition("KeyResolved", "Unknown", "SpecInvalid", "the spec must be fixed first")
     sealed = Condition("Sealed", "False", report.reason, "left out of the sealed config")
-    return [Condition("Ready", "False", report.reason, report.message), key, sealed]
+    return [Condition("Ready", "False", report.reason, report.message), key, sealed, models_current(report)]
 
 
 def tier_conditions(report: ResourceReport) -> list[Condition]:

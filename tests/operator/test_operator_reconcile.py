@@ -318,3 +318,23 @@ async def test_nothing_of_a_data_key_reaches_the_app_namespace(cluster):
     for kid, key in keys.items():
         assert key not in outside
         assert base64.b64encode(key.encode()).decode() not in outside
+
+
+async def test_a_retired_model_is_a_warning_event_and_condition_on_its_connection(cluster):
+    await applied_examples(cluster)
+    models = [{"name": "claude-haiku-4-5"}, {"name": "claude-3-5-haiku-20241022"}]
+    await patch(cluster, "ProviderConnection", NS, "anthropic", {"spec": {"models": models}})
+
+    def warned():
+        found = condition(cluster, "ProviderConnection", "anthropic", "ModelsCurrent")
+        assert (found["status"], found["reason"]) == ("False", "ModelRetired")
+        assert "claude-3-5-haiku-20241022 was retired by anthropic" in found["message"]
+        assert condition(cluster, "ProviderConnection", "anthropic")["status"] == "True"  # still serves
+        events = [cluster.objects[k].raw for k in cluster.objects if k[0].plural == "events" and k[1] == NS]
+        [event] = [
+            e for e in events if e["involvedObject"]["name"] == "anthropic" and e["reason"] == "ModelRetired"
+        ]
+        return event
+
+    event = await eventually(warned)
+    assert event["type"] == "Warning" and "claude-3-5-haiku-20241022" in event["message"]

@@ -25,7 +25,7 @@ def test_every_condition_carries_the_observed_generation():
     update = build_status(report, obj(generation=7), config=None, now=T0)
     assert update.fields["observedGeneration"] == 7
     assert {c["observedGeneration"] for c in update.fields["conditions"]} == {7}
-    assert set(conditions_of(update)) == {"Ready", "KeyResolved", "Sealed"}
+    assert set(conditions_of(update)) == {"Ready", "KeyResolved", "Sealed", "ModelsCurrent"}
 
 
 def test_missing_secret_sets_key_resolved_false_with_reason_and_no_fingerprint():
@@ -58,8 +58,8 @@ def test_a_status_change_is_a_transition_with_a_new_time():
     changed = {t.condition.type: t for t in second.transitions}
     assert changed["Ready"].previous == "True" and changed["Ready"].event_type == "Warning"
     assert conditions_of(second)["Ready"]["lastTransitionTime"] == "2026-11-23T10:05:00Z"
-    assert set(changed) == {"Ready", "KeyResolved", "Sealed"}
-    assert [t.condition.type for t in second.events] == ["Ready"]  # one Event, not three
+    assert set(changed) == {"Ready", "KeyResolved", "Sealed", "ModelsCurrent"}  # ModelsCurrent: Unknown
+    assert [t.condition.type for t in second.events] == ["Ready"]  # one Event, not four
 
 
 def test_conditions_written_by_others_are_kept():
@@ -98,3 +98,35 @@ def test_tier_lists_candidates_that_are_not_ready():
     assert update.fields["notReady"] == ["openai/gpt-4.1-nano"]
     assert update.fields["candidates"][0] == {"connection": "mock", "model": "mock-small", "ready": True}
     assert conditions_of(update)["CandidatesReady"]["status"] == "False"
+
+
+RETIRED = (
+    "model claude-3-5-haiku-20241022 was retired by anthropic on 2026-02-19: requests to it fail; "
+    "declare a current model"
+)
+
+
+def test_a_retired_model_sets_models_current_false_and_is_announced_once_until_fixed():
+    current = ResourceReport("ProviderConnection", "anthropic", True, "Sealed", "sealed")
+    retired = ResourceReport("ProviderConnection", "anthropic", True, "Sealed", "sealed", warnings=(RETIRED,))
+    first = build_status(current, obj(), config=None, now=T0)
+    assert conditions_of(first)["ModelsCurrent"]["status"] == "True"
+    assert "ModelsCurrent" not in [t.condition.type for t in first.events]  # a first True: no Event
+    warned = build_status(retired, obj(status=dict(first.fields)), config=None, now=T1)
+    found = conditions_of(warned)["ModelsCurrent"]
+    assert (found["status"], found["reason"], found["message"]) == ("False", "ModelRetired", RETIRED)
+    [event] = [t for t in warned.events if t.condition.type == "ModelsCurrent"]
+    assert event.event_type == "Warning" and RETIRED in event.event_message
+    again = build_status(retired, obj(status=dict(warned.fields)), config=None, now=T1)
+    assert again.events == ()  # said once, not on every reconcile
+    fixed = build_status(current, obj(status=dict(warned.fields)), config=None, now=T1)
+    assert [(t.condition.type, t.event_type) for t in fixed.events] == [("ModelsCurrent", "Normal")]
+
+
+def test_a_deprecated_model_is_named_as_such():
+    report = ResourceReport(
+        "ProviderConnection", "gemini", True, "Sealed", "sealed",
+        warnings=("model gemini-2.0-flash is deprecated by its provider (price catalog); plan to replace it",),
+    )  # fmt: skip
+    found = conditions_of(build_status(report, obj(), config=None, now=T0))["ModelsCurrent"]
+    assert (found["status"], found["reason"]) == ("False", "ModelDeprecated")
