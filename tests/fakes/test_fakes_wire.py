@@ -365,8 +365,12 @@ def test_openai_responses_tool_calls_stream_arguments_and_a_tool_output_gets_tex
 
 
 def test_openai_responses_max_output_tokens_is_an_incomplete_response_and_faults_keep_the_format(fake_openai):
+    fake_openai.text = " ".join(["word"] * 30)
     with openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=0) as client:
-        short = client.responses.create(model="gpt-4o-mini", input="Hi", max_output_tokens=2)
+        short = client.responses.create(model="gpt-4o-mini", input="Hi", max_output_tokens=16)
+        with pytest.raises(openai.BadRequestError, match="integer below minimum value") as below:
+            client.responses.create(model="gpt-4o-mini", input="Hi", max_output_tokens=15)  # as OpenAI
+        assert below.value.code == "integer_below_min_value" and below.value.param == "max_output_tokens"
         fake_openai.script([Fault.status(429)])
         with pytest.raises(openai.RateLimitError):
             client.responses.create(model="gpt-4o-mini", input="Hi")
