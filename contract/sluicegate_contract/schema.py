@@ -29,6 +29,7 @@ Window = Literal["day", "week", "month"]
 Action = Literal["BLOCK", "DOWNGRADE", "LIGHT_ONLY"]
 SplitBy = Literal["none", "team", "service", "feature", "user", "endCustomer"]
 Mode = Literal["Enforce", "Shadow"]
+FailMode = Literal["closed", "static"]
 PriceSource = Literal["catalog", "override"]
 
 
@@ -175,7 +176,18 @@ class Alerts(_Wire, frozen=True):
     webhooks: tuple[Webhook, ...] = ()
 
 
-class Budget(_Wire, frozen=True):
+class StaticAllowance(_Wire, frozen=True):
+    """``failMode: static``: what one sidecar may spend per scope once its lease has run out while the
+    budget authority cannot be reached, and for how long, per outage (reserved worst case, as always)."""
+
+    amount_micro_usd: int
+    seconds: int
+
+
+class Budget(_Wire, frozen=True, omit_defaults=True):
+    """A BudgetPolicy. Fields at their defaults are left out of the sealed JSON, so a field added with
+    a default (``failMode``) leaves every config that does not use it readable by older sidecars."""
+
     name: str
     uid: str
     selector: dict[str, str] = {}
@@ -188,6 +200,8 @@ class Budget(_Wire, frozen=True):
     kill_switch: bool = False
     mode: Mode = "Enforce"
     allow_unpriced: bool = False
+    fail_mode: FailMode = "closed"  # fleet mode, lease spent and authority unreachable: 503 or allowance
+    static_allowance: StaticAllowance | None = None  # with fail_mode "static"
 
 
 class Config(_Wire, frozen=True):

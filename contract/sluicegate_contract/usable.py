@@ -23,6 +23,10 @@ from .windows import zone
 MAX_RATE_MICRO_PER_MTOK = 10**12
 # $1,000,000,000: the CRD's maximum amountUSD.
 MAX_AMOUNT_MICRO_USD = 10**15
+# ``failMode: static``: the allowance stays small and short (the CRD's bounds): every sidecar of the
+# fleet may spend it beyond the cap during an outage.
+MAX_ALLOWANCE_MICRO_USD = 1_000 * PPM
+MAX_ALLOWANCE_SECONDS = 3_600
 RESERVED_NAMES = ("auto",)
 RESERVED_PREFIX = "tier:"
 
@@ -106,12 +110,31 @@ def budget_problems(budget: Budget) -> list[tuple[str, str]]:
         if not 0 < limit.amount_micro_usd <= MAX_AMOUNT_MICRO_USD:
             top = MAX_AMOUNT_MICRO_USD // PPM
             problems.append((f"spec.limits[{i}].amountUSD", f"must be above 0 and at most {top} USD"))
+    problems += _fail_mode_problems(budget)
     for i, step in enumerate(budget.ladder):
         if not 0 < step.at_ppm <= PPM:
             problems.append((f"spec.ladder[{i}].at", "must be in (0, 1]"))
     for i, threshold in enumerate(budget.alerts.thresholds_ppm):
         if not 0 < threshold <= PPM:
             problems.append((f"spec.alerts.thresholds[{i}]", "must be in (0, 1]"))
+    return problems
+
+
+def _fail_mode_problems(budget: Budget) -> list[tuple[str, str]]:
+    allowance = budget.static_allowance
+    if budget.fail_mode == "closed":
+        return [] if allowance is None else [("spec.staticAllowance", "only with failMode: static")]
+    if allowance is None:
+        return [("spec.staticAllowance", "failMode: static needs an allowance (amountUSD, seconds)")]
+    problems: list[tuple[str, str]] = []
+    smallest = min((limit.amount_micro_usd for limit in budget.limits), default=MAX_ALLOWANCE_MICRO_USD)
+    if not 0 < allowance.amount_micro_usd <= min(MAX_ALLOWANCE_MICRO_USD, smallest):
+        top = MAX_ALLOWANCE_MICRO_USD // PPM
+        problems.append(
+            ("spec.staticAllowance.amountUSD", f"must be above 0, at most {top} USD and the limits")
+        )
+    if not 0 < allowance.seconds <= MAX_ALLOWANCE_SECONDS:
+        problems.append(("spec.staticAllowance.seconds", f"must be 1 to {MAX_ALLOWANCE_SECONDS}"))
     return problems
 
 

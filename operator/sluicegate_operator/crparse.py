@@ -11,7 +11,16 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from sluicegate_contract.schema import Action, Mode, ProviderKind, RetryClass, SplitBy, Strategy, Window
+from sluicegate_contract.schema import (
+    Action,
+    FailMode,
+    Mode,
+    ProviderKind,
+    RetryClass,
+    SplitBy,
+    Strategy,
+    Window,
+)
 
 GROUP = "sluicegate.io"
 VERSION = "v1alpha1"
@@ -115,6 +124,11 @@ class LimitSpec(_Spec, frozen=True):
     timezone: str = "UTC"
 
 
+class StaticAllowanceSpec(_Spec, frozen=True):
+    amount_usd: float = msgspec.field(name="amountUSD")
+    seconds: int
+
+
 class LadderSpec(_Spec, frozen=True):
     at: float
     action: Action
@@ -141,6 +155,8 @@ class BudgetPolicySpec(_Spec, frozen=True):
     kill_switch: bool = False
     mode: Mode = "Enforce"
     allow_unpriced: bool = False
+    fail_mode: FailMode = "closed"
+    static_allowance: StaticAllowanceSpec | None = None
 
 
 SpecT = TypeVar("SpecT", ProviderConnectionSpec, RoutingTierSpec, BudgetPolicySpec)

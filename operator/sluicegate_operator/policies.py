@@ -17,6 +17,7 @@ from sluicegate_contract.schema import (
     LadderStep,
     Limit,
     Provider,
+    StaticAllowance,
     Tier,
     Webhook,
 )
@@ -91,6 +92,17 @@ def _ppm(fraction: float, what: str, meta: Meta) -> int:
     return value
 
 
+def _allowance(meta: Meta, spec: BudgetPolicySpec) -> StaticAllowance | None:
+    allowance = spec.static_allowance
+    if allowance is None:
+        return None
+    if not math.isfinite(allowance.amount_usd):
+        raise ResourceError(meta.kind, meta.name, "spec.staticAllowance.amountUSD: not a usable amount")
+    return StaticAllowance(
+        amount_micro_usd=usd_per_mtok_to_micro(allowance.amount_usd), seconds=allowance.seconds
+    )
+
+
 def render_budget(meta: Meta, spec: BudgetPolicySpec) -> Budget:
     if spec.downgrade_to is None and (
         spec.action == "DOWNGRADE" or any(step.action == "DOWNGRADE" for step in spec.ladder)
@@ -137,6 +149,8 @@ def render_budget(meta: Meta, spec: BudgetPolicySpec) -> Budget:
         kill_switch=spec.kill_switch,
         mode=spec.mode,
         allow_unpriced=spec.allow_unpriced,
+        fail_mode=spec.fail_mode,
+        static_allowance=_allowance(meta, spec),
     )
     # Values the CRD accepts but a sidecar cannot use (fault 33): the whole render fails (budgets fail
     # closed), so the last good config keeps serving and this policy's condition names the field.

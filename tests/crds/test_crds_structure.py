@@ -235,6 +235,7 @@ def spec_enum(filename: str, *steps: str) -> list[str]:
         ("budgetpolicies.yaml", ("ladder", "[]", "action"), contract.Action),
         ("budgetpolicies.yaml", ("splitBy",), contract.SplitBy),
         ("budgetpolicies.yaml", ("mode",), contract.Mode),
+        ("budgetpolicies.yaml", ("failMode",), contract.FailMode),
     ],
 )
 def test_crd_enums_match_the_sealed_config_contract(
