@@ -4,7 +4,9 @@ One exchange (``POST /v1/leases/sync``) does everything a sidecar needs per refr
 cumulative settled spend of each lease it holds (idempotent), states the most it still counts on
 (``limit``: the authority may lower the lease to it, never below what was reported), asks for more
 (``want``, at least ``least``) and returns a lease for good (``final``). Every field is absolute or
-a request, never a delta, so a retried or replayed sync changes nothing it should not.
+a request, never a delta, so a retried or replayed sync changes nothing it should not. A lease the
+sidecar opened itself (``offline``: ``failMode: static`` while the authority was unreachable) is
+reported the same way, under the id the sidecar gave it; the authority records its spend.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ class ScopeRef(_Msg, frozen=True, kw_only=True):
     window: WindowKind
 
 
-class LeaseAsk(_Msg, frozen=True, kw_only=True):
-    """One scope's part of a sync. ``lease_id`` None asks for a new lease."""
+class LeaseAsk(_Msg, frozen=True, kw_only=True, omit_defaults=True):
+    """One scope's part of a sync. ``lease_id`` None asks for a new lease. Defaults are left off the
+    wire, so an ask without ``offline`` reads the same to an authority that predates it."""
 
     scope: ScopeRef
     lease_id: str | None = None
@@ -44,6 +47,9 @@ class LeaseAsk(_Msg, frozen=True, kw_only=True):
     want_micro_usd: int = 0  # more to add to the lease ...
     least_micro_usd: int = 0  # ... but nothing unless at least this much fits
     final: bool = False  # nothing more will be reserved on this lease: close it, return the rest
+    # The sidecar opened this lease itself under failMode static while no authority answered (its
+    # ``lease_id`` is the sidecar's own): it holds nothing, its reports are spend to record.
+    offline: bool = False
 
 
 class SyncRequest(_Msg, frozen=True, kw_only=True):

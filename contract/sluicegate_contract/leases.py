@@ -9,6 +9,10 @@ A lease contributes to its account:
 - ``closed`` (returned by a final report): its reported spend only;
 - ``expired`` (not renewed in time; its sidecar presumably died): its whole amount, charged as spent;
 - ``reconciled`` (expired, then a final report from the sidecar's ledger): its reported spend only.
+
+A lease a sidecar opened itself while the authority was unreachable (``failMode: static``) reaches the
+authority afterwards as ``closed`` with its report: spend beyond the cap by design, recorded so that the
+accounts equal the ledgers (``offline``).
 """
 
 from __future__ import annotations
@@ -142,3 +146,13 @@ def synced(
         return Synced(account, after, 0)
     more = grown(after, amount)
     return Synced(moved(account, after, more), more, amount)
+
+
+def offline(lease: Lease | None, settled: int, allowance: int = 0) -> Lease:
+    """A lease the sidecar opened itself under ``failMode: static`` (None: first seen here) after a
+    report of cumulative ``settled``: closed, so its report is all it adds (idempotent, largest wins)."""
+    if settled < 0:
+        raise ValueError("a settled amount cannot be negative")
+    if lease is None:
+        return Lease(max(0, allowance), settled, "closed")
+    return replace(lease, reported=max(lease.reported, settled))

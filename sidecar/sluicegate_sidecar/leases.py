@@ -3,16 +3,23 @@
 Pure: no I/O; the monotonic clock is an argument. Requests reserve against the lease of each scope
 locally (no network while it covers them); ``authorityclient`` syncs the book with the authority.
 A lease is usable until its deadline: the sync's send time plus the granted TTL less a skew margin,
-on the monotonic clock, so a wall clock set wrong on this node cannot stretch it (fault 16).
+on the monotonic clock, so a wall clock set wrong on this node cannot stretch it (fault 16). With the
+authority unreachable, a ``failMode: static`` policy falls back on a lease the sidecar opens itself
+(``staticallowance``).
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sluicegate_contract.authority import AccountView, LeaseAsk, Refusal, ScopeRef, SyncReply
+from sluicegate_contract.schema import Budget
 from sluicegate_contract.windows import WindowKind
+
+from .staticallowance import Allowance, allowances, deadline, may_open
 
 LeaseKey = tuple[str, str, WindowKind]  # (policy, split value or "", window kind)
 Shortfall = Literal["kill_switch", "budget_exceeded", "budget_authority_unavailable", "pending"]
@@ -36,6 +43,7 @@ class HeldLease:
     settled: int = 0  # cumulative, settled by this sidecar on it
     reserved: int = 0  # in flight
     current: bool = True  # False: retired (expired, closed); only waits for its last report
+    offline: bool = False  # opened by this sidecar under failMode static while the authority was away
 
     def room(self, mono: float) -> int:
         if not self.current or mono >= self.deadline:
@@ -85,6 +93,11 @@ class LeaseBook:
     held: dict[str, HeldLease] = field(default_factory=dict)  # every lease not yet reported closed
     unavailable: bool = False  # the last sync failed
     draining: bool = False  # shutting down: return what is not in flight, ask for nothing
+    budgets: Callable[[], Sequence[Budget]] = tuple  # the config's policies (for failMode static)
+    outage_used: set[LeaseKey] = field(default_factory=set)  # scopes given their allowance this outage
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    _seen: Sequence[Budget] = ()
+    _allowances: dict[str, Allowance] = field(default_factory=dict)
 
     def _scope(self, key: LeaseKey) -> ScopeState:
         state = self.scopes.get(key)
@@ -93,10 +106,46 @@ class LeaseBook:
         return state
 
     def room(self, key: LeaseKey, mono: float) -> int:
+        if self.unavailable:
+            found = self.scopes.get(key)
+            self._fall_back(key, mono, found.worst if found is not None else 0)
         state = self.scopes.get(key)
         if state is None or state.lease is None or state.refusal == "kill_switch":
             return 0
-        return state.lease.room(mono)
+        lease = state.lease
+        if lease.offline and self._allowance(key[0]) is None:  # the policy is no longer static
+            return 0
+        return lease.room(mono)
+
+    def _allowance(self, policy: str) -> Allowance | None:
+        budgets = self.budgets()
+        if budgets is not self._seen:
+            self._seen, self._allowances = budgets, allowances(budgets)
+        return self._allowances.get(policy)
+
+    def _fall_back(self, key: LeaseKey, mono: float, need: int) -> None:
+        """failMode static: the authority does not answer and the scope's lease cannot cover ``need``:
+        open this outage's lease of the policy's allowance in its place (``staticallowance``)."""
+        allowance = self._allowance(key[0])
+        state = self.scopes.get(key)
+        lease = state.lease if state is not None else None
+        if allowance is None or not may_open(
+            allowance,
+            unavailable=self.unavailable,
+            draining=self.draining,
+            used_this_outage=key in self.outage_used,
+            lease_room=lease.room(mono) if lease is not None else 0,
+            need=need,
+            account=state.account if state is not None else None,
+            refusal=state.refusal if state is not None else None,
+        ):
+            return
+        state = self._scope(key)
+        if lease is not None:
+            lease.current = False  # reported final, with what it did not spend, once the authority is back
+        offline = HeldLease(key, self.new_id(), allowance.amount, deadline(allowance, mono), offline=True)
+        self.held[offline.lease_id] = state.lease = offline
+        self.outage_used.add(key)
 
     def fleet_room(self, key: LeaseKey, mono: float) -> int:
         """This sidecar's room plus what the account had unleased at the last sync (an estimate for
@@ -113,6 +162,8 @@ class LeaseBook:
         state = self.scopes.get(key)
         if state is not None and state.refusal == "kill_switch":
             return "kill_switch"
+        if self.unavailable:
+            self._fall_back(key, mono, amount)
         if self.room(key, mono) >= amount:
             return None
         if self.unavailable:
@@ -193,6 +244,10 @@ class LeaseBook:
                 lease.current = False  # expired here: the authority charges it unless reported
                 state.lease = None if state.lease is lease else state.lease
             scope = ScopeRef(policy=lease.key[0], split=lease.key[1], window=lease.key[2])
+            if lease.offline:  # its spend, to be recorded; never grown, never lowered
+                final = (not lease.current or self.draining) and lease.reserved == 0
+                asks.append(_offline_ask(scope, lease, final))
+                continue
             if not lease.current or self.draining:  # return what is not in flight; close when idle
                 asks.append(_ask(scope, lease, lease.settled + lease.reserved, 0, 0, lease.reserved == 0))
                 continue
@@ -214,6 +269,8 @@ class LeaseBook:
     def apply(self, reply: SyncReply, sent_at: float) -> None:
         """Adopt the authority's answer to a sync sent at ``sent_at`` (monotonic)."""
         self.unavailable = False
+        if self.outage_used:
+            self._end_outage()
         for grant in reply.leases:
             key: LeaseKey = (grant.scope.policy, grant.scope.split, grant.scope.window)
             state = self._scope(key)
@@ -244,6 +301,16 @@ class LeaseBook:
                 if lease.current and state.lease is None:
                     state.lease = lease
 
+    def _end_outage(self) -> None:
+        """The authority answers again: offline leases are only reported from now on."""
+        self.outage_used.clear()
+        for held in self.held.values():
+            if held.offline and held.current:
+                held.current = False
+                found = self.scopes.get(held.key)
+                if found is not None and found.lease is held:
+                    found.lease = None
+
     def rooms(self, mono: float) -> dict[tuple[str, WindowKind], int]:
         """Lease room per policy and window, summed over split values (for metrics)."""
         totals: dict[tuple[str, WindowKind], int] = {}
@@ -272,4 +339,15 @@ def _ask(scope: ScopeRef, lease: HeldLease, limit: int, want: int, least: int, f
         want_micro_usd=want,
         least_micro_usd=least,
         final=final,
+    )
+
+
+def _offline_ask(scope: ScopeRef, lease: HeldLease, final: bool) -> LeaseAsk:
+    return LeaseAsk(
+        scope=scope,
+        lease_id=lease.lease_id,
+        settled_micro_usd=lease.settled,
+        limit_micro_usd=lease.amount,
+        final=final,
+        offline=True,
     )

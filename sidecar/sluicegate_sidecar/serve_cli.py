@@ -284,6 +284,8 @@ async def serve(args: argparse.Namespace) -> int:
                 args.budget_authority_ca or args.key_service_ca, environ.get("SLUICEGATE_KEY_SERVICE_CA")
             ),
         )
+        # failMode static reads the policies of the config in force (``staticallowance``)
+        fleet.book.budgets = lambda: gateway.served.loaded.config.budgets if gateway.served else ()
         gateway.budgets.fleet = fleet
     log.info("open-file limit: %s", raise_open_file_limit())
     header = {"max_header_bytes": args.max_header_kb * 1024, "header_timeout": args.header_timeout}

@@ -29,6 +29,7 @@ from sluicegate_contract.timestamps import format_time
 
 from .ledgerstore import PriceRow, insert_entries, record_prices
 from .migrations import MIGRATIONS
+from .offlinestore import record_offline
 from .terms import Terms as Terms
 from .terms import TermsFn
 
@@ -130,6 +131,10 @@ class Store:
                     (_uuid(ask.lease_id), namespace, scope.policy, scope.split, scope.window),
                 )
                 row = await cur.fetchone()
+                if row is None and ask.offline and found is not None:  # failMode static's own lease
+                    return await record_offline(conn, namespace, sidecar_id, ask, found, now) or _gone(
+                        ask, now
+                    )
                 if row is None or row[1] != sidecar_id:  # not this sidecar's: nothing to do
                     return _gone(ask, now)
                 start = row[0]
