@@ -1,12 +1,15 @@
 """``sluicegate authority``: serve the budget authority for sealed config directories, standalone.
 
-The database comes from ``SLUICEGATE_DATABASE_URL`` (a libpq URL); migrations run on start.
+The database comes from ``SLUICEGATE_DATABASE_URL`` (a libpq URL); migrations run on start. Callers are
+not authenticated standalone, so it serves loopback unless told otherwise: a non-loopback ``--listen``
+needs TLS (``--tls-cert``/``--tls-key``) or an explicit ``--insecure-listen``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -20,7 +23,7 @@ from psycopg_pool import PoolTimeout
 
 from sluicegate_contract.keyring import KeyringError
 
-from ..keyservice import serving
+from ..keyservice import server_tls, serving
 from .configs import ConfigSet, public_keys_of
 from .service import AuthorityService
 from .store import Store, StoreUnavailable
@@ -33,6 +36,10 @@ example:
   export SLUICEGATE_DATABASE_URL=postgresql://sluicegate@127.0.0.1:5432/sluicegate
   sluicegate authority --config .run/config --listen 127.0.0.1:8480
   sluicegate sidecar --config .run/config --budget-authority http://127.0.0.1:8480
+
+beyond loopback (callers are not authenticated standalone: a network you trust):
+  sluicegate authority --config .run/config --listen 0.0.0.0:8480 --tls-cert tls.crt --tls-key tls.key
+  sluicegate sidecar ... --budget-authority https://authority.example:8480 --budget-authority-ca ca.crt
 """
 
 
@@ -51,6 +58,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--lease-ttl-seconds", type=float, default=10.0, help="how long a lease lives unrenewed")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="config reads and expiry sweeps")
     p.add_argument("--connect-seconds", type=float, default=30.0, help="how long to wait for the database")
+    p.add_argument(
+        "--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM; with --tls-key)"
+    )
+    p.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    p.add_argument(
+        "--insecure-listen",
+        action="store_true",
+        help="allow a non-loopback --listen without TLS (callers are never authenticated standalone)",
+    )
     return p.parse_args(list(argv))
 
 
@@ -73,10 +89,38 @@ async def _connect(url: str, ttl: timedelta, patience: float) -> Store:
             await asyncio.sleep(1.0)
 
 
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def exposure(host: str, *, tls: bool, insecure: bool) -> str | None:
+    """Why serving on ``host`` is refused (None: allowed). Beyond loopback the traffic carries budget
+    grants and ledger entries: TLS, or the operator's explicit ``--insecure-listen``."""
+    if loopback(host) or tls or insecure:
+        return None
+    return (
+        f"refusing to serve on {host} (not loopback) in plain HTTP: give --tls-cert and --tls-key,"
+        " or --insecure-listen on a network you trust"
+    )
+
+
 async def serve(args: argparse.Namespace, url: str) -> int:
     host, port = _listen(args.listen)
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        log.warning("callers are not authenticated: serve the standalone authority on loopback only")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    refused = exposure(host, tls=args.tls_cert is not None, insecure=args.insecure_listen)
+    if refused is not None:
+        raise ValueError(refused)
+    tls = server_tls(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+    if not loopback(host):
+        log.warning(
+            "callers are not authenticated: anyone who reaches %s may sync any namespace's leases", host
+        )
     configs = ConfigSet(args.config, public_keys_of(args.config, args.public_keys))
     configs.load(datetime.now(UTC))
     if not configs.configs:
@@ -88,8 +132,8 @@ async def serve(args: argparse.Namespace, url: str) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with serving(service.app(), host=host, port=port, tls=None) as bound:
-            log.info("budget authority listening on http://%s:%s", host, bound)
+        async with serving(service.app(), host=host, port=port, tls=tls) as bound:
+            log.info("budget authority listening on %s://%s:%s", "https" if tls else "http", host, bound)
             maintain = asyncio.create_task(service.maintain(args.poll_seconds))
             await stop.wait()
             maintain.cancel()
@@ -107,6 +151,6 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         return asyncio.run(serve(args, url))
-    except (ValueError, KeyringError, StoreUnavailable) as exc:
+    except (ValueError, KeyringError, StoreUnavailable, OSError) as exc:  # OSError: a certificate, a port
         print(f"sluicegate authority: {exc}", file=sys.stderr)
         return 1
