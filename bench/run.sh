@@ -5,13 +5,15 @@
 # Beyond the harness's steps, two of our own: `footprint` (bench/footprint.sh: each target's RSS fresh
 # and after 10,000 requests, before anything else reaches it) and `latency` (the c=1 scenario again,
 # LATENCY_DURATION seconds a repeat, for its p50/p90/p99 added over the direct call); `report`
-# (bench/report.py) prints both as OUT_DIR/sluicegate.md.
+# (bench/report.py) prints both as OUT_DIR/sluicegate.md; and `fleet` (bench/fleet.py: the sidecar with
+# and without --budget-authority, against its own authority and throwaway PostgreSQL, CPU per request
+# and latency while leases cover requests; OUT_DIR/fleet.json).
 #
 # usage: bench/run.sh [STEP...]   (default: all of them, in order; the harness's own step names work)
 # Knobs: TARGETS="direct portkey litellm" (sluicegate is always added), DURATION, REPEATS,
 # SCENARIOS (see peers.sh), BENCH_DIR=/tmp/sluicegate-bench, SLUICEGATE_PORT=8470,
 # SLUICEGATE_ARGS (extra sidecar flags, e.g. --ledger-sync), FOOTPRINT_REQUESTS=10000,
-# LATENCY_DURATION=15.
+# LATENCY_DURATION=15, FLEET_DURATION=10, FLEET_REPEATS=3.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS=${PEERS:-$ROOT/../shared/bench/peers.sh}
@@ -33,7 +35,7 @@ export EXTRA_TARGET_URL=http://127.0.0.1:$PORT
 export EXTRA_TARGET_START="$ROOT/.venv/bin/sluicegate sidecar --config $BENCH_DIR/config --port $PORT --ops-port $OPS_PORT --ledger-dir $BENCH_DIR/ledger ${SLUICEGATE_ARGS:-}"
 export PEERS_DIR=${PEERS_DIR:-/tmp/peers}
 export OUT_DIR=${OUT_DIR:-$PEERS_DIR/results/$(date +%Y%m%d-%H%M%S)}
-STEPS=(install start versions footprint check capacity run latency ttfb summarize report stop)
+STEPS=(install start versions footprint check capacity run latency ttfb summarize report stop fleet)
 if [[ $# -eq 0 || $* == all ]]; then
   set -- "${STEPS[@]}"
   trap 'bash "$PEERS" stop' EXIT  # whatever fails, the started processes are stopped
@@ -43,6 +45,7 @@ for step in "$@"; do
     footprint) SHARED_BENCH=$(dirname "$PEERS") TARGETS="$TARGETS $EXTRA_TARGET_NAME" bash "$ROOT/bench/footprint.sh" ;;
     latency) OUT_DIR=$OUT_DIR/c1 SCENARIOS=chat_c1 DURATION=${LATENCY_DURATION:-15} bash "$PEERS" run ;;
     report) "$ROOT/.venv/bin/python" "$ROOT/bench/report.py" "$OUT_DIR" ;;
+    fleet) SHARED_BENCH=$(dirname "$PEERS") OUT_DIR=$OUT_DIR "$ROOT/.venv/bin/python" "$ROOT/bench/fleet.py" ;;
     *) bash "$PEERS" "$step" ;;
   esac
 done

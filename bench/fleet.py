@@ -1,0 +1,242 @@
+"""make bench's fleet step: the sidecar's cost per request with and without ``--budget-authority``.
+
+Starts its own pieces on loopback: the shared harness's fake upstream, a throwaway PostgreSQL 13+
+(the Debian server binaries, as the tests do), ``sluicegate authority`` and two sidecars on the same
+config (bench/resources.yaml: a budget that never binds, so leases always cover requests) — one local,
+one in fleet mode. Sidecars are pinned to CORE_GW, wrk and the upstream to CORE_LOAD. The two are
+measured in turns (ABAB…), each turn wrk at c=1 (latency) and at c=32 (throughput), and the sidecar's
+CPU time per request is read from /proc (robust to a loaded machine, unlike rates). Prints a table and
+writes OUT_DIR/fleet.json.
+
+usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N] [--out DIR]
+Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+SLUICEGATE = [sys.executable, "-m", "sluicegate_cli"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], patience: float = 60.0) -> None:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for proc in reversed(started):  # by PID, never by name
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback; yields its URL (trust auth, user sg)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise SystemExit("fleet bench: no PostgreSQL server binaries (apt-get install postgresql)")
+    bin_dir = Path(found[-1]).parent
+    as_server = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="sg-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    port = free_port()
+    data = root / "data"
+    run = [*as_server, str(bin_dir / "pg_ctl"), "-D", str(data)]
+    subprocess.run([*as_server, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "sg"],
+                   check=True, capture_output=True)  # fmt: skip
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100"
+    subprocess.run(
+        [*run, "-w", "-l", str(root / "log"), "-o", options, "start"], check=True, capture_output=True
+    )
+    try:
+        with psycopg.connect(f"postgresql://sg@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        yield f"postgresql://sg@127.0.0.1:{port}/bench"
+    finally:
+        subprocess.run([*run, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wrk(url: str, connections: int, seconds: float, lua: Path, core: str) -> dict[str, float]:
+    out = subprocess.run(
+        ["taskset", "-c", core, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+         "--timeout", "10s", "-s", str(lua), url],
+        check=True, capture_output=True, text=True, env={**os.environ, "BENCH_LABEL": "fleet"},
+    )  # fmt: skip
+    found = re.search(r"^WRKJSON (.*)$", out.stdout, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
+    summary: dict[str, float] = json.loads(found.group(1))
+    return summary
+
+
+def measure(
+    name: str, url: str, pid: int, connections: int, seconds: float, lua: Path, core: str
+) -> dict[str, object]:
+    before = cpu_seconds(pid)
+    summary = wrk(url, connections, seconds, lua, core)
+    used = cpu_seconds(pid) - before
+    errors = sum(
+        int(summary[k]) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")
+    )
+    return {
+        "mode": name,
+        "connections": connections,
+        "requests": int(summary["requests"]),
+        "rps": summary["rps"],
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "cpu_ms_per_request": 1000 * used / max(1, int(summary["requests"])),
+        "errors": errors,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=float(os.environ.get("FLEET_DURATION", 10)))
+    p.add_argument("--repeats", type=int, default=int(os.environ.get("FLEET_REPEATS", 3)))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("OUT_DIR", str(Path(tempfile.gettempdir()) / "sluicegate-bench"))),
+    )
+    args = p.parse_args()
+    shared = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+    lua = shared / "wrk_chat.lua"
+    core_load, core_gw = os.environ.get("CORE_LOAD", "0"), os.environ.get("CORE_GW", "1")
+    work = Path(tempfile.mkdtemp(prefix="sg-bench-fleet-"))
+    upstream_port = free_port()
+    resources = (ROOT / "bench" / "resources.yaml").read_text()
+    (work / "resources.yaml").write_text(resources.replace("127.0.0.1:9000/", f"127.0.0.1:{upstream_port}/"))
+    subprocess.run([*SLUICEGATE, "render", "-f", str(work / "resources.yaml"), "-o", str(work / "config"),
+                    "--namespace", "bench"], check=True, capture_output=True)  # fmt: skip
+    rows: list[dict[str, object]] = []
+    with postgres() as database_url, processes() as started:
+        logs = (work / "logs").resolve()
+        logs.mkdir()
+
+        def launch(
+            name: str, argv: list[str], core: str | None = None, **env: str
+        ) -> subprocess.Popen[bytes]:
+            pinned = ["taskset", "-c", core, *argv] if core is not None else argv
+            with (logs / f"{name}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    pinned, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
+                )
+            started.append(proc)
+            return proc
+
+        fake = [sys.executable, str(shared / "fake_upstream.py"), "--port", str(upstream_port)]
+        upstream = launch("upstream", fake, core_load)
+        wait_up(f"http://127.0.0.1:{upstream_port}/health", upstream)
+        authority_port = free_port()
+        authority = launch("authority", [*SLUICEGATE, "authority", "--config", str(work / "config"),
+                                         "--listen", f"127.0.0.1:{authority_port}"],
+                           SLUICEGATE_DATABASE_URL=database_url)  # fmt: skip
+        wait_up(f"http://127.0.0.1:{authority_port}/healthz", authority)
+        sidecars: dict[str, tuple[str, subprocess.Popen[bytes], str]] = {}
+        for mode, extra in (
+            ("local", []),
+            ("fleet", ["--budget-authority", f"http://127.0.0.1:{authority_port}"]),
+        ):
+            api, ops = free_port(), free_port()
+            proc = launch(mode, [*SLUICEGATE, "sidecar", "--config", str(work / "config"), "--ledger-dir",
+                                 str(work / f"ledger-{mode}"), "--port", str(api), "--ops-port", str(ops),
+                                 "--no-access-log", *extra],
+                          core_gw, SLUICEGATE_POD_NAMESPACE="bench")  # fmt: skip
+            wait_up(f"http://127.0.0.1:{ops}/readyz", proc)
+            sidecars[mode] = (f"http://127.0.0.1:{api}", proc, f"http://127.0.0.1:{ops}")
+        for url, _, _ in sidecars.values():  # warm up both
+            wrk(url, 8, 3, lua, core_load)
+        authority_cpu = cpu_seconds(authority.pid)
+        fleet_requests = 0
+        for _ in range(args.repeats):
+            for mode, (url, proc, _) in sidecars.items():
+                for connections in (1, 32):
+                    row = measure(mode, url, proc.pid, connections, args.duration, lua, core_load)
+                    rows.append(row)
+                    if mode == "fleet":
+                        fleet_requests += int(row["requests"])  # type: ignore[call-overload]
+        authority_ms = 1000 * (cpu_seconds(authority.pid) - authority_cpu) / max(1, fleet_requests)
+        metrics = httpx.get(sidecars["fleet"][2] + "/metrics", timeout=10).text
+        up = re.search(r"^sluicegate_budget_authority_up (\S+)$", metrics, re.MULTILINE)
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = report(rows, authority_ms, up.group(1) if up else "?")
+    (args.out / "fleet.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2) + "\n")
+    print(summary["table"])
+    if any(row["errors"] for row in rows):
+        print(f"errors: see the logs in {work}/logs", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(rows: list[dict[str, object]], authority_ms: float, up: str) -> dict[str, object]:
+    lines = [
+        "| sidecar | c | CPU ms/request (median) | p50 ms (median) | req/s (median) | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode in ("local", "fleet"):
+        for connections in (1, 32):
+            picked = [r for r in rows if r["mode"] == mode and r["connections"] == connections]
+            cpu = statistics.median(float(r["cpu_ms_per_request"]) for r in picked)  # type: ignore[arg-type]
+            p50 = statistics.median(float(r["p50_ms"]) for r in picked)  # type: ignore[arg-type]
+            rps = statistics.median(float(r["rps"]) for r in picked)  # type: ignore[arg-type]
+            errors = sum(int(r["errors"]) for r in picked)  # type: ignore[call-overload]
+            lines.append(f"| {mode} | {connections} | {cpu:.3f} | {p50:.2f} | {rps:.0f} | {errors} |")
+    lines.append(
+        f"\nauthority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up}"
+    )
+    return {"table": "\n".join(lines), "authority_cpu_ms_per_request": authority_ms, "authority_up": up}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
