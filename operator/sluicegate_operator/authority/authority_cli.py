@@ -1,8 +1,10 @@
 """``sluicegate authority``: serve the budget authority for sealed config directories, standalone.
 
-The database comes from ``SLUICEGATE_DATABASE_URL`` (a libpq URL); migrations run on start. Callers are
-not authenticated standalone, so it serves loopback unless told otherwise: a non-loopback ``--listen``
-needs TLS (``--tls-cert``/``--tls-key``) or an explicit ``--insecure-listen``.
+The database comes from ``SLUICEGATE_DATABASE_URL`` (a libpq URL); migrations run on start. On loopback
+callers are trusted. A non-loopback ``--listen`` needs what a cluster has — TLS (``--tls-cert`` and
+``--tls-key``) and callers' projected ServiceAccount tokens checked with a TokenReview
+(``--token-review``: a token opens only its own namespace's accounts) — or an explicit
+``--insecure-listen``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -24,6 +27,8 @@ from psycopg_pool import PoolTimeout
 from sluicegate_contract.keyring import KeyringError
 
 from ..keyservice import server_tls, serving
+from ..kube import Kube, load_configuration
+from .callers import TokenCallers
 from .configs import ConfigSet, public_keys_of
 from .service import AuthorityService
 from .store import Store, StoreUnavailable
@@ -37,9 +42,11 @@ example:
   sluicegate authority --config .run/config --listen 127.0.0.1:8480
   sluicegate sidecar --config .run/config --budget-authority http://127.0.0.1:8480
 
-beyond loopback (callers are not authenticated standalone: a network you trust):
-  sluicegate authority --config .run/config --listen 0.0.0.0:8480 --tls-cert tls.crt --tls-key tls.key
-  sluicegate sidecar ... --budget-authority https://authority.example:8480 --budget-authority-ca ca.crt
+beyond loopback (TLS, and each sidecar's projected ServiceAccount token checked with a TokenReview):
+  sluicegate authority --config .run/config --listen 0.0.0.0:8480 --tls-cert tls.crt --tls-key tls.key \
+      --token-review --kubeconfig ~/.kube/config
+  sluicegate sidecar ... --budget-authority https://authority.example:8480 --budget-authority-ca ca.crt \
+      --token-file /var/run/secrets/sluicegate/token
 """
 
 
@@ -63,9 +70,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     p.add_argument(
+        "--token-review",
+        action="store_true",
+        help="authenticate callers: their projected ServiceAccount token (audience sluicegate), checked"
+        " with a TokenReview, opens only its own namespace's accounts",
+    )
+    p.add_argument("--kubeconfig", help="for --token-review (default: in-cluster, else $KUBECONFIG)")
+    p.add_argument("--context", help="kubeconfig context for --token-review")
+    p.add_argument(
         "--insecure-listen",
         action="store_true",
-        help="allow a non-loopback --listen without TLS (callers are never authenticated standalone)",
+        help="allow a non-loopback --listen without TLS and --token-review (a network you trust)",
     )
     return p.parse_args(list(argv))
 
@@ -98,14 +113,19 @@ def loopback(host: str) -> bool:
         return False
 
 
-def exposure(host: str, *, tls: bool, insecure: bool) -> str | None:
-    """Why serving on ``host`` is refused (None: allowed). Beyond loopback the traffic carries budget
-    grants and ledger entries: TLS, or the operator's explicit ``--insecure-listen``."""
-    if loopback(host) or tls or insecure:
+def exposure(host: str, *, tls: bool, reviewed: bool, insecure: bool) -> str | None:
+    """Why serving on ``host`` is refused (None: allowed). Beyond loopback, as in a cluster: TLS and
+    token review, unless the operator explicitly opts out with ``--insecure-listen``."""
+    if loopback(host) or insecure or (tls and reviewed):
         return None
+    missing = " and ".join(
+        what
+        for what, there in (("TLS (--tls-cert, --tls-key)", tls), ("--token-review", reviewed))
+        if not there
+    )
     return (
-        f"refusing to serve on {host} (not loopback) in plain HTTP: give --tls-cert and --tls-key,"
-        " or --insecure-listen on a network you trust"
+        f"refusing to serve on {host} (not loopback) without {missing}; or give --insecure-listen"
+        " on a network you trust"
     )
 
 
@@ -113,20 +133,43 @@ async def serve(args: argparse.Namespace, url: str) -> int:
     host, port = _listen(args.listen)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
-    refused = exposure(host, tls=args.tls_cert is not None, insecure=args.insecure_listen)
+    tls_on = args.tls_cert is not None
+    refused = exposure(host, tls=tls_on, reviewed=args.token_review, insecure=args.insecure_listen)
     if refused is not None:
         raise ValueError(refused)
-    tls = server_tls(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
-    if not loopback(host):
+    tls = server_tls(args.tls_cert, args.tls_key) if tls_on else None
+    if not loopback(host) and not args.token_review:
         log.warning(
             "callers are not authenticated: anyone who reaches %s may sync any namespace's leases", host
         )
+    kube = None
+    if args.token_review:
+        try:
+            configuration = await load_configuration(kubeconfig=args.kubeconfig, context=args.context)
+        except Exception as exc:  # kubernetes_asyncio's ConfigException, a missing or unreadable file
+            raise ValueError(f"--token-review: no Kubernetes credentials: {exc}") from exc
+        kube = Kube(configuration)
+    try:
+        return await _serve(args, url, host, port, tls, TokenCallers(kube.review_token) if kube else None)
+    finally:
+        if kube is not None:
+            await kube.close()
+
+
+async def _serve(
+    args: argparse.Namespace,
+    url: str,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    callers: TokenCallers | None,
+) -> int:
     configs = ConfigSet(args.config, public_keys_of(args.config, args.public_keys))
     configs.load(datetime.now(UTC))
     if not configs.configs:
         log.warning("no verified config yet in %s; syncs are refused until one appears", args.config)
     store = await _connect(url, timedelta(seconds=args.lease_ttl_seconds), args.connect_seconds)
-    service = AuthorityService(store, configs)
+    service = AuthorityService(store, configs, callers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
