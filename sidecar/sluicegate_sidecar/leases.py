@@ -109,6 +109,9 @@ class LeaseBook:
         if self.unavailable:
             found = self.scopes.get(key)
             self._fall_back(key, mono, found.worst if found is not None else 0)
+        return self._room(key, mono)
+
+    def _room(self, key: LeaseKey, mono: float) -> int:
         state = self.scopes.get(key)
         if state is None or state.lease is None or state.refusal == "kill_switch":
             return 0
@@ -316,7 +319,7 @@ class LeaseBook:
         totals: dict[tuple[str, WindowKind], int] = {}
         for key in self.scopes:
             total_key = (key[0], key[2])
-            totals[total_key] = totals.get(total_key, 0) + self.room(key, mono)
+            totals[total_key] = totals.get(total_key, 0) + self._room(key, mono)  # no fall-back here
         return totals
 
     def failed(self) -> None:

@@ -198,3 +198,12 @@ def test_no_interleaving_spends_more_offline_than_one_allowance_per_outage(steps
             if lease.offline:
                 assert lease.amount == ALLOWANCE
     assert offline_spend <= outages * ALLOWANCE
+
+
+def test_reading_the_rooms_for_metrics_opens_no_allowance() -> None:
+    book = book_for(policy())
+    spend_lease(book, 1.0)
+    book.failed()
+    assert book.rooms(2.0) == {("team-cap", "day"): 0}
+    assert not any(lease.offline for lease in book.held.values())
+    assert book.room(KEY, 3.0) == ALLOWANCE  # a request's look opens it, its seconds from then
