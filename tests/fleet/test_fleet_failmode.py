@@ -82,9 +82,9 @@ def test_with_the_authority_killed_closed_answers_503_static_serves_its_allowanc
             for _ in range(3):
                 assert chat(car.url).status_code == 200
         time.sleep(0.6)  # background syncs top the leases up ahead of need
-        before = {"closed": ledger_sum(closed_ledger), "static": ledger_sum(static_ledger)}
-        granted = {ns: settled + leased for ns, (settled, leased) in accounts(database_url).items()}
         auth.kill()
+        # all the authority had granted, read once it is gone (nothing can move the accounts now)
+        granted = {ns: settled + leased for ns, (settled, leased) in accounts(database_url).items()}
         refused_closed, spent_closed = until_refused(closed.url, closed_ledger)
         refused_static, spent_static = until_refused(fallback.url, static_ledger)
         for refused in (refused_closed, refused_static):
@@ -97,7 +97,6 @@ def test_with_the_authority_killed_closed_answers_503_static_serves_its_allowanc
         allowance = round(ALLOWANCE_USD * 1_000_000)
         assert spent_static > granted["static"]  # beyond what the authority had granted (below: how far)
         assert spent_static <= granted["static"] + allowance
-        assert spent_static - before["static"] > spent_closed - before["closed"]
         auth.start()  # back, on the same database and port
         for car in (closed, fallback):
             deadline = time.monotonic() + 15
