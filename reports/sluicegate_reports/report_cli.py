@@ -1,7 +1,8 @@
 """``sluicegate report savings|reconcile``: spend reports from ledger files and provider exports.
 
-The shell around ``savings``, ``reconcile`` and ``reportviews``: reads the files, writes the outputs,
-sets the exit status (reconcile: 0 within thresholds, 1 a gap over them, 2 bad input).
+The shell around ``savings`` (and ``savingsplan``/``reportdb`` with ``--database-url``), ``exports``,
+``invoices`` and ``views``/``formats``: reads the files or the database, writes the outputs, sets the
+exit status (reconcile: 0 within thresholds, 1 a gap over them, 2 bad input).
 """
 
 from __future__ import annotations

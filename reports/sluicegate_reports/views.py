@@ -1,6 +1,6 @@
 """Report views: a savings report or a reconciliation as tables, notes, charts, JSON, HTML and metrics. Pure.
 
-Formats what ``savings`` and ``reconcile`` computed for ``reportfmt`` to render; reads and writes nothing.
+Formats what ``savings`` and ``invoices`` computed for ``formats`` to render; reads and writes nothing.
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 
 import msgspec
 
+from sluicegate_contract.atomicfile import write_atomic
 from sluicegate_contract.ledgerfiles import file_index, ledger_files
 
 log = logging.getLogger("sluicegate.sidecar")
@@ -47,20 +47,9 @@ def read_watermark(directory: Path, stream: str) -> int:
 
 def write_watermark(directory: Path, stream: str, seq: int) -> None:
     """Replace the watermark atomically: a crash leaves the old one or the new one, never half."""
-    path = directory / ACKED_FILE
-    temp = directory / (ACKED_FILE + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, msgspec.json.encode(_Watermark(stream=stream, seq=seq)) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(
+        directory / ACKED_FILE, msgspec.json.encode(_Watermark(stream=stream, seq=seq)) + b"\n", mode=0o640
+    )
 
 
 class LedgerShipper:

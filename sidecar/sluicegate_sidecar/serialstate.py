@@ -14,11 +14,12 @@ Refusing every config instead would turn a damaged file into an outage that only
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+
+from sluicegate_contract.atomicfile import write_atomic
 
 STATE_FILE = "config-serial.json"
 
@@ -57,18 +58,4 @@ def read_accepted(directory: Path) -> tuple[Accepted | None, str | None]:
 def write_accepted(directory: Path, accepted: Accepted) -> None:
     """Replace the record atomically and durably; raises ``OSError`` when the volume cannot be written."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / STATE_FILE
-    tmp = directory / f".{STATE_FILE}.tmp"
-    body = msgspec.json.encode(_Record(accepted.serial, accepted.sha256))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(directory / STATE_FILE, msgspec.json.encode(_Record(accepted.serial, accepted.sha256)))
