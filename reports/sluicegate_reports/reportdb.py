@@ -6,7 +6,7 @@ modules (``invoices.compare_sides``, ``ledger_cli`` tables, ``savings``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -148,18 +148,26 @@ def _range(since: date | None, until: date | None) -> tuple[sql.Composable, dict
     )  # fmt: skip
 
 
-def price_book(url: str) -> dict[ModelRef, ModelPrice]:
-    """The newest price of each (provider kind, model name or alias) in the configs' price books."""
-    book: dict[ModelRef, ModelPrice] = {}
+def price_book(url: str) -> dict[ModelRef, list[tuple[datetime, ModelPrice]]]:
+    """Each (provider kind, model name or alias)'s prices in the configs' price books, oldest first,
+    each since the authority recorded its config's serial (a price unchanged from the one before is
+    not repeated)."""
+    book: dict[ModelRef, list[tuple[datetime, ModelPrice]]] = {}
     with connect(url) as conn:
         rows = conn.execute(
-            "SELECT provider, model, alias, price::text FROM ledger_prices ORDER BY recorded_at, serial"
+            "SELECT provider, model, alias, price::text, recorded_at FROM ledger_prices"
+            " ORDER BY recorded_at, serial"
         ).fetchall()
-    for provider, model, alias, price in rows:
+    for provider, model, alias, price, recorded_at in rows:
         found = msgspec.json.decode(price, type=ModelPrice)
         for name in (model, alias):
-            if name:
-                book[ModelRef(provider, name)] = found
+            if not name:
+                continue
+            history = book.setdefault(ModelRef(provider, name), [])
+            if history and history[-1][0] == recorded_at:
+                history[-1] = (recorded_at, found)  # one config, two connections: the last one
+            elif not history or history[-1][1] != found:
+                history.append((recorded_at, found))
     return book
 
 
@@ -191,14 +199,17 @@ def savings_sums(
         "reasons": [c.reason for c in found.combos],
         "autos": [c.auto for c in found.combos],
     }
-    for index, name in enumerate(("rp", "ra", "ri", "ro", "rc", "rw")):
+    for index, name in enumerate(("rp", "rf", "rt", "ra", "ri", "ro", "rc", "rw")):
         params[name] = [rate[index] for rate in found.rates]
     base = sql.SQL(
         "WITH combos AS (SELECT * FROM unnest(%(keys)s::text[], %(asked)s::int[], %(premium)s::int[],"
         "   %(reasons)s::text[], %(autos)s::bool[]) AS c(key, asked, premium, reason, auto)),"
-        " rates AS (SELECT *, lead(above, 1, 9223372036854775807) OVER (PARTITION BY price ORDER BY above)"
-        "   AS upto FROM unnest(%(rp)s::int[], %(ra)s::bigint[], %(ri)s::bigint[], %(ro)s::bigint[],"
-        "   %(rc)s::bigint[], %(rw)s::bigint[]) AS p(price, above, inr, outr, cr, wr)),"
+        " rates AS (SELECT price, coalesce(since, '-infinity') AS since,"
+        "   coalesce(until, 'infinity') AS until, above, inr, outr, cr, wr,"
+        "   lead(above, 1, 9223372036854775807) OVER (PARTITION BY price, since ORDER BY above) AS upto"
+        "   FROM unnest(%(rp)s::int[], %(rf)s::timestamptz[], %(rt)s::timestamptz[], %(ra)s::bigint[],"
+        "   %(ri)s::bigint[], %(ro)s::bigint[], %(rc)s::bigint[], %(rw)s::bigint[])"
+        "   AS p(price, since, until, above, inr, outr, cr, wr)),"
         " picked AS (SELECT e.time, e.stream_id, e.seq, e.request_id, e.provider, e.model, e.requested_model,"
         "   e.cost_micro_usd, e.cost_basis, {label} AS label, {grp} AS grp,"
         "   coalesce(e.line::jsonb #>> '{{decision,action}}', btrim(split_part(e.verdict, ';', 1)))"
@@ -217,8 +228,10 @@ def savings_sums(
         "   ELSE {asked} END AS asked_cost,"
         "   CASE WHEN r.why IS NOT NULL THEN 0 WHEN r.premium = -1 THEN r.cost_micro_usd"
         "   ELSE {premium} END AS premium_cost FROM picked r"
-        "   LEFT JOIN rates pa ON pa.price = r.asked AND r.i > pa.above AND r.i <= pa.upto"
-        "   LEFT JOIN rates pp ON pp.price = r.premium AND r.i > pp.above AND r.i <= pp.upto)"
+        "   LEFT JOIN rates pa ON pa.price = r.asked AND r.time >= pa.since AND r.time < pa.until"
+        "     AND r.i > pa.above AND r.i <= pa.upto"
+        "   LEFT JOIN rates pp ON pp.price = r.premium AND r.time >= pp.since AND r.time < pp.until"
+        "     AND r.i > pp.above AND r.i <= pp.upto)"
         " SELECT label, grp, count(*), count(*) FILTER (WHERE why IS NULL),"
         "  count(*) FILTER (WHERE enforced = 'DOWNGRADE'), count(*) FILTER (WHERE enforced = 'LIGHT_ONLY'),"
         "  count(*) FILTER (WHERE auto),"

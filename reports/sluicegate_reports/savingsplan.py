@@ -4,12 +4,15 @@ A million entries hold few distinct (requested model, connection, provider, mode
 *combos*.
 Each combo's asked-for and premium models are decided here once, with the same rules as
 ``savings.analyze_savings``; the database then prices every row with those models' rates from the
-price book the configs carried (``ledger_prices``: no catalog call per row) and sums per window and
-group. ``report`` turns the sums into the same ``SavingsReport`` the files give.
+price book the configs carried (``ledger_prices``: no catalog call per row), the price in force at
+the row's time (a config's prices from when the authority recorded its serial; a row older than
+every recorded price takes the first), and sums per window and group. ``report`` turns the sums into
+the same ``SavingsReport`` the files give.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,16 +81,28 @@ class ComboPlan:
     auto: bool = False  # the request asked for ``auto``
 
 
-Rate = tuple[int, int, int, int, int, int]  # (price id, above input tokens, input, output, cached, write)
+# (price id, in force from (None: since ever), until (None: still), above input tokens, input, output,
+# cached, write)
+Rate = tuple[int, datetime | None, datetime | None, int, int, int, int, int]
+# A model's prices over time: (since when, the price), oldest first.
+PriceHistory = Sequence[tuple[datetime, ModelPrice]]
+PriceBook = Mapping[ModelRef, PriceHistory]
 
 
-def book_pricer(book: Mapping[ModelRef, ModelPrice]) -> Pricer:
-    """A ``savings.Pricer`` over a price book (the time is not used: the book is the one carried)."""
+def in_force(history: PriceHistory, when: datetime) -> ModelPrice:
+    """The price recorded last at or before ``when``; before the first one, the first one."""
+    index = bisect_right([since for since, _ in history], when)
+    return history[max(index - 1, 0)][1]
+
+
+def book_pricer(book: PriceBook) -> Pricer:
+    """A ``savings.Pricer`` over the configs' price books: the price in force at the entry's time."""
 
     def price(ref: ModelRef, usage: EntryUsage, when: datetime) -> int | None:
-        found = book.get(ref)
-        if found is None:
+        history = book.get(ref)
+        if not history:
             return None
+        found = in_force(history, when)
         return tokens_cost_micro_usd(found, usage.input, usage.output, usage.cached, usage.cache_write)
 
     return price
@@ -115,7 +130,7 @@ def kinds_and_served(combos: Sequence[Combo]) -> tuple[dict[str, str], dict[str,
 
 def plan(
     combos: Sequence[Combo],
-    book: Mapping[ModelRef, ModelPrice],
+    book: PriceBook,
     *,
     baseline: ModelRef | None,
     tier_models: Mapping[str, ModelRef],
@@ -159,13 +174,15 @@ def plan(
         plans.append(ComboPlan(combo.key, asked, premium, None, ask.auto))
     rates: list[Rate] = []
     for ref, number in ids.items():
-        price = book[ref]
-        tiers_up = sorted(((t.above_input_tokens, t.rates) for t in price.tiers), key=lambda s: s[0])
-        steps = [(-1, price.base), *tiers_up]
-        for above, r in steps:
-            cached = r.input_per_mtok if r.cached_input_per_mtok is None else r.cached_input_per_mtok
-            write = r.input_per_mtok if r.cache_write_per_mtok is None else r.cache_write_per_mtok
-            rates.append((number, above, r.input_per_mtok, r.output_per_mtok, cached, write))
+        history = book[ref]
+        for version, (since, price) in enumerate(history):
+            start = since if version else None
+            end = history[version + 1][0] if version + 1 < len(history) else None
+            tiers_up = sorted(((t.above_input_tokens, t.rates) for t in price.tiers), key=lambda s: s[0])
+            for above, r in [(-1, price.base), *tiers_up]:
+                cached = r.input_per_mtok if r.cached_input_per_mtok is None else r.cached_input_per_mtok
+                write = r.input_per_mtok if r.cache_write_per_mtok is None else r.cache_write_per_mtok
+                rates.append((number, start, end, above, r.input_per_mtok, r.output_per_mtok, cached, write))
     return Plan(tuple(plans), tuple(rates), baseline, source)
 
 

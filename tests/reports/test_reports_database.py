@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import msgspec
+import psycopg
 
 from sluicegate_contract.ledger import (
     GENESIS,
@@ -81,9 +82,12 @@ BOOK = {
 
 
 def record_book(
-    url: str, prices: dict[tuple[str, str, str], ModelPrice] | None = None, serial: int = 7
+    url: str,
+    prices: dict[tuple[str, str, str], ModelPrice] | None = None,
+    serial: int = 7,
+    recorded_at: datetime | None = None,
 ) -> dict[ModelRef, ModelPrice]:
-    """Record a config's price book (``BOOK`` by default) as the authority does."""
+    """Record a config's price book (``BOOK`` by default) as the authority does (at ``recorded_at``)."""
     if prices is None:
         prices = {key: ModelPrice(source="catalog", base=rates) for key, rates in BOOK.items()}
     rows = [
@@ -99,7 +103,21 @@ def record_book(
             await store.close()
 
     asyncio.run(run())
+    if recorded_at is not None:  # as if the authority had seen this serial then
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE ledger_prices SET recorded_at = %s WHERE serial = %s", (recorded_at, serial))
     return {ModelRef(kind, model): price for (_, kind, model), price in prices.items()}
+
+
+def history(
+    *books: tuple[datetime, dict[ModelRef, ModelPrice]],
+) -> dict[ModelRef, list[tuple[datetime, ModelPrice]]]:
+    """Price books by when each was recorded, as ``savingsplan.book_pricer`` takes them."""
+    found: dict[ModelRef, list[tuple[datetime, ModelPrice]]] = {}
+    for since, book in books:
+        for ref, price in book.items():
+            found.setdefault(ref, []).append((since, price))
+    return found
 
 
 def test_savings_on_the_database_price_with_the_configs_price_book_as_the_files_do(database_url: str) -> None:
@@ -126,27 +144,54 @@ def test_savings_on_the_database_price_with_the_configs_price_book_as_the_files_
             tz=tz,
             baseline=ModelRef("openai", "gpt-4o-mini") if "--baseline" in options else None,
             tier_models={tier[0]: ModelRef("openai", "gpt-4o-mini")} if tier[0] else {},
-            pricer=book_pricer(book),
+            pricer=book_pricer({ref: [(NOW, price)] for ref, price in book.items()}),
         )
         assert json.loads(text) == json.loads(render_json(savings_json(expected))), case
     _, text = run(report_main, "savings", "--database-url", database_url, "--format", "json")
     total = json.loads(text)["total"]
     assert (total["actualMicroUSD"], total["askedForMicroUSD"]) == (1_315_000, 3_900_000)  # by hand
 
-    # A newer config prices gpt-4o higher above 150k prompt tokens: the rows of 200k take that tier.
-    higher = Rates(input_per_mtok=5_000_000, output_per_mtok=15_000_000)
+
+def test_savings_on_the_database_price_each_row_with_the_price_in_force_at_its_time(
+    database_url: str,
+) -> None:
+    load_ledgers(database_url, {"sidecar-a": DATA / "savings-ledger"})
+    entries = list(read_entries([DATA / "savings-ledger"]))
+    first = datetime(2026, 3, 1, tzinfo=UTC)
+    book = record_book(database_url, recorded_at=first)
+    # Serial 8 (in force from March 2nd) prices gpt-4o higher above 150k prompt tokens: the rows of
+    # 200k take that tier; serial 9 (from March 3rd) raises gpt-4o's base price: only March 3rd's row
+    # (its premium comparison is gpt-4o at 100k tokens) takes it, the rows before keep serial 8's.
     base = BOOK[("oai", "openai", "gpt-4o")]
-    gpt_4o = ModelPrice(
+    higher = Rates(input_per_mtok=5_000_000, output_per_mtok=15_000_000)
+    tiered = ModelPrice(
         source="override", base=base, tiers=(PriceTier(above_input_tokens=150_000, rates=higher),)
     )
-    record_book(database_url, {("oai", "openai", "gpt-4o"): gpt_4o}, serial=8)
-    _, text = run(report_main, "savings", "--database-url", database_url, "--format", "json")
-    tiered = {**book, ModelRef("openai", "gpt-4o"): gpt_4o}
-    expected = analyze_savings(
-        entries, by="team", window="day", tz=ZoneInfo("UTC"), pricer=book_pricer(tiered)
-    )
-    assert json.loads(text) == json.loads(render_json(savings_json(expected)))
-    assert json.loads(text)["total"]["askedForMicroUSD"] > 3_900_000
+    raised = ModelPrice(source="override", base=higher)
+    second, third = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
+    record_book(database_url, {("oai", "openai", "gpt-4o"): tiered}, serial=8, recorded_at=second)
+    record_book(database_url, {("oai", "openai", "gpt-4o"): raised}, serial=9, recorded_at=third)
+    gpt_4o = ModelRef("openai", "gpt-4o")
+    timeline = history((first, book), (second, {gpt_4o: tiered}), (third, {gpt_4o: raised}))
+    for case in [("--by", "team", "--window", "day"), ("--by", "model", "--window", "month")]:
+        status, text = run(report_main, "savings", "--database-url", database_url, "--format", "json", *case)
+        assert status == 0, text
+        expected = analyze_savings(
+            entries, by=case[1], window=case[3], tz=ZoneInfo("UTC"), pricer=book_pricer(timeline)
+        )
+        assert json.loads(text) == json.loads(render_json(savings_json(expected))), case
+    total = json.loads(text)["total"]
+    # By hand, against serial 8's prices for every row: March 3rd's premium is gpt-4o at 100k in and
+    # 10k out, $0.35 on serial 8, $0.65 on serial 9; the asked-for costs do not change.
+    on_serial_8 = analyze_savings(
+        entries,
+        by="team",
+        window="day",
+        tz=ZoneInfo("UTC"),
+        pricer=book_pricer(history((first, {**book, gpt_4o: tiered}))),
+    ).total
+    assert total["askedForMicroUSD"] == on_serial_8.asked_micro_usd > 3_900_000
+    assert total["premiumMicroUSD"] == on_serial_8.premium_micro_usd + 300_000
 
 
 def as_version_2(entry: Entry) -> Entry:
@@ -178,7 +223,8 @@ def test_savings_on_the_database_read_version_2_entries_by_their_resolution_and_
     book = record_book(database_url)
     status, text = run(report_main, "savings", "--database-url", database_url, "--format", "json")
     assert status == 0, text
-    expected = analyze_savings(entries, by="team", window="day", tz=ZoneInfo("UTC"), pricer=book_pricer(book))
+    pricer = book_pricer({ref: [(NOW, price)] for ref, price in book.items()})
+    expected = analyze_savings(entries, by="team", window="day", tz=ZoneInfo("UTC"), pricer=pricer)
     assert json.loads(text) == json.loads(render_json(savings_json(expected)))
     total = json.loads(text)["total"]
     assert (total["requests"], total["downgraded"], total["lightOnly"], total["auto"]) == (7, 1, 1, 2)
