@@ -1,6 +1,9 @@
 """Reading the spend ledger's files: which files, in chain order, and their entries.
 
-Pure file reading; the writer is ``ledger.Ledger``.
+Pure file reading; the writer is ``ledger.Ledger``. In fleet mode the sidecar deletes closed files
+whose every entry the database acknowledged (``ledgership.prune``), oldest first, and records what it
+deleted in ``ledger-pruned.json`` (``Pruned``) first, so ``ledger verify`` checks the rest of the
+chain from there instead of calling the missing prefix a truncation.
 """
 
 from __future__ import annotations
@@ -16,6 +19,24 @@ import msgspec
 from .ledger import Entry, decode_entry, parse_time
 
 _NAME = re.compile(r"^ledger-(\d{6,})\.jsonl$")
+PRUNED_FILE = "ledger-pruned.json"
+
+
+class Pruned(msgspec.Struct, frozen=True, kw_only=True):
+    """The prefix of the chain deleted from the volume once the database had acknowledged it."""
+
+    stream: str  # the fleet ledger stream (sidecar id) whose rows hold it
+    seq: int  # the last entry deleted
+    hash: str  # its hash: the first kept entry's ``prevHash``
+    file: int  # the index of the last file deleted
+
+
+def read_pruned(directory: Path) -> Pruned | None:
+    """The pruning record in ``directory``; None when nothing was pruned (or it cannot be read)."""
+    try:
+        return msgspec.json.decode((directory / PRUNED_FILE).read_bytes(), type=Pruned)
+    except (OSError, msgspec.DecodeError):
+        return None
 
 
 class LedgerError(Exception):

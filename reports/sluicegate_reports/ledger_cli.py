@@ -18,7 +18,15 @@ from typing import Literal, TextIO
 import msgspec
 
 from sluicegate_contract.ledger import GENESIS, Entry, decode_entry, entry_hash, entry_line, parse_time
-from sluicegate_contract.ledgerfiles import LedgerError, file_index, file_name, ledger_files, read_entries
+from sluicegate_contract.ledgerfiles import (
+    LedgerError,
+    Pruned,
+    file_index,
+    file_name,
+    ledger_files,
+    read_entries,
+    read_pruned,
+)
 from sluicegate_contract.money import usd
 from sluicegate_contract.sidecarpod import LEDGER_DIR
 from sluicegate_contract.windows import WindowKind, window_label, zone
@@ -91,14 +99,34 @@ def _check(entry: Entry, raw: bytes) -> str | None:
     return None
 
 
+def pruned_prefix(paths: Sequence[str | Path]) -> Pruned | None:
+    """The pruning record that explains why the kept files do not start at the first one (fleet
+    mode: the sidecar deleted files the database had acknowledged); None when they do start there."""
+    files = ledger_files(paths)
+    if not files or file_index(files[0]) in (None, 1):
+        return None
+    found = read_pruned(files[0].parent)
+    return found if found is not None and (file_index(files[0]) or 0) <= found.file + 1 else None
+
+
 def verify(paths: Sequence[str | Path]) -> tuple[int, Problem | None]:
-    """Check every line and the chain across files; returns (entries checked, first problem)."""
+    """Check every line and the chain across files; returns (entries checked, first problem). A
+    pruned prefix (``pruned_prefix``) is not a truncation: the chain is checked from where it ends."""
     files = ledger_files(paths)
     expected_seq, expected_prev = 1, GENESIS
     previous_place = "the start of the ledger"
+    pruned = pruned_prefix(paths)
     checked = 0
     for position, path, number, raw in _lines(files):
-        if number == 1 and (gap := _file_gap(files, position)):
+        if pruned is not None and position == 0 and number == 1 and raw is not None:
+            try:  # a crash while pruning may have left files the record says are gone: start there
+                first = decode_entry(raw).seq
+            except msgspec.DecodeError:
+                first = pruned.seq + 1
+            expected_seq = min(first, pruned.seq + 1)
+            expected_prev = pruned.hash if expected_seq == pruned.seq + 1 else decode_entry(raw).prev_hash
+            previous_place = f"the last pruned entry (seq {pruned.seq}, acknowledged in the database)"
+        elif number == 1 and (gap := _file_gap(files, position)):
             return checked, Problem(path, 1, "truncated", f"{gap} missing before this file")
         if raw is None:
             return checked, Problem(path, number, "truncated", "the last line is incomplete (torn write)")
@@ -285,7 +313,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         if problem is not None:
             print(str(problem), file=sys.stderr)
             return 1
-        out.write(f"ok: {checked} entries, chain intact\n")
+        pruned = pruned_prefix(args.paths)
+        after = f" (pruned up to seq {pruned.seq}, acknowledged in the database)" if pruned else ""
+        out.write(f"ok: {checked} entries, chain intact{after}\n")
         return 0
     if args.command == "export":
         if args.output is None:

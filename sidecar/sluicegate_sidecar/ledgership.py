@@ -5,27 +5,42 @@ The local JSONL stays the write-ahead log; this reads it forward from the acknow
 lines to ship with a lease sync. When the authority acknowledges a seq (every entry up to it is in
 PostgreSQL), the watermark moves; after a restart on the same volume, shipping resumes from it.
 Lines are shipped byte for byte, so their hash chain stays checkable in the database.
+
+With a retention (``--ledger-retain-hours``), closed files whose every line is acknowledged and that
+were last written longer ago than it are deleted, oldest first (``prune``): never the file being
+written, never the one holding the chain's last entry (the writer continues the chain from it), never
+one with a line the database has not acknowledged. What was deleted is recorded first
+(``ledger-pruned.json``), so ``sluicegate ledger verify`` checks the kept files from there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
 from sluicegate_contract.atomicfile import write_atomic
-from sluicegate_contract.ledgerfiles import file_index, ledger_files
+from sluicegate_contract.ledgerfiles import PRUNED_FILE, Pruned, file_index, ledger_files, read_pruned, tail
 
 log = logging.getLogger("sluicegate.sidecar")
 ACKED_FILE = "ledger-acked.json"
 BATCH_MAX = 1000  # entries per sync
 BATCH_BYTES = 2 * 1024 * 1024  # read at most this much of a file per top-up
+PRUNE_EVERY = 60.0  # seconds between pruning passes (at most)
 
 
 class _Seq(msgspec.Struct):
     seq: int
+
+
+class _Link(msgspec.Struct):
+    seq: int
+    hash: str
 
 
 class _Watermark(msgspec.Struct):
@@ -45,6 +60,47 @@ def read_watermark(directory: Path, stream: str) -> int:
     return found.seq if found.stream == stream else 0
 
 
+def has_ledger(directory: Path) -> bool:
+    """Whether ``directory`` holds ledger files (read before the writer creates the first one)."""
+    return directory.is_dir() and bool(ledger_files([directory]))
+
+
+def stream_reused(directory: Path, stream: str, *, had_ledger: bool, last_seq: int) -> str | None:
+    """Why the local ledger cannot go on as ``stream`` (the sidecar id that survived beside it), if so:
+    it was wiped, or it ends below a seq the database acknowledged. Its next seqs would be ones the
+    database already holds for the stream, with other entries: the sidecar must ship a new stream."""
+    if not had_ledger:
+        return "is gone (the id survived, the ledger files did not)"
+    pruned = read_pruned(directory)
+    floor = max(read_watermark(directory, stream), pruned.seq if pruned and pruned.stream == stream else 0)
+    if last_seq < floor:
+        return f"ends at seq {last_seq}, below seq {floor} the database acknowledged"
+    return None
+
+
+def ledger_stream(
+    ledger_dir: Path, identity: tuple[str, Callable[[Path], str]], *, had_ledger: bool, last_seq: int
+) -> str:
+    """The sidecar id, which names its ledger stream in the database (``identity``: its file name and
+    the function that reads or creates it): a new one when the ledger it numbered is gone or cut short
+    (a wiped volume with the id file left), so no seq is reused."""
+    id_file, sidecar_id = identity
+    if not (ledger_dir / id_file).exists():
+        return sidecar_id(ledger_dir)
+    old = sidecar_id(ledger_dir)
+    reason = stream_reused(ledger_dir, old, had_ledger=had_ledger, last_seq=last_seq)
+    if reason is None:
+        return old
+    try:
+        (ledger_dir / id_file).unlink()
+    except OSError as exc:
+        log.error("the ledger of sidecar %s %s, and its id cannot be replaced: %s", old, reason, exc)
+        return old
+    new = sidecar_id(ledger_dir)
+    log.warning("the ledger of sidecar %s %s: it goes on as sidecar %s (a new stream)", old, reason, new)
+    return new
+
+
 def write_watermark(directory: Path, stream: str, seq: int) -> None:
     """Replace the watermark atomically: a crash leaves the old one or the new one, never half."""
     write_atomic(
@@ -52,13 +108,46 @@ def write_watermark(directory: Path, stream: str, seq: int) -> None:
     )
 
 
+def prune(directory: Path, stream: str, acked: int, before: float) -> list[Path]:
+    """Delete the oldest closed files whose lines are all acknowledged (up to ``acked``) and that were
+    last written before ``before`` (epoch seconds); returns the deleted files."""
+    files = sorted((index, path) for path in ledger_files([directory]) if (index := file_index(path)))
+    lasts: list[tuple[int, Path, _Link | None]] = []
+    for index, path in files:
+        _, line = tail(path)
+        lasts.append((index, path, msgspec.json.decode(line, type=_Link) if line is not None else None))
+    end = max((i for i, (_, _, last) in enumerate(lasts) if last is not None), default=0)
+    doomed: list[tuple[int, Path, _Link]] = []
+    for index, path, last in lasts[: min(end, len(lasts) - 1)]:  # never the chain's end, nor the newest
+        if last is None or last.seq > acked or path.stat().st_mtime >= before:
+            break
+        doomed.append((index, path, last))
+    if not doomed:
+        return []
+    index, _, last = doomed[-1]
+    record = Pruned(stream=stream, seq=last.seq, hash=last.hash, file=index)
+    write_atomic(directory / PRUNED_FILE, msgspec.json.encode(record) + b"\n", mode=0o640)
+    for _, path, _ in doomed:
+        path.unlink()
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return [path for _, path, _ in doomed]
+
+
 class LedgerShipper:
     """Reads the ledger forward from the watermark; keeps what was read until it is acknowledged."""
 
-    def __init__(self, directory: Path, stream: str, *, batch_max: int = BATCH_MAX) -> None:
+    def __init__(
+        self, directory: Path, stream: str, *, batch_max: int = BATCH_MAX, retain_seconds: float | None = None
+    ) -> None:
         self.directory = directory
         self.stream = stream
         self.batch_max = batch_max
+        self.retain_seconds = retain_seconds  # None: never delete acknowledged files
+        self._prune_at = 0.0  # monotonic time of the next pruning pass
         self.acked = read_watermark(directory, stream)
         self._pending: list[tuple[int, bytes]] = []
         self._file = 0  # index of the file being read (0: not positioned yet)
@@ -117,12 +206,31 @@ class LedgerShipper:
         return bool(self._pending) or not self._at_end
 
     async def acknowledge(self, seq: int) -> None:
-        """The authority holds every entry up to ``seq``: forget them here and move the watermark."""
+        """The authority holds every entry up to ``seq``: forget them here and move the watermark;
+        then, with a retention, delete the files it covers that are old enough."""
         self._pending = [item for item in self._pending if item[0] > seq]
-        if seq <= self.acked:
+        if seq > self.acked:
+            try:
+                await asyncio.to_thread(write_watermark, self.directory, self.stream, seq)
+            except OSError as exc:  # a full or read-only volume: a restart re-ships (idempotently)
+                log.warning("cannot keep the ledger watermark in %s: %s", self.directory, exc)
+                self.acked = seq
+                return  # prune only what a durable watermark covers
+            self.acked = seq
+        await self._prune()
+
+    async def _prune(self) -> None:
+        if self.retain_seconds is None or time.monotonic() < self._prune_at or self.acked == 0:
             return
-        self.acked = seq
+        self._prune_at = time.monotonic() + min(PRUNE_EVERY, self.retain_seconds)
+        before = time.time() - self.retain_seconds
         try:
-            await asyncio.to_thread(write_watermark, self.directory, self.stream, seq)
-        except OSError as exc:  # a full or read-only volume: a restart re-ships (idempotently)
-            log.warning("cannot keep the ledger watermark in %s: %s", self.directory, exc)
+            gone = await asyncio.to_thread(prune, self.directory, self.stream, self.acked, before)
+        except (OSError, msgspec.DecodeError) as exc:
+            log.warning("cannot prune the acknowledged ledger files in %s: %s", self.directory, exc)
+            return
+        if gone:
+            log.info(
+                "pruned %s acknowledged ledger files (%s to %s); the chain goes on in the database",
+                len(gone), gone[0].name, gone[-1].name,
+            )  # fmt: skip

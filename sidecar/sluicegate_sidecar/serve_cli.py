@@ -28,14 +28,14 @@ from sluicegate_contract.ledgerfiles import LedgerError
 
 from .app import build_api, build_ops
 from .attribution import PodIdentity
-from .authorityclient import AuthorityClient, sidecar_id
+from .authorityclient import SIDECAR_ID_FILE, AuthorityClient, sidecar_id
 from .configload import dev_data_keys, public_keys_from
 from .httplimits import ConnectionLimits, protocol_for, raise_open_file_limit
 from .journalfile import LeaseJournal
 from .keyclient import KeyClient
 from .leases import LeaseSettings
-from .ledger.writer import Ledger
-from .ledgership import LedgerShipper
+from .ledger.writer import DEFAULT_MAX_FILE_BYTES, Ledger
+from .ledgership import LedgerShipper, has_ledger, ledger_stream
 from .metrics import Metrics
 from .runtime import Gateway, Settings
 from .serialstate import read_accepted
@@ -156,6 +156,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="deprecated, no effect: the default now answers once the line is written",
     )
+    p.add_argument(
+        "--ledger-file-mb",
+        type=float,
+        default=DEFAULT_MAX_FILE_BYTES / (1024 * 1024),
+        help="close a ledger file past this size and go on in the next (the unit of pruning)",
+    )
+    p.add_argument(
+        "--ledger-retain-hours",
+        type=float,
+        default=24.0,
+        help="fleet mode: delete closed ledger files this long after their last line once the database "
+        "acknowledged every line of them (negative: keep them all; without an authority none are deleted)",
+    )
     p.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stdout")
     p.add_argument(
         "--budget-authority",
@@ -195,13 +208,17 @@ def build_gateway(
     public_keys: Mapping[str, Ed25519PublicKey],
     data_keys: Callable[[], Mapping[str, bytes]],
     refresh_keys: Callable[[], Awaitable[bool]] | None = None,
+    ledger_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> Gateway:
     """The runtime with its config loaded (if a valid one is there) and open windows' spend restored."""
     metrics = Metrics()
     # With --ledger-sync a lone reply's fdatasync starts at once and concurrent ones coalesce while it
     # runs; by default replies wait only for the write, and fdatasync runs at most every few ms.
     ledger = Ledger.open(
-        ledger_dir, sync=settings.ledger_sync, batch_delay=0.0 if settings.ledger_sync else SYNC_EVERY_SECONDS
+        ledger_dir,
+        sync=settings.ledger_sync,
+        batch_delay=0.0 if settings.ledger_sync else SYNC_EVERY_SECONDS,
+        max_file_bytes=ledger_file_bytes,
     )
     metrics.ledger_healthy.set(1 if ledger.healthy else 0)
     gateway = Gateway(
@@ -260,6 +277,7 @@ async def serve(args: argparse.Namespace) -> int:
         ledger_sync=args.ledger_sync,
         default_tier=environ.get(sidecarpod.ENV_DEFAULT_TIER) or None,
     )
+    had_ledger = has_ledger(Path(args.ledger_dir))
     gateway = build_gateway(
         settings,
         Path(args.ledger_dir),
@@ -267,17 +285,27 @@ async def serve(args: argparse.Namespace) -> int:
         public_keys=public_keys,
         data_keys=(lambda: keys.keys) if keys is not None else (lambda: dev_keys),
         refresh_keys=keys.refresh if keys is not None else None,
+        ledger_file_bytes=max(1, int(args.ledger_file_mb * 1024 * 1024)),
     )
     fleet = None
     if args.budget_authority:
-        stream = sidecar_id(Path(args.ledger_dir))
+        stream = ledger_stream(
+            Path(args.ledger_dir),
+            (SIDECAR_ID_FILE, sidecar_id),
+            had_ledger=had_ledger,
+            last_seq=gateway.ledger.last_seq,
+        )
         fleet = AuthorityClient(
             args.budget_authority,
             stream,
             lambda: gateway.served.loaded.config.namespace if gateway.served else None,
             LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
             metrics=gateway.metrics,
-            shipper=LedgerShipper(Path(args.ledger_dir), stream),
+            shipper=LedgerShipper(
+                Path(args.ledger_dir),
+                stream,
+                retain_seconds=args.ledger_retain_hours * 3600 if args.ledger_retain_hours >= 0 else None,
+            ),
             journal=LeaseJournal(Path(args.ledger_dir)),
             token_file=Path(args.token_file),
             verify=authority_verify(

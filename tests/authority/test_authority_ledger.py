@@ -86,6 +86,22 @@ async def test_a_replayed_batch_is_stored_once_and_the_ack_stops_at_the_first_ga
     assert seqs == [1, 2, 3, 4, 5]
 
 
+async def test_other_entries_under_seqs_already_acknowledged_are_never_acknowledged(database_url: str) -> None:
+    store = await Store.connect(database_url)
+    try:
+        first = chain(5)
+        assert await ship(store, first) == (5, 5)
+        # The same stream id starts over (a wiped ledger, the id file left): seqs 1-3 again, other
+        # entries. Acknowledging them as stored would let the sidecar drop entries no row holds.
+        assert await ship(store, chain(3, cost=7)) == (0, 0)
+        assert await ship(store, first[3:]) == (0, 5)  # the real replay still is acknowledged
+    finally:
+        await store.close()
+    with psycopg.connect(database_url) as conn:
+        costs = conn.execute("SELECT cost_micro_usd FROM ledger_entries ORDER BY seq").fetchall()
+    assert costs == [(100,)] * 5
+
+
 async def test_the_authority_cannot_update_or_delete_a_ledger_row(database_url: str) -> None:
     store = await Store.connect(database_url)
     try:

@@ -3,7 +3,8 @@
 Runs inside the transaction of the sync's lease settlement (``store.Store.sync``): the entries and
 the spend they explain commit together or not at all. ``(stream_id, seq)`` is the key, so a replayed
 or retried batch inserts nothing twice (``ON CONFLICT DO NOTHING``); the reply acknowledges the
-highest seq up to which the stream has no gap, and the sidecar forgets entries only up to it.
+highest seq up to which the stream has no gap (and no entry shipped differs from the stored one),
+and the sidecar forgets entries only up to it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ async def insert_entries(
     acked = int(row[0]) if row else 0
     fresh = [(seq, digest, values) for seq, digest, values in parsed if seq > acked]
     inserted, clash = 0, None
+    # A seq at or below the acknowledged one must be the very entry stored (a replay); another entry
+    # there (a wiped ledger shipping again under its old id) is never acknowledged: the reply stays
+    # below it, so the sidecar keeps it rather than dropping it as already stored.
+    replayed = [item for item in parsed if item[0] <= acked]
+    below = await _first_clash(conn, stream_id, replayed) if replayed else None
     if fresh:
         async with conn.cursor() as cursor:
             await cursor.executemany(_INSERT, [(stream_id, *values[1:]) for _, _, values in fresh])
@@ -84,7 +90,7 @@ async def insert_entries(
         "UPDATE ledger_streams SET acked_seq = %s, updated_at = now() WHERE stream_id = %s",
         (acked, stream_id),
     )
-    return inserted, acked
+    return inserted, (acked if below is None else below - 1)
 
 
 async def _first_clash(
