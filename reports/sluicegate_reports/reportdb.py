@@ -118,8 +118,7 @@ def reconcile_side(
 _KEY = sql.SQL(
     "concat_ws(chr(31), requested_model, coalesce(connection, chr(30)), coalesce(provider, chr(30)),"
     " coalesce(model, chr(30)), coalesce(tier, chr(30)),"
-    " coalesce(line::jsonb #>> '{resolution,kind}', chr(30)),"
-    " coalesce(line::jsonb #>> '{resolution,tier}', chr(30)))"
+    " coalesce(resolution_kind, chr(30)), coalesce(resolution_tier, chr(30)))"
 )
 _SAVINGS_GROUPS = {
     "team": sql.SQL("coalesce(nullif(team, ''), '(none)')"),
@@ -178,7 +177,7 @@ def combos(url: str, tz_name: str, since: date | None, until: date | None) -> li
         rows = conn.execute(
             sql.SQL(
                 "SELECT requested_model, connection, provider, model, tier,"
-                " line::jsonb #>> '{{resolution,kind}}', line::jsonb #>> '{{resolution,tier}}', max(time)"
+                " resolution_kind, resolution_tier, max(time)"
                 " FROM ledger_entries"
                 " WHERE {} GROUP BY 1, 2, 3, 4, 5, 6, 7"
             ).format(where),
@@ -212,7 +211,7 @@ def savings_sums(
         "   AS p(price, since, until, above, inr, outr, cr, wr)),"
         " picked AS (SELECT e.time, e.stream_id, e.seq, e.request_id, e.provider, e.model, e.requested_model,"
         "   e.cost_micro_usd, e.cost_basis, {label} AS label, {grp} AS grp,"
-        "   coalesce(e.line::jsonb #>> '{{decision,action}}', btrim(split_part(e.verdict, ';', 1)))"
+        "   coalesce(e.decision_action, btrim(split_part(e.verdict, ';', 1)))"
         "   AS enforced,"
         "   c.asked, c.premium, c.auto,"
         "   CASE WHEN e.cost_basis = 'unpriced' THEN 'the served model has no price (recorded at $0)'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import psycopg
 import pytest
 
@@ -13,11 +14,15 @@ from sluicegate_contract.ledger import (
     GENESIS,
     Entry,
     EntryAttribution,
+    EntryDecision,
+    EntryResolution,
     EntryUsage,
     chain_entry,
     format_time,
 )
+from sluicegate_contract.ledgerrow import COLUMNS, decode_shipped, row_values
 from sluicegate_operator.authority.ledgerstore import parse_entries
+from sluicegate_operator.authority.migrations import MIGRATIONS
 from sluicegate_operator.authority.store import Store
 from tests.authority.test_authority_store import ask, terms_with
 
@@ -86,7 +91,9 @@ async def test_a_replayed_batch_is_stored_once_and_the_ack_stops_at_the_first_ga
     assert seqs == [1, 2, 3, 4, 5]
 
 
-async def test_other_entries_under_seqs_already_acknowledged_are_never_acknowledged(database_url: str) -> None:
+async def test_other_entries_under_seqs_already_acknowledged_are_never_acknowledged(
+    database_url: str,
+) -> None:
     store = await Store.connect(database_url)
     try:
         first = chain(5)
@@ -185,3 +192,29 @@ async def test_ledger_verify_accounts_compares_each_window_with_the_sum_of_its_l
     code, text = verify(database_url, capsys, "--accounts")
     assert code == 1
     assert "settled 300 µUSD, ledger rows sum to 200 µUSD" in text
+
+
+async def test_rows_stored_before_the_resolution_columns_existed_get_them_from_their_lines(
+    database_url: str,
+) -> None:
+    with psycopg.connect(database_url) as conn:  # a database at migration 3, with a version-2 row
+        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz)")
+        for version, statements in MIGRATIONS[:3]:
+            conn.execute(statements.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, now())", (version,))
+        entry = msgspec.json.decode(chain(1)[0], type=Entry)
+        v2 = msgspec.structs.replace(
+            entry, v=2, resolution=EntryResolution(kind="tier", tier="premium"),
+            decision=EntryDecision(action="DOWNGRADE"),
+        )  # fmt: skip
+        _, line = chain_entry(v2, 1, GENESIS)
+        values = row_values(STREAM, decode_shipped(line[:-1]), line[:-1].decode())
+        conn.execute(
+            f"INSERT INTO ledger_entries ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})",  # noqa: S608
+            values,
+        )
+    store = await Store.connect(database_url)  # migrates
+    await store.close()
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute("SELECT resolution_kind, resolution_tier, decision_action FROM ledger_entries")
+        assert found.fetchall() == [("tier", "premium", "DOWNGRADE")]

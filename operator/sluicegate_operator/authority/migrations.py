@@ -121,4 +121,19 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        4,
+        """
+        -- Version 2's resolution and decision as columns for ``report savings --database-url``, which
+        -- otherwise parses every row's line as JSON. Generated from the line (existing rows are filled
+        -- as the table is rewritten, no UPDATE runs): they can never disagree with the hashed line.
+        ALTER TABLE ledger_entries
+            ADD COLUMN resolution_kind text
+                GENERATED ALWAYS AS ((line::jsonb) #>> '{resolution,kind}') STORED,
+            ADD COLUMN resolution_tier text
+                GENERATED ALWAYS AS ((line::jsonb) #>> '{resolution,tier}') STORED,
+            ADD COLUMN decision_action text
+                GENERATED ALWAYS AS ((line::jsonb) #>> '{decision,action}') STORED;
+        """,
+    ),
 )
