@@ -60,38 +60,51 @@ def read_watermark(directory: Path, stream: str) -> int:
     return found.seq if found.stream == stream else 0
 
 
-def has_ledger(directory: Path) -> bool:
-    """Whether ``directory`` holds ledger files (read before the writer creates the first one)."""
-    return directory.is_dir() and bool(ledger_files([directory]))
+def _last_seq(directory: Path) -> int:
+    """The seq of the chain's last entry on the volume (0: none), as the writer will find it."""
+    for path in reversed(ledger_files([directory]) if directory.is_dir() else []):
+        _, line = tail(path)
+        if line is not None:
+            return msgspec.json.decode(line, type=_Link).seq
+    return 0
 
 
-def stream_reused(directory: Path, stream: str, *, had_ledger: bool, last_seq: int) -> str | None:
+def _stream_reused(directory: Path, stream: str) -> str | None:
     """Why the local ledger cannot go on as ``stream`` (the sidecar id that survived beside it), if so:
     it was wiped, or it ends below a seq the database acknowledged. Its next seqs would be ones the
-    database already holds for the stream, with other entries: the sidecar must ship a new stream."""
-    if not had_ledger:
+    database already holds for the stream, with other entries."""
+    if not (directory.is_dir() and ledger_files([directory])):
         return "is gone (the id survived, the ledger files did not)"
     pruned = read_pruned(directory)
     floor = max(read_watermark(directory, stream), pruned.seq if pruned and pruned.stream == stream else 0)
-    if last_seq < floor:
-        return f"ends at seq {last_seq}, below seq {floor} the database acknowledged"
-    return None
+    last = _last_seq(directory)
+    return f"ends at seq {last}, below seq {floor} the database acknowledged" if last < floor else None
 
 
-def ledger_stream(
-    ledger_dir: Path, identity: tuple[str, Callable[[Path], str]], *, had_ledger: bool, last_seq: int
-) -> str:
+def ledger_stream(ledger_dir: Path, identity: tuple[str, Callable[[Path], str]]) -> str:
     """The sidecar id, which names its ledger stream in the database (``identity``: its file name and
-    the function that reads or creates it): a new one when the ledger it numbered is gone or cut short
-    (a wiped volume with the id file left), so no seq is reused."""
+    the function that reads or creates it). Called before the writer opens the ledger: when the ledger
+    the id numbered is gone or cut short (a wiped or restored volume with the id file left), what is
+    left of it (all in the database already) moves to ``stream-<old id>/`` and a new id starts a new
+    chain from seq 1, so no seq of the old stream is reused."""
     id_file, sidecar_id = identity
     if not (ledger_dir / id_file).exists():
         return sidecar_id(ledger_dir)
     old = sidecar_id(ledger_dir)
-    reason = stream_reused(ledger_dir, old, had_ledger=had_ledger, last_seq=last_seq)
+    try:
+        reason = _stream_reused(ledger_dir, old)
+    except (OSError, msgspec.DecodeError):  # a damaged ledger: the writer reports it (unhealthy)
+        return old
     if reason is None:
         return old
     try:
+        kept = [*ledger_files([ledger_dir]), ledger_dir / ACKED_FILE, ledger_dir / PRUNED_FILE]
+        if any(path.exists() for path in kept):
+            aside = ledger_dir / f"stream-{old}"
+            aside.mkdir(exist_ok=True)
+            for path in kept:
+                if path.exists():
+                    path.rename(aside / path.name)
         (ledger_dir / id_file).unlink()
     except OSError as exc:
         log.error("the ledger of sidecar %s %s, and its id cannot be replaced: %s", old, reason, exc)

@@ -35,7 +35,7 @@ from .journalfile import LeaseJournal
 from .keyclient import KeyClient
 from .leases import LeaseSettings
 from .ledger.writer import DEFAULT_MAX_FILE_BYTES, Ledger
-from .ledgership import LedgerShipper, has_ledger, ledger_stream
+from .ledgership import LedgerShipper, ledger_stream
 from .metrics import Metrics
 from .runtime import Gateway, Settings
 from .serialstate import read_accepted
@@ -277,7 +277,10 @@ async def serve(args: argparse.Namespace) -> int:
         ledger_sync=args.ledger_sync,
         default_tier=environ.get(sidecarpod.ENV_DEFAULT_TIER) or None,
     )
-    had_ledger = has_ledger(Path(args.ledger_dir))
+    # Fleet mode: the stream (sidecar id) is settled before the ledger opens (a wiped one starts anew).
+    stream = (
+        ledger_stream(Path(args.ledger_dir), (SIDECAR_ID_FILE, sidecar_id)) if args.budget_authority else ""
+    )
     gateway = build_gateway(
         settings,
         Path(args.ledger_dir),
@@ -289,12 +292,6 @@ async def serve(args: argparse.Namespace) -> int:
     )
     fleet = None
     if args.budget_authority:
-        stream = ledger_stream(
-            Path(args.ledger_dir),
-            (SIDECAR_ID_FILE, sidecar_id),
-            had_ledger=had_ledger,
-            last_seq=gateway.ledger.last_seq,
-        )
         fleet = AuthorityClient(
             args.budget_authority,
             stream,

@@ -1,6 +1,7 @@
 """Shipping the local ledger: lines in chain order across rotated files, from the acknowledged
 watermark, which outlives a restart; a watermark of another stream (a new sidecar id) is ignored.
-Closed files the database acknowledged are pruned after the retention; what is left verifies."""
+Closed files the database acknowledged are pruned after the retention; what is left verifies. A
+ledger wiped or cut below the acknowledged seq, its id left, goes on as a new stream from seq 1."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -16,7 +18,7 @@ from sluicegate_contract.ledger import Entry, EntryAttribution, decode_entry
 from sluicegate_contract.ledgerfiles import PRUNED_FILE, file_name
 from sluicegate_reports.ledger_cli import main as ledger_main
 from sluicegate_sidecar.ledger.writer import Ledger
-from sluicegate_sidecar.ledgership import ACKED_FILE, LedgerShipper
+from sluicegate_sidecar.ledgership import ACKED_FILE, LedgerShipper, ledger_stream
 
 
 def entry(number: int) -> Entry:
@@ -154,3 +156,44 @@ def test_verify_still_names_a_file_missing_when_no_pruning_explains_it(tmp_path:
     with contextlib.redirect_stderr(err):
         assert ledger_main(["verify", str(tmp_path)], io.StringIO()) == 1
     assert "truncated: ledger-000001.jsonl missing before this file" in err.getvalue()
+
+
+def ids(*names: str) -> Callable[[Path], str]:
+    """``authorityclient.sidecar_id`` with the ids it makes named in advance."""
+    fresh = iter(names)
+
+    def sidecar_id(directory: Path) -> str:
+        path = directory / "sidecar-id"
+        if not path.exists():
+            path.write_text(next(fresh))
+        return path.read_text()
+
+    return sidecar_id
+
+
+async def test_a_ledger_cut_below_the_acknowledged_seq_goes_on_as_a_new_stream_from_seq_1(
+    tmp_path: Path,
+) -> None:
+    sidecar_id = ids("old", "new")
+    assert ledger_stream(tmp_path, ("sidecar-id", sidecar_id)) == "old"  # a first start
+    await write(tmp_path, 25)
+    shipper = LedgerShipper(tmp_path, "old", batch_max=100)
+    shipper.batch()
+    await shipper.acknowledge(25)
+    assert ledger_stream(tmp_path, ("sidecar-id", sidecar_id)) == "old"  # a restart: the same stream
+    files = sorted(tmp_path.glob("ledger-0*.jsonl"))
+    files[-1].unlink()  # the volume restored from an older snapshot: the chain ends before seq 25
+    assert ledger_stream(tmp_path, ("sidecar-id", sidecar_id)) == "new"
+    assert names(tmp_path) == [] and not (tmp_path / ACKED_FILE).exists()
+    assert names(tmp_path / "stream-old") == [path.name for path in files[:-1]]  # kept aside
+    await write(tmp_path, 2, start=26)
+    assert seqs(LedgerShipper(tmp_path, "new").batch()) == [1, 2]  # a new chain from seq 1
+
+
+def test_a_wiped_ledger_whose_id_survived_goes_on_as_a_new_stream(tmp_path: Path) -> None:
+    sidecar_id = ids("old", "new")
+    asyncio.run(write(tmp_path, 3))
+    assert ledger_stream(tmp_path, ("sidecar-id", sidecar_id)) == "old"
+    for path in tmp_path.glob("ledger-*"):
+        path.unlink()
+    assert ledger_stream(tmp_path, ("sidecar-id", sidecar_id)) == "new"
