@@ -195,7 +195,7 @@ async def test_ledger_verify_accounts_compares_each_window_with_the_sum_of_its_l
 
 
 async def test_rows_stored_before_the_resolution_columns_existed_get_them_from_their_lines(
-    database_url: str,
+    database_url: str, capsys
 ) -> None:
     with psycopg.connect(database_url) as conn:  # a database at migration 3, with a version-2 row
         conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz)")
@@ -208,13 +208,23 @@ async def test_rows_stored_before_the_resolution_columns_existed_get_them_from_t
             decision=EntryDecision(action="DOWNGRADE"),
         )  # fmt: skip
         _, line = chain_entry(v2, 1, GENESIS)
-        values = row_values(STREAM, decode_shipped(line[:-1]), line[:-1].decode())
+        new = ("resolution_kind", "resolution_tier", "decision_action")  # migration 4's columns
+        named = dict(
+            zip(COLUMNS, row_values(STREAM, decode_shipped(line[:-1]), line[:-1].decode()), strict=True)
+        )
+        before = [name for name in COLUMNS if name not in new]
         conn.execute(
-            f"INSERT INTO ledger_entries ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})",  # noqa: S608
-            values,
+            f"INSERT INTO ledger_entries ({', '.join(before)}) VALUES ({', '.join(['%s'] * len(before))})",  # noqa: S608
+            [named[name] for name in before],
         )
     store = await Store.connect(database_url)  # migrates
     await store.close()
     with psycopg.connect(database_url) as conn:
         found = conn.execute("SELECT resolution_kind, resolution_tier, decision_action FROM ledger_entries")
         assert found.fetchall() == [("tier", "premium", "DOWNGRADE")]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # insert-only again after the backfill
+            conn.execute("UPDATE ledger_entries SET decision_action = 'allow'")
+    assert cli(["ledger", "verify", "--database-url", database_url]) == 0  # the columns match the line
+    tamper(database_url, "UPDATE ledger_entries SET decision_action = 'allow'")
+    assert cli(["ledger", "verify", "--database-url", database_url]) == 1  # and are checked against it
+    assert "column decision_action is 'allow', its line says 'DOWNGRADE'" in capsys.readouterr().err

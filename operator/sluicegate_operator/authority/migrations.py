@@ -125,15 +125,22 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         4,
         """
         -- Version 2's resolution and decision as columns for ``report savings --database-url``, which
-        -- otherwise parses every row's line as JSON. Generated from the line (existing rows are filled
-        -- as the table is rewritten, no UPDATE runs): they can never disagree with the hashed line.
+        -- otherwise parses every row's line as JSON. The authority fills them from the line it decodes
+        -- anyway (``ledgerrow.row_values``; ``ledger verify`` checks them against the line like every
+        -- column). Rows stored before are filled here from their lines, once: the insert-only trigger
+        -- is off for this statement only, inside the migration's transaction, whose ALTER TABLE holds
+        -- the table's exclusive lock throughout (no other statement can run on it meanwhile).
         ALTER TABLE ledger_entries
-            ADD COLUMN resolution_kind text
-                GENERATED ALWAYS AS ((line::jsonb) #>> '{resolution,kind}') STORED,
-            ADD COLUMN resolution_tier text
-                GENERATED ALWAYS AS ((line::jsonb) #>> '{resolution,tier}') STORED,
-            ADD COLUMN decision_action text
-                GENERATED ALWAYS AS ((line::jsonb) #>> '{decision,action}') STORED;
+            ADD COLUMN resolution_kind text,
+            ADD COLUMN resolution_tier text,
+            ADD COLUMN decision_action text;
+        ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_no_update;
+        UPDATE ledger_entries SET
+            resolution_kind = (line::jsonb) #>> '{resolution,kind}',
+            resolution_tier = (line::jsonb) #>> '{resolution,tier}',
+            decision_action = (line::jsonb) #>> '{decision,action}'
+            WHERE line LIKE '%"resolution":{%' OR line LIKE '%"decision":{%';
+        ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_no_update;
         """,
     ),
 )
