@@ -161,6 +161,7 @@ class LedgerShipper:
         self.batch_max = batch_max
         self.retain_seconds = retain_seconds  # None: never delete acknowledged files
         self._prune_at = 0.0  # monotonic time of the next pruning pass
+        self._pruning: asyncio.Task[None] | None = None
         self.acked = read_watermark(directory, stream)
         self._pending: list[tuple[int, bytes]] = []
         self._file = 0  # index of the file being read (0: not positioned yet)
@@ -209,6 +210,8 @@ class LedgerShipper:
         if room > 0:
             try:
                 self._read_more(room)
+            except FileNotFoundError:  # pruned meanwhile (acknowledged): start again at the oldest
+                self._file, self._offset = 0, 0
             except (OSError, msgspec.DecodeError) as exc:
                 log.warning("cannot read the ledger to ship it: %s", exc)
         return [line for _, line in self._pending[: self.batch_max]]
@@ -230,13 +233,20 @@ class LedgerShipper:
                 self.acked = seq
                 return  # prune only what a durable watermark covers
             self.acked = seq
-        await self._prune()
-
-    async def _prune(self) -> None:
-        if self.retain_seconds is None or time.monotonic() < self._prune_at or self.acked == 0:
+        busy = self._pruning is not None and not self._pruning.done()
+        if self.retain_seconds is None or busy or time.monotonic() < self._prune_at or self.acked == 0:
             return
         self._prune_at = time.monotonic() + min(PRUNE_EVERY, self.retain_seconds)
-        before = time.time() - self.retain_seconds
+        # In the background: its fsyncs and unlinks must not hold up the sync (leases ride on it).
+        self._pruning = asyncio.get_running_loop().create_task(self._prune(self.retain_seconds))
+
+    async def pruned(self) -> None:
+        """Wait for the pruning pass under way, if any."""
+        if self._pruning is not None:
+            await self._pruning
+
+    async def _prune(self, retain_seconds: float) -> None:
+        before = time.time() - retain_seconds
         try:
             gone = await asyncio.to_thread(prune, self.directory, self.stream, self.acked, before)
         except (OSError, msgspec.DecodeError) as exc:

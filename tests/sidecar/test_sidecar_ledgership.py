@@ -98,11 +98,13 @@ async def test_acknowledged_closed_files_are_pruned_after_the_retention_and_the_
     shipper = LedgerShipper(tmp_path, "s1", batch_max=100, retain_seconds=3600)
     shipper.batch()
     await shipper.acknowledge(25)  # everything is in the database, but nothing is an hour old yet
+    await shipper.pruned()
     assert names(tmp_path) == [path.name for path in files]
 
     age(files, 7200)
     shipper._prune_at = 0.0  # the next pass is due (they run at most once a minute)
     await shipper.acknowledge(last_seqs[1] + 1)  # an older acknowledgement: the watermark stays at 25
+    await shipper.pruned()
     # Every file is gone but the newest, which holds the chain's end (the writer goes on from it).
     assert names(tmp_path) == [path.name for path in files[-1:]]
     assert msgspec.json.decode((tmp_path / PRUNED_FILE).read_bytes()) == {
@@ -126,6 +128,7 @@ async def test_files_with_unacknowledged_lines_and_the_chains_end_are_never_prun
     shipper = LedgerShipper(tmp_path, "s1", batch_max=100, retain_seconds=0)
     shipper.batch()
     await shipper.acknowledge(first_of_third)  # the third file is acknowledged only in part
+    await shipper.pruned()
     assert names(tmp_path) == [path.name for path in files[2:]]
     assert ledger_main(["verify", str(tmp_path)], io.StringIO()) == 0
 
@@ -133,6 +136,7 @@ async def test_files_with_unacknowledged_lines_and_the_chains_end_are_never_prun
     (tmp_path / file_name(len(files) + 1)).touch()
     shipper._prune_at = 0.0
     await shipper.acknowledge(25)
+    await shipper.pruned()
     assert names(tmp_path) == [files[-1].name, file_name(len(files) + 1)]
     await write(tmp_path, 2, start=26)  # a restart continues the chain from it
     assert ledger_main(["verify", str(tmp_path)], io.StringIO()) == 0
@@ -145,6 +149,7 @@ async def test_without_a_retention_nothing_is_pruned(tmp_path: Path) -> None:
     shipper = LedgerShipper(tmp_path, "s1", batch_max=100)
     shipper.batch()
     await shipper.acknowledge(25)
+    await shipper.pruned()
     assert names(tmp_path) == before and not (tmp_path / PRUNED_FILE).exists()
 
 

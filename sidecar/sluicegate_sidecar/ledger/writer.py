@@ -42,9 +42,13 @@ _Written = tuple[Entry, Entry, "asyncio.Future[Entry] | None"]  # (as appended, 
 
 
 def _sync_files(paths: Sequence[Path], directory: Path | None) -> None:
-    """fdatasync each file (by path: any descriptor of a file flushes it), then the directory."""
+    """fdatasync each file (by path: any descriptor of a file flushes it), then the directory. A file
+    gone was pruned (fleet mode: only once the database held every line of it): nothing to flush."""
     for path in paths:
-        fd = os.open(path, os.O_RDONLY)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
         try:
             os.fdatasync(fd)
         finally:
