@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sluicegate_sidecar.serve_cli import ListenError
+from sluicegate_sidecar.servers import ListenError
 from tests.support.sidecar_harness import SidecarThread, connection, free_ports, render_dir, tier
 
 SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))

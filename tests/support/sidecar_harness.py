@@ -27,7 +27,8 @@ from sluicegate_sidecar.attribution import PodIdentity
 from sluicegate_sidecar.configload import dev_data_keys, public_keys_from
 from sluicegate_sidecar.routing.health import HealthBook
 from sluicegate_sidecar.runtime import Gateway, Settings
-from sluicegate_sidecar.serve_cli import ListenError, build_gateway, run_servers
+from sluicegate_sidecar.serve_cli import build_gateway
+from sluicegate_sidecar.servers import ListenError, run_servers
 
 API = "sluicegate.io/v1alpha1"
 
