@@ -6,6 +6,8 @@ The charge rules (fault 27) are pure functions; ``Accountant`` applies them to t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import sys
 import time
@@ -225,22 +227,30 @@ class Accountant:
             resolution=_resolution(ctx),
             decision=EntryDecision(action=ctx.action, shadow=ctx.shadow_action, policy=ctx.verdict_policy),
         )
-        ctx.ledger_writes.append(self.gw.spawn(self._write(entry, reservation)))
+        write = self.gw.ledger.submit(entry)  # a future, not a task: the write never needs the client
+        write.add_done_callback(functools.partial(self._written, reservation))
+        ctx.ledger_writes.append(write)
         self._count_spend(ctx, target, charge)
 
     async def durable(self, ctx: RequestContext) -> None:
         """Wait until this request's ledger lines are written (handed to the kernel; fdatasynced too
-        with ``--ledger-sync``): call it before the reply's last byte or a stream's terminator leaves."""
+        with ``--ledger-sync``): call it before the reply's last byte or a stream's terminator leaves.
+        A line the disk refused is kept for retry by the ledger (``_written`` logs it); a cancelled
+        request drops only its wait, never the write."""
         if ctx.ledger_writes:
             writes, ctx.ledger_writes = ctx.ledger_writes, []
-            await asyncio.shield(asyncio.gather(*writes))
+            for write in writes:
+                if not write.done():
+                    with contextlib.suppress(LedgerError):  # logged by ``_written``, kept for retry
+                        await asyncio.shield(write)  # a cancelled request never cancels the write's outcome
 
-    async def _write(self, entry: Entry, reservation: Reservation | None = None) -> None:
-        try:
-            await self.gw.ledger.append(entry)
+    def _written(self, reservation: Reservation | None, write: asyncio.Future[Entry]) -> None:
+        """A ledger write's outcome (a done-callback: it runs before ``durable`` returns)."""
+        exc = None if write.cancelled() else write.exception()  # ``durable`` waits through a shield
+        if exc is None and not write.cancelled():
             if reservation is not None:  # fleet mode journals it settled only once the ledger shows it
-                self.gw.budgets.recorded(reservation, entry.cost_micro_usd)
-        except LedgerError as exc:
+                self.gw.budgets.recorded(reservation, write.result().cost_micro_usd)
+        else:
             log.error("ledger write failed, entry kept for retry: %s", exc)
         self.gw.metrics.ledger_healthy.set(1 if self.gw.ledger.healthy else 0)
 
