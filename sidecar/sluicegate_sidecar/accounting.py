@@ -281,13 +281,13 @@ class Accountant:
         labels = self._labels(ctx, target)
         m = self.gw.metrics
         if charge.cost_micro_usd:
-            m.spend.labels(*labels).inc(charge.cost_micro_usd / 1_000_000)
+            m.spend_by(*labels).inc(charge.cost_micro_usd / 1_000_000)
         usage = charge.usage
         if usage is not None:
-            m.tokens.labels(*labels, "input").inc(usage.input_tokens)
-            m.tokens.labels(*labels, "output").inc(usage.output_tokens)
+            m.tokens_by(*labels, "input").inc(usage.input_tokens)
+            m.tokens_by(*labels, "output").inc(usage.output_tokens)
             if usage.cached_input_tokens:
-                m.tokens.labels(*labels, "cached").inc(usage.cached_input_tokens)
+                m.tokens_by(*labels, "cached").inc(usage.cached_input_tokens)
 
     def finish(self, ctx: RequestContext, status: int | str) -> None:
         """Count the request and write its log line (once per client request)."""
@@ -295,8 +295,8 @@ class Accountant:
         elapsed = time.perf_counter() - ctx.started
         m = self.gw.metrics
         labels = self._labels(ctx, ctx.routed)
-        m.requests.labels(*labels, str(status), ctx.verdict).inc()
-        m.duration.labels(labels[-1]).observe(elapsed)
+        m.requests_by(*labels, str(status), ctx.verdict).inc()
+        m.duration_by(labels[-1]).observe(elapsed)
         m.overhead.observe(max(0.0, elapsed - ctx.upstream_seconds))
         if self.gw.settings.access_log:
             self._log_line(ctx, elapsed)

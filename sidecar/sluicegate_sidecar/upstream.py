@@ -7,6 +7,7 @@ wrong; reading the body afterwards is the pipeline's job, under the idle and tot
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
 
 import aiohttp
@@ -68,8 +69,18 @@ class Upstream:
         await self.transport.aclose()
 
 
-def _aiohttp_session(connect_seconds: float) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60)
+def upstream_tls() -> ssl.SSLContext:
+    """What every upstream TLS connection verifies with: the system trust store, HTTP/1.1 (as
+    aiohttp's default). Built once per process and shared by every connection's transport: each
+    ``AiohttpTransport`` would otherwise build (and never use) its own context from certifi's bundle,
+    a few hundred milliseconds of start-up and reload and a copy of the CA store in memory apiece."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(("http/1.1",))
+    return context
+
+
+def _aiohttp_session(connect_seconds: float, tls: ssl.SSLContext) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60, ssl=tls)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -78,13 +89,15 @@ def _aiohttp_session(connect_seconds: float) -> aiohttp.ClientSession:
     )
 
 
-def build_client(provider_kind: str, timeouts: Timeouts, mock: MockSettings | None) -> Upstream:
+def build_client(
+    provider_kind: str, timeouts: Timeouts, mock: MockSettings | None, tls: ssl.SSLContext
+) -> Upstream:
     """The upstream of one connection; the mock provider gets its in-process transport."""
     if provider_kind == "mock":
         settings = mock or MockSettings()
         return Upstream(MockUpstreamTransport(settings, settings.seed))
     connect = timeouts.connect_seconds
-    return Upstream(AiohttpTransport(client=lambda: _aiohttp_session(connect)), connect)
+    return Upstream(AiohttpTransport(verify=tls, client=lambda: _aiohttp_session(connect, tls)), connect)
 
 
 async def open_response(
