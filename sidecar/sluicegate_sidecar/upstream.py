@@ -53,17 +53,35 @@ class Upstream:
     def __init__(self, transport: httpx.AsyncBaseTransport, connect_seconds: float = 5.0) -> None:
         self.transport = transport
         self.extensions = {"timeout": {"connect": connect_seconds, "pool": connect_seconds, "read": None}}
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, tuple[httpx.URL, str]] = {}
 
-    def url(self, text: str) -> httpx.URL:
-        """``text`` parsed once: an ``httpx.Request`` built from a parsed URL skips httpx's URL parser,
-        which costs more than the rest of building the request."""
+    def url(self, text: str) -> tuple[httpx.URL, str]:
+        """``text`` parsed once, with its ``Host`` header: an ``httpx.Request`` built from a parsed URL
+        skips httpx's URL parser, which costs more than the rest of building the request."""
         parsed = self._urls.get(text)
         if parsed is None:
             if len(self._urls) >= MAX_PARSED_URLS:
                 self._urls.clear()
-            parsed = self._urls[text] = httpx.URL(text)
+            url = httpx.URL(text)
+            parsed = self._urls[text] = (url, url.netloc.decode("ascii"))
         return parsed
+
+    def request(self, request: UpstreamRequest) -> httpx.Request:
+        """``request`` as httpx would build it from ``content=`` (``Host`` first, ``Content-Length``
+        last), asking for identity encoding: bytes are relayed as they come, and no gzip bomb can be
+        sent (fault 11). Built from a ready stream, the headers are normalised once, not three times."""
+        url, host = self.url(request.url)
+        body = request.body
+        headers = [("Host", host)]
+        headers += [item for item in request.headers.items() if item[0].lower() != "accept-encoding"]
+        headers.append(("accept-encoding", "identity"))
+        if body or request.method in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", str(len(body))))
+        outgoing = httpx.Request(
+            request.method, url, headers=headers, stream=httpx.ByteStream(body), extensions=self.extensions
+        )
+        outgoing.read()  # the body is bytes: ``content`` is set, as with ``content=``
+        return outgoing
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -104,15 +122,7 @@ async def open_response(
     upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float
 ) -> httpx.Response:
     """Send and wait for the status line; raises ``AttemptFailed`` for anything but a 2xx."""
-    # identity: bytes are relayed as they come, and no gzip bomb can be sent (fault 11)
-    headers = {**request.headers, "accept-encoding": "identity"}
-    outgoing = httpx.Request(
-        request.method,
-        upstream.url(request.url),
-        headers=headers,
-        content=request.body,
-        extensions=upstream.extensions,
-    )
+    outgoing = upstream.request(request)
     try:
         async with asyncio.timeout(first_byte_seconds):
             response = await upstream.transport.handle_async_request(outgoing)
