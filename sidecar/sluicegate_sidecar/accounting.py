@@ -304,31 +304,60 @@ class Accountant:
     def _log_line(self, ctx: RequestContext, elapsed: float) -> None:
         usage = ctx.usage
         target = ctx.routed
-        line = {
-            "ts": format_time(ctx.wall),
-            "requestId": ctx.request_id,
-            "op": ctx.op,
-            "namespace": ctx.attribution.pod.namespace,
-            "workload": ctx.attribution.pod.workload,
-            "attribution": dict(ctx.attribution.dimensions),
-            "tags": dict(ctx.attribution.tags),
-            "requestedModel": ctx.requested_model,
-            "routedModel": f"{target.provider}/{target.model}" if target else None,
-            "connection": target.connection if target else None,
-            "tier": ctx.tier,
-            "verdict": ctx.verdict,
-            "fallbacks": ctx.fallbacks,
-            "status": ctx.status,
-            "tokens": None
+        line = _LogLine(
+            format_time(ctx.wall),
+            ctx.request_id,
+            ctx.op,
+            ctx.attribution.pod.namespace,
+            ctx.attribution.pod.workload,
+            dict(ctx.attribution.dimensions),
+            dict(ctx.attribution.tags),
+            ctx.requested_model,
+            f"{target.provider}/{target.model}" if target else None,
+            target.connection if target else None,
+            ctx.tier,
+            ctx.verdict,
+            ctx.fallbacks,
+            ctx.status,
+            None
             if usage is None
-            else {
-                "input": usage.input_tokens,
-                "output": usage.output_tokens,
-                "cached": usage.cached_input_tokens,
-            },
-            "costUSD": ctx.cost_micro_usd / 1_000_000,
-            "costBasis": ctx.basis,
-            "upstreamMs": round(ctx.upstream_seconds * 1000, 3),
-            "totalMs": round(elapsed * 1000, 3),
-        }
-        sys.stdout.buffer.write(msgspec.json.encode(line) + b"\n")
+            else _LogTokens(usage.input_tokens, usage.output_tokens, usage.cached_input_tokens),
+            ctx.cost_micro_usd / 1_000_000,
+            ctx.basis,
+            round(ctx.upstream_seconds * 1000, 3),
+            round(elapsed * 1000, 3),
+        )
+        sys.stdout.buffer.write(_LOG_ENCODER.encode(line) + b"\n")
+
+
+class _LogTokens(msgspec.Struct):
+    input: int
+    output: int
+    cached: int
+
+
+class _LogLine(msgspec.Struct):
+    """One request log line (stdout, JSON): these keys in this order, each one present (null: unknown)."""
+
+    ts: str
+    request_id: str = msgspec.field(name="requestId")
+    op: str
+    namespace: str
+    workload: str
+    attribution: dict[str, str]
+    tags: dict[str, str]
+    requested_model: str = msgspec.field(name="requestedModel")
+    routed_model: str | None = msgspec.field(name="routedModel")
+    connection: str | None
+    tier: str | None
+    verdict: str
+    fallbacks: list[str]
+    status: int | str
+    tokens: _LogTokens | None
+    cost_usd: float = msgspec.field(name="costUSD")
+    cost_basis: str | None = msgspec.field(name="costBasis")
+    upstream_ms: float = msgspec.field(name="upstreamMs")
+    total_ms: float = msgspec.field(name="totalMs")
+
+
+_LOG_ENCODER = msgspec.json.Encoder()
