@@ -16,7 +16,6 @@ from httpx_aiohttp import AiohttpTransport
 
 from sluicegate_contract.schema import MockSettings, Timeouts
 
-from .mock.transport import MockUpstreamTransport
 from .providers.base import UpstreamRequest
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -112,6 +111,9 @@ def build_client(
 ) -> Upstream:
     """The upstream of one connection; the mock provider gets its in-process transport."""
     if provider_kind == "mock":
+        # Imported only for a mock connection: its generators are memory every other sidecar would pay.
+        from .mock.transport import MockUpstreamTransport
+
         settings = mock or MockSettings()
         return Upstream(MockUpstreamTransport(settings, settings.seed))
     connect = timeouts.connect_seconds
