@@ -145,6 +145,57 @@ async def open_response(
     raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
 
 
+async def fetch_reply(
+    upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
+) -> tuple[httpx.Response, bytes | AttemptFailed]:
+    """``open_response`` then ``read_body`` under one deadline object (each asyncio timeout is a timer
+    set and cancelled): the first-byte limit until the status line, then the total limit from there.
+    Raises ``AttemptFailed`` as ``open_response`` does; a body that fails is returned, as ``read_body``
+    would have raised it (the response is closed either way)."""
+    outgoing = upstream.request(request)
+    phase = "open"
+    response: httpx.Response | None = None
+    try:
+        async with asyncio.timeout(first_byte_seconds) as deadline:
+            response = await upstream.transport.handle_async_request(outgoing)
+            response.request = outgoing
+            ok = 200 <= response.status_code < 300
+            phase = "body" if ok else "error"
+            limit = total_seconds if ok else first_byte_seconds
+            deadline.reschedule(asyncio.get_running_loop().time() + limit)
+            body = await read_capped(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
+    except TimeoutError:
+        if phase == "open":
+            raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
+        if phase == "body":
+            assert response is not None
+            return response, AttemptFailed("timeout", detail="upstream body did not finish in time")
+        body = b""
+    except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
+        if phase == "open":
+            raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
+        if phase == "body":
+            assert response is not None
+            return response, AttemptFailed("connect", detail=type(exc).__name__)
+        body = b""
+    except httpx.HTTPError:
+        if phase != "error":
+            raise
+        body = b""
+    except AttemptFailed as failure:  # a body over its limit
+        if phase != "body":
+            raise
+        assert response is not None
+        return response, failure
+    finally:
+        if response is not None:  # outside the deadline, as ``read_body`` closes it
+            await response.aclose()
+    assert response is not None
+    if phase == "error":
+        raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
+    return response, body
+
+
 def _failure_kind(exc: BaseException) -> str:
     """timeout | connect. httpx-aiohttp maps every aiohttp connection error (refused, reset) to
     ``httpx.ConnectTimeout``: what happened is in ``__cause__``, a timeout only if that is one."""
