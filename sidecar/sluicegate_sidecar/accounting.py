@@ -6,6 +6,8 @@ The charge rules (fault 27) are pure functions; ``Accountant`` applies them to t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import sys
 import time
@@ -225,22 +227,30 @@ class Accountant:
             resolution=_resolution(ctx),
             decision=EntryDecision(action=ctx.action, shadow=ctx.shadow_action, policy=ctx.verdict_policy),
         )
-        ctx.ledger_writes.append(self.gw.spawn(self._write(entry, reservation)))
+        write = self.gw.ledger.submit(entry)  # a future, not a task: the write never needs the client
+        write.add_done_callback(functools.partial(self._written, reservation))
+        ctx.ledger_writes.append(write)
         self._count_spend(ctx, target, charge)
 
     async def durable(self, ctx: RequestContext) -> None:
         """Wait until this request's ledger lines are written (handed to the kernel; fdatasynced too
-        with ``--ledger-sync``): call it before the reply's last byte or a stream's terminator leaves."""
+        with ``--ledger-sync``): call it before the reply's last byte or a stream's terminator leaves.
+        A line the disk refused is kept for retry by the ledger (``_written`` logs it); a cancelled
+        request drops only its wait, never the write."""
         if ctx.ledger_writes:
             writes, ctx.ledger_writes = ctx.ledger_writes, []
-            await asyncio.shield(asyncio.gather(*writes))
+            for write in writes:
+                if not write.done():
+                    with contextlib.suppress(LedgerError):  # logged by ``_written``, kept for retry
+                        await asyncio.shield(write)  # a cancelled request never cancels the write's outcome
 
-    async def _write(self, entry: Entry, reservation: Reservation | None = None) -> None:
-        try:
-            await self.gw.ledger.append(entry)
+    def _written(self, reservation: Reservation | None, write: asyncio.Future[Entry]) -> None:
+        """A ledger write's outcome (a done-callback: it runs before ``durable`` returns)."""
+        exc = None if write.cancelled() else write.exception()  # ``durable`` waits through a shield
+        if exc is None and not write.cancelled():
             if reservation is not None:  # fleet mode journals it settled only once the ledger shows it
-                self.gw.budgets.recorded(reservation, entry.cost_micro_usd)
-        except LedgerError as exc:
+                self.gw.budgets.recorded(reservation, write.result().cost_micro_usd)
+        else:
             log.error("ledger write failed, entry kept for retry: %s", exc)
         self.gw.metrics.ledger_healthy.set(1 if self.gw.ledger.healthy else 0)
 
@@ -271,13 +281,13 @@ class Accountant:
         labels = self._labels(ctx, target)
         m = self.gw.metrics
         if charge.cost_micro_usd:
-            m.spend.labels(*labels).inc(charge.cost_micro_usd / 1_000_000)
+            m.spend_by(*labels).inc(charge.cost_micro_usd / 1_000_000)
         usage = charge.usage
         if usage is not None:
-            m.tokens.labels(*labels, "input").inc(usage.input_tokens)
-            m.tokens.labels(*labels, "output").inc(usage.output_tokens)
+            m.tokens_by(*labels, "input").inc(usage.input_tokens)
+            m.tokens_by(*labels, "output").inc(usage.output_tokens)
             if usage.cached_input_tokens:
-                m.tokens.labels(*labels, "cached").inc(usage.cached_input_tokens)
+                m.tokens_by(*labels, "cached").inc(usage.cached_input_tokens)
 
     def finish(self, ctx: RequestContext, status: int | str) -> None:
         """Count the request and write its log line (once per client request)."""
@@ -285,8 +295,8 @@ class Accountant:
         elapsed = time.perf_counter() - ctx.started
         m = self.gw.metrics
         labels = self._labels(ctx, ctx.routed)
-        m.requests.labels(*labels, str(status), ctx.verdict).inc()
-        m.duration.labels(labels[-1]).observe(elapsed)
+        m.requests_by(*labels, str(status), ctx.verdict).inc()
+        m.duration_by(labels[-1]).observe(elapsed)
         m.overhead.observe(max(0.0, elapsed - ctx.upstream_seconds))
         if self.gw.settings.access_log:
             self._log_line(ctx, elapsed)
@@ -294,31 +304,60 @@ class Accountant:
     def _log_line(self, ctx: RequestContext, elapsed: float) -> None:
         usage = ctx.usage
         target = ctx.routed
-        line = {
-            "ts": format_time(ctx.wall),
-            "requestId": ctx.request_id,
-            "op": ctx.op,
-            "namespace": ctx.attribution.pod.namespace,
-            "workload": ctx.attribution.pod.workload,
-            "attribution": dict(ctx.attribution.dimensions),
-            "tags": dict(ctx.attribution.tags),
-            "requestedModel": ctx.requested_model,
-            "routedModel": f"{target.provider}/{target.model}" if target else None,
-            "connection": target.connection if target else None,
-            "tier": ctx.tier,
-            "verdict": ctx.verdict,
-            "fallbacks": ctx.fallbacks,
-            "status": ctx.status,
-            "tokens": None
+        line = _LogLine(
+            format_time(ctx.wall),
+            ctx.request_id,
+            ctx.op,
+            ctx.attribution.pod.namespace,
+            ctx.attribution.pod.workload,
+            dict(ctx.attribution.dimensions),
+            dict(ctx.attribution.tags),
+            ctx.requested_model,
+            f"{target.provider}/{target.model}" if target else None,
+            target.connection if target else None,
+            ctx.tier,
+            ctx.verdict,
+            ctx.fallbacks,
+            ctx.status,
+            None
             if usage is None
-            else {
-                "input": usage.input_tokens,
-                "output": usage.output_tokens,
-                "cached": usage.cached_input_tokens,
-            },
-            "costUSD": ctx.cost_micro_usd / 1_000_000,
-            "costBasis": ctx.basis,
-            "upstreamMs": round(ctx.upstream_seconds * 1000, 3),
-            "totalMs": round(elapsed * 1000, 3),
-        }
-        sys.stdout.buffer.write(msgspec.json.encode(line) + b"\n")
+            else _LogTokens(usage.input_tokens, usage.output_tokens, usage.cached_input_tokens),
+            ctx.cost_micro_usd / 1_000_000,
+            ctx.basis,
+            round(ctx.upstream_seconds * 1000, 3),
+            round(elapsed * 1000, 3),
+        )
+        sys.stdout.buffer.write(_LOG_ENCODER.encode(line) + b"\n")
+
+
+class _LogTokens(msgspec.Struct):
+    input: int
+    output: int
+    cached: int
+
+
+class _LogLine(msgspec.Struct):
+    """One request log line (stdout, JSON): these keys in this order, each one present (null: unknown)."""
+
+    ts: str
+    request_id: str = msgspec.field(name="requestId")
+    op: str
+    namespace: str
+    workload: str
+    attribution: dict[str, str]
+    tags: dict[str, str]
+    requested_model: str = msgspec.field(name="requestedModel")
+    routed_model: str | None = msgspec.field(name="routedModel")
+    connection: str | None
+    tier: str | None
+    verdict: str
+    fallbacks: list[str]
+    status: int | str
+    tokens: _LogTokens | None
+    cost_usd: float = msgspec.field(name="costUSD")
+    cost_basis: str | None = msgspec.field(name="costBasis")
+    upstream_ms: float = msgspec.field(name="upstreamMs")
+    total_ms: float = msgspec.field(name="totalMs")
+
+
+_LOG_ENCODER = msgspec.json.Encoder()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sluicegate_contract.ladder import Verdict
+from sluicegate_contract.ledger import Entry
 
 from .attribution import Attribution
 from .providers.base import Usage
@@ -42,7 +43,7 @@ class RequestContext:
     status: int | str = 200
     auto_reason: str | None = None
     verdict_policy: str | None = None
-    ledger_writes: list[asyncio.Task[None]] = field(default_factory=list)
+    ledger_writes: list[asyncio.Future[Entry]] = field(default_factory=list)
     admission_deadline: float | None = None  # monotonic; set when it first waits for budget room
     client_headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names, for adapters
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -49,6 +50,27 @@ MAX_FREE_VALUES = 50  # per free-text dimension (team, service, feature) before 
 _REQUEST_LABELS = ("namespace", "workload", "team", "service", "feature", "model", "provider", "tier")
 _FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 _SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
+
+class Children(Generic[_M]):
+    """``metric.labels(*values)``, looked up once per distinct values: the per-request counters'
+    label values are bounded (``LabelGuard``), and ``labels()`` validates and locks on every call.
+    Only for metrics whose children are never removed."""
+
+    __slots__ = ("_cache", "_metric")
+
+    def __init__(self, metric: _M) -> None:
+        self._metric: _M = metric
+        self._cache: dict[tuple[str, ...], _M] = {}
+
+    def __call__(self, *values: str) -> _M:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._metric.labels(*values)
+        return child
 
 
 @dataclass
@@ -99,6 +121,11 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=r,
         )
+        # The per-request children, cached (their label values are bounded; never removed).
+        self.requests_by = Children(self.requests)
+        self.spend_by = Children(self.spend)
+        self.tokens_by = Children(self.tokens)
+        self.duration_by = Children(self.duration)
         self.fallbacks = Counter("sluicegate_fallbacks", "Fallbacks", ("from", "to", "reason"), registry=r)
         self.budget_limit = Gauge(GAUGE_BUDGET_LIMIT, "Cap", ("policy", "scope", "window"), registry=r)
         self.budget_spent = Gauge(GAUGE_BUDGET_SPENT, "Spent", ("policy", "scope", "window"), registry=r)

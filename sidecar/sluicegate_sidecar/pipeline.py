@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from starlette.responses import Response
 
 from sluicegate_contract.money import MICRO_USD
@@ -38,7 +37,7 @@ from .routing.planning import Plan, plan_request, reroute
 from .routing.retryafter import parse_retry_after
 from .routing.selection import expected_cost_micro_usd, order_candidates
 from .runtime import Gateway, Served
-from .upstream import AttemptFailed, open_response, read_body
+from .upstream import AttemptFailed, fetch_reply, open_response
 from .wire import Fields, output_cap, with_output_cap
 
 
@@ -265,8 +264,14 @@ class Pipeline:
         now = time.monotonic()
         self.gw.health.acquire(target.connection, target.model, now)
         attempt.started = time.perf_counter()
+        raw: bytes | AttemptFailed = b""
         try:
-            response = await open_response(client, upstream, timeouts.first_byte_seconds)
+            if fields.stream:
+                response = await open_response(client, upstream, timeouts.first_byte_seconds)
+            else:  # the status line and the body under one deadline object
+                response, raw = await fetch_reply(
+                    client, upstream, timeouts.first_byte_seconds, timeouts.total_seconds
+                )
         except AttemptFailed as failure:
             attempt.upstream_done()
             attempt.fail(failure)
@@ -282,14 +287,15 @@ class Pipeline:
             return await stream_response(
                 attempt, adapter, op, request, response, timeouts, scrubber=conn.scrubber
             )
-        return await self._complete(attempt, adapter, op, response, timeouts)
+        return await self._complete(attempt, adapter, op, raw)
 
     async def _complete(
-        self, attempt: Attempt, adapter: Adapter, op: Operation, response: httpx.Response, timeouts: Any
+        self, attempt: Attempt, adapter: Adapter, op: Operation, raw: bytes | AttemptFailed
     ) -> Response | AttemptFailed:
         target, plan = attempt.target, attempt.plan
         try:
-            raw = await read_body(response, timeouts.idle_seconds, timeouts.total_seconds)
+            if isinstance(raw, AttemptFailed):
+                raise raw
             reply = adapter.parse(op, target.model, raw)
         except (AttemptFailed, BadUpstreamResponse) as exc:
             failure = (

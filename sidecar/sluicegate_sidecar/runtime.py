@@ -9,6 +9,7 @@ import asyncio
 import logging
 import math
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from .metrics import LabelGuard, Metrics
 from .routing.catalog import ModelCatalog
 from .routing.health import HealthBook
 from .serialstate import Accepted, write_accepted
-from .upstream import Upstream, build_client
+from .upstream import Upstream, build_client, upstream_tls
 
 log = logging.getLogger("sluicegate.sidecar")
 MISSING_POLLS = 5  # polls in a row without a config before a served sidecar reports it missing
@@ -97,6 +98,7 @@ class Gateway:
     drain: Drain = field(default_factory=Drain)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _retired: list[Upstream] = field(default_factory=list)
+    _tls: ssl.SSLContext | None = None  # shared by every upstream connection (``upstream_tls``)
     _settled: asyncio.Event | None = None
 
     def signal_settled(self) -> None:
@@ -216,6 +218,7 @@ class Gateway:
         )
         BudgetBook(loaded.config.budgets)  # the policies' plans build (zones load) or this raises
         clients: dict[str, Upstream] = {}
+        tls = self._upstream_tls()
         try:
             for provider in loaded.config.providers:
                 if provider.name not in loaded.connections:
@@ -225,13 +228,18 @@ class Gateway:
                 clients[provider.name] = (
                     reuse
                     if (reuse is not None and same)
-                    else build_client(provider.provider, provider.timeouts, provider.mock)
+                    else build_client(provider.provider, provider.timeouts, provider.mock, tls)
                 )
         except Exception:
             reused = set(map(id, old.clients.values())) if old else set()
             self._retired.extend(c for c in clients.values() if id(c) not in reused)
             raise
         return Served(loaded=loaded, catalog=catalog, clients=clients, guard=guard)
+
+    def _upstream_tls(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = upstream_tls()
+        return self._tls
 
     def _remember(self, loaded: LoadedConfig) -> None:
         """Record the accepted serial on the volume, so a restart refuses older configs (fault 34)."""

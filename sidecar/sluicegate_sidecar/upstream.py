@@ -7,6 +7,7 @@ wrong; reading the body afterwards is the pipeline's job, under the idle and tot
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
 
 import aiohttp
@@ -15,7 +16,6 @@ from httpx_aiohttp import AiohttpTransport
 
 from sluicegate_contract.schema import MockSettings, Timeouts
 
-from .mock.transport import MockUpstreamTransport
 from .providers.base import UpstreamRequest
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -52,24 +52,52 @@ class Upstream:
     def __init__(self, transport: httpx.AsyncBaseTransport, connect_seconds: float = 5.0) -> None:
         self.transport = transport
         self.extensions = {"timeout": {"connect": connect_seconds, "pool": connect_seconds, "read": None}}
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, tuple[httpx.URL, str]] = {}
 
-    def url(self, text: str) -> httpx.URL:
-        """``text`` parsed once: an ``httpx.Request`` built from a parsed URL skips httpx's URL parser,
-        which costs more than the rest of building the request."""
+    def url(self, text: str) -> tuple[httpx.URL, str]:
+        """``text`` parsed once, with its ``Host`` header: an ``httpx.Request`` built from a parsed URL
+        skips httpx's URL parser, which costs more than the rest of building the request."""
         parsed = self._urls.get(text)
         if parsed is None:
             if len(self._urls) >= MAX_PARSED_URLS:
                 self._urls.clear()
-            parsed = self._urls[text] = httpx.URL(text)
+            url = httpx.URL(text)
+            parsed = self._urls[text] = (url, url.netloc.decode("ascii"))
         return parsed
+
+    def request(self, request: UpstreamRequest) -> httpx.Request:
+        """``request`` as httpx would build it from ``content=`` (``Host`` first, ``Content-Length``
+        last), asking for identity encoding: bytes are relayed as they come, and no gzip bomb can be
+        sent (fault 11). Built from a ready stream, the headers are normalised once, not three times."""
+        url, host = self.url(request.url)
+        body = request.body
+        headers = [("Host", host)]
+        headers += [item for item in request.headers.items() if item[0].lower() != "accept-encoding"]
+        headers.append(("accept-encoding", "identity"))
+        if body or request.method in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", str(len(body))))
+        outgoing = httpx.Request(
+            request.method, url, headers=headers, stream=httpx.ByteStream(body), extensions=self.extensions
+        )
+        outgoing.read()  # the body is bytes: ``content`` is set, as with ``content=``
+        return outgoing
 
     async def aclose(self) -> None:
         await self.transport.aclose()
 
 
-def _aiohttp_session(connect_seconds: float) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60)
+def upstream_tls() -> ssl.SSLContext:
+    """What every upstream TLS connection verifies with: the system trust store, HTTP/1.1 (as
+    aiohttp's default). Built once per process and shared by every connection's transport: each
+    ``AiohttpTransport`` would otherwise build (and never use) its own context from certifi's bundle,
+    a few hundred milliseconds of start-up and reload and a copy of the CA store in memory apiece."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(("http/1.1",))
+    return context
+
+
+def _aiohttp_session(connect_seconds: float, tls: ssl.SSLContext) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60, ssl=tls)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -78,28 +106,25 @@ def _aiohttp_session(connect_seconds: float) -> aiohttp.ClientSession:
     )
 
 
-def build_client(provider_kind: str, timeouts: Timeouts, mock: MockSettings | None) -> Upstream:
+def build_client(
+    provider_kind: str, timeouts: Timeouts, mock: MockSettings | None, tls: ssl.SSLContext
+) -> Upstream:
     """The upstream of one connection; the mock provider gets its in-process transport."""
     if provider_kind == "mock":
+        # Imported only for a mock connection: its generators are memory every other sidecar would pay.
+        from .mock.transport import MockUpstreamTransport
+
         settings = mock or MockSettings()
         return Upstream(MockUpstreamTransport(settings, settings.seed))
     connect = timeouts.connect_seconds
-    return Upstream(AiohttpTransport(client=lambda: _aiohttp_session(connect)), connect)
+    return Upstream(AiohttpTransport(verify=tls, client=lambda: _aiohttp_session(connect, tls)), connect)
 
 
 async def open_response(
     upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float
 ) -> httpx.Response:
     """Send and wait for the status line; raises ``AttemptFailed`` for anything but a 2xx."""
-    # identity: bytes are relayed as they come, and no gzip bomb can be sent (fault 11)
-    headers = {**request.headers, "accept-encoding": "identity"}
-    outgoing = httpx.Request(
-        request.method,
-        upstream.url(request.url),
-        headers=headers,
-        content=request.body,
-        extensions=upstream.extensions,
-    )
+    outgoing = upstream.request(request)
     try:
         async with asyncio.timeout(first_byte_seconds):
             response = await upstream.transport.handle_async_request(outgoing)
@@ -118,6 +143,57 @@ async def open_response(
     finally:
         await response.aclose()
     raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
+
+
+async def fetch_reply(
+    upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
+) -> tuple[httpx.Response, bytes | AttemptFailed]:
+    """``open_response`` then ``read_body`` under one deadline object (each asyncio timeout is a timer
+    set and cancelled): the first-byte limit until the status line, then the total limit from there.
+    Raises ``AttemptFailed`` as ``open_response`` does; a body that fails is returned, as ``read_body``
+    would have raised it (the response is closed either way)."""
+    outgoing = upstream.request(request)
+    phase = "open"
+    response: httpx.Response | None = None
+    try:
+        async with asyncio.timeout(first_byte_seconds) as deadline:
+            response = await upstream.transport.handle_async_request(outgoing)
+            response.request = outgoing
+            ok = 200 <= response.status_code < 300
+            phase = "body" if ok else "error"
+            limit = total_seconds if ok else first_byte_seconds
+            deadline.reschedule(asyncio.get_running_loop().time() + limit)
+            body = await read_capped(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
+    except TimeoutError:
+        if phase == "open":
+            raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
+        if phase == "body":
+            assert response is not None
+            return response, AttemptFailed("timeout", detail="upstream body did not finish in time")
+        body = b""
+    except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
+        if phase == "open":
+            raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
+        if phase == "body":
+            assert response is not None
+            return response, AttemptFailed("connect", detail=type(exc).__name__)
+        body = b""
+    except httpx.HTTPError:
+        if phase != "error":
+            raise
+        body = b""
+    except AttemptFailed as failure:  # a body over its limit
+        if phase != "body":
+            raise
+        assert response is not None
+        return response, failure
+    finally:
+        if response is not None:  # outside the deadline, as ``read_body`` closes it
+            await response.aclose()
+    assert response is not None
+    if phase == "error":
+        raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
+    return response, body
 
 
 def _failure_kind(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from tests.support.fakes import DEFAULT_TEXT, FakeOpenAI, Fault, closed_port
 from tests.support.sidecar_harness import (
     SidecarThread,
     connection,
+    ledger_entries,
     metric_value,
     priced,
     render_dir,
@@ -151,6 +152,48 @@ def test_no_first_byte_in_time_falls_back(sidecar, primary, backup, stream) -> N
     assert DEFAULT_TEXT.split()[0] in response.text
     assert len(primary.requests) == 1 and len(backup.requests) == 1
     assert fallbacks(response) == "1; primary/gpt-4o-mini=timeout"
+
+
+def test_a_reply_whose_body_stalls_halfway_falls_back_once_its_total_deadline_passes_and_is_charged(
+    tmp_path, primary, backup
+) -> None:
+    slow_body = {**FAST, "totalSeconds": 1}
+    config = render_dir(
+        tmp_path / "cfg",
+        [
+            connection("primary", "openai", [MODEL], base_url=primary.base_url, key=PRIMARY_KEY, timeouts=slow_body),
+            connection("backup", "openai", [MODEL], base_url=backup.base_url, key=BACKUP_KEY, timeouts=FAST),
+            tier("chain", 10, [("primary", MODEL), ("backup", MODEL)]),
+        ],
+    )  # fmt: skip
+    primary.script([Fault.stream_hang(after=1, seconds=30)])  # unstreamed: half the body, then nothing
+    with SidecarThread(config, tmp_path / "ledger") as sc:
+        started = time.monotonic()
+        response = chat(sc)
+        took = time.monotonic() - started
+        entries = ledger_entries(sc)
+    served_by_backup(response, backup)
+    assert fallbacks(response) == "1; primary/gpt-4o-mini=timeout"
+    assert 1 <= took < 5
+    # the provider may have billed the stalled reply: its attempt is in the ledger, as reserved
+    assert [(e["connection"], e["status"]) for e in entries] == [
+        ("primary", "upstream_timeout"),
+        ("backup", 200),
+    ]
+
+
+def test_a_reply_whose_connection_resets_halfway_through_its_body_falls_back(
+    sidecar, primary, backup
+) -> None:
+    primary.script([Fault.stream_reset(after=1)])  # unstreamed: half the body, then a TCP reset
+    response = chat(sidecar)
+    served_by_backup(response, backup)
+    assert fallbacks(response) == "1; primary/gpt-4o-mini=connect"
+    entries = ledger_entries(sidecar)
+    assert [(e["connection"], e["status"]) for e in entries] == [
+        ("primary", "upstream_connect"),
+        ("backup", 200),
+    ]
 
 
 def test_no_first_byte_anywhere_is_a_504_upstream_timeout(sidecar, primary, backup) -> None:

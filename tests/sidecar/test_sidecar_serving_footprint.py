@@ -26,3 +26,15 @@ def test_the_sidecar_command_does_not_load_httpx_command_line_client_or_its_term
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert {"sluicegate_sidecar", "httpx", "uvicorn"} <= loaded  # it did import the server
     assert loaded.isdisjoint({"rich", "pygments"})
+
+
+MODULES_PROBE = PROBE.replace('name.split(".")[0] for name in sys.modules', "name for name in sys.modules")
+
+
+def test_the_sidecar_command_loads_the_offline_mock_upstream_only_for_a_mock_connection() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", MODULES_PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "sluicegate_sidecar.upstream" in loaded  # it did import the serving path
+    assert not {name for name in loaded if name.startswith("sluicegate_sidecar.mock.")}

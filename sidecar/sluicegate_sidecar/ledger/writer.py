@@ -207,12 +207,17 @@ class Ledger:
         """Record ``entry``; returns it chained once written (with ``sync=True``: once fdatasynced).
         Raises ``LedgerError`` if the disk refused it. A cancelled caller does not cancel the write.
         """
+        return await self.submit(entry)
+
+    def submit(self, entry: Entry) -> asyncio.Future[Entry]:
+        """Queue ``entry`` for this loop turn's write; the future is ``append``'s outcome. The write
+        happens whatever becomes of the future (cancelling it only drops the acknowledgement)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Entry] = loop.create_future()
         self._pending.append((entry, future))
         if self._write_soon is None:  # every append of this loop turn goes in the same write
             self._write_soon = loop.call_soon(self._write_pending)
-        return await future
+        return future
 
     def _write_pending(self) -> None:
         self._write_soon = None

@@ -26,14 +26,8 @@ from .base import (
 )
 from .errorinfo import error_info
 from .keyscrub import NO_KEY, KeyScrubber
-from .openai import (
-    chunk_event,
-    client_wants_usage,
-    decode_json,
-    openai_body,
-    stream_end,
-    usage_object,
-)
+from .openai import chunk_event, decode_json, stream_end, usage_object
+from .openai_request import client_wants_usage, openai_body
 from .responses_bridge import BridgedResponsesRelay, responses_reply
 from .responses_chat import chat_request
 from .sse import RelayState, event_fields

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from .base import UnsupportedOperation
-from .openai import output_cap
+from .openai_request import output_cap
 
 DEFAULT_MAX_TOKENS = 4096
 # response_format has no Messages equivalent: it becomes an instruction appended to the system prompt.

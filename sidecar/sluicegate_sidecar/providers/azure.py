@@ -11,13 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import NO_HEADERS, Connection, Operation, UnsupportedOperation, UpstreamRequest
-from .openai import (
-    JSON_HEADERS,
-    OpenAIAdapter,
-    build_openai_request,
-    build_responses_request,
-    openai_path,
-)
+from .openai import OpenAIAdapter
+from .openai_request import JSON_HEADERS, build_openai_request, build_responses_request, openai_path
 
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _API_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:-preview)?|v1|latest|preview")

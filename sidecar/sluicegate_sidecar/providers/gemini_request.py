@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import UnsupportedOperation
-from .openai import decode_json, output_cap
+from .openai import decode_json
+from .openai_request import output_cap
 
 # OpenAI clients cannot carry Gemini 3's thought signatures back; this documented sentinel lets a
 # replayed function call through signature validation.
