@@ -7,7 +7,8 @@ hot path reads the book only. On SIGTERM ``close`` returns every lease not in fl
 With a lease journal (``journalfile``) the client records each lease, reservation and settlement
 there, and on start reports the leases an earlier process on the same volume left behind: each gets
 a final report of what the journal shows it cost (retried with every sync until the authority has
-seen it closed), instead of staying charged in full.
+seen it closed), instead of staying charged in full. Offline leases (``failMode: static``) are
+journaled too, marked as such, and reported as offline leases after a restart.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class AuthorityClient:
         self._synced: asyncio.Event | None = None  # set (and replaced) when a sync completes
         self.journal = journal
         if journal is not None:
-            adopt(self.book, journal.recover())
+            owed = journal.recover()
+            adopt(self.book, owed, journal.state.offline)
 
     # -- budget.FleetRoom -------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class AuthorityClient:
         self.book.note_demand(lease_keys, amount, mono)
         taken = self.book.take(lease_keys, amount, mono)
         if taken and self.journal is not None:
+            self._journal_offline(taken)
             self.journal.reserve(ref, amount, taken)  # before the request can reach a provider
         return taken
 
@@ -214,6 +217,16 @@ class AuthorityClient:
         if event is not None:
             event.set()
         return True
+
+    def _journal_offline(self, lease_ids: tuple[str, ...]) -> None:
+        """Journal an offline lease (``failMode: static``) before its first reservation: the book
+        opens it on the request path, without a sync, and a restart must still report its spend."""
+        journal = self.journal
+        assert journal is not None
+        for lease_id in lease_ids:
+            lease = self.book.held.get(lease_id)
+            if lease is not None and lease.offline and lease_id not in journal.state.leases:
+                journal.lease(lease_id, lease.key, offline=True)
 
     def _journal_leases(self, before: set[str]) -> None:
         """Journal the leases a sync opened (before anything is reserved on them) and those the

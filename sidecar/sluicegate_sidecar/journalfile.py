@@ -56,7 +56,8 @@ class LeaseJournal:
 
     def recover(self) -> dict[str, tuple[LeaseKey, int]]:
         """Lock the journal, fold what an earlier process left, and start this process's journal
-        from the leases it still owes a report for; returns them (lease id → (key, owed micro-USD))."""
+        from the leases it still owes a report for; returns them (lease id → (key, owed micro-USD)).
+        Which of them were offline leases is in ``state.offline`` afterwards."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -72,11 +73,13 @@ class LeaseJournal:
             log.error("the lease journal %s is held by another live process: not journaling", self.path)
             return {}
         owed: dict[str, tuple[LeaseKey, int]] = {}
+        offline: set[str] = set()
         try:
             with open(self.path, "rb") as previous:
                 lines = previous.read().splitlines()
             if lines and self.boot:
-                owed = lj.fold(lines, self.boot).owed()
+                folded = lj.fold(lines, self.boot)
+                owed, offline = folded.owed(), folded.offline
             elif lines:
                 raise lj.Unproven("this node's boot id is unknown")
         except lj.Unproven as exc:
@@ -89,7 +92,7 @@ class LeaseJournal:
             )
         self._fd = fd
         for lease_id, (key, spent) in owed.items():
-            self.state.lease(lease_id, key, spent)
+            self.state.lease(lease_id, key, spent, offline=lease_id in offline)
         self._rewrite()
         if owed:
             log.info("an earlier process left %s leases unreported: reporting what they cost", len(owed))
@@ -97,10 +100,10 @@ class LeaseJournal:
 
     # -- appends ----------------------------------------------------------------------------
 
-    def lease(self, lease_id: str, key: LeaseKey) -> None:
+    def lease(self, lease_id: str, key: LeaseKey, *, offline: bool = False) -> None:
         if self._fd is not None and lease_id not in self.state.leases:
-            self.state.lease(lease_id, key)
-            self._append(lj.lease_record(lease_id, key))
+            self.state.lease(lease_id, key, offline=offline)
+            self._append(lj.lease_record(lease_id, key, offline=offline))
 
     def reserve(self, ref: int, amount: int, lease_ids: tuple[str, ...]) -> None:
         if self._fd is not None:

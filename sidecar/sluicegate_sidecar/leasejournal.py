@@ -1,13 +1,16 @@
 """Fleet mode's lease journal, the pure part: its records and their fold.
 
 A sidecar in fleet mode appends one record per event to a journal beside its ledger
-(``journalfile``): a lease it got (``l``), a reservation on leases before the upstream call
+(``journalfile``): a lease it got (``l``; marked ``1`` at its end when the sidecar opened it itself
+under ``failMode: static``: an offline lease), a reservation on leases before the upstream call
 (``r``), that reservation settled once its ledger line is written (``s``), a lease the authority
 has seen closed (``d``). A sidecar restarted on the same volume folds the journal its previous
 process left: each lease not closed is owed a final report of what it settled plus every
 reservation never settled, at its reserved worst case (the request may have reached the provider;
 that is the bound on what it cost). The authority turns that report into the lease's charge,
-instead of its whole amount.
+instead of its whole amount. An offline lease is owed the same report, marked offline: the authority
+has never seen it (the outage may have outlived the process), and without the report its spend would
+be in the ledger but never in the accounts.
 
 The first record names the boot it was written in (``h``): a journal of an earlier boot may have
 lost records with the page cache, so it proves nothing and its leases stay charged in full. A line
@@ -18,7 +21,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -34,10 +37,13 @@ class JournalState:
 
     leases: dict[str, tuple[LeaseKey, int]] = field(default_factory=dict)  # id → (key, settled)
     reserved: dict[int, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # ref → (amount, ids)
+    offline: set[str] = field(default_factory=set)  # the leases of ``leases`` opened offline
 
-    def lease(self, lease_id: str, key: LeaseKey, settled: int = 0) -> None:
+    def lease(self, lease_id: str, key: LeaseKey, settled: int = 0, *, offline: bool = False) -> None:
         if lease_id not in self.leases:
             self.leases[lease_id] = (key, settled)
+            if offline:
+                self.offline.add(lease_id)
 
     def reserve(self, ref: int, amount: int, lease_ids: tuple[str, ...]) -> None:
         self.reserved[ref] = (amount, lease_ids)
@@ -53,6 +59,7 @@ class JournalState:
 
     def done(self, lease_id: str) -> None:
         self.leases.pop(lease_id, None)
+        self.offline.discard(lease_id)
         for ref in [ref for ref, (_, ids) in self.reserved.items() if lease_id in ids]:
             amount, ids = self.reserved[ref]
             rest = tuple(i for i in ids if i != lease_id)
@@ -79,8 +86,10 @@ def header(boot_id: str) -> bytes:
     return msgspec.json.encode(("h", boot_id)) + b"\n"
 
 
-def lease_record(lease_id: str, key: LeaseKey, settled: int = 0) -> bytes:
-    return msgspec.json.encode(("l", lease_id, key[0], key[1], key[2], settled)) + b"\n"
+def lease_record(lease_id: str, key: LeaseKey, settled: int = 0, *, offline: bool = False) -> bytes:
+    """An offline lease's record ends in a marker (``1``); an authority lease's has none, as before."""
+    record = ("l", lease_id, key[0], key[1], key[2], settled, *((1,) if offline else ()))
+    return msgspec.json.encode(record) + b"\n"
 
 
 def reserve_record(ref: int, amount: int, lease_ids: tuple[str, ...]) -> bytes:
@@ -98,7 +107,10 @@ def done_record(lease_id: str) -> bytes:
 def snapshot(boot_id: str, state: JournalState) -> bytes:
     """A journal holding ``state`` alone (compaction and a fresh start write it whole)."""
     parts = [header(boot_id)]
-    parts.extend(lease_record(lease_id, key, settled) for lease_id, (key, settled) in state.leases.items())
+    parts.extend(
+        lease_record(lease_id, key, settled, offline=lease_id in state.offline)
+        for lease_id, (key, settled) in state.leases.items()
+    )
     parts.extend(reserve_record(ref, amount, ids) for ref, (amount, ids) in state.reserved.items())
     return b"".join(parts)
 
@@ -109,13 +121,13 @@ class Unproven(ValueError):
 
 def _apply(state: JournalState, record: list[object]) -> None:
     kind = record[0]
-    if kind == "l" and len(record) == 6:
-        lease_id, policy, split, window, settled = record[1:]
+    if kind == "l" and len(record) in (6, 7):
+        lease_id, policy, split, window, settled, *marker = record[1:]
         if not (isinstance(lease_id, str) and isinstance(policy, str) and isinstance(split, str)):
             raise Unproven("a lease record of the wrong shape")
-        if window not in WINDOWS or not isinstance(settled, int):
+        if window not in WINDOWS or not isinstance(settled, int) or marker not in ([], [1]):
             raise Unproven("a lease record of the wrong shape")
-        state.lease(lease_id, (policy, split, window), settled)  # type: ignore[arg-type]
+        state.lease(lease_id, (policy, split, window), settled, offline=bool(marker))  # type: ignore[arg-type]
     elif kind == "r" and len(record) >= 3:
         ref, amount, *ids = record[1:]
         if not (isinstance(ref, int) and isinstance(amount, int) and all(isinstance(i, str) for i in ids)):
@@ -154,9 +166,20 @@ def fold(lines: Iterable[bytes], boot_id: str) -> JournalState:
     return state
 
 
-def adopt(book: LeaseBook, owed: dict[str, tuple[LeaseKey, int]]) -> None:
+def adopt(
+    book: LeaseBook, owed: dict[str, tuple[LeaseKey, int]], offline: Collection[str] = frozenset()
+) -> None:
     """Hand an earlier process's leases to ``book`` as retired, nothing in flight: its next syncs send
-    each a final report of what it owes, until the authority has seen it closed (then it is dropped)."""
+    each a final report of what it owes, until the authority has seen it closed (then it is dropped).
+
+    Those in ``offline`` are reported as offline leases (spend to record). Their scopes count as
+    given their allowance: should the outage still be on, the restart opens no second one (a crash
+    loop would otherwise multiply the allowance); the authority's first answer ends that."""
     for lease_id, (key, spent) in owed.items():
         if lease_id not in book.held:
-            book.held[lease_id] = HeldLease(key, lease_id, spent, float("-inf"), settled=spent, current=False)
+            is_offline = lease_id in offline
+            book.held[lease_id] = HeldLease(
+                key, lease_id, spent, float("-inf"), settled=spent, current=False, offline=is_offline
+            )
+            if is_offline:
+                book.outage_used.add(key)

@@ -12,6 +12,7 @@ from sluicegate_sidecar.authorityclient import AuthorityClient
 from sluicegate_sidecar.journalfile import JOURNAL_FILE, LeaseJournal
 from sluicegate_sidecar.leases import LeaseSettings
 from tests.sidecar.test_sidecar_authorityclient import KEY, FakeAuthority
+from tests.sidecar.test_sidecar_staticallowance import policy
 
 DAY = ("team-cap", "", "day")
 
@@ -20,10 +21,12 @@ class Recording(FakeAuthority):
     def __init__(self) -> None:
         super().__init__()
         self.asks: list[tuple[str | None, int, bool]] = []
+        self.offline: list[str | None] = []
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         sync = msgspec.json.decode(request.content, type=SyncRequest)
         self.asks.extend((ask.lease_id, ask.settled_micro_usd, ask.final) for ask in sync.asks)
+        self.offline.extend(ask.lease_id for ask in sync.asks if ask.offline)
         return super().handle(request)
 
 
@@ -32,6 +35,10 @@ def client_on(directory, fake: FakeAuthority, boot: str = "boot-1") -> Authority
         ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
         transport=httpx.MockTransport(fake.handle), journal=LeaseJournal(directory, boot),
     )  # fmt: skip
+
+
+def refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
 
 
 def kill(client: AuthorityClient) -> None:
@@ -96,10 +103,6 @@ async def test_a_report_the_authority_never_answered_is_owed_again_after_another
     await first.cover((KEY,), 10_000, 100)
     assert first.take((KEY,), 2_000, 1)
     kill(first)
-
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
     second = client_on(tmp_path, FakeAuthority())
     second._transport = httpx.MockTransport(refuse)
     assert not await second.sync()
@@ -109,6 +112,33 @@ async def test_a_report_the_authority_never_answered_is_owed_again_after_another
     await third.sync()
     assert fake.asks == [("l1", 2_000, True)]
     await third.close()
+
+
+async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_spend_offline_after_a_restart(
+    tmp_path,
+) -> None:
+    first = client_on(tmp_path, FakeAuthority())
+    first.book.budgets = lambda: (policy(),)
+    first.book.new_id = lambda: "o1"
+    await first.cover((KEY,), 10_000, 100)
+    lease = first.take((KEY,), 10_000, 1)
+    assert lease == ("l1",)
+    first.put(lease, 10_000, 10_000)
+    first.recorded(1, 10_000)
+    first._transport, first._client = httpx.MockTransport(refuse), None  # the authority is gone
+    await first.cover((KEY,), 3_000, 100)  # the sync fails: the lease is spent, the allowance opens
+    done = first.take((KEY,), 3_000, 2)
+    inflight = first.take((KEY,), 1_500, 3)
+    assert done == inflight == ("o1",)
+    first.put(done, 3_000, 2_000)
+    first.recorded(2, 2_000)
+    kill(first)  # kill -9 mid-outage: the allowance's spend is in the ledger only
+    fake = Recording()
+    restarted = client_on(tmp_path, fake)  # the authority is back
+    await restarted.sync()
+    assert ("o1", 2_000 + 1_500, True) in fake.asks  # settled plus what was in flight at worst case
+    assert fake.offline == ["o1"]  # as a lease the sidecar opened itself: spend to record
+    await restarted.close()
 
 
 def test_a_second_live_process_on_the_volume_journals_nothing(tmp_path) -> None:

@@ -108,3 +108,40 @@ def test_adopted_leases_are_reported_final_at_what_they_owe_until_the_authority_
     book.apply(SyncReply(leases=(grant("l1", 10_000, state="reconciled", settled=3_200),)), sent_at=1.0)
     assert not book.outstanding()
     assert book.asks(2.0) == ()
+
+
+def test_an_offline_lease_is_owed_its_spend_marked_offline_and_a_snapshot_keeps_the_mark() -> None:
+    records = lines(
+        lj.lease_record("l1", DAY),
+        lj.lease_record("o1", DAY, offline=True),  # failMode static: opened by the sidecar itself
+        lj.reserve_record(1, 4_000, ("o1",)),
+        lj.reserve_record(2, 1_000, ("o1",)),
+        lj.settle_record(1, 2_500),
+    )
+    state = fold(records)
+    assert state.owed() == {"l1": (DAY, 0), "o1": (DAY, 2_500 + 1_000)}
+    assert state.offline == {"o1"}
+    again = fold(lj.snapshot(BOOT, state).splitlines())
+    assert (again.owed(), again.offline) == (state.owed(), {"o1"})
+    closed = fold([*records, *lines(lj.done_record("o1"))[1:]])
+    assert closed.offline == set() and "o1" not in closed.owed()
+
+
+def test_a_journal_written_before_offline_leases_were_journaled_reads_as_before() -> None:
+    old = [b'["h","boot-1"]', b'["l","l1","team-cap","","day",700]', b'["r",1,300,"l1"]']
+    state = fold(old)
+    assert (state.owed(), state.offline) == ({"l1": (DAY, 1_000)}, set())
+    with pytest.raises(lj.Unproven):  # a marker it does not know
+        fold([*old, b'["l","l2","team-cap","","day",0,2]'])
+
+
+def test_an_adopted_offline_lease_is_reported_offline_and_final_and_gives_no_second_allowance() -> None:
+    book = LeaseBook()
+    lj.adopt(book, {"l1": (DAY, 800), "o1": (DAY, 3_500)}, offline={"o1"})
+    asks = {ask.lease_id: ask for ask in book.asks(0.0)}
+    assert (asks["o1"].offline, asks["o1"].final, asks["o1"].settled_micro_usd) == (True, True, 3_500)
+    assert (asks["l1"].offline, asks["l1"].final, asks["l1"].settled_micro_usd) == (False, True, 800)
+    assert DAY in book.outage_used  # still the outage the earlier process spent the allowance in
+    closed = grant("o1", 0, state="closed", settled=3_500)
+    book.apply(SyncReply(leases=(closed,)), sent_at=1.0)
+    assert "o1" not in book.held and not book.outage_used  # the authority answered: the outage is over
