@@ -115,3 +115,47 @@ def test_with_the_authority_killed_closed_answers_503_static_serves_its_allowanc
     assert "closed" not in reports
     ((amount, reported),) = reports["static"]
     assert amount == allowance and allowance * 0.9 < reported <= allowance
+
+
+def leases(database_url: str) -> list[tuple[str, int, int]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT state, amount, reported FROM budget_leases").fetchall()
+
+
+def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_spend_after_a_restart_on_its_volume(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = render_dir(tmp_path / "config", resources())
+    auth = authority([config], database_url, tmp_path / "authority.log", ttl=3.0)
+    ledger = tmp_path / "ledger-static"
+    car = sidecar(config, ledger, tmp_path / "static.log", [auth.url], *FLAGS, *labelled(tmp_path, "static"))
+    start_all([auth, car])
+    try:
+        for _ in range(3):
+            assert chat(car.url).status_code == 200
+        time.sleep(0.6)  # background syncs top the lease up ahead of need
+        auth.kill()
+        granted = sum(accounts(database_url)["static"])
+        refused, spent = until_refused(car.url, ledger)  # the lease, then the allowance, then 503
+        assert refused.status_code == 503
+        assert spent > granted  # part of the ledger's spend is the allowance's, known to no authority
+        car.kill()  # kill -9 mid-outage: the allowance's spend was never reported
+        auth.start()  # back, on the same database and port
+        car.start()  # restarted on the same volume: its journal names the offline lease
+        deadline = time.monotonic() + 15
+        while "static" not in offline_reports(database_url) or any(
+            state in ("open", "expired") for state, _, _ in leases(database_url)
+        ):
+            assert time.monotonic() < deadline, (leases(database_url), accounts(database_url))
+            time.sleep(0.2)
+        assert chat(car.url).status_code == 200  # and it serves again
+        assert car.terminate() == 0
+        found = accounts(database_url)
+        reports = offline_reports(database_url)
+    finally:
+        stop_all([car])
+        stop_all([auth])
+    assert found["static"] == (ledger_sum(ledger), 0)  # the allowance's spend included, nothing leased
+    ((amount, reported),) = reports["static"]
+    allowance = round(ALLOWANCE_USD * 1_000_000)
+    assert amount <= allowance and allowance * 0.9 < reported <= allowance
