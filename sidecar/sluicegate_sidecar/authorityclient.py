@@ -95,7 +95,11 @@ class AuthorityClient:
         self._lock = asyncio.Lock()
         self._client: httpx.AsyncClient | None = None
         self._preferred = 0
-        self._syncs = 0  # completed syncs, so a waiting request knows one happened after it asked
+        # Syncs that read the book (numbered as they do), and the number of the last one completed: a
+        # request waiting for room knows whether a sync that read its need has answered since it asked
+        # (a sync already under way when it asked carries nothing for it).
+        self._reads = 0
+        self._carried = 0
         self._synced: asyncio.Event | None = None  # set (and replaced) when a sync completes
         self.journal = journal
         if journal is not None:
@@ -158,12 +162,12 @@ class AuthorityClient:
         if any(self.book.shortfall(key, need, mono) == "kill_switch" for key in lease_keys):
             return
         self.book.need(lease_keys, want, mono, need)
-        seen = self._syncs
+        asked = self._reads  # every sync numbered above this reads the book after our need
         try:
             async with asyncio.timeout(COVER_SECONDS):
                 async with self._lock:
-                    if self._syncs > seen:
-                        return  # a sync ran since we asked: it carried our need
+                    if self._carried > asked:
+                        return  # a sync that carried our need has answered
                     await self._sync_locked()
         except TimeoutError:
             self.book.failed()
@@ -190,11 +194,13 @@ class AuthorityClient:
         if namespace is None:
             return False
         sent_at = time.monotonic()
+        self._reads += 1
+        reading = self._reads
         asks = self.book.asks(sent_at)
         # Read off the event loop (up to a batch of lines); the lock keeps it to one reader at a time.
         entries = await asyncio.to_thread(self.shipper.batch) if self.shipper is not None else []
         if not asks and not entries:
-            self._syncs += 1
+            self._carried = reading
             return True
         message = SyncRequest(
             namespace=namespace,
@@ -212,7 +218,7 @@ class AuthorityClient:
             self._journal_leases(before)
         if self.shipper is not None and reply.ledger_acked_seq is not None:
             await self.shipper.acknowledge(reply.ledger_acked_seq)
-        self._syncs += 1
+        self._carried = reading
         event, self._synced = self._synced, None
         if event is not None:
             event.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import httpx
@@ -138,6 +139,32 @@ async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_
     await restarted.sync()
     assert ("o1", 2_000 + 1_500, True) in fake.asks  # settled plus what was in flight at worst case
     assert fake.offline == ["o1"]  # as a lease the sidecar opened itself: spend to record
+    await restarted.close()
+
+
+async def test_the_first_request_after_a_restart_is_served_though_the_first_background_sync_was_under_way(
+    tmp_path,
+) -> None:
+    first = client_on(tmp_path, FakeAuthority())
+    await first.cover((KEY,), 10_000, 100)
+    assert first.take((KEY,), 2_000, 1)
+    kill(first)
+    fake = FakeAuthority()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)  # a first sync shipping a backlog of ledger lines takes a while
+        return fake.handle(request)
+
+    restarted = client_on(tmp_path, fake)
+    restarted._transport = httpx.MockTransport(slow)
+    background = asyncio.create_task(restarted.sync())  # the loop's first sync: the old lease's report
+    await asyncio.sleep(0.05)
+    await restarted.cover((KEY,), 2_000, 100)  # the first request, while that sync is in flight
+    assert background.done()
+    # That sync was sent before the request asked for anything: the request gets a sync of its own,
+    # not an instant 503 as if the authority were away.
+    assert restarted.shortfall(KEY, 2_000) is None
+    assert restarted.take((KEY,), 2_000, 2)
     await restarted.close()
 
 
