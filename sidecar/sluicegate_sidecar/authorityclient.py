@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from sluicegate_contract.authority import SYNC_PATH, SyncReply, SyncRequest
+from sluicegate_contract.authority import SYNC_PATH, AuthorityError, SyncReply, SyncRequest
 
 from .fleetroom import FleetRefusal
 from .journalfile import LeaseJournal
@@ -38,6 +38,7 @@ from .metrics import Metrics
 log = logging.getLogger("sluicegate.sidecar")
 SIDECAR_ID_FILE = "sidecar-id"
 COVER_SECONDS = 3.0  # the longest a request waits for a synchronous top-up
+SHIP_PAUSE_SECONDS = 60.0  # after the authority refused a sync for its ledger entries: syncs without
 
 
 def sidecar_id(ledger_dir: Path) -> str:
@@ -56,6 +57,15 @@ def sidecar_id(ledger_dir: Path) -> str:
     except OSError as exc:  # an unwritable volume: a fresh id each start (its old leases expire)
         log.warning("cannot keep the sidecar id in %s: %s", path, exc)
     return new
+
+
+def _said(body: bytes) -> str:
+    """What an error reply of the authority says (its ``AuthorityError``), shortened for a log line."""
+    try:
+        found = msgspec.json.decode(body, type=AuthorityError)
+    except msgspec.DecodeError:
+        return "(not an authority error)"
+    return f"{found.error}: {found.message}"[:300]
 
 
 def _lease_key(key: ScopeKey) -> LeaseKey:
@@ -101,6 +111,8 @@ class AuthorityClient:
         self._reads = 0
         self._carried = 0
         self._synced: asyncio.Event | None = None  # set (and replaced) when a sync completes
+        self._answered: int | None = None  # the status of the last non-200 answer of ``_post``
+        self._ship_after = 0.0  # monotonic: no ledger entries ride on syncs before this
         self.journal = journal
         if journal is not None:
             owed = journal.recover()
@@ -198,7 +210,8 @@ class AuthorityClient:
         reading = self._reads
         asks = self.book.asks(sent_at)
         # Read off the event loop (up to a batch of lines); the lock keeps it to one reader at a time.
-        entries = await asyncio.to_thread(self.shipper.batch) if self.shipper is not None else []
+        shipping = self.shipper is not None and sent_at >= self._ship_after
+        entries = await asyncio.to_thread(self.shipper.batch) if self.shipper and shipping else []
         if not asks and not entries:
             self._carried = reading
             return True
@@ -209,6 +222,8 @@ class AuthorityClient:
             entries=tuple(msgspec.Raw(line) for line in entries),
         )
         reply = await self._post(msgspec.json.encode(message))
+        if reply is None and entries and self._answered not in (None, 503):
+            reply = await self._without_entries(message, len(entries))
         if reply is None:
             self.book.failed()
             return False
@@ -223,6 +238,21 @@ class AuthorityClient:
         if event is not None:
             event.set()
         return True
+
+    async def _without_entries(self, message: SyncRequest, count: int) -> SyncReply | None:
+        """The authority answered a sync carrying ledger entries with an error (not "unavailable"):
+        one it cannot take must not hold up the leases. Send the asks alone; ship nothing for a while
+        (the lines stay on the volume, unacknowledged, and go again after the pause)."""
+        log.error(
+            "the budget authority refused a sync carrying %s ledger entries (status %s): the leases go"
+            " on without them; shipping paused for %.0f s",
+            count, self._answered, SHIP_PAUSE_SECONDS,
+        )  # fmt: skip
+        self._ship_after = time.monotonic() + SHIP_PAUSE_SECONDS
+        if not message.asks:
+            return None
+        alone = SyncRequest(namespace=message.namespace, sidecar_id=message.sidecar_id, asks=message.asks)
+        return await self._post(msgspec.json.encode(alone))
 
     def _journal_offline(self, lease_ids: tuple[str, ...]) -> None:
         """Journal an offline lease (``failMode: static``) before its first reservation: the book
@@ -253,6 +283,7 @@ class AuthorityClient:
                 timeout=self._timeout, transport=self._transport, verify=self._verify
             )
         headers = {"content-type": "application/json", **self._authorization()}
+        self._answered = None
         count = len(self.urls)
         for step in range(count):
             index = (self._preferred + step) % count
@@ -263,7 +294,11 @@ class AuthorityClient:
                 if response.status_code == 200:
                     self._preferred = index
                     return msgspec.json.decode(response.content, type=SyncReply)
-                log.warning("budget authority %s answered %s", self.urls[index], response.status_code)
+                self._answered = response.status_code
+                log.warning(
+                    "budget authority %s answered %s: %s",
+                    self.urls[index], response.status_code, _said(response.content),
+                )  # fmt: skip
             except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
                 log.warning("budget authority %s unreachable: %s", self.urls[index], type(exc).__name__)
         return None

@@ -10,11 +10,13 @@ import aiohttp.web
 import httpx
 import msgspec
 
-from sluicegate_contract.authority import AccountView, LeaseGrant, SyncReply, SyncRequest
+from sluicegate_contract.authority import AccountView, AuthorityError, LeaseGrant, SyncReply, SyncRequest
 from sluicegate_sidecar.authorityclient import AuthorityClient
 from sluicegate_sidecar.ladder import ScopeKey
 from sluicegate_sidecar.leases import LeaseSettings
+from sluicegate_sidecar.ledgership import LedgerShipper
 from sluicegate_sidecar.serve_cli import authority_verify
+from tests.sidecar.test_sidecar_ledgership import write
 from tests.support.kmocksupport import make_tls
 
 KEY = ScopeKey("team-cap", "", "day", datetime(2026, 12, 6, tzinfo=UTC))
@@ -165,3 +167,32 @@ async def test_an_authority_certificate_signed_by_the_given_ca_is_trusted_and_ot
             await client.close(patience=0.2)
     finally:
         await runner.cleanup()
+
+
+async def test_ledger_entries_the_authority_refuses_do_not_hold_up_the_leases(tmp_path, caplog) -> None:
+    await write(tmp_path, 3)  # the ledger has lines to ship with the next sync
+    fake = FakeAuthority()
+    carried: list[int] = []
+
+    def refuse_entries(request: httpx.Request) -> httpx.Response:
+        sync = msgspec.json.decode(request.content, type=SyncRequest)
+        carried.append(len(sync.entries))
+        if sync.entries:  # as the authority answers a batch it cannot take (ledgerstore.EntriesRefused)
+            error = AuthorityError(error="invalid_request", message="ledger entries refused: entry 1")
+            return httpx.Response(400, content=msgspec.json.encode(error))
+        return fake.handle(request)
+
+    client = AuthorityClient(
+        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
+        transport=httpx.MockTransport(refuse_entries), shipper=LedgerShipper(tmp_path, "s1"),
+    )  # fmt: skip
+    try:
+        await client.cover((KEY,), 2_000, 100)
+        assert client.shortfall(KEY, 2_000) is None  # served: not a 503 budget_authority_unavailable
+        assert carried == [3, 0]  # the asks went again, alone
+        assert "refused a sync carrying 3 ledger entries" in caplog.text
+        assert client.shipper is not None and client.shipper.behind  # the lines wait on the volume
+        await client.sync()
+        assert carried[-1] == 0  # shipping paused: the next syncs are not refused for them again
+    finally:
+        await client.close(patience=0.2)
