@@ -67,7 +67,8 @@ def test_a_sidecar_cut_off_by_the_network_serves_its_lease_then_503_the_fleet_st
             budget("team-cap", CAP_USD),
         ],
     )
-    auth = authority([config], database_url, tmp_path / "authority.log", ttl=2.0, host=namespace.host_address)
+    # Leases live 4 s (valid 3.2 s from a sync): room for the first request after the cut on a loaded machine.
+    auth = authority([config], database_url, tmp_path / "authority.log", ttl=4.0, host=namespace.host_address)
     cut_dir, free_dir = tmp_path / "ledger-cut", tmp_path / "ledger-free"
     cut = sidecar(config, cut_dir, tmp_path / "cut.log", [auth.url], *FLAGS, prefix=tuple(namespace.prefix()))
     free = sidecar(config, free_dir, tmp_path / "free.log", [auth.url], *FLAGS)
