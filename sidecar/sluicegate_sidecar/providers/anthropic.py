@@ -78,8 +78,11 @@ def _reply_usage(message: Mapping[str, Any]) -> Usage | None:
 def chat_completion(message: Mapping[str, Any], model: str) -> tuple[dict[str, Any], Usage | None, str]:
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
+    thinking: list[dict[str, Any]] = []  # extended thinking, enabled for translated Responses only
     for block in message.get("content") or []:
-        if block.get("type") == "text":
+        if block.get("type") in ("thinking", "redacted_thinking"):
+            thinking.append(dict(block))
+        elif block.get("type") == "text":
             texts.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
             arguments = msgspec.json.encode(block.get("input") or {}).decode()
@@ -96,6 +99,8 @@ def chat_completion(message: Mapping[str, Any], model: str) -> tuple[dict[str, A
     }
     if tool_calls:
         reply["tool_calls"] = tool_calls
+    if thinking:
+        reply["thinking_blocks"] = thinking
     finish = _FINISH.get(message.get("stop_reason") or "", "stop")
     usage = _reply_usage(message)
     completion = {
@@ -191,6 +196,10 @@ class ChatRelay(_Relay):
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return chunk_event(self._id, self._model, [choice])
 
+    def _thinking(self, index: object, block: dict[str, Any]) -> bytes:
+        """A thinking block's start or delta as ``thinking_blocks`` keyed by the block's index."""
+        return self._chunk({"thinking_blocks": [{"index": index, "type": "thinking", **block}]})
+
     def _event(self, raw: bytes, event: dict[str, Any] | None) -> bytes:
         if event is None or self._ended or self._error is not None:
             return b""
@@ -208,8 +217,14 @@ class ChatRelay(_Relay):
                 return self._chunk({"tool_calls": [call]})
             if block.get("type") == "text" and block.get("text"):
                 return self._chunk({"content": block["text"]})
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                return self._thinking(event.get("index", 0), dict(block))
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
+            if delta.get("type") == "thinking_delta":
+                return self._thinking(event.get("index", 0), {"thinking": delta.get("thinking") or ""})
+            if delta.get("type") == "signature_delta":
+                return self._thinking(event.get("index", 0), {"signature": delta.get("signature") or ""})
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return self._chunk({"content": delta["text"]})
             if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
@@ -261,17 +276,17 @@ class AnthropicAdapter:
         stream: bool,
         client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
-        if op == "responses":  # translated through chat (responses_chat)
-            chat = chat_request(request, self.provider, stream=stream)
-            return self.build("chat", conn, model, chat, stream=stream)
-        if op == "chat":
+        if op == "responses":  # translated through chat (responses_chat), reasoning as thinking
+            chat = chat_request(request, self.provider, stream=stream, thinking=True)
+            body = messages_body(model, chat, stream, thinking=True)
+        elif op == "chat":
             body = messages_body(model, request, stream)
         elif op in ("messages", "count_tokens"):
             body = openai_body(request, model, stream and op == "messages", stream_usage_option=False)
         else:
             raise UnsupportedOperation(f"anthropic connections do not serve /v1/{op}")
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
-        headers.update(forwarded_headers(client_headers, passthrough=op != "chat"))
+        headers.update(forwarded_headers(client_headers, passthrough=op not in ("chat", "responses")))
         if conn.api_key:
             headers["x-api-key"] = conn.api_key
         path = "/v1/messages/count_tokens" if op == "count_tokens" else "/v1/messages"

@@ -1,6 +1,15 @@
 """Anthropic request translation: an OpenAI chat completions request → a Messages request. Pure.
 
 Replies and streams are translated back in ``anthropic``.
+
+Extended thinking (``thinking=True``: requests translated from the Responses API) follows
+``reasoning_effort``: ``THINKING_BUDGETS`` tokens of thinking, kept below ``max_tokens`` as Anthropic
+requires (thinking is output: ``max_tokens`` is the cap of thinking and visible text together, the
+cap the budget reservation was made for; it is never raised for thinking). Thinking is left off
+when it cannot be honoured as Anthropic requires: less than 1024 tokens of room, a forced tool
+choice, or a tool loop whose last assistant turn came back without its signed thinking block. With
+thinking on, ``temperature`` and ``top_k`` are not sent and ``top_p`` only from 0.95 up.
+Assistant ``thinking_blocks`` (signed thinking from earlier turns) are sent back first in their turn.
 """
 
 from __future__ import annotations
@@ -14,6 +23,9 @@ from .base import UnsupportedOperation
 from .openai_request import output_cap
 
 DEFAULT_MAX_TOKENS = 4096
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+LEAST_THINKING = 1024  # Anthropic's smallest budget_tokens
+_THINKING_TYPES = ("thinking", "redacted_thinking")
 # response_format has no Messages equivalent: it becomes an instruction appended to the system prompt.
 _JSON_HINT = "Respond with a single valid JSON object and nothing else."
 
@@ -101,8 +113,18 @@ def _tool_result(message: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _turns(messages: object) -> tuple[list[str], list[dict[str, Any]]]:
-    """System texts and alternating user/assistant turns (consecutive same-role messages merged)."""
+def _thinking_blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    blocks = message.get("thinking_blocks") or []
+    if not isinstance(blocks, list) or not all(
+        isinstance(b, dict) and b.get("type") in _THINKING_TYPES for b in blocks
+    ):
+        raise _fail("thinking_blocks must be a list of thinking or redacted_thinking blocks")
+    return [dict(b) for b in blocks]
+
+
+def _turns(messages: object, thinking: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+    """System texts and alternating user/assistant turns (consecutive same-role messages merged);
+    with ``thinking``, an assistant message's ``thinking_blocks`` lead its blocks."""
     if not isinstance(messages, list):
         raise _fail("messages must be a list")
     system: list[str] = []
@@ -115,7 +137,8 @@ def _turns(messages: object) -> tuple[list[str], list[dict[str, Any]]]:
         if role == "user":
             blocks = _blocks(message.get("content"))
         elif role == "assistant":
-            blocks = _blocks(message.get("content"), images=False)
+            blocks = _thinking_blocks(message) if thinking else []
+            blocks += _blocks(message.get("content"), images=False)
             blocks.extend(_tool_use(call) for call in message.get("tool_calls") or [])
         elif role == "tool":
             role, blocks = "user", [_tool_result(message)]
@@ -164,11 +187,34 @@ def _tools(tools: object) -> list[dict[str, Any]]:
     return converted
 
 
-def messages_body(model: str, request: Mapping[str, Any], stream: bool) -> dict[str, Any]:
-    """A chat.completions request as a Messages request."""
+def thinking_budget(effort: object, max_tokens: int) -> int | None:
+    """The thinking budget for a reasoning effort under ``max_tokens`` (None: thinking off)."""
+    wanted = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if wanted is None:
+        return None
+    budget = min(wanted, max_tokens - 1)
+    return budget if budget >= LEAST_THINKING else None
+
+
+def _thinking_fits(turns: list[dict[str, Any]], choice: dict[str, Any] | None) -> bool:
+    """Anthropic refuses thinking with a forced tool, and in a tool loop whose last assistant turn
+    does not start with its thinking block."""
+    if choice is not None and choice.get("type") in ("any", "tool"):
+        return False
+    last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
+    if last is None or not any(b.get("type") == "tool_use" for b in last["content"]):
+        return True
+    return bool(last["content"][0].get("type") in _THINKING_TYPES)
+
+
+def messages_body(
+    model: str, request: Mapping[str, Any], stream: bool, *, thinking: bool = False
+) -> dict[str, Any]:
+    """A chat.completions request as a Messages request; ``thinking``: ``reasoning_effort`` turns on
+    extended thinking (the Responses API's ``reasoning``; chat requests keep it off)."""
     if request.get("n") not in (None, 1):
         raise _fail("anthropic connections cannot return more than one choice (n)")
-    system, turns = _turns(request.get("messages"))
+    system, turns = _turns(request.get("messages"), thinking)
     response_format = request.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
         schema = (response_format.get("json_schema") or {}).get("schema")
@@ -186,17 +232,24 @@ def messages_body(model: str, request: Mapping[str, Any], stream: bool) -> dict[
     stop = request.get("stop")
     if stop:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    temperature = request.get("temperature")
-    if isinstance(temperature, int | float):
-        body["temperature"] = min(max(float(temperature), 0.0), 1.0)  # OpenAI allows up to 2
-    for key in ("top_p", "top_k"):
-        if isinstance(request.get(key), int | float):
-            body[key] = request[key]
+    choice = None
     if request.get("tools"):
         body["tools"] = _tools(request["tools"])
         choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         if choice is not None:
             body["tool_choice"] = choice
+    budget = thinking_budget(request.get("reasoning_effort"), body["max_tokens"]) if thinking else None
+    if budget is not None and _thinking_fits(turns, choice):
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    elif thinking:  # signed thinking goes back only while thinking is on
+        body["messages"] = _turns(request.get("messages"))[1]
+    temperature = request.get("temperature")
+    if isinstance(temperature, int | float) and "thinking" not in body:
+        body["temperature"] = min(max(float(temperature), 0.0), 1.0)  # OpenAI allows up to 2
+    for key in ("top_p", "top_k"):
+        value = request.get(key)
+        if isinstance(value, int | float) and ("thinking" not in body or (key == "top_p" and value >= 0.95)):
+            body[key] = value
     if isinstance(request.get("user"), str):
         body["metadata"] = {"user_id": request["user"]}
     if stream:

@@ -5,7 +5,14 @@ translates), and a chat.completion becomes a Response object. Pure: no HTTP, no 
 
 Stateless: such upstreams keep no responses, so ``previous_response_id``, ``conversation`` and
 item references are refused (400) and ``store`` is a no-op (the reply says ``"store": false``).
-Reasoning items in the input are OpenAI's own (encrypted) state and are dropped.
+
+Reasoning crosses the chat hop as ``thinking_blocks`` on an assistant message (a reply's, a stream
+delta's keyed by ``index``, or one rebuilt from an input reasoning item): Anthropic's ``thinking``
+blocks. A reasoning item carries the thinking text as its summary and the block's ``signature`` as
+its ``encrypted_content`` (always: no state is kept here, and Anthropic needs the signed block back on
+the next turn of a tool loop); a ``redacted_thinking`` block's data is ``encrypted_content`` prefixed
+``redacted_thinking:``. Input reasoning items without ``encrypted_content`` (OpenAI's own, or stripped by the
+client) cannot be rebuilt and are dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ _DEFAULTS: Mapping[str, Any] = {
 _ECHOED = tuple(_DEFAULTS)  # request fields a Response repeats
 _STATEFUL = ("previous_response_id", "conversation", "prompt")
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+REDACTED = "redacted_thinking:"  # prefixes a redacted_thinking block's data in encrypted_content
 
 
 def _fail(message: str) -> UnsupportedOperation:
@@ -118,7 +126,30 @@ def _call(item: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": item.get("call_id"), "type": "function", "function": function}
 
 
-def _messages(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+def thinking_block(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An input reasoning item as an Anthropic thinking block (None: it carries no signature)."""
+    sealed = item.get("encrypted_content")
+    if not isinstance(sealed, str) or not sealed:
+        return None
+    if sealed.startswith(REDACTED):
+        return {"type": "redacted_thinking", "data": sealed.removeprefix(REDACTED)}
+    summary = item.get("summary")
+    text = _text_of(summary) if isinstance(summary, list) else ""
+    return {"type": "thinking", "thinking": text, "signature": sealed}
+
+
+def _bare_thinking(message: Mapping[str, Any] | None) -> bool:
+    """An assistant message holding only thinking so far (what follows in the turn joins it)."""
+    return (
+        message is not None
+        and message["role"] == "assistant"
+        and "thinking_blocks" in message
+        and not message.get("content")
+        and not message.get("tool_calls")
+    )
+
+
+def _messages(request: Mapping[str, Any], thinking: bool) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     instructions = request.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -133,7 +164,11 @@ def _messages(request: Mapping[str, Any]) -> list[dict[str, Any]]:
             raise _fail("each input item must be an object")
         kind = item.get("type", "message")
         if kind == "message":
-            messages.append(_message(item))
+            message = _message(item)
+            if message["role"] == "assistant" and _bare_thinking(messages[-1] if messages else None):
+                messages[-1]["content"] = message["content"]
+            else:
+                messages.append(message)
         elif kind == "function_call":
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and not _text_of(last.get("content")):
@@ -146,7 +181,13 @@ def _messages(request: Mapping[str, Any]) -> list[dict[str, Any]]:
             text = output if isinstance(output, str) else _text_of(output)
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": text})
         elif kind == "reasoning":
-            continue  # OpenAI's reasoning state; another provider cannot read it
+            block = thinking_block(item) if thinking else None
+            if block is None:
+                continue  # OpenAI's own reasoning state: another provider cannot read it
+            if _bare_thinking(messages[-1] if messages else None):
+                messages[-1]["thinking_blocks"].append(block)
+            else:
+                messages.append({"role": "assistant", "content": None, "thinking_blocks": [block]})
         elif kind == "item_reference":
             raise _fail("'item_reference' input items need a provider that keeps responses")
         else:
@@ -192,11 +233,14 @@ def _response_format(text: object) -> dict[str, Any] | None:
     raise _fail(f"text.format of type {fmt.get('type')!r} cannot be translated")
 
 
-def chat_request(request: Mapping[str, Any], provider: str, *, stream: bool) -> dict[str, Any]:
-    """A Responses API request as a chat.completions request (for translating adapters)."""
+def chat_request(
+    request: Mapping[str, Any], provider: str, *, stream: bool, thinking: bool = False
+) -> dict[str, Any]:
+    """A Responses API request as a chat.completions request (for translating adapters);
+    ``thinking``: input reasoning items become assistant ``thinking_blocks`` (Anthropic's)."""
     refuse_background(request)
     refuse_stateful(request, provider)
-    chat: dict[str, Any] = {"model": request.get("model"), "messages": _messages(request)}
+    chat: dict[str, Any] = {"model": request.get("model"), "messages": _messages(request, thinking)}
     if request.get("tools"):
         chat["tools"] = _tools(request["tools"])
         if request.get("tool_choice") is not None:
@@ -268,6 +312,21 @@ def call_item(
     }
 
 
+def reasoning_item(item_id: str, block: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
+    """A thinking (or redacted_thinking) block as a reasoning output item."""
+    text = block.get("thinking")
+    done = isinstance(text, str) and status == "completed"
+    summary = [{"type": "summary_text", "text": text}] if done else []
+    if block.get("type") == "redacted_thinking":
+        data = block.get("data")
+        sealed: str | None = REDACTED + data if isinstance(data, str) else None
+    else:
+        signature = block.get("signature")
+        sealed = signature if isinstance(signature, str) and signature else None
+    item = {"id": item_id, "type": "reasoning", "summary": summary, "encrypted_content": sealed}
+    return item | {"status": status}
+
+
 def response_object(
     response_id: str,
     model: str,
@@ -313,7 +372,11 @@ def response_from_chat(completion: Mapping[str, Any], model: str, usage: Usage |
     choices = completion.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices else {}
     message = choice.get("message") or {}
-    output: list[dict[str, Any]] = []
+    output: list[dict[str, Any]] = [
+        reasoning_item(f"rs_{rid[5:]}_{n}", block)
+        for n, block in enumerate(message.get("thinking_blocks") or ())
+        if isinstance(block, dict)
+    ]
     text = message.get("content")
     calls = message.get("tool_calls") or []
     if (isinstance(text, str) and text) or not calls:

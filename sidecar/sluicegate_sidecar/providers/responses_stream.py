@@ -19,6 +19,7 @@ from .base import BadUpstreamResponse, Usage
 from .responses_chat import (
     call_item,
     message_item,
+    reasoning_item,
     response_id,
     response_object,
     text_part,
@@ -60,14 +61,18 @@ class ResponsesEvents:
 class _Item:
     output_index: int
     item_id: str
-    call_id: str | None = None  # None: a message item
+    call_id: str | None = None  # None: a message or reasoning item
     name: str = ""
     text: str = ""
     open: bool = True
+    thinking: dict[str, Any] | None = None  # a reasoning item: its thinking block as it arrives
 
 
 class ChatToResponses:
     """Rewrites ``chat.completion.chunk`` SSE (one choice, ending in ``[DONE]``) as Responses events.
+
+    ``thinking_blocks`` deltas (keyed by ``index``) become reasoning items: the thinking text streams as
+    the item's one summary part, the signature arrives in ``encrypted_content`` with the item's end.
 
     The stream must carry usage (``stream_options.include_usage``) for ``response.completed`` to
     report it. No ``[DONE]``, no ``response.completed``: the caller ends such a stream with an error.
@@ -81,6 +86,7 @@ class ChatToResponses:
         self._id = ""
         self._items: list[_Item] = []
         self._calls: dict[int, _Item] = {}
+        self._thinking: dict[object, _Item] = {}
         self._finish: str | None = None
         self._usage: Usage | None = None
         self.done = False
@@ -129,6 +135,9 @@ class ChatToResponses:
             delta = choice.get("delta") or {}
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out.append(self._text(delta["content"]))
+            for block in delta.get("thinking_blocks") or ():
+                if isinstance(block, dict):
+                    out.append(self._reasoning(block))
             for call in delta.get("tool_calls") or ():
                 out.append(self._call(call))
             if choice.get("finish_reason"):
@@ -138,7 +147,7 @@ class ChatToResponses:
     def _text(self, text: str) -> bytes:
         out = b""
         item = self._items[-1] if self._items else None
-        if item is None or item.call_id is not None or not item.open:
+        if item is None or item.call_id is not None or item.thinking is not None or not item.open:
             out += self._close_current()
             item = _Item(len(self._items), f"msg_{self._id[5:]}_{len(self._items)}")
             self._items.append(item)
@@ -151,6 +160,36 @@ class ChatToResponses:
             "response.output_text.delta", {**self._where(item), "delta": text, "logprobs": []}
         )
         return out
+
+    def _reasoning(self, block: Mapping[str, Any]) -> bytes:
+        out = b""
+        index = block.get("index")
+        item = self._thinking.get(index)
+        if item is None:
+            out += self._close_current()
+            output_index = len(self._items)
+            kind = "redacted_thinking" if block.get("type") == "redacted_thinking" else "thinking"
+            item = _Item(output_index, f"rs_{self._id[5:]}_{output_index}", thinking={"type": kind})
+            self._items.append(item)
+            self._thinking[index] = item
+            added = {"output_index": output_index, "item": reasoning_item(item.item_id, {}, "in_progress")}
+            out += self._events.event("response.output_item.added", added)
+            if kind == "thinking":
+                part = {**self._summary(item), "part": {"type": "summary_text", "text": ""}}
+                out += self._events.event("response.reasoning_summary_part.added", part)
+        thinking = item.thinking if item.thinking is not None else {}
+        for key in ("signature", "data"):
+            if isinstance(block.get(key), str) and block[key]:
+                thinking[key] = thinking.get(key, "") + block[key]
+        piece = block.get("thinking")
+        if isinstance(piece, str) and piece and thinking.get("type") == "thinking":
+            item.text += piece
+            delta = {**self._summary(item), "delta": piece}
+            out += self._events.event("response.reasoning_summary_text.delta", delta)
+        return out
+
+    def _summary(self, item: _Item) -> dict[str, Any]:
+        return {"item_id": item.item_id, "output_index": item.output_index, "summary_index": 0}
 
     def _call(self, call: Mapping[str, Any]) -> bytes:
         out = b""
@@ -182,6 +221,9 @@ class ChatToResponses:
         return {"item_id": item.item_id, "output_index": item.output_index, "content_index": 0}
 
     def _done_item(self, item: _Item) -> dict[str, Any]:
+        if item.thinking is not None:
+            block = item.thinking | ({"thinking": item.text} if item.thinking["type"] == "thinking" else {})
+            return reasoning_item(item.item_id, block)
         if item.call_id is None:
             return message_item(item.item_id, item.text)
         return call_item(item.item_id, item.call_id, item.name, item.text)
@@ -192,7 +234,14 @@ class ChatToResponses:
             return b""
         item.open = False
         out = b""
-        if item.call_id is None:
+        if item.thinking is not None:
+            if item.thinking["type"] == "thinking":
+                where = self._summary(item)
+                done = {**where, "text": item.text}
+                out += self._events.event("response.reasoning_summary_text.done", done)
+                part = {**where, "part": {"type": "summary_text", "text": item.text}}
+                out += self._events.event("response.reasoning_summary_part.done", part)
+        elif item.call_id is None:
             where = self._where(item)
             out += self._events.event(
                 "response.output_text.done", {**where, "text": item.text, "logprobs": []}
