@@ -6,10 +6,18 @@ Streams the full event sequence: message_start, content_block_start, ping, conte
 A request offering tools gets a call of one (``tool_input``) unless its last turn holds only tool results.
 As the real API does, a beta-only body field is refused with 400 unless ``anthropic-beta`` names its
 beta (``BETA_FIELDS``), and count_tokens refuses the fields it does not take (``max_tokens``, ``stream``).
+
+Extended thinking as documented: with ``thinking: {"type": "enabled", "budget_tokens": N}`` the reply
+starts with a ``thinking`` block (``thinking_text``) carrying a ``signature`` over its text, streamed as
+thinking_delta events then one signature_delta; its words count as output tokens. Such a request is
+refused (400) when N < 1024 or N ≥ max_tokens, with temperature other than 1, top_k or top_p < 0.95,
+with a forced tool_choice, when the last assistant turn holds tool_use without starting with a
+thinking block, or when any thinking block sent back has a signature this fake did not issue for it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -42,6 +50,42 @@ BETA_FIELDS = {
     "container": "code-execution-2025-08-25",
 }
 _NOT_COUNTED = ("max_tokens", "stream", "temperature", "stop_sequences", "metadata")
+THINKING_TEXT = "The user wants an answer; a short one will do."
+
+
+def signature(thinking: str) -> str:
+    """The signature this fake puts on a thinking block (opaque to clients, checked when sent back)."""
+    return "EqQBfake" + hashlib.sha256(b"fake-anthropic:" + thinking.encode()).hexdigest()
+
+
+def thinking_refusal(body: dict[str, Any]) -> str | None:
+    """Why the Messages API would refuse this request's extended thinking (None: it is fine)."""
+    config = body.get("thinking") or {}
+    if config.get("type") == "enabled":
+        budget, cap = config.get("budget_tokens"), body.get("max_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        if not isinstance(cap, int) or budget >= cap:
+            return "`max_tokens` must be greater than `thinking.budget_tokens`."
+        if body.get("temperature", 1) != 1 or "top_k" in body or body.get("top_p", 1) < 0.95:
+            return "temperature may only be set to 1 when thinking is enabled."
+        if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+            return "Thinking may not be enabled when tool_choice forces tool use."
+        turns = [m for m in body.get("messages") or [] if m.get("role") == "assistant"]
+        last = turns[-1].get("content") if turns else None
+        uses_tool = isinstance(last, list) and any(b.get("type") == "tool_use" for b in last)
+        if uses_tool and last[0].get("type") not in ("thinking", "redacted_thinking"):
+            return (
+                f"Expected `thinking` or `redacted_thinking`, but found `{last[0].get('type')}`. When "
+                "`thinking` is enabled, a final `assistant` message must start with a thinking block."
+            )
+    for message in body.get("messages") or []:
+        for block in message.get("content") if isinstance(message.get("content"), list) else []:
+            if block.get("type") == "thinking" and block.get("signature") != signature(
+                block.get("thinking", "")
+            ):
+                return "Invalid `signature` in `thinking` block"
+    return None
 
 
 def _event(payload: dict[str, Any]) -> bytes:
@@ -105,6 +149,11 @@ class FakeAnthropic(FakeServer):
                     return self.error(400, f"{field}: Extra inputs are not permitted"), None
             counted = self.counted_tokens if self.counted_tokens is not None else len(request.body) // 4
             return json_plan(200, {"input_tokens": counted}, {"request-id": "req_count"}), None
+        refusal = thinking_refusal(body)
+        if refusal is not None:
+            return self.error(400, refusal), None
+        thinks = (body.get("thinking") or {}).get("type") == "enabled"
+        thought = split_words(THINKING_TEXT) if thinks else []
         tool = _tool(body)
         pieces, stop = split_words(text), "end_turn"
         if tool is not None:
@@ -112,11 +161,11 @@ class FakeAnthropic(FakeServer):
             pieces, stop = [arguments[i : i + 10] for i in range(0, len(arguments), 10)], "tool_use"
         elif (
             isinstance(cap := body.get("max_tokens"), int)
-            and len(pieces) > cap
+            and len(thought) + len(pieces) > cap
             and not (fault and fault.ignore_cap)
         ):
-            pieces, stop = pieces[:cap], "max_tokens"
-        reported = self.reply_usage(request, pieces, usage)
+            pieces, stop = pieces[: max(0, cap - len(thought))], "max_tokens"
+        reported = self.reply_usage(request, thought + pieces, usage)
         raw = UNSET if fault is None else fault.raw_usage
         number = len(self.requests)
         block: dict[str, Any] = {"type": "text", "text": ""}
@@ -127,7 +176,14 @@ class FakeAnthropic(FakeServer):
             "type": "message",
             "role": "assistant",
             "model": body.get("model"),
-            "content": [block | ({"input": self.tool_input} if tool else {"text": "".join(pieces)})],
+            "content": [
+                *(
+                    [{"type": "thinking", "thinking": THINKING_TEXT, "signature": signature(THINKING_TEXT)}]
+                    if thinks
+                    else []
+                ),
+                block | ({"input": self.tool_input} if tool else {"text": "".join(pieces)}),
+            ],
             "stop_reason": stop,
             "stop_sequence": None,
             "usage": usage_json(reported) if raw is UNSET else raw,
@@ -149,12 +205,21 @@ class FakeAnthropic(FakeServer):
         )
         if raw is not UNSET:
             final_usage = raw
+        n = 1 if thinks else 0  # the index of the answer's block
+        thinking_events = [
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+            {"type": "ping"},
+            *({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": p}} for p in thought),
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": signature(THINKING_TEXT)}},
+            {"type": "content_block_stop", "index": 0},
+        ]  # fmt: skip
         events = [
             {"type": "message_start", "message": started},
-            {"type": "content_block_start", "index": 0, "content_block": block},
-            {"type": "ping"},
-            *({"type": "content_block_delta", "index": 0, "delta": d} for d in deltas),
-            {"type": "content_block_stop", "index": 0},
+            *(thinking_events if thinks else []),
+            {"type": "content_block_start", "index": n, "content_block": block},
+            *([] if thinks else [{"type": "ping"}]),
+            *({"type": "content_block_delta", "index": n, "delta": d} for d in deltas),
+            {"type": "content_block_stop", "index": n},
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop, "stop_sequence": None},
