@@ -6,13 +6,7 @@ translates), and a chat.completion becomes a Response object. Pure: no HTTP, no 
 Stateless: such upstreams keep no responses, so ``previous_response_id``, ``conversation`` and
 item references are refused (400) and ``store`` is a no-op (the reply says ``"store": false``).
 
-Reasoning crosses the chat hop as ``thinking_blocks`` on an assistant message (a reply's, a stream
-delta's keyed by ``index``, or one rebuilt from an input reasoning item): Anthropic's ``thinking``
-blocks. A reasoning item carries the thinking text as its summary and the block's ``signature`` as
-its ``encrypted_content`` (always: no state is kept here, and Anthropic needs the signed block back on
-the next turn of a tool loop); a ``redacted_thinking`` block's data is ``encrypted_content`` prefixed
-``redacted_thinking:``. Input reasoning items without ``encrypted_content`` (OpenAI's own, or stripped by the
-client) cannot be rebuilt and are dropped.
+Reasoning crosses the chat hop as Anthropic's thinking blocks (``responses_reasoning``).
 """
 
 from __future__ import annotations
@@ -23,6 +17,7 @@ from typing import Any
 import msgspec
 
 from .base import UnsupportedOperation, Usage
+from .responses_reasoning import reasoning_item, thinking_block
 
 _DEFAULTS: Mapping[str, Any] = {
     "instructions": None,
@@ -41,7 +36,6 @@ _DEFAULTS: Mapping[str, Any] = {
 _ECHOED = tuple(_DEFAULTS)  # request fields a Response repeats
 _STATEFUL = ("previous_response_id", "conversation", "prompt")
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-REDACTED = "redacted_thinking:"  # prefixes a redacted_thinking block's data in encrypted_content
 
 
 def _fail(message: str) -> UnsupportedOperation:
@@ -124,18 +118,6 @@ def _call(item: Mapping[str, Any]) -> dict[str, Any]:
     arguments = item.get("arguments")
     function = {"name": item.get("name"), "arguments": arguments if isinstance(arguments, str) else "{}"}
     return {"id": item.get("call_id"), "type": "function", "function": function}
-
-
-def thinking_block(item: Mapping[str, Any]) -> dict[str, Any] | None:
-    """An input reasoning item as an Anthropic thinking block (None: it carries no signature)."""
-    sealed = item.get("encrypted_content")
-    if not isinstance(sealed, str) or not sealed:
-        return None
-    if sealed.startswith(REDACTED):
-        return {"type": "redacted_thinking", "data": sealed.removeprefix(REDACTED)}
-    summary = item.get("summary")
-    text = _text_of(summary) if isinstance(summary, list) else ""
-    return {"type": "thinking", "thinking": text, "signature": sealed}
 
 
 def _bare_thinking(message: Mapping[str, Any] | None) -> bool:
@@ -310,21 +292,6 @@ def call_item(
         "name": name,
         "arguments": arguments,
     }
-
-
-def reasoning_item(item_id: str, block: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
-    """A thinking (or redacted_thinking) block as a reasoning output item."""
-    text = block.get("thinking")
-    done = isinstance(text, str) and status == "completed"
-    summary = [{"type": "summary_text", "text": text}] if done else []
-    if block.get("type") == "redacted_thinking":
-        data = block.get("data")
-        sealed: str | None = REDACTED + data if isinstance(data, str) else None
-    else:
-        signature = block.get("signature")
-        sealed = signature if isinstance(signature, str) and signature else None
-    item = {"id": item_id, "type": "reasoning", "summary": summary, "encrypted_content": sealed}
-    return item | {"status": status}
 
 
 def response_object(

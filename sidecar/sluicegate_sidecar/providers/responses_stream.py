@@ -19,12 +19,12 @@ from .base import BadUpstreamResponse, Usage
 from .responses_chat import (
     call_item,
     message_item,
-    reasoning_item,
     response_id,
     response_object,
     text_part,
     usage_from_chat,
 )
+from .responses_reasoning import reasoning_item
 from .sse import EventSplitter, event_fields
 
 

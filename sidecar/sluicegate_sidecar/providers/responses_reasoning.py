@@ -1,0 +1,45 @@
+"""Reasoning items ⇄ Anthropic's thinking blocks, for Responses translated through chat. Pure.
+
+Reasoning crosses the chat hop as ``thinking_blocks`` on an assistant message (a reply's, a stream
+delta's keyed by ``index``, or one rebuilt from an input reasoning item). A reasoning item carries the
+thinking text as its one summary part and the block's ``signature`` as its ``encrypted_content``
+(always, not only when ``include`` asks: no state is kept on this path, and Anthropic needs the signed
+block back on the next turn of a tool loop); a ``redacted_thinking`` block's data is its
+``encrypted_content`` prefixed ``redacted_thinking:``. Input reasoning items without
+``encrypted_content`` (OpenAI's own, or stripped by the client) cannot be rebuilt and are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = "redacted_thinking:"  # prefixes a redacted_thinking block's data in encrypted_content
+
+
+def thinking_block(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An input reasoning item as an Anthropic thinking block (None: it carries no signature)."""
+    sealed = item.get("encrypted_content")
+    if not isinstance(sealed, str) or not sealed:
+        return None
+    if sealed.startswith(REDACTED):
+        return {"type": "redacted_thinking", "data": sealed.removeprefix(REDACTED)}
+    summary = item.get("summary")
+    parts = summary if isinstance(summary, list) else []
+    text = "".join(str(p.get("text") or "") for p in parts if isinstance(p, dict))
+    return {"type": "thinking", "thinking": text, "signature": sealed}
+
+
+def reasoning_item(item_id: str, block: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
+    """A thinking (or redacted_thinking) block as a reasoning output item."""
+    text = block.get("thinking")
+    done = isinstance(text, str) and status == "completed"
+    summary = [{"type": "summary_text", "text": text}] if done else []
+    if block.get("type") == "redacted_thinking":
+        data = block.get("data")
+        sealed: str | None = REDACTED + data if isinstance(data, str) else None
+    else:
+        signature = block.get("signature")
+        sealed = signature if isinstance(signature, str) and signature else None
+    item = {"id": item_id, "type": "reasoning", "summary": summary, "encrypted_content": sealed}
+    return item | {"status": status}
