@@ -19,9 +19,11 @@ from agents import (
     set_tracing_disabled,
 )
 from openai import AsyncOpenAI
+from openai.types.shared import Reasoning
 
 from tests.sidecar.conftest import CLAUDE, GEMINI
 from tests.support.fakes import DEFAULT_TEXT, FakeServer
+from tests.support.fakes_anthropic import THINKING_TEXT, signature
 from tests.support.sidecar_harness import SidecarThread, connection, ledger_entries, priced, render_dir, tier
 
 MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": f"anthropic/{CLAUDE}", "gemini": f"gemini/{GEMINI}"}
@@ -103,6 +105,28 @@ def test_an_agent_on_a_translated_provider_answers_and_calls_its_tool(
     assert calls == ["Lisbon"]
     assert "get_weather" in json.dumps(upstreams[kind].last_request.json["tools"])
     assert ledger_entries(gateway)[-1]["connection"] == kind
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_streamed"])
+def test_an_agent_reasoning_on_anthropic_sends_the_signed_thinking_back_through_its_tool_loop(
+    gateway, anthropic_up, streamed
+) -> None:
+    anthropic_up.tool_input = {"city": "Oslo"}
+    calls: list[str] = []
+    agent = Agent(
+        name="weather",
+        model=MODELS["anthropic"],
+        tools=[weather_tool(calls)],
+        model_settings=ModelSettings(reasoning=Reasoning(effort="low")),
+    )
+    assert run(gateway, agent, "Weather in Oslo?", streamed=streamed) == DEFAULT_TEXT
+    assert calls == ["Oslo"]
+    first, second = (r.json for r in anthropic_up.requests[-2:])
+    assert first["thinking"] == second["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assistant = second["messages"][1]
+    thinking = {"type": "thinking", "thinking": THINKING_TEXT, "signature": signature(THINKING_TEXT)}
+    assert assistant["role"] == "assistant" and assistant["content"][0] == thinking
+    assert assistant["content"][1]["type"] == "tool_use"
 
 
 @pytest.fixture
