@@ -45,7 +45,7 @@ def test_reasoning_effort_turns_on_thinking_and_it_comes_back_as_a_reasoning_ite
     reasoning, message = response.output
     assert reasoning.type == "reasoning" and message.type == "message"
     assert [part.text for part in reasoning.summary] == [THINKING_TEXT]
-    assert reasoning.encrypted_content == signature(THINKING_TEXT)
+    assert reasoning.encrypted_content == "anthropic.thinking:" + signature(THINKING_TEXT)
     assert response.output_text == DEFAULT_TEXT
 
 
@@ -111,7 +111,7 @@ def test_streamed_thinking_arrives_as_reasoning_summary_events_the_sdk_assembles
     assert {(e.output_index, e.summary_index) for e in deltas} == {(0, 0)}
     reasoning, message = final.output
     assert reasoning.type == "reasoning" and [p.text for p in reasoning.summary] == [THINKING_TEXT]
-    assert reasoning.encrypted_content == signature(THINKING_TEXT)
+    assert reasoning.encrypted_content == "anthropic.thinking:" + signature(THINKING_TEXT)
     assert final.output_text == DEFAULT_TEXT and message.type == "message"
     assert final.usage is not None and final.usage.output_tokens_details.reasoning_tokens == 0
     assert ledger_entries(gateway)[-1]["usage"]["output"] == final.usage.output_tokens

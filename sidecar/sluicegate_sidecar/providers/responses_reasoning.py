@@ -3,10 +3,12 @@
 Reasoning crosses the chat hop as ``thinking_blocks`` on an assistant message (a reply's, a stream
 delta's keyed by ``index``, or one rebuilt from an input reasoning item). A reasoning item carries the
 thinking text as its one summary part and the block's ``signature`` as its ``encrypted_content``
-(always, not only when ``include`` asks: no state is kept on this path, and Anthropic needs the signed
-block back on the next turn of a tool loop); a ``redacted_thinking`` block's data is its
-``encrypted_content`` prefixed ``redacted_thinking:``. Input reasoning items without
-``encrypted_content`` (OpenAI's own, or stripped by the client) cannot be rebuilt and are dropped.
+prefixed ``anthropic.thinking:`` (always, not only when ``include`` asks: no state is kept on this
+path, and Anthropic needs the signed block back on the next turn of a tool loop); a
+``redacted_thinking`` block's data is its ``encrypted_content`` prefixed
+``anthropic.redacted_thinking:``. Input reasoning items without such ``encrypted_content`` (OpenAI's
+own, from a turn another connection answered, or stripped by the client) cannot be rebuilt and are
+dropped, as Anthropic would refuse a signature it did not make.
 """
 
 from __future__ import annotations
@@ -14,20 +16,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-REDACTED = "redacted_thinking:"  # prefixes a redacted_thinking block's data in encrypted_content
+THINKING = "anthropic.thinking:"  # prefixes a thinking block's signature in encrypted_content
+REDACTED = "anthropic.redacted_thinking:"  # prefixes a redacted_thinking block's data
 
 
 def thinking_block(item: Mapping[str, Any]) -> dict[str, Any] | None:
     """An input reasoning item as an Anthropic thinking block (None: it carries no signature)."""
     sealed = item.get("encrypted_content")
-    if not isinstance(sealed, str) or not sealed:
+    if not isinstance(sealed, str):
         return None
     if sealed.startswith(REDACTED):
         return {"type": "redacted_thinking", "data": sealed.removeprefix(REDACTED)}
+    if not sealed.startswith(THINKING):
+        return None
     summary = item.get("summary")
     parts = summary if isinstance(summary, list) else []
     text = "".join(str(p.get("text") or "") for p in parts if isinstance(p, dict))
-    return {"type": "thinking", "thinking": text, "signature": sealed}
+    return {"type": "thinking", "thinking": text, "signature": sealed.removeprefix(THINKING)}
 
 
 def reasoning_item(item_id: str, block: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
@@ -40,6 +45,6 @@ def reasoning_item(item_id: str, block: Mapping[str, Any], status: str = "comple
         sealed: str | None = REDACTED + data if isinstance(data, str) else None
     else:
         signature = block.get("signature")
-        sealed = signature if isinstance(signature, str) and signature else None
+        sealed = THINKING + signature if isinstance(signature, str) and signature else None
     item = {"id": item_id, "type": "reasoning", "summary": summary, "encrypted_content": sealed}
     return item | {"status": status}

@@ -61,7 +61,7 @@ def test_redacted_thinking_becomes_an_opaque_reasoning_item_and_goes_back_as_it_
     reply = AnthropicAdapter().parse("responses", "claude", msgspec.json.encode(message))
     reasoning, call = msgspec.json.decode(reply.body)["output"]
     assert reasoning["type"] == "reasoning" and reasoning["summary"] == []
-    assert reasoning["encrypted_content"] == "redacted_thinking:" + REDACTED["data"]
+    assert reasoning["encrypted_content"] == "anthropic.redacted_thinking:" + REDACTED["data"]
     follow_up = [
         {"role": "user", "content": "go"},
         reasoning,
@@ -91,5 +91,18 @@ def test_a_streamed_redacted_block_is_a_reasoning_item_without_a_summary_part() 
     kinds = [e["type"] for e in events]
     assert "response.reasoning_summary_part.added" not in kinds
     final = events[-1]["response"]
-    assert final["output"][0]["encrypted_content"] == "redacted_thinking:" + REDACTED["data"]
+    assert final["output"][0]["encrypted_content"] == "anthropic.redacted_thinking:" + REDACTED["data"]
     assert final["output"][1]["content"][0]["text"] == "ok" and final["usage"]["output_tokens"] == 9
+
+
+def test_a_reasoning_item_anthropic_did_not_sign_is_dropped_and_the_tool_loop_goes_without_thinking() -> None:
+    openai_made = {"type": "reasoning", "id": "rs_68af", "summary": [], "encrypted_content": "gAAAAABo"}
+    follow_up = [
+        {"role": "user", "content": "go"},
+        openai_made,
+        {"type": "function_call", "call_id": "t1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "t1", "output": "done"},
+    ]
+    body = sent({"input": follow_up, "tools": [TOOL], "reasoning": {"effort": "low"}})
+    assert "thinking" not in body and "gAAAAABo" not in json.dumps(body)
+    assert [b["type"] for b in body["messages"][1]["content"]] == ["tool_use"]
