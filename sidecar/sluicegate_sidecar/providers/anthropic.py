@@ -277,7 +277,7 @@ class AnthropicAdapter:
         client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
         if op == "responses":  # translated through chat (responses_chat), reasoning as thinking
-            chat = chat_request(request, self.provider, stream=stream, thinking=True)
+            chat = chat_request(request, self.provider, stream=stream, thinking="anthropic")
             body = messages_body(model, chat, stream, thinking=True)
         elif op == "chat":
             body = messages_body(model, request, stream)

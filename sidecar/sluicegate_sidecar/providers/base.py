@@ -37,7 +37,9 @@ class Usage:
     """Token usage as the provider reported it.
 
     ``input_tokens`` counts every prompt token, cached reads and cache writes included;
-    ``cached_input_tokens`` and ``cache_write_tokens`` are the parts of it billed at other rates.
+    ``cached_input_tokens`` and ``cache_write_tokens`` are the parts of it billed at other rates;
+    ``reasoning_tokens`` is the part of ``output_tokens`` spent thinking (where the provider counts it
+    apart: Gemini's ``thoughtsTokenCount``), billed as output like the rest.
     ``anomaly`` names why the report cannot be right (``providers.usagefields``): the figures are
     then the valid ones, 0 where a figure was unusable, and ``reported`` keeps what was sent.
     """
@@ -48,6 +50,7 @@ class Usage:
     cache_write_tokens: int = 0
     anomaly: str | None = None
     reported: ReportedUsage | None = None
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

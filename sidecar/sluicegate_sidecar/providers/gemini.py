@@ -51,7 +51,8 @@ def _usage(meta: object) -> Usage | None:
     prompt = reader.count("promptTokenCount", 0) + reader.count("toolUsePromptTokenCount", 0)
     output = reader.count("candidatesTokenCount", 0) + reader.count("thoughtsTokenCount", 0)
     cached = reader.count("cachedContentTokenCount", 0)
-    usage = Usage(prompt, output, min(cached, prompt))
+    thoughts = reader.count("thoughtsTokenCount", 0)
+    usage = Usage(prompt, output, min(cached, prompt), reasoning_tokens=thoughts)
     inputs = ("promptTokenCount", "toolUsePromptTokenCount")
     return reader.build(
         usage, inputs, ("candidatesTokenCount", "thoughtsTokenCount"), ("cachedContentTokenCount",)
@@ -65,17 +66,35 @@ def _finish(reason: object, had_calls: bool) -> str:
     return "tool_calls" if had_calls and finish == "stop" else finish
 
 
-def _candidate_delta(candidate: Mapping[str, Any], first_call: int) -> tuple[str, list[dict[str, Any]]]:
-    """The text and the OpenAI tool calls (numbered from ``first_call``) in one candidate's parts."""
+@dataclass(slots=True)
+class _Delta:
+    """One candidate's parts as chat: text, tool calls, thought summary text, the first call's
+    thought signature."""
+
+    text: str
+    calls: list[dict[str, Any]]
+    thought: str
+    signature: str | None
+
+
+def _candidate_delta(candidate: Mapping[str, Any], first_call: int) -> _Delta:
+    """The text, the OpenAI tool calls (numbered from ``first_call``), the thoughts (``thought``
+    parts: summaries, sent only when ``includeThoughts`` asked) and the first call's signature."""
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
+    signature: str | None = None
     for part in (candidate.get("content") or {}).get("parts") or []:
         if part.get("thought") is True:
+            if isinstance(part.get("text"), str):
+                thoughts.append(part["text"])
             continue
         if isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif isinstance(part.get("functionCall"), dict):
             call = part["functionCall"]
+            if not calls and isinstance(part.get("thoughtSignature"), str):
+                signature = part["thoughtSignature"]
             index = first_call + len(calls)
             arguments = msgspec.json.encode(call.get("args") or {}).decode()
             calls.append(
@@ -86,7 +105,13 @@ def _candidate_delta(candidate: Mapping[str, Any], first_call: int) -> tuple[str
                     "function": {"name": call.get("name"), "arguments": arguments},
                 }
             )
-    return "".join(texts), calls
+    return _Delta("".join(texts), calls, "".join(thoughts), signature)
+
+
+def _thinking(thought: str, signature: str | None) -> dict[str, Any]:
+    """Thoughts as a chat ``thinking_blocks`` entry (``responses_reasoning``)."""
+    block = {"type": "thinking", "thinking": thought, "origin": "gemini"}
+    return block | ({"signature": signature} if signature else {})
 
 
 def chat_completion(
@@ -99,8 +124,11 @@ def chat_completion(
         candidates = [{"finishReason": "SAFETY"}]  # the prompt itself was blocked
     choices = []
     for position, candidate in enumerate(candidates):
-        text, calls = _candidate_delta(candidate, 0)
+        parts = _candidate_delta(candidate, 0)
+        text, calls = parts.text, parts.calls
         message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+        if parts.thought:
+            message["thinking_blocks"] = [_thinking(parts.thought, parts.signature)]
         if calls:
             message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for call in calls]
         finish = _finish(candidate.get("finishReason"), bool(calls))
@@ -151,6 +179,7 @@ class ChatRelay(RelayState):
         self._finished = False
         self._started: set[int] = set()
         self._calls: dict[int, int] = {}  # candidate index → tool calls sent so far
+        self._thought: set[int] = set()  # candidates that streamed thoughts
 
     def feed(self, data: bytes) -> bytes:
         try:
@@ -202,11 +231,17 @@ class ChatRelay(RelayState):
         out: list[bytes] = []
         for position, candidate in enumerate(candidates):
             index = candidate.get("index", position)
-            text, calls = _candidate_delta(candidate, self._calls.get(index, 0))
+            parts = _candidate_delta(candidate, self._calls.get(index, 0))
+            text, calls = parts.text, parts.calls
             delta: dict[str, Any] = {}
             if index not in self._started:
                 self._started.add(index)
                 delta = {"role": "assistant", "content": ""}
+            if parts.thought or (parts.signature and index in self._thought):
+                self._thought.add(index)  # thoughts stream first; the signature comes with the call
+                thinking = {"index": 0, **_thinking(parts.thought, parts.signature)}
+                delta["thinking_blocks"] = [thinking]
+                self._output_chars += len(parts.thought)
             if text:
                 delta["content"] = text
                 self._output_chars += len(text)
@@ -247,11 +282,12 @@ class GeminiAdapter:
         stream: bool,
         client_headers: Mapping[str, str] = NO_HEADERS,
     ) -> UpstreamRequest:
-        if op == "responses":  # translated through chat (responses_chat)
-            chat = chat_request(request, self.provider, stream=stream)
-            return self.build("chat", conn, model, chat, stream=stream)
         base = f"{(conn.base_url or GEMINI_BASE_URL).rstrip('/')}/v1beta/{model_path(model)}"
-        if op == "chat":
+        if op == "responses":  # translated through chat (responses_chat), reasoning as thinking
+            chat = chat_request(request, self.provider, stream=stream, thinking="gemini")
+            url = base + (":streamGenerateContent?alt=sse" if stream else ":generateContent")
+            body = generate_content_body(chat, model, thinking=True)
+        elif op == "chat":
             url = base + (":streamGenerateContent?alt=sse" if stream else ":generateContent")
             body = generate_content_body(request)
         elif op == "embeddings":
@@ -279,7 +315,7 @@ class GeminiAdapter:
         self, op: Operation, model: str, request: Mapping[str, Any], *, scrubber: KeyScrubber = NO_KEY
     ) -> ChatRelay | BridgedResponsesRelay:
         if op == "responses":
-            chat = chat_request(request, self.provider, stream=True)
+            chat = chat_request(request, self.provider, stream=True, thinking="gemini")
             return BridgedResponsesRelay(self.relay("chat", model, chat, scrubber=scrubber), model, request)
         if op != "chat":
             raise UnsupportedOperation(f"/v1/{op} cannot be streamed from gemini connections")

@@ -1,5 +1,16 @@
 """Gemini request translation: OpenAI chat completions and embeddings requests → generateContent and
 batchEmbedContents bodies. Pure; model names are validated here before they go into a URL.
+
+Thinking (``thinking=True``: requests translated from the Responses API) follows ``reasoning_effort``
+with ``includeThoughts`` on. Gemini 3 models get a ``thinkingLevel`` (``low`` or ``high``, the levels
+every Gemini 3 model takes), other models a ``thinkingBudget`` (``THINKING_BUDGETS``, within every
+Gemini 2.5 model's range). Thinking tokens are output: a budget is carved out of the output cap
+(``maxOutputTokens`` = cap - budget, the budget at most half the cap), so thinking and text together
+stay within the cap the reservation was made for whether or not Gemini counts thoughts against
+``maxOutputTokens``; with less than ``LEAST_THINKING`` tokens to carve, no ``thinkingConfig`` is sent.
+A ``thinkingLevel`` carries no token count: there ``maxOutputTokens`` (the cap, unchanged) is the bound
+(Gemini 3 counts thoughts against it, and thinks at ``high`` by default anyway).
+An assistant message's Gemini ``thinking_blocks`` give its first function call the signature back.
 """
 
 from __future__ import annotations
@@ -15,6 +26,10 @@ from .openai_request import output_cap
 # OpenAI clients cannot carry Gemini 3's thought signatures back; this documented sentinel lets a
 # replayed function call through signature validation.
 THOUGHT_SIGNATURE_SENTINEL = "skip_thought_signature_validator"
+THINKING_BUDGETS = {"minimal": 512, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 24576}
+THINKING_LEVELS = {"minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high"}
+LEAST_THINKING = 512  # the smallest budget every Gemini 2.5 model accepts (Flash-Lite's floor)
+_LEVELED = re.compile(r"(?:models/)?gemini-(\d+)")
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MIME_BY_SUFFIX = {
     ".png": "image/png",
@@ -83,7 +98,8 @@ def _text(content: object) -> str:
     return "".join(part.get("text", "") for part in _parts(content, media=False))
 
 
-def _function_call(call: object, first: bool, names: dict[str, str]) -> dict[str, Any]:
+def _function_call(call: object, first: str | None, names: dict[str, str]) -> dict[str, Any]:
+    """A tool call as a functionCall part; ``first``: the signature the turn's first call carries."""
     function = call.get("function") if isinstance(call, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise _fail("tool_calls entries need a function with a name")
@@ -94,9 +110,20 @@ def _function_call(call: object, first: bool, names: dict[str, str]) -> dict[str
     if not isinstance(args, dict):
         raise _fail("tool call arguments must be a JSON object")
     part: dict[str, Any] = {"functionCall": {"name": function["name"], "args": args}}
-    if first:
-        part["thoughtSignature"] = THOUGHT_SIGNATURE_SENTINEL
+    if first is not None:
+        part["thoughtSignature"] = first
     return part
+
+
+def _signature(message: Mapping[str, Any]) -> str:
+    """The thought signature of an assistant turn: Gemini's own, from its reasoning item, else the
+    sentinel."""
+    for block in message.get("thinking_blocks") or ():
+        if isinstance(block, dict) and block.get("origin") == "gemini":
+            signature = block.get("signature")
+            if isinstance(signature, str) and signature:
+                return signature
+    return THOUGHT_SIGNATURE_SENTINEL
 
 
 def _function_response(message: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
@@ -126,7 +153,10 @@ def contents(messages: object) -> tuple[list[dict[str, Any]], list[dict[str, Any
         elif role == "assistant":
             role, parts = "model", _parts(message.get("content"), media=False)
             calls = message.get("tool_calls") or []
-            parts.extend(_function_call(call, i == 0, names) for i, call in enumerate(calls))
+            signature = _signature(message)
+            parts.extend(
+                _function_call(call, signature if i == 0 else None, names) for i, call in enumerate(calls)
+            )
         elif role == "tool":
             role, parts = "user", [_function_response(message, names)]
         else:
@@ -195,8 +225,25 @@ def _tool_config(choice: object) -> dict[str, Any]:
     raise _fail("unsupported tool_choice")
 
 
-def generate_content_body(request: Mapping[str, Any]) -> dict[str, Any]:
-    """A chat.completions request as a generateContent request."""
+def thinking_config(effort: object, model: str, cap: int | None) -> tuple[dict[str, Any] | None, int | None]:
+    """The ``thinkingConfig`` for a reasoning effort and the ``maxOutputTokens`` to send with it
+    (None, ``cap``: thinking left as the model's default)."""
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
+        return None, cap
+    family = _LEVELED.match(model)
+    if family is not None and int(family.group(1)) >= 3:
+        return {"includeThoughts": True, "thinkingLevel": THINKING_LEVELS[effort]}, cap
+    budget = THINKING_BUDGETS[effort] if cap is None else min(THINKING_BUDGETS[effort], cap // 2)
+    if budget < LEAST_THINKING:
+        return None, cap
+    return {"includeThoughts": True, "thinkingBudget": budget}, None if cap is None else cap - budget
+
+
+def generate_content_body(
+    request: Mapping[str, Any], model: str = "", *, thinking: bool = False
+) -> dict[str, Any]:
+    """A chat.completions request as a generateContent request; ``thinking``: ``reasoning_effort``
+    sets the thinking config (the Responses API's ``reasoning``; chat requests keep the default)."""
     system, turns = contents(request.get("messages"))
     body: dict[str, Any] = {"contents": turns}
     if system:
@@ -206,6 +253,12 @@ def generate_content_body(request: Mapping[str, Any]) -> dict[str, Any]:
         if request.get("tool_choice") is not None:
             body["toolConfig"] = _tool_config(request["tool_choice"])
     config = _generation_config(request)
+    if thinking:
+        settings, cap = thinking_config(request.get("reasoning_effort"), model, config.get("maxOutputTokens"))
+        if settings is not None:
+            config["thinkingConfig"] = settings
+        if cap is not None:
+            config["maxOutputTokens"] = cap
     if config:
         body["generationConfig"] = config
     return body

@@ -217,13 +217,17 @@ class OpenAIStreamRelay(RelayState):
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:
-    """``usage`` in the chat.completion shape (prompt tokens include cached reads and cache writes)."""
-    return {
+    """``usage`` in the chat.completion shape (prompt tokens include cached reads and cache writes;
+    completion tokens include the reasoning tokens, counted apart when there are any)."""
+    shaped: dict[str, Any] = {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
     }
+    if usage.reasoning_tokens:
+        shaped["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return shaped
 
 
 def chunk_event(

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from .base import UnsupportedOperation, Usage
-from .responses_reasoning import reasoning_item, thinking_block
+from .responses_reasoning import Origin, reasoning_item, thinking_block
 
 _DEFAULTS: Mapping[str, Any] = {
     "instructions": None,
@@ -131,7 +131,7 @@ def _bare_thinking(message: Mapping[str, Any] | None) -> bool:
     )
 
 
-def _messages(request: Mapping[str, Any], thinking: bool) -> list[dict[str, Any]]:
+def _messages(request: Mapping[str, Any], thinking: Origin | None) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     instructions = request.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -163,7 +163,7 @@ def _messages(request: Mapping[str, Any], thinking: bool) -> list[dict[str, Any]
             text = output if isinstance(output, str) else _text_of(output)
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": text})
         elif kind == "reasoning":
-            block = thinking_block(item) if thinking else None
+            block = thinking_block(item, thinking) if thinking else None
             if block is None:
                 continue  # OpenAI's own reasoning state: another provider cannot read it
             if _bare_thinking(messages[-1] if messages else None):
@@ -216,10 +216,10 @@ def _response_format(text: object) -> dict[str, Any] | None:
 
 
 def chat_request(
-    request: Mapping[str, Any], provider: str, *, stream: bool, thinking: bool = False
+    request: Mapping[str, Any], provider: str, *, stream: bool, thinking: Origin | None = None
 ) -> dict[str, Any]:
     """A Responses API request as a chat.completions request (for translating adapters);
-    ``thinking``: input reasoning items become assistant ``thinking_blocks`` (Anthropic's)."""
+    ``thinking``: input reasoning items sealed by that origin become assistant ``thinking_blocks``."""
     refuse_background(request)
     refuse_stateful(request, provider)
     chat: dict[str, Any] = {"model": request.get("model"), "messages": _messages(request, thinking)}
@@ -255,7 +255,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
         "input_tokens": usage.input_tokens,
         "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.input_tokens + usage.output_tokens,
     }
 
@@ -269,7 +269,10 @@ def usage_from_chat(usage: object) -> Usage | None:
         return None
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(prompt, completion, cached if isinstance(cached, int) else 0)
+    details = usage.get("completion_tokens_details")
+    thought = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    reasoning = thought if isinstance(thought, int) and 0 <= thought <= completion else 0
+    return Usage(prompt, completion, cached if isinstance(cached, int) else 0, reasoning_tokens=reasoning)
 
 
 def text_part(text: str) -> dict[str, Any]:

@@ -133,11 +133,11 @@ class ChatToResponses:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                out.append(self._text(delta["content"]))
-            for block in delta.get("thinking_blocks") or ():
+            for block in delta.get("thinking_blocks") or ():  # thinking precedes what it led to
                 if isinstance(block, dict):
                     out.append(self._reasoning(block))
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                out.append(self._text(delta["content"]))
             for call in delta.get("tool_calls") or ():
                 out.append(self._call(call))
             if choice.get("finish_reason"):
@@ -169,7 +169,8 @@ class ChatToResponses:
             out += self._close_current()
             output_index = len(self._items)
             kind = "redacted_thinking" if block.get("type") == "redacted_thinking" else "thinking"
-            item = _Item(output_index, f"rs_{self._id[5:]}_{output_index}", thinking={"type": kind})
+            origin = {"origin": block["origin"]} if isinstance(block.get("origin"), str) else {}
+            item = _Item(output_index, f"rs_{self._id[5:]}_{output_index}", thinking={"type": kind, **origin})
             self._items.append(item)
             self._thinking[index] = item
             added = {"output_index": output_index, "item": reasoning_item(item.item_id, {}, "in_progress")}

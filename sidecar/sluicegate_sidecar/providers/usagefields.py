@@ -111,6 +111,7 @@ def flagged(usage: Usage, reason: str, reported: ReportedUsage | None = None) ->
         usage.cache_write_tokens,
         usage.anomaly or reason,
         usage.reported or reported,
+        usage.reasoning_tokens,
     )
 
 

@@ -287,7 +287,7 @@ def test_a_reply_becomes_a_chat_completion_the_openai_sdk_accepts():
     assert json.loads(message.tool_calls[0].function.arguments) == {"city": "Paris"}
     assert completion.choices[0].finish_reason == "tool_calls" == reply.finish_reason
     assert completion.model == "gemini-2.5-flash" and completion.id == "resp-1"
-    assert reply.usage == Usage(input_tokens=1200, output_tokens=80, cached_input_tokens=1024)
+    assert reply.usage == Usage(input_tokens=1200, output_tokens=80, cached_input_tokens=1024, reasoning_tokens=50)
     assert completion.usage.prompt_tokens_details.cached_tokens == 1024
 
 
@@ -356,7 +356,7 @@ def test_a_stream_becomes_openai_chunks_that_accumulate_to_the_answer():
     assert final.choices[0].finish_reason == "tool_calls"
     assert final.usage.prompt_tokens == 8 and final.usage.completion_tokens == 32
     assert relay.completed
-    assert relay.usage == Usage(8, 32, 4)
+    assert relay.usage == Usage(8, 32, 4, reasoning_tokens=20)
     assert relay.output_chars == len("Hello world") + len('{"city":"Paris"}')
 
 
