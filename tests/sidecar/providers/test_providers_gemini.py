@@ -287,7 +287,9 @@ def test_a_reply_becomes_a_chat_completion_the_openai_sdk_accepts():
     assert json.loads(message.tool_calls[0].function.arguments) == {"city": "Paris"}
     assert completion.choices[0].finish_reason == "tool_calls" == reply.finish_reason
     assert completion.model == "gemini-2.5-flash" and completion.id == "resp-1"
-    assert reply.usage == Usage(input_tokens=1200, output_tokens=80, cached_input_tokens=1024, reasoning_tokens=50)
+    assert reply.usage == Usage(
+        input_tokens=1200, output_tokens=80, cached_input_tokens=1024, reasoning_tokens=50
+    )
     assert completion.usage.prompt_tokens_details.cached_tokens == 1024
 
 
