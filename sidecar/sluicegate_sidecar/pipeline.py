@@ -28,10 +28,9 @@ from .errors import (
     kill_switch,
 )
 from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
-from .providers.gemini_request import THINKING_BUDGETS
 from .providers.registry import adapter_for
 from .relay import stream_response
-from .routing.bounds import least_output_cap
+from .routing.bounds import least_output_cap, needs_output_cap
 from .routing.catalog import Target
 from .routing.outcome import final_error, should_fall_back
 from .routing.planning import Plan, plan_request, reroute
@@ -248,12 +247,7 @@ class Pipeline:
         provider = served.catalog.connection(target.connection)
         assert provider is not None
         timeouts = provider.timeouts
-        translated = target.provider == "anthropic" and op in ("chat", "responses")
-        # Messages needs a cap, and a Gemini thinking budget is carved out of one: the model's own limit
-        reasoning = request.get("reasoning")
-        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
-        thinks = target.provider == "gemini" and op == "responses" and effort in THINKING_BUDGETS
-        if send_cap is None and (translated or thinks) and not output_cap(fields):
+        if send_cap is None and needs_output_cap(op, target.provider, request) and not output_cap(fields):
             send_cap = target.spec.max_output_tokens
         cap_field = "max_output_tokens" if op == "responses" else "max_tokens"
         body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)

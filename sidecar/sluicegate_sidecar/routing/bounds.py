@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from ..providers.base import Operation
+from ..providers.gemini_request import THINKING_BUDGETS
 from ..tokens import PER_MESSAGE_TOKENS, PER_TOOL_TOKENS, REPLY_PRIMING_TOKENS, media_tokens
 from .catalog import Target
 
@@ -70,6 +71,19 @@ def least_output_cap(op: Operation, provider: str) -> int:
     if op == "responses" and provider in ("openai", "azure-openai"):
         return RESPONSES_MIN_OUTPUT_TOKENS
     return 1
+
+
+def needs_output_cap(op: Operation, provider: str, request: Mapping[str, Any]) -> bool:
+    """Whether the upstream request must carry an output cap when neither the client nor the budget
+    set one (the model's own limit is sent): Anthropic's Messages always takes one, and a Gemini
+    thinking budget for a Responses call with reasoning is carved out of one."""
+    if op not in ("chat", "responses"):
+        return False
+    if provider == "anthropic":
+        return True
+    reasoning = request.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    return provider == "gemini" and op == "responses" and effort in THINKING_BUDGETS
 
 
 def image_tokens(provider: str, model: str) -> int:
