@@ -1,12 +1,15 @@
-"""make bench's fleet step: the sidecar's cost per request with and without ``--budget-authority``.
+"""make bench's fleet step: the sidecar's cost per request with and without ``--budget-authority``,
+and with a budget split into 10,000 scopes.
 
 Starts its own pieces on loopback: the shared harness's fake upstream, a throwaway PostgreSQL 13+
-(the Debian server binaries, as the tests do), ``sluicegate authority`` and two sidecars on the same
-config (bench/resources.yaml: a budget that never binds, so leases always cover requests) — one local,
-one in fleet mode. Sidecars are pinned to CORE_GW, wrk and the upstream to CORE_LOAD. The two are
-measured in turns (ABAB…), each turn wrk at c=1 (latency) and at c=32 (throughput), and the sidecar's
-CPU time per request is read from /proc (robust to a loaded machine, unlike rates). Prints a table and
-writes OUT_DIR/fleet.json.
+(the Debian server binaries, as the tests do), ``sluicegate authority`` and three sidecars on the
+same config (bench/resources.yaml: a budget that never binds, so leases always cover requests) — one
+local, one in fleet mode, and one local whose budget is split by user (``splitBy: user``) and loaded by
+bench/wrk_split.lua, each request for the next of 10,000 users: every request checks and charges its
+own scope out of 10,000. Sidecars are pinned to CORE_GW, wrk and the upstream to CORE_LOAD. They are
+measured in turns (ABCABC…), each turn wrk at c=1 (latency) and at c=32 (throughput), and the
+sidecar's CPU time per request is read from /proc (robust to a loaded machine, unlike rates). Prints a
+table and writes OUT_DIR/fleet.json.
 
 usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N] [--out DIR]
 Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1.
@@ -151,13 +154,18 @@ def main() -> int:
     args = p.parse_args()
     shared = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
     lua = shared / "wrk_chat.lua"
+    split_lua = ROOT / "bench" / "wrk_split.lua"
     core_load, core_gw = os.environ.get("CORE_LOAD", "0"), os.environ.get("CORE_GW", "1")
     work = Path(tempfile.mkdtemp(prefix="sg-bench-fleet-"))
     upstream_port = free_port()
     resources = (ROOT / "bench" / "resources.yaml").read_text()
-    (work / "resources.yaml").write_text(resources.replace("127.0.0.1:9000/", f"127.0.0.1:{upstream_port}/"))
-    subprocess.run([*SLUICEGATE, "render", "-f", str(work / "resources.yaml"), "-o", str(work / "config"),
-                    "--namespace", "bench"], check=True, capture_output=True)  # fmt: skip
+    resources = resources.replace("127.0.0.1:9000/", f"127.0.0.1:{upstream_port}/")
+    split = resources.replace("  action: BLOCK", "  action: BLOCK\n  splitBy: user")
+    assert split != resources, "bench/resources.yaml: the budget's `action: BLOCK` line moved"
+    for name, text in (("config", resources), ("config-split", split)):
+        (work / f"{name}.yaml").write_text(text)
+        subprocess.run([*SLUICEGATE, "render", "-f", str(work / f"{name}.yaml"), "-o", str(work / name),
+                        "--namespace", "bench"], check=True, capture_output=True)  # fmt: skip
     rows: list[dict[str, object]] = []
     with postgres() as database_url, processes() as started:
         logs = (work / "logs").resolve()
@@ -183,33 +191,40 @@ def main() -> int:
                            SLUICEGATE_DATABASE_URL=database_url)  # fmt: skip
         wait_up(f"http://127.0.0.1:{authority_port}/healthz", authority)
         sidecars: dict[str, tuple[str, subprocess.Popen[bytes], str]] = {}
-        for mode, extra in (
-            ("local", []),
-            ("fleet", ["--budget-authority", f"http://127.0.0.1:{authority_port}"]),
+        scripts = {"local": lua, "fleet": lua, "split": split_lua}
+        for mode, config, extra in (
+            ("local", "config", []),
+            ("fleet", "config", ["--budget-authority", f"http://127.0.0.1:{authority_port}"]),
+            ("split", "config-split", []),
         ):
             api, ops = free_port(), free_port()
-            proc = launch(mode, [*SLUICEGATE, "sidecar", "--config", str(work / "config"), "--ledger-dir",
+            proc = launch(mode, [*SLUICEGATE, "sidecar", "--config", str(work / config), "--ledger-dir",
                                  str(work / f"ledger-{mode}"), "--port", str(api), "--ops-port", str(ops),
                                  "--no-access-log", *extra],
                           core_gw, SLUICEGATE_POD_NAMESPACE="bench")  # fmt: skip
             wait_up(f"http://127.0.0.1:{ops}/readyz", proc)
             sidecars[mode] = (f"http://127.0.0.1:{api}", proc, f"http://127.0.0.1:{ops}")
-        for url, _, _ in sidecars.values():  # warm up both
-            wrk(url, 8, 3, lua, core_load)
+        for mode, (url, _, _) in sidecars.items():  # warm up (the split one: all its 10,000 scopes)
+            wrk(url, 8, 3 if mode != "split" else 10, scripts[mode], core_load)
         authority_cpu = cpu_seconds(authority.pid)
         fleet_requests = 0
         for _ in range(args.repeats):
             for mode, (url, proc, _) in sidecars.items():
                 for connections in (1, 32):
-                    row = measure(mode, url, proc.pid, connections, args.duration, lua, core_load)
+                    row = measure(mode, url, proc.pid, connections, args.duration, scripts[mode], core_load)
                     rows.append(row)
                     if mode == "fleet":
                         fleet_requests += int(row["requests"])  # type: ignore[call-overload]
         authority_ms = 1000 * (cpu_seconds(authority.pid) - authority_cpu) / max(1, fleet_requests)
         metrics = httpx.get(sidecars["fleet"][2] + "/metrics", timeout=10).text
         up = re.search(r"^sluicegate_budget_authority_up (\S+)$", metrics, re.MULTILINE)
+        split_metrics = httpx.get(sidecars["split"][2] + "/metrics", timeout=10).text
+        scopes = sum(
+            float(m.group(1))
+            for m in re.finditer(r"^sluicegate_budget_scopes\{[^}]*\} (\S+)$", split_metrics, re.MULTILINE)
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = report(rows, authority_ms, up.group(1) if up else "?")
+    summary = report(rows, authority_ms, up.group(1) if up else "?", scopes)
     (args.out / "fleet.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2) + "\n")
     print(summary["table"])
     if any(row["errors"] for row in rows):
@@ -219,12 +234,12 @@ def main() -> int:
     return 0
 
 
-def report(rows: list[dict[str, object]], authority_ms: float, up: str) -> dict[str, object]:
+def report(rows: list[dict[str, object]], authority_ms: float, up: str, scopes: float) -> dict[str, object]:
     lines = [
         "| sidecar | c | CPU ms/request (median) | p50 ms (median) | req/s (median) | errors |",
         "|---|---|---|---|---|---|",
     ]
-    for mode in ("local", "fleet"):
+    for mode in ("local", "fleet", "split"):
         for connections in (1, 32):
             picked = [r for r in rows if r["mode"] == mode and r["connections"] == connections]
             cpu = statistics.median(float(r["cpu_ms_per_request"]) for r in picked)  # type: ignore[arg-type]
@@ -233,9 +248,15 @@ def report(rows: list[dict[str, object]], authority_ms: float, up: str) -> dict[
             errors = sum(int(r["errors"]) for r in picked)  # type: ignore[call-overload]
             lines.append(f"| {mode} | {connections} | {cpu:.3f} | {p50:.2f} | {rps:.0f} | {errors} |")
     lines.append(
-        f"\nauthority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up}"
+        f"\nauthority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up};"
+        f" split: {scopes:.0f} budget scopes held (sluicegate_budget_scopes)"
     )
-    return {"table": "\n".join(lines), "authority_cpu_ms_per_request": authority_ms, "authority_up": up}
+    return {
+        "table": "\n".join(lines),
+        "authority_cpu_ms_per_request": authority_ms,
+        "authority_up": up,
+        "split_scopes": scopes,
+    }
 
 
 if __name__ == "__main__":
