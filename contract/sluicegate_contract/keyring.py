@@ -7,16 +7,17 @@ A ring holds an ``active`` key id (used for new seals) and older keys still acce
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from .rawkeys import DataRing as DataRing
+from .rawkeys import KeyringError as KeyringError
+from .rawkeys import decode_data_ring as decode_data_ring
+from .rawkeys import decode_public_key_bytes, decode_ring, raw_key
 from .sealing import (
-    DataKey,
     SigningKey,
     canonical,
     generate_data_key,
@@ -26,15 +27,6 @@ from .sealing import (
 )
 
 
-class KeyringError(Exception):
-    """A key ring document that cannot be used."""
-
-
-class _Ring(msgspec.Struct, forbid_unknown_fields=True):
-    active: str
-    keys: dict[str, str]
-
-
 @dataclass(frozen=True, slots=True)
 class SigningRing:
     active: SigningKey
@@ -42,29 +34,6 @@ class SigningRing:
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         return {kid: key.public() for kid, key in self.keys.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class DataRing:
-    active: DataKey
-    keys: Mapping[str, bytes]
-
-
-def _decode_ring(data: bytes, what: str) -> _Ring:
-    try:
-        ring = msgspec.json.decode(data, type=_Ring)
-    except msgspec.DecodeError as exc:
-        raise KeyringError(f"{what} is not a valid key ring: {exc}") from None
-    if ring.active not in ring.keys:
-        raise KeyringError(f"{what}: active key {ring.active!r} is not in the ring")
-    return ring
-
-
-def _raw(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raise KeyringError(f"{what} holds a key that is not base64") from None
 
 
 def new_signing_ring() -> SigningRing:
@@ -89,11 +58,11 @@ def encode_signing_ring(ring: SigningRing) -> bytes:
 
 
 def decode_signing_ring(data: bytes) -> SigningRing:
-    ring = _decode_ring(data, "signing key ring")
+    ring = decode_ring(data, "signing key ring")
     keys: dict[str, SigningKey] = {}
     for kid, text in ring.keys.items():
         try:
-            private = Ed25519PrivateKey.from_private_bytes(_raw(text, "signing key ring"))
+            private = Ed25519PrivateKey.from_private_bytes(raw_key(text, "signing key ring"))
         except ValueError:
             raise KeyringError(f"signing key {kid!r} is not an Ed25519 private key") from None
         keys[kid] = SigningKey(kid=kid, private=private)
@@ -115,28 +84,9 @@ def encode_data_ring(ring: DataRing) -> bytes:
     return canonical({"active": ring.active.kid, "keys": keys})
 
 
-def decode_data_ring(data: bytes) -> DataRing:
-    ring = _decode_ring(data, "data key ring")
-    keys = {kid: _raw(text, "data key ring") for kid, text in ring.keys.items()}
-    for kid, key in keys.items():
-        if len(key) != 32:
-            raise KeyringError(f"data key {kid!r} is not 256 bits")
-    return DataRing(active=DataKey(kid=ring.active, key=keys[ring.active]), keys=keys)
-
-
 def encode_public_keys(keys: Mapping[str, Ed25519PublicKey]) -> bytes:
     return canonical({kid: base64.b64encode(public_bytes(key)).decode() for kid, key in keys.items()})
 
 
 def decode_public_keys(data: bytes) -> dict[str, Ed25519PublicKey]:
-    try:
-        raw = msgspec.json.decode(data, type=dict[str, str])
-    except msgspec.DecodeError as exc:
-        raise KeyringError(f"public signing keys are not valid JSON: {exc}") from None
-    out: dict[str, Ed25519PublicKey] = {}
-    for kid, text in raw.items():
-        try:
-            out[kid] = load_public_key(_raw(text, "public signing keys"))
-        except ValueError:
-            raise KeyringError(f"public signing key {kid!r} is not an Ed25519 key") from None
-    return out
+    return {kid: load_public_key(raw) for kid, raw in decode_public_key_bytes(data).items()}

@@ -1,7 +1,8 @@
 """Sealing and unsealing of the config: AES-256-GCM provider keys, Ed25519 signature over canonical bytes.
 
 Pure: takes keys, bytes and the time as arguments; reads no files. Every way a config can be bad
-raises ``ConfigRejected`` with its own ``reason``; a key that cannot be opened raises ``KeyUnsealError``.
+raises ``ConfigRejected`` with its own ``reason``; a key that cannot be opened raises ``KeyUnsealError``
+(both defined in ``rawkeys``, which the serving sidecar imports without ``cryptography``).
 """
 
 from __future__ import annotations
@@ -20,28 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from .rawkeys import ConfigRejected as ConfigRejected
+from .rawkeys import DataKey as DataKey
+from .rawkeys import KeyUnsealError as KeyUnsealError
 from .schema import SCHEMA_VERSION, Config, KeyBinding, SealedKey
 
 CLOCK_LEEWAY = timedelta(minutes=5)
 _AAD_PREFIX = b"sluicegate/provider-key/v1\n"
-
-
-class ConfigRejected(Exception):
-    """A config that must not be used. ``reason`` is a short stable code for metrics and status."""
-
-    def __init__(self, reason: str, detail: str, serial: int | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.serial = serial  # the refused config's serial, when it could be read
-
-
-class KeyUnsealError(Exception):
-    """A provider key that cannot be decrypted; that provider is unusable, the rest of the config is fine."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +37,6 @@ class SigningKey:
 
     def public(self) -> Ed25519PublicKey:
         return self.private.public_key()
-
-
-@dataclass(frozen=True, slots=True)
-class DataKey:
-    kid: str
-    key: bytes
 
 
 def _b64(data: bytes) -> str:

@@ -1,4 +1,5 @@
-"""``sluicegate config verify|show``: check a sealed config directory the way the sidecar would."""
+"""``sluicegate config verify|show``: check a sealed config directory the way the sidecar would (in the
+same verifier child)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ from typing import Any
 
 import msgspec
 
-from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
-from sluicegate_contract.sealing import ConfigRejected
+from sluicegate_contract.rawkeys import (
+    ConfigRejected,
+    KeyringError,
+    decode_data_ring,
+    decode_public_key_bytes,
+)
 
 from .configload import dev_data_keys, load_config, public_keys_from
 
 
-def _keys(args: argparse.Namespace, directory: Path) -> tuple[Any, dict[str, bytes]]:
+def _keys(args: argparse.Namespace, directory: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
     public = (
-        decode_public_keys(Path(args.public_keys).read_bytes())
+        decode_public_key_bytes(Path(args.public_keys).read_bytes())
         if args.public_keys
         else public_keys_from(directory)
     )

@@ -1,29 +1,36 @@
-"""Read, verify and open a sealed config directory into what the sidecar serves.
+"""Read a sealed config directory, have the verifier child check it, and build what the sidecar serves.
 
-A config that fails verification, or carries a value the sidecar cannot use (fault 33), raises
-``ConfigRejected``; a provider key that does not open makes only that connection unusable (fault 15).
+A config that fails verification, carries a value the sidecar cannot use (fault 33), or cannot be
+checked at all (the child failed) raises ``ConfigRejected``; a provider key that does not open makes
+only that connection unusable (fault 15). Nothing here loads ``cryptography``: the child does
+(``verifychild``, ``unsealing``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+import msgspec
 
 from sluicegate_contract.configdir import DATA_RING_FILE, KEYS_DIR, PUBLIC_KEYS_FILE, read_sealed
-from sluicegate_contract.keyring import KeyringError, decode_data_ring, decode_public_keys
+from sluicegate_contract.rawkeys import (
+    ConfigRejected,
+    KeyringError,
+    decode_data_ring,
+    decode_public_key_bytes,
+)
 from sluicegate_contract.schema import Config, Provider
-from sluicegate_contract.sealing import ConfigRejected, KeyUnsealError, unseal_key, verify_config
 from sluicegate_contract.sidecarpod import ENV_SIGNING_PUBLIC_KEYS
-from sluicegate_contract.usable import config_problems
 
 from .providers.base import Connection
 from .providers.registry import default_base_url
+from .verifychild import VERIFIER, VERIFY_TIMEOUT_SECONDS, run_verifier
+from .verifyproto import VerifyReply, VerifyRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,18 +39,18 @@ class LoadedConfig:
     connections: Mapping[str, Connection]
     unusable: Mapping[str, str] = field(default_factory=dict)
     body_sha256: str = ""  # of config.json as read: an equal serial after a restart must be this config
+    body: bytes = b""  # config.json and config.sig as verified: the same bytes again need no new check
+    signature: bytes = b""
 
 
-def public_keys_from(
-    directory: Path, environ: Mapping[str, str] | None = None
-) -> dict[str, Ed25519PublicKey]:
-    """Trusted signing keys: the webhook-written env var, else the dev keys beside the config."""
+def public_keys_from(directory: Path, environ: Mapping[str, str] | None = None) -> dict[str, bytes]:
+    """Trusted signing keys, raw Ed25519: the webhook-written env var, else the dev keys in DIR/keys/."""
     env = os.environ if environ is None else environ
     if env.get(ENV_SIGNING_PUBLIC_KEYS):
-        return decode_public_keys(env[ENV_SIGNING_PUBLIC_KEYS].encode("utf-8"))
+        return decode_public_key_bytes(env[ENV_SIGNING_PUBLIC_KEYS].encode("utf-8"))
     path = directory / KEYS_DIR / PUBLIC_KEYS_FILE
     if path.exists():
-        return decode_public_keys(path.read_bytes())
+        return decode_public_key_bytes(path.read_bytes())
     raise KeyringError(f"no trusted signing keys: set {ENV_SIGNING_PUBLIC_KEYS} or provide {path}")
 
 
@@ -52,6 +59,16 @@ def dev_data_keys(directory: Path) -> dict[str, bytes]:
     if not path.exists():
         return {}
     return dict(decode_data_ring(path.read_bytes()).keys)
+
+
+def read_config(directory: Path) -> tuple[bytes, bytes]:
+    """``config.json`` and ``config.sig`` of one generation; raises ``ConfigRejected`` when they are not."""
+    try:
+        return read_sealed(directory)
+    except FileNotFoundError:
+        raise ConfigRejected("missing", f"no config.json/config.sig in {directory}") from None
+    except OSError as exc:
+        raise ConfigRejected("unreadable", f"cannot read the config: {exc}") from None
 
 
 def _connection(provider: Provider, api_key: str | None) -> Connection:
@@ -67,50 +84,46 @@ def _connection(provider: Provider, api_key: str | None) -> Connection:
     )
 
 
-def open_connections(
-    config: Config, data_keys: Mapping[str, bytes]
-) -> tuple[dict[str, Connection], dict[str, str]]:
-    connections: dict[str, Connection] = {}
-    unusable: dict[str, str] = {}
-    for provider in config.providers:
-        api_key: str | None = None
-        if provider.api_key is not None:
-            try:
-                api_key = unseal_key(provider.api_key, data_keys, config.namespace, provider.binding)
-            except KeyUnsealError as exc:
-                unusable[provider.name] = exc.reason
-                continue
-        elif provider.provider != "mock":
-            unusable[provider.name] = "no_key"
-            continue
-        connections[provider.name] = _connection(provider, api_key)
-    return connections, unusable
+def loaded_config(body: bytes, signature: bytes, reply: VerifyReply) -> LoadedConfig:
+    """What the child's answer about ``body`` serves; raises its ``ConfigRejected``."""
+    if reply.rejected is not None:
+        raise ConfigRejected(reply.rejected.reason, reply.rejected.detail, reply.rejected.serial)
+    config = msgspec.json.decode(body, type=Config)  # the child verified exactly these bytes
+    connections = {
+        p.name: _connection(p, reply.keys.get(p.name))
+        for p in config.providers
+        if p.name not in reply.unusable and (p.name in reply.keys or p.api_key is None)
+    }
+    return LoadedConfig(
+        config=config,
+        connections=connections,
+        unusable=dict(reply.unusable),
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        body=body,
+        signature=signature,
+    )
 
 
 def load_config(
     directory: Path,
-    public_keys: Mapping[str, Ed25519PublicKey],
+    public_keys: Mapping[str, bytes],
     data_keys: Mapping[str, bytes],
     *,
     namespace: str | None,
     now: datetime,
     min_serial: int = 0,
+    verifier: Sequence[str] = VERIFIER,
+    timeout: float = VERIFY_TIMEOUT_SECONDS,
 ) -> LoadedConfig:
-    try:
-        body, signature = read_sealed(directory)
-    except FileNotFoundError:
-        raise ConfigRejected("missing", f"no config.json/config.sig in {directory}") from None
-    except OSError as exc:
-        raise ConfigRejected("unreadable", f"cannot read the config: {exc}") from None
-    config = verify_config(body, signature, public_keys, namespace=namespace, now=now, min_serial=min_serial)
-    problems = config_problems(config)
-    if problems:
-        detail = "; ".join(map(str, problems))
-        raise ConfigRejected("unusable", f"serial {config.serial}: {detail}", config.serial)
-    connections, unusable = open_connections(config, data_keys)
-    return LoadedConfig(
-        config=config,
-        connections=connections,
-        unusable=unusable,
-        body_sha256=hashlib.sha256(body).hexdigest(),
+    """Read and verify (blocking, in the verifier child); for ``sluicegate config`` and startup."""
+    body, signature = read_config(directory)
+    request = VerifyRequest(
+        body=body,
+        signature=signature,
+        public_keys=dict(public_keys),
+        data_keys=dict(data_keys),
+        namespace=namespace,
+        now=now,
+        min_serial=min_serial,
     )
+    return loaded_config(body, signature, run_verifier(request, verifier, timeout))

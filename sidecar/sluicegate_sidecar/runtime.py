@@ -12,19 +12,18 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from sluicegate_contract.ledgerfiles import LedgerError, read_entries
-from sluicegate_contract.sealing import ConfigRejected
+from sluicegate_contract.rawkeys import ConfigRejected
 
 from .attribution import PodIdentity
 from .budget import BudgetBook
-from .configload import LoadedConfig, load_config, open_connections
+from .configcheck import ConfigCheck
+from .configload import LoadedConfig, loaded_config, read_config
 from .drain import Drain
 from .ledger.records import charges
 from .ledger.writer import Ledger
@@ -33,6 +32,8 @@ from .routing.catalog import ModelCatalog
 from .routing.health import HealthBook
 from .serialstate import Accepted, write_accepted
 from .upstream import Upstream, build_client, upstream_tls
+from .verifychild import VERIFIER, VERIFY_TIMEOUT_SECONDS, run_verifier, run_verifier_async
+from .verifyproto import VerifyReply, VerifyRequest
 
 log = logging.getLogger("sluicegate.sidecar")
 MISSING_POLLS = 5  # polls in a row without a config before a served sidecar reports it missing
@@ -54,6 +55,8 @@ class Settings:
     # it is fdatasynced too (a persistent local directory; costs one fdatasync of latency).
     ledger_sync: bool = False
     budget_wait_seconds: float = 5.0  # most a request waits for reservations in flight to settle
+    verifier: tuple[str, ...] = VERIFIER  # the verifier child's command (``verifychild``)
+    verify_timeout: float = VERIFY_TIMEOUT_SECONDS  # a child silent this long: the config is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ class Served:
 @dataclass
 class Gateway:
     settings: Settings
-    public_keys: Mapping[str, Ed25519PublicKey]
+    public_keys: Mapping[str, bytes]  # trusted signing keys, raw Ed25519: checked by the verifier child
     data_keys: Callable[[], Mapping[str, bytes]]
     ledger: Ledger
     metrics: Metrics
@@ -100,6 +103,10 @@ class Gateway:
     _retired: list[Upstream] = field(default_factory=list)
     _tls: ssl.SSLContext | None = None  # shared by every upstream connection (``upstream_tls``)
     _settled: asyncio.Event | None = None
+    _check: ConfigCheck = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._check = ConfigCheck(self.public_keys, self.settings.namespace)
 
     def signal_settled(self) -> None:
         """A reservation was settled or released: wake the requests waiting for budget room."""
@@ -129,38 +136,80 @@ class Gateway:
         """Load a newer verified config if there is one; a bad one is refused and counted.
 
         Never raises: anything that goes wrong while loading is a rejection like a bad signature
-        (fault 33), so the last good config keeps serving and the watcher keeps running.
+        (fault 33), so the last good config keeps serving and the watcher keeps running. Blocks while
+        the verifier child runs (startup, tests); the watcher uses ``try_load_async``.
         """
         current = self.served.serial if self.served else 0
+        begun = self._begin(now, current)
+        if begun is None:
+            return False
         try:
-            return self._load(now or datetime.now(UTC), current)
+            reply = run_verifier(begun, self.settings.verifier, self.settings.verify_timeout)
+        except ConfigRejected as exc:
+            return self._rejected(begun, exc, current)
+        return self._finish(begun, reply, current)
+
+    async def try_load_async(self, now: datetime | None = None) -> bool:
+        """``try_load`` with the verifier child awaited: requests are served meanwhile."""
+        current = self.served.serial if self.served else 0
+        begun = self._begin(now, current)
+        if begun is None:
+            return False
+        try:
+            reply = await run_verifier_async(begun, self.settings.verifier, self.settings.verify_timeout)
+        except ConfigRejected as exc:
+            return self._rejected(begun, exc, current)
+        return self._finish(begun, reply, current)
+
+    def _begin(self, now: datetime | None, current: int) -> VerifyRequest | None:
+        """What to ask the verifier child, or None when the answer is known (refused here if bad)."""
+        try:
+            body, signature = read_config(self.settings.config_dir)
+            served = self.served.loaded if self.served else None
+            known = self._check.known(body, signature, served, time.monotonic())
+            if known is None:
+                data_keys = self.data_keys()
+                return self._check.request(body, signature, data_keys, now or datetime.now(UTC), current)
+            self._refused(known, current)
         except ConfigRejected as exc:
             self._refused(exc, current)
         except Exception as exc:
-            log.exception("config could not be loaded; serving serial %s", current or "none")
+            log.exception("config could not be read; serving serial %s", current or "none")
             self._refused(ConfigRejected("unusable", f"{type(exc).__name__}: {exc}"), current)
-        return False
+        return None
 
-    def _load(self, now: datetime, current: int) -> bool:
-        loaded = load_config(
-            self.settings.config_dir,
-            self.public_keys,
-            self.data_keys(),
-            namespace=self.settings.namespace,
-            now=now,
-            min_serial=current,
-        )
-        accepted, serial = self.accepted, loaded.config.serial
-        if accepted is not None and (
-            serial < accepted.serial or (serial == accepted.serial and loaded.body_sha256 != accepted.sha256)
-        ):
-            # Only possible before the first load after a restart (then ``current`` is 0): fault 34.
-            raise ConfigRejected(
-                "rollback", f"serial {serial} is older than serial {accepted.serial}, accepted before", serial
+    def _finish(self, request: VerifyRequest, reply: VerifyReply, current: int) -> bool:
+        if (self.served.serial if self.served else 0) != current:
+            return False  # another load won meanwhile: this answer is about a superseded state
+        try:
+            loaded = loaded_config(request.body, request.signature, reply)
+            accepted, serial = self.accepted, loaded.config.serial
+            if accepted is not None and (
+                serial < accepted.serial
+                or (serial == accepted.serial and loaded.body_sha256 != accepted.sha256)
+            ):
+                # Only possible before the first load after a restart (then ``current`` is 0): fault 34.
+                raise ConfigRejected(
+                    "rollback",
+                    f"serial {serial} is older than serial {accepted.serial}, accepted before",
+                    serial,
+                )
+            self._missing_polls = 0
+            self.swap(loaded)
+            return True
+        except ConfigRejected as exc:
+            return self._rejected(request, exc, current)
+        except Exception as exc:
+            log.exception("config could not be loaded; serving serial %s", current or "none")
+            return self._rejected(
+                request, ConfigRejected("unusable", f"{type(exc).__name__}: {exc}"), current
             )
-        self._missing_polls = 0
-        self.swap(loaded)
-        return True
+
+    def _rejected(self, request: VerifyRequest, exc: ConfigRejected, current: int) -> bool:
+        """Refuse the config the child was asked about; the same bytes again get this verdict."""
+        self._check.remember(request.body, request.signature, current, exc, time.monotonic())
+        self._refused(exc, current)
+        return False
 
     def _refused(self, exc: ConfigRejected, current: int) -> None:
         if exc.reason in ("missing", "unreadable") and self.served is not None:
@@ -283,7 +332,7 @@ class Gateway:
         try:
             while True:
                 await asyncio.sleep(self.settings.poll_interval)
-                self.try_load()  # never raises: a bad config is a counted rejection
+                await self.try_load_async()  # never raises: a bad config is a counted rejection
                 for step in (self._probe_ledger, self._refresh_unknown_keys, self._close_retired):
                     try:
                         await step()
@@ -332,12 +381,25 @@ class Gateway:
         self._next_key_refresh = now + self._key_refresh_backoff  # before the call: a raise backs off too
         self._key_refresh_backoff = min(self._key_refresh_backoff * 2, 300.0)
         fetched = await self.refresh_keys()
-        if fetched:
-            connections, unusable = open_connections(served.loaded.config, self.data_keys())
-            if connections.keys() != served.loaded.connections.keys():
-                self.swap(
-                    LoadedConfig(config=served.loaded.config, connections=connections, unusable=unusable)
-                )
+        if not fetched or not served.loaded.body:
+            return
+        loaded = served.loaded
+        request = self._check.request(
+            loaded.body,
+            loaded.signature,
+            self.data_keys(),
+            datetime.now(UTC),
+            loaded.config.serial,
+            verify=False,
+        )
+        try:  # the keys open in the verifier child too: this process never holds ``cryptography``
+            reply = await run_verifier_async(request, self.settings.verifier, self.settings.verify_timeout)
+            reopened = loaded_config(loaded.body, loaded.signature, reply)
+        except ConfigRejected as exc:
+            log.warning("data keys fetched, provider keys not reopened: %s", exc.detail)
+            return
+        if self.served is served and reopened.connections.keys() != loaded.connections.keys():
+            self.swap(replace(loaded, connections=reopened.connections, unusable=reopened.unusable))
 
     async def aclose(self) -> None:
         while self._tasks:  # what finishing work spawns (a settle's ledger write, a release) waits too

@@ -15,10 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from sluicegate_contract import sidecarpod
-from sluicegate_contract.keyring import KeyringError
+from sluicegate_contract.rawkeys import KeyringError
 
 from .attribution import PodIdentity
 from .authorityclient import SIDECAR_ID_FILE, AuthorityClient, sidecar_id
@@ -156,7 +154,7 @@ def build_gateway(
     ledger_dir: Path,
     *,
     pod: PodIdentity,
-    public_keys: Mapping[str, Ed25519PublicKey],
+    public_keys: Mapping[str, bytes],
     data_keys: Callable[[], Mapping[str, bytes]],
     refresh_keys: Callable[[], Awaitable[bool]] | None = None,
     ledger_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
@@ -198,7 +196,7 @@ async def serve(args: argparse.Namespace) -> int:
     environ = os.environ
     namespace = args.namespace or environ.get(sidecarpod.ENV_POD_NAMESPACE)
     try:
-        public_keys: Mapping[str, Ed25519PublicKey] = public_keys_from(config_dir)
+        public_keys: Mapping[str, bytes] = public_keys_from(config_dir)
     except KeyringError as exc:
         print(f"sluicegate sidecar: {exc}", file=sys.stderr)
         return 1
