@@ -18,6 +18,7 @@ from datetime import datetime
 from sluicegate_contract.rawkeys import ConfigRejected
 
 from .configload import LoadedConfig
+from .serialstate import Accepted
 from .verifyproto import VerifyRequest
 
 RETRY_SECONDS = 10.0
@@ -26,6 +27,18 @@ _TRANSIENT = ("not_yet_valid", "verifier_failed")
 
 def _digest(body: bytes, signature: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(body).digest() + signature).digest()
+
+
+def refuse_rollback(loaded: LoadedConfig, accepted: Accepted | None) -> None:
+    """Raise ``rollback`` for a config older than the one accepted before a restart (fault 34): only
+    possible before the first load after a restart (later, the serial in use is above it anyway)."""
+    serial = loaded.config.serial
+    if accepted is not None and (
+        serial < accepted.serial or (serial == accepted.serial and loaded.body_sha256 != accepted.sha256)
+    ):
+        raise ConfigRejected(
+            "rollback", f"serial {serial} is older than serial {accepted.serial}, accepted before", serial
+        )
 
 
 @dataclass(frozen=True, slots=True)

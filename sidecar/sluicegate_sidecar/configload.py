@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -29,7 +30,7 @@ from sluicegate_contract.sidecarpod import ENV_SIGNING_PUBLIC_KEYS
 
 from .providers.base import Connection
 from .providers.registry import default_base_url
-from .verifychild import VERIFIER, VERIFY_TIMEOUT_SECONDS, run_verifier
+from .verifychild import VERIFIER, VERIFY_TIMEOUT_SECONDS, run_verifier, run_verifier_async
 from .verifyproto import VerifyReply, VerifyRequest
 
 
@@ -41,6 +42,13 @@ class LoadedConfig:
     body_sha256: str = ""  # of config.json as read: an equal serial after a restart must be this config
     body: bytes = b""  # config.json and config.sig as verified: the same bytes again need no new check
     signature: bytes = b""
+
+
+class VerifierSettings(Protocol):
+    @property
+    def verifier(self) -> tuple[str, ...]: ...
+    @property
+    def verify_timeout(self) -> float: ...
 
 
 def public_keys_from(directory: Path, environ: Mapping[str, str] | None = None) -> dict[str, bytes]:
@@ -127,3 +135,22 @@ def load_config(
         min_serial=min_serial,
     )
     return loaded_config(body, signature, run_verifier(request, verifier, timeout))
+
+
+async def reopen_keys(
+    loaded: LoadedConfig, data_keys: Mapping[str, bytes], settings: VerifierSettings, now: datetime
+) -> LoadedConfig:
+    """``loaded`` (verified before) with its provider keys opened again under new data keys, in the
+    verifier child; raises ``ConfigRejected`` when the child fails."""
+    request = VerifyRequest(
+        body=loaded.body,
+        signature=loaded.signature,
+        public_keys={},
+        data_keys=dict(data_keys),
+        namespace=loaded.config.namespace,
+        now=now,
+        verify=False,
+    )
+    reply = await run_verifier_async(request, settings.verifier, settings.verify_timeout)
+    reopened = loaded_config(loaded.body, loaded.signature, reply)
+    return replace(loaded, connections=reopened.connections, unusable=reopened.unusable)

@@ -12,7 +12,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from sluicegate_contract.rawkeys import ConfigRejected
 
 from .attribution import PodIdentity
 from .budget import BudgetBook
-from .configcheck import ConfigCheck
-from .configload import LoadedConfig, loaded_config, read_config
+from .configcheck import ConfigCheck, refuse_rollback
+from .configload import LoadedConfig, loaded_config, read_config, reopen_keys
 from .drain import Drain
 from .ledger.records import charges
 from .ledger.writer import Ledger
@@ -140,8 +140,7 @@ class Gateway:
         the verifier child runs (startup, tests); the watcher uses ``try_load_async``.
         """
         current = self.served.serial if self.served else 0
-        begun = self._begin(now, current)
-        if begun is None:
+        if (begun := self._begin(now, current)) is None:
             return False
         try:
             reply = run_verifier(begun, self.settings.verifier, self.settings.verify_timeout)
@@ -152,8 +151,7 @@ class Gateway:
     async def try_load_async(self, now: datetime | None = None) -> bool:
         """``try_load`` with the verifier child awaited: requests are served meanwhile."""
         current = self.served.serial if self.served else 0
-        begun = self._begin(now, current)
-        if begun is None:
+        if (begun := self._begin(now, current)) is None:
             return False
         try:
             reply = await run_verifier_async(begun, self.settings.verifier, self.settings.verify_timeout)
@@ -168,8 +166,9 @@ class Gateway:
             served = self.served.loaded if self.served else None
             known = self._check.known(body, signature, served, time.monotonic())
             if known is None:
-                data_keys = self.data_keys()
-                return self._check.request(body, signature, data_keys, now or datetime.now(UTC), current)
+                return self._check.request(
+                    body, signature, self.data_keys(), now or datetime.now(UTC), current
+                )
             self._refused(known, current)
         except ConfigRejected as exc:
             self._refused(exc, current)
@@ -183,17 +182,7 @@ class Gateway:
             return False  # another load won meanwhile: this answer is about a superseded state
         try:
             loaded = loaded_config(request.body, request.signature, reply)
-            accepted, serial = self.accepted, loaded.config.serial
-            if accepted is not None and (
-                serial < accepted.serial
-                or (serial == accepted.serial and loaded.body_sha256 != accepted.sha256)
-            ):
-                # Only possible before the first load after a restart (then ``current`` is 0): fault 34.
-                raise ConfigRejected(
-                    "rollback",
-                    f"serial {serial} is older than serial {accepted.serial}, accepted before",
-                    serial,
-                )
+            refuse_rollback(loaded, self.accepted)
             self._missing_polls = 0
             self.swap(loaded)
             return True
@@ -380,26 +369,15 @@ class Gateway:
             return
         self._next_key_refresh = now + self._key_refresh_backoff  # before the call: a raise backs off too
         self._key_refresh_backoff = min(self._key_refresh_backoff * 2, 300.0)
-        fetched = await self.refresh_keys()
-        if not fetched or not served.loaded.body:
+        if not await self.refresh_keys() or not served.loaded.body:
             return
-        loaded = served.loaded
-        request = self._check.request(
-            loaded.body,
-            loaded.signature,
-            self.data_keys(),
-            datetime.now(UTC),
-            loaded.config.serial,
-            verify=False,
-        )
-        try:  # the keys open in the verifier child too: this process never holds ``cryptography``
-            reply = await run_verifier_async(request, self.settings.verifier, self.settings.verify_timeout)
-            reopened = loaded_config(loaded.body, loaded.signature, reply)
+        try:  # in the verifier child: this process never holds ``cryptography``
+            reopened = await reopen_keys(served.loaded, self.data_keys(), self.settings, datetime.now(UTC))
         except ConfigRejected as exc:
             log.warning("data keys fetched, provider keys not reopened: %s", exc.detail)
             return
-        if self.served is served and reopened.connections.keys() != loaded.connections.keys():
-            self.swap(replace(loaded, connections=reopened.connections, unusable=reopened.unusable))
+        if self.served is served and reopened.connections.keys() != served.loaded.connections.keys():
+            self.swap(reopened)
 
     async def aclose(self) -> None:
         while self._tasks:  # what finishing work spawns (a settle's ledger write, a release) waits too
