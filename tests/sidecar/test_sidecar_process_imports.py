@@ -1,5 +1,6 @@
-"""The sidecar process is the data plane only: serving, it has loaded nothing of the offline reports and
-not the price catalog library (prices arrive signed in the config)."""
+"""The sidecar process is the data plane only: serving, it has loaded nothing of the offline reports, not
+the price catalog library (prices arrive signed in the config) and not ``cryptography`` (its verifier
+child checks the config's signature and opens the provider keys)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support.sidecar_harness import free_ports
 
@@ -33,10 +35,11 @@ def watch():
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
+    started = sorted(sys.modules)
     body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
     reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=30)
     with open(out, "w") as handle:
-        json.dump({"status": reply.status_code, "modules": sorted(sys.modules)}, handle)
+        json.dump({"status": reply.status_code, "started": started, "modules": sorted(sys.modules)}, handle)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -44,7 +47,8 @@ sys.exit(main(["sidecar", "--port", str(port), "--ops-port", str(ops_port), *arg
 """
 
 
-def test_the_serving_sidecar_process_loads_no_report_module_and_no_price_catalog(tmp_path: Path) -> None:
+def serve_one_request(tmp_path: Path) -> dict[str, Any]:
+    """Run ``sluicegate sidecar`` on the examples, send one request; the modules it had loaded."""
     config = tmp_path / "config"
     rendered = subprocess.run(
         [SLUICEGATE, "render", "-f", str(REPO / "examples"), "-o", str(config), "--offline"],
@@ -69,8 +73,25 @@ def test_the_serving_sidecar_process_loads_no_report_module_and_no_price_catalog
         cwd=tmp_path,
     )  # fmt: skip
     assert out.exists(), done.stderr
-    seen = json.loads(out.read_text())
+    return dict(json.loads(out.read_text()))
+
+
+def test_the_serving_sidecar_process_loads_no_report_module_and_no_price_catalog(tmp_path: Path) -> None:
+    seen = serve_one_request(tmp_path)
     assert seen["status"] == 200
     modules = seen["modules"]
     assert "sluicegate_sidecar.pipeline" in modules  # it did serve
     assert [m for m in modules if m.split(".")[0] in ("sluicegate_reports", "genai_prices")] == []
+
+
+def test_the_serving_sidecar_process_never_loads_cryptography_its_verifier_child_does(tmp_path: Path) -> None:
+    seen = serve_one_request(tmp_path)
+    assert seen["status"] == 200  # the config verified (in the child) and a provider key opened
+    for when in ("started", "modules"):  # once ready, and after serving a request
+        loaded = seen[when]
+        assert "sluicegate_sidecar.runtime" in loaded
+        assert [m for m in loaded if m.split(".")[0] in ("cryptography", "_cffi_backend")] == []
+        assert [
+            m for m in loaded if m in ("sluicegate_contract.sealing", "sluicegate_contract.keyring")
+        ] == []
+        assert "sluicegate_sidecar.unsealing" not in loaded
