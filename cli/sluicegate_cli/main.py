@@ -22,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 # Modules a subcommand's process never needs, kept out of it (``None`` in ``sys.modules`` makes their
 # import fail, which their importers expect): httpx loads its command-line client on import when it
-# can, and with it rich and pygments: 3.4 MiB of the serving sidecar's resident memory.
-NOT_LOADED: dict[str, tuple[str, ...]] = {"sidecar": ("httpx._main",)}
+# can, and with it rich and pygments: 3.4 MiB of the serving sidecar's resident memory; Starlette loads
+# a multipart form parser when one is installed (by a tool beside the sidecar's dependencies), and the
+# sidecar parses no forms.
+NOT_LOADED: dict[str, tuple[str, ...]] = {"sidecar": ("httpx._main", "python_multipart", "multipart")}
 
 
 def _usage() -> str:

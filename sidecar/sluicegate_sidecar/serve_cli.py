@@ -14,23 +14,23 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sluicegate_contract import sidecarpod
 from sluicegate_contract.rawkeys import KeyringError
 
 from .attribution import PodIdentity
-from .authorityclient import SIDECAR_ID_FILE, AuthorityClient, sidecar_id
 from .configload import dev_data_keys, public_keys_from
 from .httplimits import ConnectionLimits, raise_open_file_limit
-from .journalfile import LeaseJournal
 from .keyclient import KeyClient
-from .leases import LeaseSettings
 from .ledger.writer import DEFAULT_MAX_FILE_BYTES, Ledger
-from .ledgership import LedgerShipper, ledger_stream
 from .metrics import Metrics
 from .runtime import Gateway, Settings
 from .serialstate import read_accepted
 from .servers import API_CONNECTION_SLACK, ListenError, run_servers
+
+if TYPE_CHECKING:
+    from .authorityclient import AuthorityClient
 
 log = logging.getLogger("sluicegate.sidecar")
 SYNC_EVERY_SECONDS = 0.005  # default mode: the background fdatasync gathers this long (power loss risk)
@@ -227,9 +227,7 @@ async def serve(args: argparse.Namespace) -> int:
         default_tier=environ.get(sidecarpod.ENV_DEFAULT_TIER) or None,
     )
     # Fleet mode: the stream (sidecar id) is settled before the ledger opens (a wiped one starts anew).
-    stream = (
-        ledger_stream(Path(args.ledger_dir), (SIDECAR_ID_FILE, sidecar_id)) if args.budget_authority else ""
-    )
+    stream = fleet_stream(Path(args.ledger_dir)) if args.budget_authority else ""
     gateway = build_gateway(
         settings,
         Path(args.ledger_dir),
@@ -239,28 +237,7 @@ async def serve(args: argparse.Namespace) -> int:
         refresh_keys=keys.refresh if keys is not None else None,
         ledger_file_bytes=max(1, int(args.ledger_file_mb * 1024 * 1024)),
     )
-    fleet = None
-    if args.budget_authority:
-        fleet = AuthorityClient(
-            args.budget_authority,
-            stream,
-            lambda: gateway.served.loaded.config.namespace if gateway.served else None,
-            LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
-            metrics=gateway.metrics,
-            shipper=LedgerShipper(
-                Path(args.ledger_dir),
-                stream,
-                retain_seconds=args.ledger_retain_hours * 3600 if args.ledger_retain_hours >= 0 else None,
-            ),
-            journal=LeaseJournal(Path(args.ledger_dir)),
-            token_file=Path(args.token_file),
-            verify=authority_verify(
-                args.budget_authority_ca or args.key_service_ca, environ.get("SLUICEGATE_KEY_SERVICE_CA")
-            ),
-        )
-        # failMode static reads the policies of the config in force (``staticallowance``)
-        fleet.book.budgets = lambda: gateway.served.loaded.config.budgets if gateway.served else ()
-        gateway.budgets.fleet = fleet
+    fleet = fleet_client(args, gateway, stream, environ) if args.budget_authority else None
     log.info("open-file limit: %s", raise_open_file_limit())
     header = {"max_header_bytes": args.max_header_kb * 1024, "header_timeout": args.header_timeout}
     api_connections = args.max_connections + API_CONNECTION_SLACK
@@ -277,6 +254,46 @@ async def serve(args: argparse.Namespace) -> int:
     except ListenError as exc:
         log.error("%s", exc.strerror)
         return 1
+
+
+# Fleet mode's modules (leases, the lease journal, the ledger shipper, the authority client) are imported
+# by fleet mode only: a sidecar without --budget-authority never holds them (resident memory).
+def fleet_stream(ledger_dir: Path) -> str:
+    from .authorityclient import SIDECAR_ID_FILE, sidecar_id
+    from .ledgership import ledger_stream
+
+    return ledger_stream(ledger_dir, (SIDECAR_ID_FILE, sidecar_id))
+
+
+def fleet_client(
+    args: argparse.Namespace, gateway: Gateway, stream: str, environ: Mapping[str, str]
+) -> AuthorityClient:
+    from .authorityclient import AuthorityClient
+    from .journalfile import LeaseJournal
+    from .leases import LeaseSettings
+    from .ledgership import LedgerShipper
+
+    fleet = AuthorityClient(
+        args.budget_authority,
+        stream,
+        lambda: gateway.served.loaded.config.namespace if gateway.served else None,
+        LeaseSettings(refresh_seconds=args.lease_refresh_seconds),
+        metrics=gateway.metrics,
+        shipper=LedgerShipper(
+            Path(args.ledger_dir),
+            stream,
+            retain_seconds=args.ledger_retain_hours * 3600 if args.ledger_retain_hours >= 0 else None,
+        ),
+        journal=LeaseJournal(Path(args.ledger_dir)),
+        token_file=Path(args.token_file),
+        verify=authority_verify(
+            args.budget_authority_ca or args.key_service_ca, environ.get("SLUICEGATE_KEY_SERVICE_CA")
+        ),
+    )
+    # failMode static reads the policies of the config in force (``staticallowance``)
+    fleet.book.budgets = lambda: gateway.served.loaded.config.budgets if gateway.served else ()
+    gateway.budgets.fleet = fleet
+    return fleet
 
 
 def authority_verify(ca_file: str | None, ca_pem: str | None) -> ssl.SSLContext | bool:

@@ -9,15 +9,18 @@ import logging
 import signal
 import socket
 from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from sluicegate_contract.ledgerfiles import LedgerError
 
 from .app import build_api, build_ops
-from .authorityclient import AuthorityClient
 from .httplimits import ConnectionLimits, protocol_for
 from .runtime import Gateway
+
+if TYPE_CHECKING:  # fleet mode only: a sidecar without --budget-authority never loads it
+    from .authorityclient import AuthorityClient
 
 log = logging.getLogger("sluicegate.sidecar")
 API_HOST = "127.0.0.1"  # never anything else: other pods must not reach the gateway (fault 23)
@@ -83,7 +86,9 @@ async def run_servers(
     """
     api_limits = api_limits or ConnectionLimits(max_connections=max_connections + API_CONNECTION_SLACK)
     ops_limits = ops_limits or ConnectionLimits(max_connections=32)
-    common = {"loop": "none", "lifespan": "off", "access_log": False, "log_level": "warning"}
+    # ws "none": no WebSocket route is served, so no WebSocket library is loaded (``auto`` imports one
+    # when installed, for nothing)
+    common = {"loop": "none", "lifespan": "off", "ws": "none", "access_log": False, "log_level": "warning"}
     api = _QuietServer(
         uvicorn.Config(
             build_api(gateway),

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
 
 # Runs ``sluicegate sidecar`` through the CLI's own entry point in this process; once it answers a
-# request, a watcher thread writes the loaded module names and stops the process with SIGTERM.
+# request, a watcher thread writes the loaded module names (not the ones kept out: ``None``) and stops
+# the process with SIGTERM.
 PROBE = """
 import json, os, signal, sys, threading, time
 import httpx
@@ -25,6 +26,9 @@ from sluicegate_cli.main import main
 
 port, ops_port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 args = sys.argv[4:]
+
+def loaded():
+    return sorted(m for m, module in sys.modules.items() if module is not None)
 
 def watch():
     deadline = time.monotonic() + 60
@@ -35,11 +39,11 @@ def watch():
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    started = sorted(sys.modules)
+    started = loaded()
     body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
     reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=30)
     with open(out, "w") as handle:
-        json.dump({"status": reply.status_code, "started": started, "modules": sorted(sys.modules)}, handle)
+        json.dump({"status": reply.status_code, "started": started, "modules": loaded()}, handle)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -95,3 +99,15 @@ def test_the_serving_sidecar_process_never_loads_cryptography_its_verifier_child
             m for m in loaded if m in ("sluicegate_contract.sealing", "sluicegate_contract.keyring")
         ] == []
         assert "sluicegate_sidecar.unsealing" not in loaded
+
+
+def test_a_sidecar_without_a_budget_authority_loads_no_fleet_module_websocket_library_or_form_parser(
+    tmp_path: Path,
+) -> None:
+    seen = serve_one_request(tmp_path)
+    assert seen["status"] == 200
+    modules = seen["modules"]
+    fleet = ("authorityclient", "leases", "leasejournal", "journalfile", "ledgership", "staticallowance")
+    assert [m for m in modules if m.removeprefix("sluicegate_sidecar.") in fleet] == []
+    unused = ("websockets", "wsproto", "python_multipart", "multipart")
+    assert [m for m in modules if m.split(".")[0] in unused] == []  # blocked, or never asked for
