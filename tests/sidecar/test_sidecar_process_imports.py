@@ -43,7 +43,9 @@ def watch():
     body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
     reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=30)
     with open(out, "w") as handle:
-        json.dump({"status": reply.status_code, "started": started, "modules": loaded()}, handle)
+        with open("/proc/self/maps") as maps:
+            libraries = sorted({line.split()[-1] for line in maps if ".so" in line})
+        json.dump({"status": reply.status_code, "started": started, "modules": loaded(), "libraries": libraries}, handle)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -111,3 +113,10 @@ def test_a_sidecar_without_a_budget_authority_loads_no_fleet_module_websocket_li
     assert [m for m in modules if m.removeprefix("sluicegate_sidecar.") in fleet] == []
     unused = ("websockets", "wsproto", "python_multipart", "multipart")
     assert [m for m in modules if m.split(".")[0] in unused] == []  # blocked, or never asked for
+
+
+def test_the_serving_sidecar_process_maps_no_cpp_runtime_for_aiohttps_frozen_lists(tmp_path: Path) -> None:
+    seen = serve_one_request(tmp_path)
+    assert seen["status"] == 200
+    assert "frozenlist" in seen["modules"] and "frozenlist._frozenlist" not in seen["modules"]
+    assert [lib for lib in seen["libraries"] if "libstdc++" in lib] == []
