@@ -18,10 +18,10 @@ SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
 
 # Runs ``sluicegate sidecar`` through the CLI's own entry point in this process; once it answers a
 # request, a watcher thread writes the loaded module names (not the ones kept out: ``None``) and stops
-# the process with SIGTERM.
+# the process with SIGTERM. The probe speaks HTTP with ``http.client`` (which the sidecar loads anyway):
+# importing a client library of its own would load modules the sidecar does not.
 PROBE = """
-import json, os, signal, sys, threading, time
-import httpx
+import http.client, json, os, signal, sys, threading, time
 from sluicegate_cli.main import main
 
 port, ops_port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -30,22 +30,33 @@ args = sys.argv[4:]
 def loaded():
     return sorted(m for m, module in sys.modules.items() if module is not None)
 
+def request(port, method, path, body=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
 def watch():
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=1).status_code == 200:
+            if request(ops_port, "GET", "/readyz") == 200:
                 break
-        except httpx.HTTPError:
+        except OSError:
             pass
         time.sleep(0.05)
     started = loaded()
     body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
-    reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=30)
+    status = request(port, "POST", "/v1/chat/completions", json.dumps(body))
+    with open("/proc/self/maps") as maps:
+        libraries = sorted({line.split()[-1] for line in maps if ".so" in line})
     with open(out, "w") as handle:
-        with open("/proc/self/maps") as maps:
-            libraries = sorted({line.split()[-1] for line in maps if ".so" in line})
-        json.dump({"status": reply.status_code, "started": started, "modules": loaded(), "libraries": libraries}, handle)
+        json.dump({"status": status, "started": started, "modules": loaded(), "libraries": libraries}, handle)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -103,7 +114,7 @@ def test_the_serving_sidecar_process_never_loads_cryptography_its_verifier_child
         assert "sluicegate_sidecar.unsealing" not in loaded
 
 
-def test_a_sidecar_without_a_budget_authority_loads_no_fleet_module_websocket_library_or_form_parser(
+def test_a_sidecar_without_a_budget_authority_loads_no_fleet_module_nor_library_code_it_never_runs(
     tmp_path: Path,
 ) -> None:
     seen = serve_one_request(tmp_path)
@@ -111,8 +122,11 @@ def test_a_sidecar_without_a_budget_authority_loads_no_fleet_module_websocket_li
     modules = seen["modules"]
     fleet = ("authorityclient", "leases", "leasejournal", "journalfile", "ledgership", "staticallowance")
     assert [m for m in modules if m.removeprefix("sluicegate_sidecar.") in fleet] == []
-    unused = ("websockets", "wsproto", "python_multipart", "multipart")
+    unused = ("websockets", "wsproto", "python_multipart", "multipart", "click", "multiprocessing")
     assert [m for m in modules if m.split(".")[0] in unused] == []  # blocked, or never asked for
+    # uvicorn's own command line and its reloader and worker supervisors: never run by the sidecar
+    assert [m for m in modules if m.startswith(("uvicorn.main", "uvicorn.supervisors"))] == []
+    assert "uvicorn.server" in modules
 
 
 def test_the_serving_sidecar_process_maps_no_cpp_runtime_for_aiohttps_frozen_lists(tmp_path: Path) -> None:
