@@ -233,7 +233,9 @@ class Runner:
             started = time.monotonic()
             converged = await until(all_sealed, args.timeout)
             result["cold_convergence_seconds"] = None if converged is None else round(converged, 1)
-            result["cold_requests"] = (await probe.stats())["requests"]
+            converged_stats = await probe.stats()
+            result["cold_requests"] = converged_stats["requests"]
+            result["cold_reconciles"] = converged_stats["reconcile_lists"]
             quiet = await quiet_after(probe, args.timeout)
             result["cold_to_quiet_seconds"] = None if quiet is None else round(time.monotonic() - started, 1)
             await quiet_after(probe, args.timeout, counter="writes")  # the spend refresh's first round

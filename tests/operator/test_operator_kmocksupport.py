@@ -73,3 +73,25 @@ async def test_secret_string_data_is_folded_into_data_and_generate_name_is_honou
     assert (
         obj["metadata"]["name"].startswith("k-") and obj["data"] == {"a": "Yg=="} and "stringData" not in obj
     )
+
+
+async def test_a_listing_with_a_limit_comes_in_pages_joined_by_continue_tokens(kmock):
+    declare_resources(kmock)
+    for rank in range(5):
+        body = {
+            "apiVersion": "sluicegate.io/v1alpha1",
+            "kind": "RoutingTier",
+            "metadata": {"name": f"t{rank}"},
+        }
+        assert (await kmock.post(TIERS, json={**body, "spec": {"rank": rank}})).status == 200
+    names, versions, token = [], set(), ""
+    while True:
+        params = {"limit": "2", **({"continue": token} if token else {})}
+        page = await (await kmock.get(TIERS, params=params)).json()
+        assert len(page["items"]) <= 2
+        names += [item["metadata"]["name"] for item in page["items"]]
+        versions.add(page["metadata"]["resourceVersion"])
+        token = page["metadata"]["continue"]
+        if not token:
+            break
+    assert names == [f"t{rank}" for rank in range(5)] and len(versions) == 1

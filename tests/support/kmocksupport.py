@@ -2,7 +2,7 @@
 
 Works around kmock 0.8's gaps: stamps uid/creationTimestamp/generation/resourceVersion,
 bumps resourceVersion on every change (no-op patches change nothing and emit no event; a deletion gets
-one too), answers a failed JSON-Patch ``test`` with 422, returns a real list resourceVersion, skips
+one too), answers a failed JSON-Patch ``test`` with 422, returns a real list resourceVersion (and pages of ``limit`` joined by ``continue``), skips
 replayed watch events, names ``generateName`` objects, folds Secret ``stringData`` into ``data``, treats ``?watch=True`` as a
 watch, keeps review resources (TokenReview) out of storage so tests can script them, and serves
 Namespaces by name (create, read, delete → Terminating; kmock 0.8 answers 500 for them).
@@ -190,6 +190,19 @@ class SluicegateKubernetes(kmock.KubernetesEmulator):
         result = await super()._serve_list(request)
         assert isinstance(result, dict)
         result["metadata"] = {"resourceVersion": str(self._last_rv)}
+        limit = _int_or_zero(request.params.get("limit"))
+        if limit <= 0:
+            return result
+        # Pages of ``limit`` with a ``continue`` token, all at the first page's resourceVersion.
+        token = request.params.get("continue") or ""
+        start, version = token.split(":") if token else ("0", str(self._last_rv))
+        first, items = int(start), result["items"]
+        more = first + limit < len(items)
+        result["items"] = items[first : first + limit]
+        result["metadata"] = {
+            "resourceVersion": version,
+            "continue": f"{first + limit}:{version}" if more else "",
+        }
         return result
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
