@@ -33,8 +33,11 @@ def is_embedding_model(model_id: str) -> bool:
     return "embed" in model_id.lower()
 
 
+_CATALOG_VERSION = "genai-prices " + importlib.metadata.version("genai-prices")  # read once: a file lookup
+
+
 def catalog_version() -> str:
-    return "genai-prices " + importlib.metadata.version("genai-prices")
+    return _CATALOG_VERSION
 
 
 def usd_per_mtok_to_micro(value: Decimal | float | int) -> int:
