@@ -31,6 +31,8 @@ from .watchstate import Change, ObjectKey, WatchIndex
 from .webhook import register_webhooks
 
 GC_DELAY_SECONDS = 120.0
+LIST_CHUNK = 500  # objects per page of a (re)start's listing
+WORKER_IDLE_SECONDS = 0.5
 logger = logging.getLogger(__name__)
 
 
@@ -59,6 +61,12 @@ def build_settings(*, fast: bool = False) -> kopf.OperatorSettings:
     settings.peering.priority = secrets.randbelow(1_000_000)
     settings.posting.level = logging.WARNING
     settings.persistence.finalizer = "sluicegate.io/operator"
+    # A (re)start lists every Secret and CR of the cluster: in pages, so that at most one page of bodies
+    # (config Secrets are ~13 kB) is held at once and the loop serves events between pages (issue 19).
+    settings.watching.chunk_size = LIST_CHUNK
+    # kopf keeps a worker (and the object's last event) per object until it has been idle this long:
+    # after a listing of ~32,000 objects that is every one of them; our handlers only queue a namespace.
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     if fast:  # tests: react within a fraction of a second, no discovery of namespaces/CRDs
         settings.watching.server_timeout = 10
         settings.watching.client_timeout = 15

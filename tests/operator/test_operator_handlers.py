@@ -8,6 +8,7 @@ import logging
 import pytest
 from kmock import KubernetesError
 
+from sluicegate_operator import handlers
 from tests.support.examples_cluster import (
     applied_examples,
     config_secret,
@@ -108,3 +109,32 @@ async def test_a_deleted_namespace_loses_its_data_keys_and_an_emptied_one_keeps_
         await eventually(lambda: config_secret(kmock, "team-b") is None)
         await settle(1.0)
         assert data_keys(kmock, "team-b") is not None  # it keeps the serial its sidecars remember
+
+
+async def test_a_restart_lists_the_resources_in_pages_and_still_serves_every_namespace(kmock, monkeypatch):
+    """A (re)start's listing is fetched a page at a time (``limit``/``continue``), never the whole cluster's
+    objects in one reply held at once (issue 19)."""
+    monkeypatch.setattr(handlers, "LIST_CHUNK", 2)
+    declare_resources(kmock)
+    async with operator(kmock):
+        before, _ = await applied_examples(kmock)
+        await settle(0.5)
+    await patch(kmock, "RoutingTier", NS, "light", {"spec": {"rank": 5}})  # while the operator is away
+    async with operator(kmock):
+
+        def resealed():
+            config, _ = sealed(kmock)
+            return config["serial"] > before["serial"] and config
+
+        after = await eventually(resealed, timeout=20)
+        assert next(t for t in after["tiers"] if t["name"] == "light")["rank"] == 5
+    listings = [
+        r
+        for r in list(kmock)
+        if r.method == "GET"
+        and r.url.path.startswith("/apis/sluicegate.io/v1alpha1/")
+        and "/namespaces/" not in r.url.path
+        and not r.params.get("watch")
+    ]
+    assert listings and all(r.params.get("limit") == "2" for r in listings)
+    assert any(r.params.get("continue") for r in listings)  # more than a page: the rest followed
