@@ -3,6 +3,8 @@
 A tenant's change (a CR, a referenced Secret, the config Secret, a data-key Secret) queues its namespace
 urgently, unless the event is the operator's own write; a (re)start's listing and signing-key changes
 queue background waves. No kopf index: nothing waits for the whole cluster to be listed (issue 19).
+kopf watches the CRs; Secrets come from the operator's own watch (secretwatch.py), which keeps only those
+that matter.
 The registry is built by a function (never kopf's global).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ from .keystore import DATA_SECRET_PREFIX, SIGNING_SECRET, Keystore
 from .kube import Kube
 from .reconciler import CONFIG_SECRET, NamespaceReconciler, OperatorOptions
 from .scheduler import Scheduler
+from .secretwatch import SecretEvent, SecretWatch, WatchSettings
 from .spendloop import SpendLoop
 from .spendscrape import SpendReporter
 from .standby import PeeringGate
@@ -133,16 +136,20 @@ def build_registry(
     webhook_id: str = "mutate-pods",
     accounts: Accounts | None = None,
     gate: PeeringGate | None = None,
+    secret_scopes: Sequence[str | None] = (None,),
+    secret_watch: WatchSettings = WatchSettings(),
 ) -> kopf.OperatorRegistry:
     """All of the operator's handlers, in a registry of their own. With ``accounts`` (the hosted budget
     authority's store) BudgetPolicy status is read from the accounts instead of the sidecars' metrics.
-    With ``gate`` (kopf peering) the spend refresh runs only while this replica leads."""
+    With ``gate`` (kopf peering) the spend refresh runs only while this replica leads. Secrets are watched
+    in ``secret_scopes`` (namespaces; None: every namespace) by the operator's own watch (secretwatch.py)."""
     registry = kopf.OperatorRegistry()
     kube, keystore, options, index, scheduler = (
         parts.kube, parts.keystore, parts.options, parts.index, parts.scheduler,
     )  # fmt: skip
     operator_ns = options.operator_namespace
     spend_task: list[asyncio.Task[None]] = []
+    secret_tasks: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
@@ -170,9 +177,9 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def stop_workers(**_: Any) -> None:
-        for task in spend_task:
+        for task in (*spend_task, *secret_tasks):
             task.cancel()
-        await asyncio.gather(*spend_task, return_exceptions=True)
+        await asyncio.gather(*spend_task, *secret_tasks, return_exceptions=True)
         await scheduler.close()
 
     for plural in PLURALS.values():
@@ -195,38 +202,37 @@ def build_registry(
             elif change is Change.CHANGED:
                 scheduler.trigger(namespace, urgent=True, cause=_cause(key, body, event_type))
 
-    def secret_matters(namespace: str | None, name: str, **_: Any) -> bool:
-        """Checked by kopf before the handler: any other Secret is dropped unhandled and unlogged."""
+    def secret_matters(namespace: str, name: str) -> bool:
+        """Checked on each Secret event as it is parsed: any other Secret is dropped, unlogged."""
         if namespace == operator_ns:
             return name == SIGNING_SECRET or name.startswith(DATA_SECRET_PREFIX)
-        return namespace is not None and (name == CONFIG_SECRET or index.is_referenced(namespace, name))
+        return name == CONFIG_SECRET or index.is_referenced(namespace, name)
 
-    @kopf.on.event("v1", "secrets", id="secret-changed", when=secret_matters, registry=registry)
-    async def secret_changed(
-        event: kopf.RawEvent,
-        namespace: str | None,
-        name: str,
-        labels: Mapping[str, str],
-        body: kopf.Body,
-        **_: Any,
-    ) -> None:
-        if namespace is None:
-            return
-        event_type = event.get("type")
+    def secret_changed(event: SecretEvent) -> None:
+        namespace, name, event_type, version = event.namespace, event.name, event.type, event.version
         key = ("secrets", namespace, name)
-        change = index.observe(key, _version(body), event_type)
+        change = index.observe(key, version, event_type)
         if event_type == "DELETED":
             kube.writes.forget(key)
         if namespace != operator_ns:
             if change is Change.CHANGED:  # at a (re)start the namespace's CRs bring it in
-                scheduler.trigger(namespace, urgent=True, cause=_cause(key, body, event_type))
+                cause = (key, version) if event_type in ("ADDED", "MODIFIED") else None
+                scheduler.trigger(namespace, urgent=True, cause=cause)
         elif name == SIGNING_SECRET:
-            own = event_type != "DELETED" and kube.writes.is_own(key, _version(body))
+            own = event_type != "DELETED" and kube.writes.is_own(key, version)
             if change is Change.CHANGED and not own:
                 keystore.forget_signing_ring()
                 scheduler.wave(index.namespaces)  # every namespace is resealed, paced
-        elif app_ns := labels.get("sluicegate.io/namespace"):
-            _data_keys_changed(parts, app_ns, key, body, event_type, change)
+        elif app_ns := event.labels.get("sluicegate.io/namespace"):
+            _data_keys_changed(parts, app_ns, key, version, event_type, change)
+
+    @kopf.on.startup(registry=registry)
+    async def watch_secrets(**_: Any) -> None:
+        # Our own watch, not kopf's: kopf would hold every Secret of the cluster in a worker of its own
+        # before any filter ran (issue 19). Each scope is a namespace, or None for every namespace.
+        for scope in secret_scopes:
+            watch = SecretWatch(kube, scope, secret_matters, secret_changed, secret_watch)
+            secret_tasks.append(asyncio.create_task(watch.run(), name=f"secret watch {scope or '*'}"))
 
     if options.injection is not None:
         register_webhooks(registry, keystore, options.injection, webhook_id=webhook_id)
@@ -234,7 +240,7 @@ def build_registry(
 
 
 def _data_keys_changed(
-    parts: Parts, app_ns: str, key: ObjectKey, body: kopf.Body, event_type: str | None, change: Change
+    parts: Parts, app_ns: str, key: ObjectKey, version: str | None, event_type: str | None, change: Change
 ) -> None:
     if event_type == "DELETED":
         parts.kube.writes.forget_namespace(app_ns)
@@ -251,4 +257,5 @@ def _data_keys_changed(
         asyncio.get_running_loop().call_later(GC_DELAY_SECONDS, check)
         return
     if change is Change.CHANGED and parts.index.has_resources(app_ns):
-        parts.scheduler.trigger(app_ns, urgent=True, cause=_cause(key, body, event_type))
+        cause = (key, version) if event_type in ("ADDED", "MODIFIED") else None
+        parts.scheduler.trigger(app_ns, urgent=True, cause=cause)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,10 @@ _KIND_OF = {plural: kind for kind, plural in PLURALS.items()}
 
 class AlreadyExists(Exception):
     """A create found the object already there (HTTP 409)."""
+
+
+class WatchGone(Exception):
+    """A watch's resourceVersion is too old to resume from (HTTP 410): list again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +224,60 @@ class Kube:
     async def list_secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         listing = await self._core().list_namespaced_secret(namespace, label_selector=label_selector)
         return [self._plain(secret) for secret in listing.items]
+
+    async def list_secrets_page(
+        self, namespace: str | None, *, limit: int, token: str = ""
+    ) -> dict[str, Any]:
+        """One page of the Secrets of ``namespace`` (None: every namespace), as the API sent it."""
+        core = self._core()
+        kwargs: dict[str, Any] = {"limit": limit, "_preload_content": False}
+        if token:
+            kwargs["_continue"] = token
+        if namespace is None:
+            return await _json(core.list_secret_for_all_namespaces(**kwargs))
+        return await _json(core.list_namespaced_secret(namespace, **kwargs))
+
+    async def watch_secrets(
+        self, namespace: str | None, version: str, *, timeout_seconds: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of Secrets from ``version`` until the API server ends the request (raw dicts,
+        bookmarks included); WatchGone when that version is too old."""
+        core = self._core()
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "allow_watch_bookmarks": True,
+            "resource_version": version,
+            "timeout_seconds": timeout_seconds,
+            "_preload_content": False,
+            "_request_timeout": timeout_seconds + 30,
+        }
+        if namespace is None:
+            response = await core.list_secret_for_all_namespaces(**kwargs)
+        else:
+            response = await core.list_namespaced_secret(namespace, **kwargs)
+        try:
+            if response.status == 410:
+                raise WatchGone()
+            if response.status != 200:
+                raise ApiException(status=response.status, reason=response.reason)
+            buffer = b""
+            async for chunk in response.content.iter_chunked(1 << 16):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        if status.get("code") == 410:
+                            raise WatchGone()
+                        raise ApiException(status=status.get("code"), reason=status.get("message"))
+                    yield event
+        finally:
+            response.release()
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = await _unless_missing(self._core().read_namespaced_config_map(name, namespace))

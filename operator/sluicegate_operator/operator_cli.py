@@ -34,6 +34,7 @@ from .keystore import Keystore
 from .kube import Kube, load_configuration
 from .reconciler import OperatorOptions
 from .scheduler import ScheduleSettings
+from .secretwatch import WatchSettings
 from .spendscrape import SpendSettings
 from .standby import PeeringGate
 
@@ -179,7 +180,15 @@ async def run(
                         TokenCallers(kube.review_token),
                     )
                 )
-            registry = build_registry(parts, accounts=accounts, gate=gate)
+            registry = build_registry(
+                parts,
+                accounts=accounts,
+                gate=gate,
+                secret_scopes=(None,) if opts.all_namespaces else sorted(set(namespaces)),
+                secret_watch=WatchSettings(server_timeout=10, retry_delay=0.05)
+                if opts.fast
+                else WatchSettings(),
+            )
             if opts.keyservice is not None:
                 k = opts.keyservice
                 app = KeyService(kube, keystore).app()

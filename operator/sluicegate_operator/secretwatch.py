@@ -1,0 +1,125 @@
+"""The operator's own watch of Secrets, in place of kopf's (issue 19).
+
+kopf hands every object of a kind it watches to a worker of its own (a task and a queue holding the whole
+body) before any handler filter runs: at a (re)start that was every Secret of the cluster at once, config
+Secrets of ~13 kB included, in the loop the webhook, the key service and the liveness probe share. This
+watch lists in pages, parses each event, keeps what ``matters(namespace, name)`` accepts as a SecretEvent
+(names, labels and the resourceVersion; never the data) and drops the rest on the spot, unlogged.
+
+A (re)start's listing is delivered with ``type`` None, as kopf does; a watch that ends is resumed from the
+last resourceVersion seen, and a listing starts over when the API says that version is gone (410).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .kube import Kube, WatchGone
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretEvent:
+    type: str | None  # ADDED, MODIFIED, DELETED; None: found by a listing (a start, or a relist)
+    namespace: str
+    name: str
+    version: str | None
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    page: int = 500  # Secrets per page of a listing
+    server_timeout: int = 300  # seconds the API server keeps one watch request open
+    retry_delay: float = 1.0  # after an API error, before listing or watching again
+
+
+def secret_event(event_type: str | None, obj: Mapping[str, Any]) -> SecretEvent | None:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return None
+    namespace, name = meta.get("namespace"), meta.get("name")
+    if not isinstance(namespace, str) or not isinstance(name, str):
+        return None
+    version = meta.get("resourceVersion")
+    labels = meta.get("labels")
+    return SecretEvent(
+        event_type,
+        namespace,
+        name,
+        None if version is None else str(version),
+        {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+    )
+
+
+class SecretWatch:
+    """Lists, then watches, the Secrets of ``namespace`` (None: every namespace); ``run`` until cancelled."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str | None,
+        matters: Callable[[str, str], bool],
+        deliver: Callable[[SecretEvent], None],
+        settings: WatchSettings,
+    ) -> None:
+        self._kube, self._namespace, self._settings = kube, namespace, settings
+        self._matters, self._deliver = matters, deliver
+        self.listed = 0  # pages listed (tests, diagnostics)
+
+    async def run(self) -> None:
+        version: str | None = None
+        while True:
+            try:
+                if version is None:
+                    version = await self._list()
+                version = await self._watch(version)
+            except WatchGone:
+                version = None  # too old to resume from: list again
+            except TimeoutError:
+                pass  # a watch request that outlived its client timeout: resume from ``version``
+            except Exception as exc:  # the API server restarting, a network error: try again shortly
+                logger.warning("watching Secrets failed (%s); retrying", exc)
+                await asyncio.sleep(self._settings.retry_delay)
+
+    def _offer(self, event_type: str | None, obj: Any) -> None:
+        if not isinstance(obj, Mapping):
+            return
+        meta = obj.get("metadata")
+        if not isinstance(meta, Mapping):
+            return
+        namespace, name = meta.get("namespace"), meta.get("name")
+        if isinstance(namespace, str) and isinstance(name, str) and self._matters(namespace, name):
+            event = secret_event(event_type, obj)
+            if event is not None:
+                self._deliver(event)
+
+    async def _list(self) -> str:
+        token = ""
+        while True:
+            page = await self._kube.list_secrets_page(self._namespace, limit=self._settings.page, token=token)
+            self.listed += 1
+            for item in page.get("items") or ():
+                self._offer(None, item)
+            meta = page.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                return str(meta.get("resourceVersion") or "")
+
+    async def _watch(self, version: str) -> str:
+        """Watch from ``version`` until the API server ends the request; the last version seen."""
+        async for event in self._kube.watch_secrets(
+            self._namespace, version, timeout_seconds=self._settings.server_timeout
+        ):
+            obj = event.get("object")
+            if isinstance(obj, Mapping):
+                seen = (obj.get("metadata") or {}).get("resourceVersion")
+                version = str(seen) if seen else version
+            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                self._offer(str(event["type"]), obj)
+        return version
