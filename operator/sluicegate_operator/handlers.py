@@ -3,8 +3,8 @@
 A tenant's change (a CR, a referenced Secret, the config Secret, a data-key Secret) queues its namespace
 urgently, unless the event is the operator's own write; a (re)start's listing and signing-key changes
 queue background waves. No kopf index: nothing waits for the whole cluster to be listed (issue 19).
-kopf watches the CRs; Secrets come from the operator's own watch (secretwatch.py), which keeps only those
-that matter.
+The CRs and Secrets come from the operator's own watches (objectwatch.py), not kopf's; kopf runs the
+start-up and clean-up, peering, the admission webhooks and the liveness endpoint.
 The registry is built by a function (never kopf's global).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +21,12 @@ from typing import Any
 import kopf
 
 from .accountspend import Accounts, AccountsSpendReporter
-from .crparse import GROUP, PLURALS, VERSION
+from .crparse import PLURALS
 from .keystore import DATA_SECRET_PREFIX, SIGNING_SECRET, Keystore
 from .kube import Kube
+from .objectwatch import ObjectWatch, WatchEvent, WatchSettings
 from .reconciler import CONFIG_SECRET, NamespaceReconciler, OperatorOptions
 from .scheduler import Scheduler
-from .secretwatch import SecretEvent, SecretWatch, WatchSettings
 from .spendloop import SpendLoop
 from .spendscrape import SpendReporter
 from .standby import PeeringGate
@@ -34,29 +34,12 @@ from .watchstate import Change, ObjectKey, WatchIndex
 from .webhook import register_webhooks
 
 GC_DELAY_SECONDS = 120.0
-LIST_CHUNK = 500  # objects per page of a (re)start's listing
-WORKER_IDLE_SECONDS = 0.5
+KOPF_LIST_CHUNK = 500
 logger = logging.getLogger(__name__)
-
-
-class NoDiffBase(kopf.DiffBaseStorage):
-    """Keeps and builds no diff base. The operator registers event handlers only, which never see a diff,
-    yet kopf builds one for every event (a deep copy of the object): a large share of its CPU at a restart
-    over thousands of objects (issue 19). Nothing is written to the objects either way."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
 
 
 def build_settings(*, fast: bool = False) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    settings.persistence.diffbase_storage = NoDiffBase()
     settings.peering.name = "sluicegate"
     settings.peering.clusterwide = True
     # Replicas of equal priority all pause each other (kopf's peering rule); a random priority
@@ -64,12 +47,9 @@ def build_settings(*, fast: bool = False) -> kopf.OperatorSettings:
     settings.peering.priority = secrets.randbelow(1_000_000)
     settings.posting.level = logging.WARNING
     settings.persistence.finalizer = "sluicegate.io/operator"
-    # A (re)start lists every Secret and CR of the cluster: in pages, so that at most one page of bodies
-    # (config Secrets are ~13 kB) is held at once and the loop serves events between pages (issue 19).
-    settings.watching.chunk_size = LIST_CHUNK
-    # kopf keeps a worker (and the object's last event) per object until it has been idle this long:
-    # after a listing of ~32,000 objects that is every one of them; our handlers only queue a namespace.
-    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
+    # kopf watches no CRs and no Secrets (objectwatch.py does); what it still lists (the namespaces it
+    # scans) it lists in pages.
+    settings.watching.chunk_size = KOPF_LIST_CHUNK
     if fast:  # tests: react within a fraction of a second, no discovery of namespaces/CRDs
         settings.watching.server_timeout = 10
         settings.watching.client_timeout = 15
@@ -111,22 +91,17 @@ def build_parts(
     return Parts(kube, keystore, options, reconciler, scheduler, index)
 
 
-def _version(body: kopf.Body) -> str | None:
-    version = body.metadata.get("resourceVersion")
-    return None if version is None else str(version)
-
-
-def _unserved(body: kopf.Body) -> bool:
+def _unserved(body: Mapping[str, Any]) -> bool:
     """The spec changed since the operator last wrote this object's status (an edit while it was away;
     an object it never served, as at a first install, goes with the wave)."""
     observed = (body.get("status") or {}).get("observedGeneration")
-    return observed is not None and observed != body.metadata.get("generation")
+    return observed is not None and observed != (body.get("metadata") or {}).get("generation")
 
 
-def _cause(key: ObjectKey, body: kopf.Body, event_type: str | None) -> object | None:
+def _cause(key: ObjectKey, version: str | None, event_type: str | None) -> object | None:
     """An edit is checked against the operator's own writes before it reconciles; a deletion is not."""
     if event_type in ("ADDED", "MODIFIED"):
-        return (key, _version(body))
+        return (key, version)
     return None
 
 
@@ -136,20 +111,21 @@ def build_registry(
     webhook_id: str = "mutate-pods",
     accounts: Accounts | None = None,
     gate: PeeringGate | None = None,
-    secret_scopes: Sequence[str | None] = (None,),
-    secret_watch: WatchSettings = WatchSettings(),
+    scopes: Sequence[str | None] = (None,),
+    watching: WatchSettings = WatchSettings(),
 ) -> kopf.OperatorRegistry:
     """All of the operator's handlers, in a registry of their own. With ``accounts`` (the hosted budget
     authority's store) BudgetPolicy status is read from the accounts instead of the sidecars' metrics.
-    With ``gate`` (kopf peering) the spend refresh runs only while this replica leads. Secrets are watched
-    in ``secret_scopes`` (namespaces; None: every namespace) by the operator's own watch (secretwatch.py)."""
+    With ``gate`` (kopf peering) the spend refresh runs only while this replica leads. The CRs and Secrets
+    of ``scopes`` (namespaces; None: every namespace) come from the operator's own watches
+    (objectwatch.py), which start with the operator; kopf watches none of them."""
     registry = kopf.OperatorRegistry()
     kube, keystore, options, index, scheduler = (
         parts.kube, parts.keystore, parts.options, parts.index, parts.scheduler,
     )  # fmt: skip
     operator_ns = options.operator_namespace
     spend_task: list[asyncio.Task[None]] = []
-    secret_tasks: list[asyncio.Task[None]] = []
+    watch_tasks: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
@@ -177,30 +153,23 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def stop_workers(**_: Any) -> None:
-        for task in (*spend_task, *secret_tasks):
+        for task in (*spend_task, *watch_tasks):
             task.cancel()
-        await asyncio.gather(*spend_task, *secret_tasks, return_exceptions=True)
+        await asyncio.gather(*spend_task, *watch_tasks, return_exceptions=True)
         await scheduler.close()
 
-    for plural in PLURALS.values():
-
-        @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-changed", registry=registry)
-        async def resource_changed(
-            event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body,
-            resource: kopf.Resource, **_: Any,
-        ) -> None:  # fmt: skip
-            if not namespace:
-                return
-            event_type = event.get("type")
-            key = (resource.plural, namespace, name)
-            index.note_resource(resource.plural, namespace, name, None if event_type == "DELETED" else body)
-            change = index.observe(key, _version(body), event_type)
-            if event_type == "DELETED":
-                kube.writes.forget(key)
-            if change is Change.NEW:  # a (re)start: the background wave, unless edited meanwhile
-                scheduler.trigger(namespace, urgent=_unserved(body), cause=(key, _version(body)))
-            elif change is Change.CHANGED:
-                scheduler.trigger(namespace, urgent=True, cause=_cause(key, body, event_type))
+    def resource_changed(event: WatchEvent) -> None:
+        namespace, name, event_type, version = event.namespace, event.name, event.type, event.version
+        key = (event.plural, namespace, name)
+        body = event.body or {}
+        index.note_resource(event.plural, namespace, name, None if event_type == "DELETED" else body)
+        change = index.observe(key, version, event_type)
+        if event_type == "DELETED":
+            kube.writes.forget(key)
+        if change is Change.NEW:  # a (re)start: the background wave, unless edited meanwhile
+            scheduler.trigger(namespace, urgent=_unserved(body), cause=(key, version))
+        elif change is Change.CHANGED:
+            scheduler.trigger(namespace, urgent=True, cause=_cause(key, version, event_type))
 
     def secret_matters(namespace: str, name: str) -> bool:
         """Checked on each Secret event as it is parsed: any other Secret is dropped, unlogged."""
@@ -208,7 +177,7 @@ def build_registry(
             return name == SIGNING_SECRET or name.startswith(DATA_SECRET_PREFIX)
         return name == CONFIG_SECRET or index.is_referenced(namespace, name)
 
-    def secret_changed(event: SecretEvent) -> None:
+    def secret_changed(event: WatchEvent) -> None:
         namespace, name, event_type, version = event.namespace, event.name, event.type, event.version
         key = ("secrets", namespace, name)
         change = index.observe(key, version, event_type)
@@ -216,8 +185,7 @@ def build_registry(
             kube.writes.forget(key)
         if namespace != operator_ns:
             if change is Change.CHANGED:  # at a (re)start the namespace's CRs bring it in
-                cause = (key, version) if event_type in ("ADDED", "MODIFIED") else None
-                scheduler.trigger(namespace, urgent=True, cause=cause)
+                scheduler.trigger(namespace, urgent=True, cause=_cause(key, version, event_type))
         elif name == SIGNING_SECRET:
             own = event_type != "DELETED" and kube.writes.is_own(key, version)
             if change is Change.CHANGED and not own:
@@ -227,12 +195,15 @@ def build_registry(
             _data_keys_changed(parts, app_ns, key, version, event_type, change)
 
     @kopf.on.startup(registry=registry)
-    async def watch_secrets(**_: Any) -> None:
-        # Our own watch, not kopf's: kopf would hold every Secret of the cluster in a worker of its own
-        # before any filter ran (issue 19). Each scope is a namespace, or None for every namespace.
-        for scope in secret_scopes:
-            watch = SecretWatch(kube, scope, secret_matters, secret_changed, secret_watch)
-            secret_tasks.append(asyncio.create_task(watch.run(), name=f"secret watch {scope or '*'}"))
+    async def start_watches(**_: Any) -> None:
+        # Our own watches, not kopf's: kopf held every object of the cluster in a worker of its own
+        # before any filter ran (issue 19). They start after the keys are published (the handler above).
+        for scope in scopes:
+            for plural in PLURALS.values():
+                watch = ObjectWatch(kube, plural, scope, lambda ns, name: True, resource_changed, watching)
+                watch_tasks.append(asyncio.create_task(watch.run(), name=f"watch {plural} {scope or '*'}"))
+            watch = ObjectWatch(kube, "secrets", scope, secret_matters, secret_changed, watching)
+            watch_tasks.append(asyncio.create_task(watch.run(), name=f"watch secrets {scope or '*'}"))
 
     if options.injection is not None:
         register_webhooks(registry, keystore, options.injection, webhook_id=webhook_id)
@@ -257,5 +228,4 @@ def _data_keys_changed(
         asyncio.get_running_loop().call_later(GC_DELAY_SECONDS, check)
         return
     if change is Change.CHANGED and parts.index.has_resources(app_ns):
-        cause = (key, version) if event_type in ("ADDED", "MODIFIED") else None
-        parts.scheduler.trigger(app_ns, urgent=True, cause=cause)
+        parts.scheduler.trigger(app_ns, urgent=True, cause=_cause(key, version, event_type))

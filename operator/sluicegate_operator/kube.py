@@ -225,36 +225,42 @@ class Kube:
         listing = await self._core().list_namespaced_secret(namespace, label_selector=label_selector)
         return [self._plain(secret) for secret in listing.items]
 
-    async def list_secrets_page(
-        self, namespace: str | None, *, limit: int, token: str = ""
+    def _collection(self, plural: str, namespace: str | None, **kwargs: Any) -> Awaitable[Any]:
+        """A list (or watch) call for Secrets or a Sluicegate CR, in ``namespace`` (None: everywhere)."""
+        if plural == "secrets":
+            core = self._core()
+            if namespace is None:
+                return core.list_secret_for_all_namespaces(**kwargs)  # type: ignore[no-any-return]
+            return core.list_namespaced_secret(namespace, **kwargs)  # type: ignore[no-any-return]
+        custom = self._custom()
+        if namespace is None:
+            return custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)  # type: ignore[no-any-return]
+        return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)  # type: ignore[no-any-return]
+
+    async def list_page(
+        self, plural: str, namespace: str | None, *, limit: int, token: str = ""
     ) -> dict[str, Any]:
-        """One page of the Secrets of ``namespace`` (None: every namespace), as the API sent it."""
-        core = self._core()
+        """One page of a listing of ``plural`` (``secrets`` or a CR's), as the API sent it."""
         kwargs: dict[str, Any] = {"limit": limit, "_preload_content": False}
         if token:
             kwargs["_continue"] = token
-        if namespace is None:
-            return await _json(core.list_secret_for_all_namespaces(**kwargs))
-        return await _json(core.list_namespaced_secret(namespace, **kwargs))
+        return await _json(self._collection(plural, namespace, **kwargs))
 
-    async def watch_secrets(
-        self, namespace: str | None, version: str, *, timeout_seconds: int
+    async def watch(
+        self, plural: str, namespace: str | None, version: str, *, timeout_seconds: int
     ) -> AsyncIterator[dict[str, Any]]:
-        """The watch events of Secrets from ``version`` until the API server ends the request (raw dicts,
-        bookmarks included); WatchGone when that version is too old."""
-        core = self._core()
-        kwargs: dict[str, Any] = {
-            "watch": True,
-            "allow_watch_bookmarks": True,
-            "resource_version": version,
-            "timeout_seconds": timeout_seconds,
-            "_preload_content": False,
-            "_request_timeout": timeout_seconds + 30,
-        }
-        if namespace is None:
-            response = await core.list_secret_for_all_namespaces(**kwargs)
-        else:
-            response = await core.list_namespaced_secret(namespace, **kwargs)
+        """The watch events of ``plural`` from ``version`` until the API server ends the request (raw
+        dicts, bookmarks included); WatchGone when that version is too old."""
+        response = await self._collection(
+            plural,
+            namespace,
+            watch=True,
+            allow_watch_bookmarks=True,
+            resource_version=version,
+            timeout_seconds=timeout_seconds,
+            _preload_content=False,
+            _request_timeout=timeout_seconds + 30,
+        )
         try:
             if response.status == 410:
                 raise WatchGone()
@@ -262,12 +268,9 @@ class Kube:
                 raise ApiException(status=response.status, reason=response.reason)
             buffer = b""
             async for chunk in response.content.iter_chunked(1 << 16):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
+                *lines, buffer = (buffer + chunk).split(b"\n")
                 for line in lines:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
+                    event = json.loads(line) if line.strip() else None
                     if not isinstance(event, dict):
                         continue
                     if event.get("type") == "ERROR":

@@ -32,9 +32,9 @@ from .injection import InjectionError, InjectionSettings, SidecarResources, side
 from .keyservice import KeyService, server_tls, serving
 from .keystore import Keystore
 from .kube import Kube, load_configuration
+from .objectwatch import WatchSettings
 from .reconciler import OperatorOptions
 from .scheduler import ScheduleSettings
-from .secretwatch import WatchSettings
 from .spendscrape import SpendSettings
 from .standby import PeeringGate
 
@@ -95,6 +95,7 @@ class RunOptions:
     resync_seconds: float = 600.0
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     fast: bool = False  # short watch timeouts, no resource scanning (tests)
+    list_page: int = 500  # objects per page when the CRs and Secrets are listed at a (re)start
     spend: SpendSettings | None = field(default_factory=SpendSettings)  # None: no spend in status
     authority: HostedAuthority | None = None  # None: no budget authority (status from sidecar metrics)
 
@@ -184,10 +185,12 @@ async def run(
                 parts,
                 accounts=accounts,
                 gate=gate,
-                secret_scopes=(None,) if opts.all_namespaces else sorted(set(namespaces)),
-                secret_watch=WatchSettings(server_timeout=10, retry_delay=0.05)
-                if opts.fast
-                else WatchSettings(),
+                scopes=(None,) if opts.all_namespaces else sorted(set(namespaces)),
+                watching=WatchSettings(
+                    page=opts.list_page,
+                    server_timeout=10 if opts.fast else 300,
+                    retry_delay=0.05 if opts.fast else 1.0,
+                ),
             )
             if opts.keyservice is not None:
                 k = opts.keyservice
@@ -243,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resync-seconds", type=float, default=600.0, help="re-check every namespace this often"
+    )
+    parser.add_argument(
+        "--list-page-size",
+        type=int,
+        default=500,
+        help="objects per page when the CRs and Secrets are listed at a (re)start (%(default)s)",
     )
     parser.add_argument(
         "--reconcile-workers", type=int, default=8, help="namespaces reconciled at once (%(default)s)"
@@ -370,6 +379,7 @@ def main(argv: Sequence[str]) -> int:
         standalone=args.standalone,
         liveness=args.liveness or None,
         resync_seconds=args.resync_seconds,
+        list_page=max(1, args.list_page_size),
         schedule=ScheduleSettings(workers=max(1, args.reconcile_workers), wave_rate=args.wave_rate),
         spend=SpendSettings(
             interval_seconds=args.spend_interval_seconds,

@@ -8,7 +8,6 @@ import logging
 import pytest
 from kmock import KubernetesError
 
-from sluicegate_operator import handlers
 from tests.support.examples_cluster import (
     applied_examples,
     config_secret,
@@ -111,16 +110,15 @@ async def test_a_deleted_namespace_loses_its_data_keys_and_an_emptied_one_keeps_
         assert data_keys(kmock, "team-b") is not None  # it keeps the serial its sidecars remember
 
 
-async def test_a_restart_lists_the_resources_in_pages_and_still_serves_every_namespace(kmock, monkeypatch):
+async def test_a_restart_lists_the_resources_in_pages_and_still_serves_every_namespace(kmock):
     """A (re)start's listing is fetched a page at a time (``limit``/``continue``), never the whole cluster's
     objects in one reply held at once (issue 19)."""
-    monkeypatch.setattr(handlers, "LIST_CHUNK", 2)
     declare_resources(kmock)
-    async with operator(kmock):
+    async with operator(kmock, list_page=2):
         before, _ = await applied_examples(kmock)
         await settle(0.5)
     await patch(kmock, "RoutingTier", NS, "light", {"spec": {"rank": 5}})  # while the operator is away
-    async with operator(kmock):
+    async with operator(kmock, list_page=2):
 
         def resealed():
             config, _ = sealed(kmock)
@@ -132,7 +130,7 @@ async def test_a_restart_lists_the_resources_in_pages_and_still_serves_every_nam
         r
         for r in list(kmock)
         if r.method == "GET"
-        and r.url.path.startswith("/apis/sluicegate.io/v1alpha1/")
+        and (r.url.path.startswith("/apis/sluicegate.io/v1alpha1/") or r.url.path == "/api/v1/secrets")
         and "/namespaces/" not in r.url.path
         and not r.params.get("watch")
     ]

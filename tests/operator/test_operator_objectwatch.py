@@ -1,5 +1,5 @@
-"""The operator's own Secret watch on kmock: listed in pages, only the Secrets that matter reach the
-operator, and never their data (issue 19: kopf held every Secret of the cluster in a worker of its own)."""
+"""The operator's own watches on kmock: listed in pages, only the Secrets that matter reach the operator,
+and never their data (issue 19: kopf held every object of the cluster in a worker of its own)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from sluicegate_operator.kube import Kube, load_configuration
-from sluicegate_operator.secretwatch import SecretEvent, SecretWatch, WatchSettings
+from sluicegate_operator.objectwatch import ObjectWatch, WatchEvent, WatchSettings
 from tests.support.examples_cluster import create, delete, patch
 from tests.support.kmocksupport import SluicegateKubernetes, declare_resources, eventually, settle
 
@@ -28,9 +28,10 @@ async def test_only_the_secrets_that_matter_reach_the_operator_listed_in_pages_a
     await create(kmock, "team-a", secret("openai-key"))
     await create(kmock, "team-b", secret("sluicegate-config"))
     kube = Kube(await load_configuration(server=str(kmock.url)))
-    seen: list[SecretEvent] = []
-    watch = SecretWatch(
+    seen: list[WatchEvent] = []
+    watch = ObjectWatch(
         kube,
+        "secrets",
         None,
         lambda ns, name: (ns, name) in WANTED,
         seen.append,
@@ -58,7 +59,7 @@ async def test_only_the_secrets_that_matter_reach_the_operator_listed_in_pages_a
             ("MODIFIED", "team-a", "openai-key"),
             ("DELETED", "team-b", "sluicegate-config"),
         ]
-        assert all(e.version for e in seen)
+        assert all(e.version and e.body is None for e in seen)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,13 +1,14 @@
-"""The operator's own watch of Secrets, in place of kopf's (issue 19).
+"""The operator's own watches of its CRs and of Secrets, in place of kopf's (issue 19).
 
 kopf hands every object of a kind it watches to a worker of its own (a task and a queue holding the whole
-body) before any handler filter runs: at a (re)start that was every Secret of the cluster at once, config
-Secrets of ~13 kB included, in the loop the webhook, the key service and the liveness probe share. This
-watch lists in pages, parses each event, keeps what ``matters(namespace, name)`` accepts as a SecretEvent
-(names, labels and the resourceVersion; never the data) and drops the rest on the spot, unlogged.
+body, and its cause detection, for every event) before any handler filter runs: at a (re)start that was
+every CR and every Secret of the cluster at once, config Secrets of ~13 kB included, in the loop the
+webhook, the key service and the liveness probe share. These watches list in pages, parse each event,
+keep what ``matters(namespace, name)`` accepts as a WatchEvent and drop the rest on the spot, unlogged; a
+Secret's event never keeps its data.
 
-A (re)start's listing is delivered with ``type`` None, as kopf does; a watch that ends is resumed from the
-last resourceVersion seen, and a listing starts over when the API says that version is gone (410).
+A (re)start's listing is delivered with ``type`` None, as kopf did; a watch that ends is resumed from the
+last resourceVersion seen, and the listing starts over when the API says that version is gone (410).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .kube import Kube, WatchGone
@@ -24,22 +25,24 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class SecretEvent:
+class WatchEvent:
     type: str | None  # ADDED, MODIFIED, DELETED; None: found by a listing (a start, or a relist)
+    plural: str  # "secrets", or a Sluicegate CR's plural
     namespace: str
     name: str
     version: str | None
     labels: Mapping[str, str]
+    body: Mapping[str, Any] | None = field(default=None, repr=False)  # None for a Secret: no data kept
 
 
 @dataclass(frozen=True, slots=True)
 class WatchSettings:
-    page: int = 500  # Secrets per page of a listing
+    page: int = 500  # objects per page of a listing
     server_timeout: int = 300  # seconds the API server keeps one watch request open
     retry_delay: float = 1.0  # after an API error, before listing or watching again
 
 
-def secret_event(event_type: str | None, obj: Mapping[str, Any]) -> SecretEvent | None:
+def watch_event(plural: str, event_type: str | None, obj: Mapping[str, Any]) -> WatchEvent | None:
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping):
         return None
@@ -48,27 +51,30 @@ def secret_event(event_type: str | None, obj: Mapping[str, Any]) -> SecretEvent 
         return None
     version = meta.get("resourceVersion")
     labels = meta.get("labels")
-    return SecretEvent(
+    return WatchEvent(
         event_type,
+        plural,
         namespace,
         name,
         None if version is None else str(version),
         {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+        None if plural == "secrets" else obj,
     )
 
 
-class SecretWatch:
-    """Lists, then watches, the Secrets of ``namespace`` (None: every namespace); ``run`` until cancelled."""
+class ObjectWatch:
+    """Lists, then watches, ``plural`` in ``namespace`` (None: every namespace); ``run`` until cancelled."""
 
     def __init__(
         self,
         kube: Kube,
+        plural: str,
         namespace: str | None,
         matters: Callable[[str, str], bool],
-        deliver: Callable[[SecretEvent], None],
+        deliver: Callable[[WatchEvent], None],
         settings: WatchSettings,
     ) -> None:
-        self._kube, self._namespace, self._settings = kube, namespace, settings
+        self._kube, self._plural, self._namespace, self._settings = kube, plural, namespace, settings
         self._matters, self._deliver = matters, deliver
         self.listed = 0  # pages listed (tests, diagnostics)
 
@@ -84,7 +90,7 @@ class SecretWatch:
             except TimeoutError:
                 pass  # a watch request that outlived its client timeout: resume from ``version``
             except Exception as exc:  # the API server restarting, a network error: try again shortly
-                logger.warning("watching Secrets failed (%s); retrying", exc)
+                logger.warning("watching %s failed (%s); retrying", self._plural, exc)
                 await asyncio.sleep(self._settings.retry_delay)
 
     def _offer(self, event_type: str | None, obj: Any) -> None:
@@ -95,14 +101,16 @@ class SecretWatch:
             return
         namespace, name = meta.get("namespace"), meta.get("name")
         if isinstance(namespace, str) and isinstance(name, str) and self._matters(namespace, name):
-            event = secret_event(event_type, obj)
+            event = watch_event(self._plural, event_type, obj)
             if event is not None:
                 self._deliver(event)
 
     async def _list(self) -> str:
         token = ""
         while True:
-            page = await self._kube.list_secrets_page(self._namespace, limit=self._settings.page, token=token)
+            page = await self._kube.list_page(
+                self._plural, self._namespace, limit=self._settings.page, token=token
+            )
             self.listed += 1
             for item in page.get("items") or ():
                 self._offer(None, item)
@@ -113,8 +121,8 @@ class SecretWatch:
 
     async def _watch(self, version: str) -> str:
         """Watch from ``version`` until the API server ends the request; the last version seen."""
-        async for event in self._kube.watch_secrets(
-            self._namespace, version, timeout_seconds=self._settings.server_timeout
+        async for event in self._kube.watch(
+            self._plural, self._namespace, version, timeout_seconds=self._settings.server_timeout
         ):
             obj = event.get("object")
             if isinstance(obj, Mapping):
