@@ -248,9 +248,9 @@ class Kube:
 
     async def watch(
         self, plural: str, namespace: str | None, version: str, *, timeout_seconds: int
-    ) -> AsyncIterator[dict[str, Any]]:
-        """The watch events of ``plural`` from ``version`` until the API server ends the request (raw
-        dicts, bookmarks included); WatchGone when that version is too old."""
+    ) -> AsyncIterator[bytes]:
+        """The watch stream of ``plural`` from ``version`` (JSON lines, in chunks) until the API server ends
+        the request; WatchGone when that version is too old."""
         response = await self._collection(
             plural,
             namespace,
@@ -266,19 +266,8 @@ class Kube:
                 raise WatchGone()
             if response.status != 200:
                 raise ApiException(status=response.status, reason=response.reason)
-            buffer = b""
             async for chunk in response.content.iter_chunked(1 << 16):
-                *lines, buffer = (buffer + chunk).split(b"\n")
-                for line in lines:
-                    event = json.loads(line) if line.strip() else None
-                    if not isinstance(event, dict):
-                        continue
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        if status.get("code") == 410:
-                            raise WatchGone()
-                        raise ApiException(status=status.get("code"), reason=status.get("message"))
-                    yield event
+                yield chunk
         finally:
             response.release()
 

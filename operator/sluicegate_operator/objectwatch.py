@@ -14,6 +14,7 @@ last resourceVersion seen, and the listing starts over when the API says that ve
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -121,13 +122,36 @@ class ObjectWatch:
 
     async def _watch(self, version: str) -> str:
         """Watch from ``version`` until the API server ends the request; the last version seen."""
-        async for event in self._kube.watch(
+        lines = JsonLines()
+        async for chunk in self._kube.watch(
             self._plural, self._namespace, version, timeout_seconds=self._settings.server_timeout
         ):
-            obj = event.get("object")
-            if isinstance(obj, Mapping):
-                seen = (obj.get("metadata") or {}).get("resourceVersion")
-                version = str(seen) if seen else version
-            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                self._offer(str(event["type"]), obj)
+            for event in lines.feed(chunk):
+                obj = event.get("object")
+                if event.get("type") == "ERROR":
+                    code = obj.get("code") if isinstance(obj, Mapping) else None
+                    if code == 410:
+                        raise WatchGone()
+                    raise WatchError(f"the watch of {self._plural} failed: {code}")
+                if isinstance(obj, Mapping):
+                    seen = (obj.get("metadata") or {}).get("resourceVersion")
+                    version = str(seen) if seen else version
+                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    self._offer(str(event["type"]), obj)
         return version
+
+
+class WatchError(Exception):
+    """The API server ended a watch with an error other than 410."""
+
+
+@dataclass(slots=True)
+class JsonLines:
+    """Splits a watch stream's chunks into its events, one JSON object a line."""
+
+    _rest: bytes = b""
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        *lines, self._rest = (self._rest + chunk).split(b"\n")
+        events = [json.loads(line) for line in lines if line.strip()]
+        return [event for event in events if isinstance(event, dict)]

@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from sluicegate_operator.kube import Kube, load_configuration
-from sluicegate_operator.objectwatch import ObjectWatch, WatchEvent, WatchSettings
+from sluicegate_operator.objectwatch import JsonLines, ObjectWatch, WatchEvent, WatchSettings
 from tests.support.examples_cluster import create, delete, patch
 from tests.support.kmocksupport import SluicegateKubernetes, declare_resources, eventually, settle
 
@@ -65,3 +65,13 @@ async def test_only_the_secrets_that_matter_reach_the_operator_listed_in_pages_a
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await kube.close()
+
+
+def test_a_watch_event_split_across_chunks_is_read_once_whole():
+    lines = JsonLines()
+    assert lines.feed(b'{"type": "ADDED", "object": {"metadata": {"na') == []
+    assert lines.feed(b'me": "a"}}}\n\n{"type": "BOOKMARK"}\n{"type"') == [
+        {"type": "ADDED", "object": {"metadata": {"name": "a"}}},
+        {"type": "BOOKMARK"},
+    ]
+    assert lines.feed(b': "DELETED"}\n') == [{"type": "DELETED"}]
