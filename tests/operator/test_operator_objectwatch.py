@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 
 import pytest
+from kmock import KubernetesError
 
 from sluicegate_operator.kube import Kube, load_configuration
 from sluicegate_operator.objectwatch import JsonLines, ObjectWatch, WatchEvent, WatchSettings
@@ -75,3 +76,42 @@ def test_a_watch_event_split_across_chunks_is_read_once_whole():
         {"type": "BOOKMARK"},
     ]
     assert lines.feed(b': "DELETED"}\n') == [{"type": "DELETED"}]
+
+
+async def test_a_watch_the_api_server_calls_too_old_lists_again_and_goes_on(kmock):
+    declare_resources(kmock)
+    await create(kmock, "team-a", secret("openai-key"))
+    refused = []
+
+    def first_watch(request):
+        if request.params.get("watch") and not refused:
+            refused.append(request)
+            return True
+        return False
+
+    def gone(request):
+        raise KubernetesError(status=410, reason="Gone", message="too old resource version")
+
+    kmock["get /api/v1/secrets"][first_watch] << gone
+    kube = Kube(await load_configuration(server=str(kmock.url)))
+    seen: list[WatchEvent] = []
+    watch = ObjectWatch(
+        kube,
+        "secrets",
+        None,
+        lambda ns, name: (ns, name) in WANTED,
+        seen.append,
+        WatchSettings(retry_delay=0.05),
+    )
+    task = asyncio.create_task(watch.run())
+    try:
+        await eventually(lambda: watch.listed == 2)  # listed, refused a watch (410), listed again
+        assert len(refused) == 1
+        await settle(0.3)
+        await patch(kmock, "Secret", "team-a", "openai-key", {"stringData": {"apiKey": "sk-new"}})
+        await eventually(lambda: [e.type for e in seen] == [None, None, "MODIFIED"])
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await kube.close()
