@@ -78,18 +78,18 @@ class ObjectWatch:
         self._kube, self._plural, self._namespace, self._settings = kube, plural, namespace, settings
         self._matters, self._deliver = matters, deliver
         self.listed = 0  # pages listed (tests, diagnostics)
+        self._version: str | None = None  # resumed from after an interruption; None: list first
 
     async def run(self) -> None:
-        version: str | None = None
         while True:
             try:
-                if version is None:
-                    version = await self._list()
-                version = await self._watch(version)
+                if self._version is None:
+                    self._version = await self._list()
+                await self._watch()
             except WatchGone:
-                version = None  # too old to resume from: list again
+                self._version = None  # too old to resume from: list again
             except TimeoutError:
-                pass  # a watch request that outlived its client timeout: resume from ``version``
+                pass  # a watch request that outlived its client timeout: resume where it was
             except Exception as exc:  # the API server restarting, a network error: try again shortly
                 logger.warning("watching %s failed (%s); retrying", self._plural, exc)
                 await asyncio.sleep(self._settings.retry_delay)
@@ -120,11 +120,12 @@ class ObjectWatch:
             if not token:
                 return str(meta.get("resourceVersion") or "")
 
-    async def _watch(self, version: str) -> str:
-        """Watch from ``version`` until the API server ends the request; the last version seen."""
+    async def _watch(self) -> None:
+        """Watch from the last version seen until the API server ends the request; each event's version is
+        remembered as it arrives, so an interruption (a handler's error included) resumes after it."""
         lines = JsonLines()
         async for chunk in self._kube.watch(
-            self._plural, self._namespace, version, timeout_seconds=self._settings.server_timeout
+            self._plural, self._namespace, self._version or "", timeout_seconds=self._settings.server_timeout
         ):
             for event in lines.feed(chunk):
                 obj = event.get("object")
@@ -135,10 +136,9 @@ class ObjectWatch:
                     raise WatchError(f"the watch of {self._plural} failed: {code}")
                 if isinstance(obj, Mapping):
                     seen = (obj.get("metadata") or {}).get("resourceVersion")
-                    version = str(seen) if seen else version
+                    self._version = str(seen) if seen else self._version
                 if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                     self._offer(str(event["type"]), obj)
-        return version
 
 
 class WatchError(Exception):
