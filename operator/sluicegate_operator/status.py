@@ -20,9 +20,11 @@ from .resourcereport import ResourceReport
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 _KEY_REASONS = frozenset({"SecretNotFound", "SecretKeyMissing"})
-_ANNOUNCED = frozenset({"Ready", "CandidatesReady"})  # KeyResolved/Sealed changes repeat Ready's reason
-# Announced when they turn False and when they recover from False (never on a first True or Unknown).
-_ANNOUNCED_WHEN_FALSE = frozenset({"ModelsCurrent"})
+# Announced when they turn False (Warning) and when they recover from False (Normal), never on a first
+# True or Unknown: a first install or a restart of thousands of namespaces posts no Event per resource
+# (the config Secret's one "Sealed" Event says the namespace was sealed). KeyResolved/Sealed changes
+# repeat Ready's reason.
+_ANNOUNCED_WHEN_FALSE = frozenset({"Ready", "CandidatesReady", "ModelsCurrent"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class StatusUpdate:
     @property
     def events(self) -> tuple[Transition, ...]:
         """The transitions worth a Kubernetes Event (one per change a person should see)."""
-        return tuple(t for t in self.transitions if t.condition.type in _ANNOUNCED or _went_or_left_false(t))
+        return tuple(t for t in self.transitions if _went_or_left_false(t))
 
     def as_patch(self) -> dict[str, Any]:
         return {"status": dict(self.fields)}

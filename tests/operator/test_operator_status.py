@@ -62,6 +62,24 @@ def test_a_status_change_is_a_transition_with_a_new_time():
     assert [t.condition.type for t in second.events] == ["Ready"]  # one Event, not four
 
 
+def test_a_first_ready_posts_no_event_a_failure_and_its_recovery_do():
+    """A first install of thousands of namespaces posts no Event per resource; a person still sees a
+    resource go wrong (Warning) and come right again (Normal)."""
+    ok = ResourceReport("ProviderConnection", "openai", True, "Sealed", "sealed", key_fingerprint="1a2b3c4d")
+    broken = ResourceReport("ProviderConnection", "openai", False, "SecretNotFound", "gone")
+    first = build_status(ok, obj(), config=None, now=T0)
+    assert conditions_of(first)["Ready"]["status"] == "True" and first.events == ()
+    second = build_status(broken, obj(status=dict(first.fields)), config=None, now=T1)
+    assert [(t.condition.type, t.event_type) for t in second.events] == [("Ready", "Warning")]
+    third = build_status(ok, obj(status=dict(second.fields)), config=None, now=T1)
+    assert [(t.condition.type, t.event_type) for t in third.events] == [("Ready", "Normal")]
+    tier = ResourceReport(
+        "RoutingTier", "light", True, "CandidatesReady", "all ready",
+        candidates=(("mock", "mock-small", True),),
+    )  # fmt: skip
+    assert build_status(tier, obj(), config=None, now=T0).events == ()
+
+
 def test_conditions_written_by_others_are_kept():
     existing = [{"type": "BudgetSynced", "status": "True", "reason": "x", "message": ""}]
     out, _ = merge_conditions([Condition("Ready", "True", "Ok", "")], existing, generation=1, now=T0)
