@@ -17,7 +17,7 @@ from typing import Any, get_args
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -74,28 +74,45 @@ _ANTHROPIC_OPS = frozenset({"messages", "count_tokens"})
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+Operate = Callable[[Scope, Receive], Awaitable[Response]]
 
 
 class Routes:
-    """Exact path → (method, handler), as a plain ASGI app: Starlette's router and its middleware
-    layers (pattern matching per route, exception handlers) are work ``StrictPaths`` has already made
-    unnecessary. A wrong method is a 405 with ``Allow``, in the path's envelope."""
+    """Exact path → handler, as a plain ASGI app: Starlette's router and its middleware layers
+    (pattern matching per route, exception handlers) are work ``StrictPaths`` has already made
+    unnecessary. The API's operations (POST) take the ASGI scope and ``receive`` as they are, with no
+    ``Request`` wrapped around them (the hot path); the pages (GET, HEAD) a ``Request``. A wrong
+    method is a 405 with ``Allow``, in the path's envelope."""
 
-    def __init__(self, routes: Mapping[str, tuple[str, Handler]]) -> None:
-        self.routes = dict(routes)
+    def __init__(self, operations: Mapping[str, Operate], pages: Mapping[str, Handler]) -> None:
+        self.operations = dict(operations)
+        self.pages = dict(pages)
+
+    @property
+    def paths(self) -> frozenset[str]:
+        return frozenset(self.operations) | frozenset(self.pages)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; no websockets
-        method, handler = self.routes[scope["path"]]
-        if scope["method"] == method or (method == "GET" and scope["method"] == "HEAD"):
-            response = await handler(Request(scope, receive))
+        path, method = scope["path"], scope["method"]
+        operate = self.operations.get(path)
+        if operate is not None:
+            if method == "POST":
+                response = await operate(scope, receive)
+            else:
+                response = _wrong_method(path, "POST")
+        elif method in ("GET", "HEAD"):
+            response = await self.pages[path](Request(scope, receive))
         else:
-            allow = "GET, HEAD" if method == "GET" else method
-            error = ApiError(405, f"Use {method} for this endpoint.", code="method_not_allowed")
-            anthropic = scope["path"].startswith("/v1/messages")
-            response = error_response(error, {"allow": allow}, anthropic=anthropic)
+            response = _wrong_method(path, "GET")
         await response(scope, receive, send)
+
+
+def _wrong_method(path: str, method: str) -> Response:
+    allow = "GET, HEAD" if method == "GET" else method
+    error = ApiError(405, f"Use {method} for this endpoint.", code="method_not_allowed")
+    return error_response(error, {"allow": allow}, anthropic=path.startswith("/v1/messages"))
 
 
 class StrictPaths:
@@ -145,10 +162,11 @@ def _speaks_anthropic(headers: Mapping[str, str]) -> bool:
     return "anthropic-version" in headers or ("x-api-key" in headers and "authorization" not in headers)
 
 
-async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
+async def read_limited(receive: Receive, headers: Mapping[str, str], limit: int, deadline: float) -> bytes:
     """The whole body, under ``limit`` bytes and ``deadline`` seconds. Every refusal says
-    ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (fault 5)."""
-    length = request.headers.get("content-length")
+    ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (fault 5).
+    A client gone before its body was in raises ``ClientDisconnect`` (as Starlette's request would)."""
+    length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise ApiError(400, "Invalid Content-Length.", code="bad_request", headers=CLOSE)
@@ -158,11 +176,18 @@ async def read_limited(request: Request, limit: int, deadline: float) -> bytes:
     size = 0
     try:
         async with asyncio.timeout(deadline):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_large(limit)
-                chunks.append(chunk)
+            while True:
+                message = await receive()
+                if message["type"] == "http.request":
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large(limit)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+                elif message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
     except TimeoutError:
         raise ApiError(
             408, "The request body was not received in time.", code="request_timeout", headers=CLOSE
@@ -181,19 +206,19 @@ def build_api(gateway: Gateway) -> ASGIApp:
     pipeline = Pipeline(gateway)
     settings = gateway.settings
 
-    async def read_request(request: Request, headers: Mapping[str, str], op: Operation) -> tuple[Any, Fields]:
+    async def read_request(receive: Receive, headers: Mapping[str, str], op: Operation) -> tuple[Any, Fields]:
         if not headers.get("content-type", "").lower().startswith("application/json"):
             raise ApiError(400, "Send the request body as application/json.", code="bad_content_type")
-        raw = await read_limited(request, settings.max_body_bytes, settings.receive_timeout)
+        raw = await read_limited(receive, headers, settings.max_body_bytes, settings.receive_timeout)
         body = decode_body(raw)
         needs = _OPS[op]
         if op == "responses" and "input" not in body and _STATEFUL_INPUT & body.keys():
             needs = "model"  # the upstream holds the input (a stored prompt, an earlier response)
         return body, read_fields(body, needs=needs)
 
-    async def operation(request: Request, op: Operation) -> Response:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
-        pin_kind: str | None = request.scope.get("state", {}).get("pin_kind")
+    async def operation(scope: Scope, receive: Receive, op: Operation) -> Response:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        pin_kind: str | None = scope.get("state", {}).get("pin_kind")
         ctx = RequestContext(
             request_id=_request_id(headers),
             op=op,
@@ -212,7 +237,7 @@ def build_api(gateway: Gateway) -> ASGIApp:
                     headers={"retry-after": "2"},
                 )
             try:
-                body, fields = await read_request(request, headers, op)
+                body, fields = await read_request(receive, headers, op)
             except ApiError as exc:  # refused before routing: counted once, here (faults 1, 4, 5)
                 reason = _REJECTED_AS.get(exc.code or "", exc.code or "bad_request")
                 gateway.metrics.rejected.labels(reason).inc()
@@ -238,23 +263,11 @@ def build_api(gateway: Gateway) -> ASGIApp:
             pipeline.accountant.finish(ctx, response.status_code)
         return response
 
-    async def chat(request: Request) -> Response:
-        return await operation(request, "chat")
+    def operate(op: Operation) -> Operate:
+        async def run(scope: Scope, receive: Receive) -> Response:
+            return await operation(scope, receive, op)
 
-    async def completions(request: Request) -> Response:
-        return await operation(request, "completions")
-
-    async def embeddings(request: Request) -> Response:
-        return await operation(request, "embeddings")
-
-    async def messages(request: Request) -> Response:
-        return await operation(request, "messages")
-
-    async def responses(request: Request) -> Response:
-        return await operation(request, "responses")
-
-    async def count(request: Request) -> Response:
-        return await operation(request, "count_tokens")
+        return run
 
     async def models(request: Request) -> Response:
         served = gateway.served
@@ -286,17 +299,19 @@ def build_api(gateway: Gateway) -> ASGIApp:
 
     app = Routes(
         {
-            "/v1/chat/completions": ("POST", chat),
-            "/v1/completions": ("POST", completions),
-            "/v1/embeddings": ("POST", embeddings),
-            "/v1/messages": ("POST", messages),
-            "/v1/responses": ("POST", responses),
-            "/v1/messages/count_tokens": ("POST", count),
-            "/v1/models": ("GET", models),
-            "/v1/models/id": ("GET", model),  # GET /v1/models/{id}, as StrictPaths rewrites it
-        }
+            "/v1/chat/completions": operate("chat"),
+            "/v1/completions": operate("completions"),
+            "/v1/embeddings": operate("embeddings"),
+            "/v1/messages": operate("messages"),
+            "/v1/responses": operate("responses"),
+            "/v1/messages/count_tokens": operate("count_tokens"),
+        },
+        {
+            "/v1/models": models,
+            "/v1/models/id": model,  # GET /v1/models/{id}, as StrictPaths rewrites it
+        },
     )
-    assert app.routes.keys() >= API_PATHS  # StrictPaths lets only these (and /v1/models/id) through
+    assert app.paths >= API_PATHS  # StrictPaths lets only these (and /v1/models/id) through
     return StrictPaths(app, API_PATHS)
 
 

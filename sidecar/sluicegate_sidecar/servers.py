@@ -87,8 +87,16 @@ async def run_servers(
     api_limits = api_limits or ConnectionLimits(max_connections=max_connections + API_CONNECTION_SLACK)
     ops_limits = ops_limits or ConnectionLimits(max_connections=32)
     # ws "none": no WebSocket route is served, so no WebSocket library is loaded (``auto`` imports one
-    # when installed, for nothing)
-    common = {"loop": "none", "lifespan": "off", "ws": "none", "access_log": False, "log_level": "warning"}
+    # when installed, for nothing). No proxy-headers middleware: nothing reads the client address, and
+    # it is one more layer per request.
+    common = {
+        "loop": "none",
+        "lifespan": "off",
+        "ws": "none",
+        "access_log": False,
+        "log_level": "warning",
+        "proxy_headers": False,
+    }
     api = _QuietServer(
         uvicorn.Config(
             build_api(gateway),
