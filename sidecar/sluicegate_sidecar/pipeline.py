@@ -264,13 +264,12 @@ class Pipeline:
         self.gw.health.acquire(target.connection, target.model, now)
         attempt.started = time.perf_counter()
         raw: bytes | AttemptFailed = b""
+        response = None
         try:
             if fields.stream:
                 response = await open_response(client, upstream, timeouts.first_byte_seconds)
             else:  # the status line and the body under one deadline object
-                response, raw = await fetch_reply(
-                    client, upstream, timeouts.first_byte_seconds, timeouts.total_seconds
-                )
+                raw = await fetch_reply(client, upstream, timeouts.first_byte_seconds, timeouts.total_seconds)
         except AttemptFailed as failure:
             attempt.upstream_done()
             attempt.fail(failure)
@@ -282,7 +281,7 @@ class Pipeline:
             send_cap if send_cap is not None else output_cap(fields),  # unchanged: the client's own cap
             spec.max_output_tokens, bound.outputs, spec.context_window if bound.one_prompt else None,
         )  # fmt: skip
-        if fields.stream:
+        if response is not None:
             return await stream_response(
                 attempt, adapter, op, request, response, timeouts, scrubber=conn.scrubber
             )

@@ -53,6 +53,18 @@ class Upstream:
         self.transport = transport
         self.extensions = {"timeout": {"connect": connect_seconds, "pool": connect_seconds, "read": None}}
         self._urls: dict[str, tuple[httpx.URL, str]] = {}
+        # What the aiohttp transport would pass per request, made once (``fetch_reply``'s direct path).
+        self.aiohttp_timeout = aiohttp.ClientTimeout(sock_connect=connect_seconds, connect=connect_seconds)
+
+    def session(self) -> aiohttp.ClientSession | None:
+        """The aiohttp session under an aiohttp transport (made on first use, inside the event loop,
+        as the transport itself would), None for any other transport (the mock)."""
+        transport = self.transport
+        if not isinstance(transport, AiohttpTransport):
+            return None
+        if not isinstance(transport.client, aiohttp.ClientSession):
+            transport.client = transport.get_client()
+        return transport.client
 
     def url(self, text: str) -> tuple[httpx.URL, str]:
         """``text`` parsed once, with its ``Host`` header: an ``httpx.Request`` built from a parsed URL
@@ -147,11 +159,19 @@ async def open_response(
 
 async def fetch_reply(
     upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
-) -> tuple[httpx.Response, bytes | AttemptFailed]:
-    """``open_response`` then ``read_body`` under one deadline object (each asyncio timeout is a timer
-    set and cancelled): the first-byte limit until the status line, then the total limit from there.
-    Raises ``AttemptFailed`` as ``open_response`` does; a body that fails is returned, as ``read_body``
-    would have raised it (the response is closed either way)."""
+) -> bytes | AttemptFailed:
+    """A complete (non-streaming) reply's body: the status line within the first-byte limit, then the
+    body within the total limit from there, under one deadline object (each asyncio timeout is a timer
+    set and cancelled). Raises ``AttemptFailed`` as ``open_response`` does; a body that fails is
+    returned, as ``read_body`` would have raised it (the response is closed either way).
+
+    Over an aiohttp transport the request goes to its session directly: the same request on the wire
+    (the headers ``Upstream.request`` makes, identity encoding, no redirects), without an
+    ``httpx.Request`` and ``httpx.Response`` wrapped around it, which nothing here needs (the hot path).
+    """
+    session = upstream.session()
+    if session is not None:
+        return await _fetch_aiohttp(session, upstream, request, first_byte_seconds, total_seconds)
     outgoing = upstream.request(request)
     phase = "open"
     response: httpx.Response | None = None
@@ -168,15 +188,13 @@ async def fetch_reply(
         if phase == "open":
             raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
         if phase == "body":
-            assert response is not None
-            return response, AttemptFailed("timeout", detail="upstream body did not finish in time")
+            return AttemptFailed("timeout", detail="upstream body did not finish in time")
         body = b""
     except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
         if phase == "open":
             raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
         if phase == "body":
-            assert response is not None
-            return response, AttemptFailed("connect", detail=type(exc).__name__)
+            return AttemptFailed("connect", detail=type(exc).__name__)
         body = b""
     except httpx.HTTPError:
         if phase != "error":
@@ -185,15 +203,86 @@ async def fetch_reply(
     except AttemptFailed as failure:  # a body over its limit
         if phase != "body":
             raise
-        assert response is not None
-        return response, failure
+        return failure
     finally:
         if response is not None:  # outside the deadline, as ``read_body`` closes it
             await response.aclose()
     assert response is not None
     if phase == "error":
         raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
-    return response, body
+    return body
+
+
+async def _fetch_aiohttp(
+    session: aiohttp.ClientSession,
+    upstream: Upstream,
+    request: UpstreamRequest,
+    first_byte_seconds: float,
+    total_seconds: float,
+) -> bytes | AttemptFailed:
+    """``fetch_reply`` over an aiohttp session: the same phases, deadlines and outcomes."""
+    _, host = upstream.url(request.url)
+    body = request.body
+    headers = [("Host", host)]
+    headers += [item for item in request.headers.items() if item[0].lower() != "accept-encoding"]
+    headers.append(("accept-encoding", "identity"))
+    if body or request.method in ("POST", "PUT", "PATCH"):
+        headers.append(("Content-Length", str(len(body))))
+    phase = "open"
+    response: aiohttp.ClientResponse | None = None
+    try:
+        async with asyncio.timeout(first_byte_seconds) as deadline:
+            response = await session.request(
+                request.method,
+                request.url,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=upstream.aiohttp_timeout,
+            )
+            ok = 200 <= response.status < 300
+            phase = "body" if ok else "error"
+            limit = total_seconds if ok else first_byte_seconds
+            deadline.reschedule(asyncio.get_running_loop().time() + limit)
+            content = await _read_capped_aiohttp(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
+    except TimeoutError:  # the deadline, or aiohttp's own (connect) timeout
+        if phase == "open":
+            detail = "no response before the first-byte deadline"
+            raise AttemptFailed("timeout", detail=detail) from None
+        if phase == "body":
+            return AttemptFailed("timeout", detail="upstream body did not finish in time")
+        content = b""
+    except (aiohttp.ClientError, OSError) as exc:
+        if phase == "open":
+            raise AttemptFailed("connect", detail=type(exc).__name__) from None
+        if phase == "body":
+            return AttemptFailed("connect", detail=type(exc).__name__)
+        content = b""
+    except AttemptFailed as failure:  # a body over its limit
+        if phase != "body":
+            raise
+        return failure
+    finally:
+        if response is not None:  # as httpx-aiohttp closes it: back to the pool when read to its end
+            await response.__aexit__(None, None, None)
+    assert response is not None
+    if phase == "error":
+        errors = {name.lower(): value for name, value in response.headers.items()}
+        raise AttemptFailed("http", status=response.status, headers=errors, body=content)
+    return content
+
+
+async def _read_capped_aiohttp(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise AttemptFailed("bad_response", detail=f"response larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _failure_kind(exc: BaseException) -> str:
