@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import httpx
 import msgspec
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -64,7 +65,12 @@ def _past(relay: StreamRelay, limit: int, char_limit: int) -> bool:
 class _SettlingStream(StreamingResponse):
     """A stream whose body generator is closed however the response ends (the client gone
     included), then ``on_close`` runs: the attempt is settled at once, never left to garbage
-    collection, even when the client left before the body started (fault 6)."""
+    collection, even when the client left before the body started (fault 6).
+
+    Sent as Starlette's ``StreamingResponse`` sends it, without its task group: on an ASGI 2.3
+    server (uvicorn: ``send`` to a closed connection just returns) one small task watches
+    ``receive`` for the client's hang-up and cancels the stream; on 2.4 a failed ``send`` is the
+    hang-up (``ClientDisconnect``)."""
 
     def __init__(
         self, body: AsyncGenerator[bytes, None], on_close: Callable[[], None], **kwargs: Any
@@ -75,10 +81,49 @@ class _SettlingStream(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            spec = scope.get("asgi", {}).get("spec_version", "2.0")
+            if tuple(map(int, spec.split("."))) >= (2, 4):
+                try:
+                    await self._send_all(send)
+                except OSError:
+                    raise ClientDisconnect() from None
+            else:
+                await self._send_watched(receive, send)
         finally:
             await self._body.aclose()  # runs the body's own ``finally`` if it started
             self._on_close()
+
+    async def _send_all(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self._body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_watched(self, receive: Receive, send: Send) -> None:
+        """``_send_all``, cut (quietly, as Starlette's task group ends) when the client hangs up."""
+        task = asyncio.current_task()
+        assert task is not None
+        streaming, gone = True, False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if streaming:  # else the stream is over: nothing to cut (and no cancel may be left pending)
+                gone = True
+                task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await self._send_all(send)
+            streaming = False  # in the same step as the last send's return: no await in between
+        except asyncio.CancelledError:
+            streaming = False
+            if gone and task.uncancel() == 0:
+                return  # the hang-up's own cancel: the stream simply ends
+            raise
+        finally:
+            watcher.cancel()
 
 
 def _stream_error(op: Operation, message: str, code: str, relay: StreamRelay | None = None) -> bytes:
