@@ -252,3 +252,21 @@ def ledger_entries(sidecar) -> list[dict]:
     for path in sorted(sidecar.ledger_dir.glob("ledger-*.jsonl")):
         lines += [json.loads(line) for line in path.read_text().splitlines() if line]
     return lines
+
+
+def test_a_client_that_hangs_up_halfway_through_its_body_reaches_no_upstream_and_the_next_is_served(
+    sidecar, fake_openai
+) -> None:
+    import socket
+
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b'{"model":"auto","messages":[')  # then gone, 970 bytes short
+    client = OpenAI(base_url=sidecar.base_url, api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+    assert len(fake_openai.requests) == 1  # only the complete request went upstream
+    assert sidecar.gateway.budgets.outstanding == 0
