@@ -41,6 +41,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True  # reading a request's headers (or waiting for the first byte of one)
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._headers_since: float | None = None  # when the awaited headers began (None: not waiting)
         self._refused = False
         self._opened = 0.0
         self._message_ended = False  # a request's end was parsed in the read being handled
@@ -71,14 +72,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._stop_timer()
         if not self._refused:
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused or self.transport.is_closing():
             return
-        if self._in_headers and self._header_timer is None:
+        if self._in_headers and self._headers_since is None:
             self._arm()
         self._message_ended = False
         super().data_received(data)
@@ -103,16 +104,35 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._message_ended = True
 
     def _arm(self) -> None:
-        self._disarm()
-        self._header_timer = self.loop.call_later(self.LIMITS.header_timeout, self._headers_too_slow)
+        """Start the header deadline. The timer is lazy: one already pending is kept and, when it
+        fires early for this wait, set again for the rest (a keep-alive connection's requests do not
+        each set and cancel a timer: the hot path)."""
+        self._headers_since = self.loop.time()
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.LIMITS.header_timeout, self._header_deadline)
 
     def _disarm(self) -> None:
+        self._headers_since = None  # a pending timer finds nothing to time out
+
+    def _stop_timer(self) -> None:
+        self._headers_since = None
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _headers_too_slow(self) -> None:
+    def _header_deadline(self) -> None:
         self._header_timer = None
+        since = self._headers_since
+        if since is None:
+            return
+        rest = since + self.LIMITS.header_timeout - self.loop.time()
+        if rest > 0:  # set for an earlier wait: this one has time left
+            self._header_timer = self.loop.call_later(rest, self._header_deadline)
+            return
+        self._headers_since = None
+        self._headers_too_slow()
+
+    def _headers_too_slow(self) -> None:
         if not self._in_headers or self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
@@ -123,7 +143,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # opened and never used: nothing to answer
 
     def _refuse(self, status: int, reason: str) -> None:
-        self._disarm()
+        self._stop_timer()
         body = reason.encode("ascii")
         head = (
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"

@@ -42,6 +42,10 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# What ``json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)`` would build per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
+
+
 def _too_deep(body: bytes) -> bool:
     depth = 0
     deepest = 0
@@ -81,7 +85,7 @@ def decode_body(body: bytes) -> dict[str, Any]:
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _too_deep(body):
         raise bad_request(f"The request body nests deeper than {MAX_DEPTH} levels.", code="bad_json")
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        value = _DECODER.decode(text)
     except _Duplicate as exc:
         raise bad_request(f"The request body repeats the key '{str(exc)[:64]}'.", code="bad_json") from None
     except (ValueError, RecursionError):

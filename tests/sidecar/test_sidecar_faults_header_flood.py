@@ -175,6 +175,24 @@ def test_a_header_that_never_finishes_or_never_starts_is_closed_at_the_header_de
         assert HEADER_TIMEOUT - 0.1 <= time.monotonic() - started < HEADER_TIMEOUT + 3
 
 
+def test_the_next_request_on_a_kept_alive_connection_gets_the_whole_header_deadline_from_its_own_start(
+    launch: Callable[..., Sidecar],
+) -> None:
+    sidecar = launch()
+    with socket.create_connection(("127.0.0.1", sidecar.ops_port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # answered; the connection stays open
+        first = b""
+        while not first.endswith(b'{"status":"ok"}'):
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        time.sleep(HEADER_TIMEOUT * 0.6)
+        started = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # then nothing more
+        # Not cut when a deadline counted from the first request would end, but a full one after this began.
+        assert answer_and_close(sock, within=HEADER_TIMEOUT + 3).startswith(b"HTTP/1.1 408 ")
+        assert HEADER_TIMEOUT - 0.1 <= time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
 def test_many_idle_ops_connections_cannot_make_api_requests_fail_under_a_small_open_file_limit(
     launch: Callable[..., Sidecar],
 ) -> None:
