@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from .authorityclient import AuthorityClient
 
 log = logging.getLogger("sluicegate.sidecar")
-SYNC_EVERY_SECONDS = 0.005  # default mode: the background fdatasync gathers this long (power loss risk)
+# Default mode: the background fdatasync gathers this long (the power-loss window; an emptyDir does not
+# outlive a node failure anyway). Each fdatasync is a thread hop: every 5 ms cost 8 % of the CPU at c=1.
+SYNC_EVERY_SECONDS = 0.05
 
 
 def pod_identity(environ: Mapping[str, str], labels_file: Path | None) -> PodIdentity:
