@@ -33,7 +33,7 @@ from .providers.responses_stream import NumberedErrors
 from .providers.usagefields import flagged
 from .routing.outcome import FailureClass
 from .tokens import estimate_output_tokens_from_chars
-from .upstream import AttemptFailed
+from .upstream import AttemptFailed, OpenResponse
 
 _TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError)
 _RELEASE_SECONDS = 1.0  # how long the rest of a complete upstream body is read, for connection reuse
@@ -148,7 +148,7 @@ async def stream_response(
     adapter: Adapter,
     op: Operation,
     request: dict[str, Any],
-    response: httpx.Response,
+    response: OpenResponse,
     timeouts: Timeouts,
     *,
     scrubber: KeyScrubber = NO_KEY,
@@ -251,7 +251,7 @@ async def stream_response(
     )
 
 
-async def _release(response: httpx.Response, iterator: AsyncIterator[bytes]) -> None:
+async def _release(response: OpenResponse, iterator: AsyncIterator[bytes]) -> None:
     """After a complete stream: read what the upstream still sends (a keep-alive upstream may hold
     the body open after its terminator) for a bounded time, so its connection can be reused."""
     try:

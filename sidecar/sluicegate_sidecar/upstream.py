@@ -1,4 +1,4 @@
-"""Upstream HTTP: one httpx client per connection over an aiohttp transport (the hot path), and attempts.
+"""Upstream HTTP: one aiohttp session per connection (the hot path; httpx types for the mock), and attempts.
 
 An attempt opens the upstream response within the time-to-first-byte limit and classifies what went
 wrong; reading the body afterwards is the pipeline's job, under the idle and total deadlines.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -40,6 +41,41 @@ class AttemptFailed(Exception):
         self.status = status
         self.headers = dict(headers or {})
         self.body = body
+
+
+class OpenResponse(Protocol):
+    """An upstream response whose body is still to be read (``httpx.Response`` is one)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpResponse:
+    """An aiohttp response as an ``OpenResponse``: its body as it arrives, closed as httpx-aiohttp
+    closes it (the connection goes back to the pool only when the body was read to its end)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {name.lower(): value for name, value in self._response.headers.items()}
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()
+
+    async def aclose(self) -> None:
+        await self._response.__aexit__(None, None, None)
 
 
 class Upstream:
@@ -134,17 +170,25 @@ def build_client(
 
 async def open_response(
     upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float
-) -> httpx.Response:
-    """Send and wait for the status line; raises ``AttemptFailed`` for anything but a 2xx."""
-    outgoing = upstream.request(request)
+) -> OpenResponse:
+    """Send and wait for the status line; raises ``AttemptFailed`` for anything but a 2xx. Over an
+    aiohttp transport, sent on its session directly (as ``fetch_reply`` does)."""
+    session = upstream.session()
+    headers: Mapping[str, str] | None
     try:
         async with asyncio.timeout(first_byte_seconds):
-            response = await upstream.transport.handle_async_request(outgoing)
+            if session is not None:
+                response: OpenResponse = AiohttpResponse(await _send(session, upstream, request))
+                headers = None
+            else:
+                outgoing = upstream.request(request)
+                response = sent = await upstream.transport.handle_async_request(outgoing)
+                sent.request = outgoing
+                headers = sent.headers
     except TimeoutError:
         raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
     except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
         raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
-    response.request = outgoing
     if 200 <= response.status_code < 300:
         return response
     try:
@@ -154,7 +198,10 @@ async def open_response(
         body = b""
     finally:
         await response.aclose()
-    raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
+    if headers is None:
+        assert isinstance(response, AiohttpResponse)
+        headers = response.headers
+    raise AttemptFailed("http", status=response.status_code, headers=headers, body=body)
 
 
 async def fetch_reply(
@@ -221,27 +268,11 @@ async def _fetch_aiohttp(
     total_seconds: float,
 ) -> bytes | AttemptFailed:
     """``fetch_reply`` over an aiohttp session: the same phases, deadlines and outcomes."""
-    _, host = upstream.url(request.url)
-    body = request.body
-    headers = [("Host", host)]
-    headers += [item for item in request.headers.items() if item[0].lower() != "accept-encoding"]
-    headers.append(("accept-encoding", "identity"))
-    if body or request.method in ("POST", "PUT", "PATCH"):
-        headers.append(("Content-Length", str(len(body))))
     phase = "open"
     response: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(first_byte_seconds) as deadline:
-            response = await session.request(
-                request.method,
-                request.url,
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=False,
-                timeout=upstream.aiohttp_timeout,
-            )
+            response = await _send(session, upstream, request)
             ok = 200 <= response.status < 300
             phase = "body" if ok else "error"
             limit = total_seconds if ok else first_byte_seconds
@@ -274,6 +305,30 @@ async def _fetch_aiohttp(
     return content
 
 
+async def _send(
+    session: aiohttp.ClientSession, upstream: Upstream, request: UpstreamRequest
+) -> aiohttp.ClientResponse:
+    """``request`` on ``session`` as the aiohttp transport would send ``upstream.request(request)``:
+    the same headers in the same order, identity encoding, no redirects, no decompression."""
+    _, host = upstream.url(request.url)
+    body = request.body
+    headers = [("Host", host)]
+    headers += [item for item in request.headers.items() if item[0].lower() != "accept-encoding"]
+    headers.append(("accept-encoding", "identity"))
+    if body or request.method in ("POST", "PUT", "PATCH"):
+        headers.append(("Content-Length", str(len(body))))
+    return await session.request(
+        request.method,
+        request.url,
+        headers=headers,
+        data=body or None,
+        allow_redirects=False,
+        auto_decompress=False,
+        compress=False,
+        timeout=upstream.aiohttp_timeout,
+    )
+
+
 async def _read_capped_aiohttp(response: aiohttp.ClientResponse, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -294,7 +349,7 @@ def _failure_kind(exc: BaseException) -> str:
     return "timeout" if isinstance(exc, httpx.TimeoutException) else "connect"
 
 
-async def read_capped(response: httpx.Response, limit: int) -> bytes:
+async def read_capped(response: OpenResponse, limit: int) -> bytes:
     """The (decompressed) body up to ``limit`` bytes; more raises ``AttemptFailed('bad_response')``."""
     chunks: list[bytes] = []
     size = 0
@@ -306,7 +361,7 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_body(response: httpx.Response, idle_seconds: float, total_seconds: float) -> bytes:
+async def read_body(response: OpenResponse, idle_seconds: float, total_seconds: float) -> bytes:
     try:
         async with asyncio.timeout(total_seconds):
             return await read_capped(response, MAX_RESPONSE_BYTES)
