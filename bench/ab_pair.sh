@@ -10,6 +10,7 @@
 #
 # usage: bench/ab_pair.sh [REF_A] [REF_B]   (default: main HEAD)
 # Knobs: SHARED_BENCH=../shared/bench (beside the repo), PAIRS=5 (rounds; each runs c=32 then c=1), N32=10000, N1=3000, CORE_GW=1, CORE_LOAD=0,
+# STREAM=1 (streamed chat completions instead, each round one run at c=8 of N8=8000),
 # AB_DIR=/tmp/sluicegate-ab, AB_PORT=19400 (uses AB_PORT..AB_PORT+4).
 # Prints one line per run: each side's CPU ms/request, RSS fresh and after (KiB), wrk's count.
 set -euo pipefail
@@ -50,7 +51,7 @@ start() {  # SIDE API_PORT OPS_PORT -> pid
   echo $!
 }
 load() {  # API_PORT CONNS N -> "count non_2xx"
-  BENCH_CHAT_LUA=$SHARED/wrk_chat.lua BENCH_REQUESTS=$3 BENCH_STREAM=0 taskset -c "$CORE_LOAD" \
+  BENCH_CHAT_LUA=$SHARED/wrk_chat.lua BENCH_REQUESTS=$3 BENCH_STREAM=${STREAM:-0} taskset -c "$CORE_LOAD" \
     wrk -t1 -c"$2" -d600s --timeout 10s -s "$ROOT/bench/wrk_count.lua" "http://127.0.0.1:$1" 2>&1 |
     sed -n 's/^WRKCOUNT //p'
 }
@@ -83,6 +84,10 @@ pair() {  # CONNS N
 }
 
 for _ in $(seq "${PAIRS:-5}"); do
-  pair 32 "${N32:-10000}"
-  pair 1 "${N1:-3000}"
+  if [[ ${STREAM:-0} == 1 ]]; then
+    pair 8 "${N8:-8000}"
+  else
+    pair 32 "${N32:-10000}"
+    pair 1 "${N1:-3000}"
+  fi
 done
