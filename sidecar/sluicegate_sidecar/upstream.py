@@ -81,8 +81,9 @@ class AiohttpResponse:
 class Upstream:
     """One connection's upstream: an httpx transport (aiohttp-backed, or the in-process mock).
 
-    Requests go straight to the transport as ``httpx.Request``s: the client layer's cookie jar,
-    auth flow, redirect handling and URL merging are work the sidecar never wants (the hot path).
+    Over an aiohttp transport, requests go to its session directly (``session``); to the mock, as
+    ``httpx.Request``s straight to the transport. Either way no client layer: its cookie jar, auth
+    flow, redirect handling and URL merging are work the sidecar never wants (the hot path).
     """
 
     def __init__(self, transport: httpx.AsyncBaseTransport, connect_seconds: float = 5.0) -> None:
