@@ -144,5 +144,8 @@ def test_scrapes_with_ten_thousand_split_values_do_not_stall_api_requests(sideca
         stop.set()
         scraper.join(timeout=30)
     assert len(scrape_seconds) >= 3
-    assert max(scrape_seconds) < 0.5, max(scrape_seconds)
-    assert max(latencies) < 0.5, max(latencies)
+    # A stall, not a speed: a scrape walking every split scope took 6.2 s and held API requests for as
+    # long; now each takes milliseconds. The bound leaves room for a loaded CI machine (a 0.5 s bound
+    # failed once there at 0.58 s); how fast is for the benchmark to say.
+    assert max(scrape_seconds) < 2.0, max(scrape_seconds)
+    assert max(latencies) < 2.0, max(latencies)
