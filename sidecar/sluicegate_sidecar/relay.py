@@ -186,59 +186,63 @@ async def stream_response(
         status: int | str = "client_disconnect"
         gw.drain.inflight += 1
         try:
-            if limit is not None and _past(relay, limit, char_limit):
-                raise _OutputOverCap
-            tail = b""
-            if relay.completed:  # the whole answer came in the first read
-                tail = first
-            else:
-                yield first
-            while not relay.completed:
-                wait = min(timeouts.idle_seconds, deadline - time.perf_counter())
-                if wait <= 0:
-                    raise TimeoutError
-                try:
-                    async with asyncio.timeout(wait) as timer:
-                        gw.drain.track_stream_timer(timer)  # a SIGTERM drain deadline can bring it forward
-                        chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    tail = relay.finish()  # Gemini's end of body is its end: the terminator is made here
-                    break
-                finally:
-                    gw.drain.untrack_stream_timer(timer)
-                out = relay.feed(chunk)
+            cut: tuple[str, str] | None = None  # (message, code) of the error event that ends a cut stream
+            tail = b""  # the stream's last event (its terminator): it waits for the ledger line
+            try:
                 if limit is not None and _past(relay, limit, char_limit):
-                    raise _OutputOverCap  # what passed the cap is not relayed
-                if relay.completed:
-                    tail = out  # holds the terminator ([DONE], message_stop): it waits for the ledger
-                elif out:
-                    yield out
-            status = 200 if relay.completed else "upstream_stream_error"
-            settle(status)  # the ledger line is written before the terminator leaves (ledger before reply)
+                    raise _OutputOverCap
+                if relay.completed:  # the whole answer came in the first read
+                    tail = first
+                else:
+                    yield first
+                while not relay.completed:
+                    wait = min(timeouts.idle_seconds, deadline - time.perf_counter())
+                    if wait <= 0:
+                        raise TimeoutError
+                    try:
+                        async with asyncio.timeout(wait) as timer:
+                            # a SIGTERM drain deadline can bring it forward
+                            gw.drain.track_stream_timer(timer)
+                            chunk = await anext(iterator)
+                    except StopAsyncIteration:
+                        tail = relay.finish()  # Gemini's end of body is its end: the terminator is made here
+                        break
+                    finally:
+                        gw.drain.untrack_stream_timer(timer)
+                    out = relay.feed(chunk)
+                    if limit is not None and _past(relay, limit, char_limit):
+                        raise _OutputOverCap  # what passed the cap is not relayed
+                    if relay.completed:
+                        tail = out  # holds the terminator ([DONE], message_stop): it waits for the ledger
+                    elif out:
+                        yield out
+                status = 200 if relay.completed else "upstream_stream_error"
+                if status != 200:
+                    cut = ("The upstream stream ended before it was complete.", "upstream_stream_error")
+            except TimeoutError:
+                if gw.drain.expired():
+                    status = "sidecar_shutdown"
+                    cut = ("The sidecar is shutting down; the stream was cut at its drain deadline.", status)
+                else:
+                    status = "upstream_stream_timeout"
+                    cut = ("The upstream stream stalled and was cut.", status)
+            except _OutputOverCap:
+                status = OVER_CAP
+                cut = (
+                    "The upstream streamed more output than this request reserved; the stream was cut.",
+                    OVER_CAP,
+                )
+            except (BadUpstreamResponse, *_TRANSPORT_ERRORS):
+                status = "upstream_stream_error"
+                cut = ("The upstream stream failed.", status)
+            # The ledger line is written before the stream's last event leaves (ledger before reply):
+            # its terminator, or the error event that ends a cut stream.
+            settle(status)
             await attempt.durable()
             if tail:
                 yield tail
-            if status != 200:
-                yield _stream_error(
-                    op, "The upstream stream ended before it was complete.", "upstream_stream_error", relay
-                )
-        except TimeoutError:
-            if gw.drain.expired():
-                status = "sidecar_shutdown"
-                message = "The sidecar is shutting down; the stream was cut at its drain deadline."
-                yield _stream_error(op, message, "sidecar_shutdown", relay)
-            else:
-                status = "upstream_stream_timeout"
-                yield _stream_error(
-                    op, "The upstream stream stalled and was cut.", "upstream_stream_timeout", relay
-                )
-        except _OutputOverCap:
-            status = OVER_CAP
-            message = "The upstream streamed more output than this request reserved; the stream was cut."
-            yield _stream_error(op, message, OVER_CAP, relay)
-        except (BadUpstreamResponse, *_TRANSPORT_ERRORS):
-            status = "upstream_stream_error"
-            yield _stream_error(op, "The upstream stream failed.", "upstream_stream_error", relay)
+            if cut is not None:
+                yield _stream_error(op, cut[0], cut[1], relay)
         finally:
             gw.drain.inflight -= 1
             settle(status)

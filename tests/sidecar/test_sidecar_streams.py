@@ -4,6 +4,7 @@ error event, never a clean end; nothing falls back; what was streamed is charged
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from sluicegate_sidecar.ledger import writer
 from tests.sidecar.conftest import ANTHROPIC_KEY, CLAUDE, GEMINI, GEMINI_KEY, OPENAI_KEY, reset_fake
 from tests.support.fakes import FakeOpenAI, Fault
 from tests.support.sidecar_harness import (
@@ -88,6 +90,51 @@ def test_a_stream_that_stalls_after_three_chunks_ends_with_a_timeout_event_and_n
     entry = entry_for(sidecar, response.headers["x-request-id"])
     assert entry["status"] == "upstream_stream_timeout"
     assert entry["costBasis"] in ("estimated", "exact") and entry["costMicroUSD"] > 0
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.stream_hang(3, seconds=3), Fault.stream_reset(5)], ids=["stall", "reset"]
+)
+def test_a_cut_stream_is_durably_in_the_ledger_before_its_error_event_leaves(
+    tmp_path: Path, openai_up, monkeypatch: pytest.MonkeyPatch, fault
+) -> None:
+    """Ledger before reply holds for a cut stream too (``--ledger-sync``: the line is fdatasynced
+    before the error event, the stream's last byte, leaves), as it does for a terminator."""
+    synced: list[float] = []
+    sync_files = writer._sync_files
+
+    def slow_sync(*args: Any) -> None:  # a slow disk: each fdatasync takes 0.4 s
+        time.sleep(0.4)
+        sync_files(*args)
+        synced.append(time.monotonic())
+
+    monkeypatch.setattr(writer, "_sync_files", slow_sync)
+    config = render_dir(
+        tmp_path / "cfg",
+        [
+            connection(
+                "openai",
+                "openai",
+                ["gpt-4o-mini"],
+                base_url=openai_up.base_url,
+                key=OPENAI_KEY,
+                timeouts=FAST,
+            )
+        ],
+    )
+    openai_up.script([fault])
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "stream": True}
+    errors_at: list[float] = []
+    with SidecarThread(config, tmp_path / "ledger", ledger_sync=True) as sidecar:
+        with httpx.stream("POST", f"{sidecar.base_url}/chat/completions", json=body, timeout=10) as response:
+            rid = response.headers["x-request-id"]
+            for line in response.iter_lines():
+                if line.startswith("data: ") and '"error"' in line:
+                    errors_at.append(time.monotonic())
+        [entry] = [e for e in ledger_entries(sidecar) if e["requestId"] == rid]
+    assert entry["status"] in ("upstream_stream_timeout", "upstream_stream_error")
+    assert len(errors_at) == 1 and synced
+    assert synced[0] <= errors_at[0]  # the line was on disk before the client had the error event
 
 
 # Five chunks hold text from each provider (Anthropic's first three events carry none).
