@@ -1,7 +1,8 @@
 """Fetches this namespace's data keys from the operator's key service; keeps them in memory only.
 
 Authenticates with the projected ServiceAccount token (audience ``sluicegate``), re-read on every
-fetch since the kubelet rotates it. Retries with capped exponential back-off.
+fetch since the kubelet rotates it. Retries with capped exponential back-off. Over aiohttp, which
+the sidecar serves with anyway: httpx would be loaded only for this one request a start.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import random
 import ssl
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from sluicegate_contract.keyreply import KEYS_PATH, KeysReplyError, decode_keys_reply
 
 log = logging.getLogger("sluicegate.sidecar")
+_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_connect=10.0, sock_read=10.0)
 
 
 class KeyServiceError(Exception):
@@ -36,15 +38,19 @@ class KeyClient:
 
     async def fetch(self) -> dict[str, bytes]:
         token = self.token_file.read_text(encoding="utf-8").strip()
-        verify: ssl.SSLContext | bool = True
-        if self.ca_file or self.ca_pem:
-            verify = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_pem)
-        async with httpx.AsyncClient(verify=verify, timeout=10.0) as client:
-            response = await client.post(self.url, headers={"authorization": f"Bearer {token}"})
-        if response.status_code != 200:
-            raise KeyServiceError(f"key service answered {response.status_code}")
+        # The given CA, else the system trust store; never unverified.
+        verify = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_pem)
+        async with (
+            aiohttp.ClientSession(timeout=_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar()) as session,
+            session.post(
+                self.url, headers={"authorization": f"Bearer {token}"}, ssl=verify, allow_redirects=False
+            ) as response,
+        ):
+            status, content = response.status, await response.read()
+        if status != 200:
+            raise KeyServiceError(f"key service answered {status}")
         try:
-            reply, keys = decode_keys_reply(response.content)
+            reply, keys = decode_keys_reply(content)
         except KeysReplyError as exc:
             raise KeyServiceError(str(exc)) from None
         self.keys, self.namespace = keys, reply.namespace
@@ -54,7 +60,7 @@ class KeyClient:
         """One fetch (an unknown key id showed up); False when it failed, keeping the keys we have."""
         try:
             await self.fetch()
-        except (KeyServiceError, httpx.HTTPError, OSError) as exc:
+        except (KeyServiceError, aiohttp.ClientError, OSError) as exc:
             log.warning("data keys not refreshed: %s", exc)
             return False
         return True
@@ -66,7 +72,7 @@ class KeyClient:
             try:
                 await self.fetch()
                 return True
-            except (KeyServiceError, httpx.HTTPError, OSError) as exc:
+            except (KeyServiceError, aiohttp.ClientError, OSError) as exc:
                 log.warning("data keys not fetched (attempt %s): %s", attempt, exc)
             if attempt < attempts:  # no sleep after the last: the caller goes on without keys
                 await asyncio.sleep(delay * (0.5 + rng.random() / 2))

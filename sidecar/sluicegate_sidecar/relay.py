@@ -15,7 +15,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-import httpx
 import msgspec
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
@@ -35,7 +34,7 @@ from .routing.outcome import FailureClass
 from .tokens import estimate_output_tokens_from_chars
 from .upstream import AttemptFailed, OpenResponse
 
-_TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, OSError)
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)  # a broken upstream body (``OpenResponse``)
 _RELEASE_SECONDS = 1.0  # how long the rest of a complete upstream body is read, for connection reuse
 OVER_CAP = "upstream_output_over_cap"  # the status (and error code) of a stream cut past its reserved output
 # A stream is cut once its output is surely past the output its reservation pays for: the upstream's
@@ -262,7 +261,7 @@ async def _release(response: OpenResponse, iterator: AsyncIterator[bytes]) -> No
         async with asyncio.timeout(_RELEASE_SECONDS):
             async for _ in iterator:
                 pass
-    except (TimeoutError, httpx.StreamError, *_TRANSPORT_ERRORS):
+    except (TimeoutError, *_TRANSPORT_ERRORS):
         pass  # whatever follows a complete answer is not the client's concern
     finally:
         await response.aclose()

@@ -19,6 +19,7 @@ from typing import Any
 
 from sluicegate_contract.ledgerfiles import LedgerError, read_entries
 from sluicegate_contract.rawkeys import ConfigRejected
+from sluicegate_contract.schema import Provider
 
 from .attribution import PodIdentity
 from .budget import BudgetBook
@@ -31,7 +32,7 @@ from .metrics import LabelGuard, Metrics
 from .routing.catalog import ModelCatalog
 from .routing.health import HealthBook
 from .serialstate import Accepted, write_accepted
-from .upstream import Upstream, build_client, upstream_tls
+from .upstream import AiohttpUpstream, Upstream, upstream_tls
 from .verifychild import VERIFIER, VERIFY_TIMEOUT_SECONDS, run_verifier, run_verifier_async
 from .verifyproto import VerifyReply, VerifyRequest
 
@@ -264,9 +265,7 @@ class Gateway:
                 reuse = old.clients.get(provider.name) if old else None
                 same = old is not None and _same_upstream(old, loaded, provider.name)
                 clients[provider.name] = (
-                    reuse
-                    if (reuse is not None and same)
-                    else build_client(provider.provider, provider.timeouts, provider.mock, tls)
+                    reuse if (reuse is not None and same) else build_client(provider, tls)
                 )
         except Exception:
             reused = set(map(id, old.clients.values())) if old else set()
@@ -400,3 +399,13 @@ def _same_upstream(old: Served, new: LoadedConfig, name: str) -> bool:
         and old_provider.timeouts == new_provider.timeouts
         and old_provider.mock == new_provider.mock
     )
+
+
+def build_client(provider: Provider, tls: ssl.SSLContext) -> Upstream:
+    """A connection's upstream. A mock connection's imports httpx and the mock (memory every sidecar
+    without one would pay); a real one's is an aiohttp session (``upstream``)."""
+    if provider.provider == "mock":
+        from .mockupstream import mock_upstream
+
+        return mock_upstream(provider.mock)
+    return AiohttpUpstream(provider.timeouts.connect_seconds, tls)

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import aiohttp
 import pytest
 import trustme
 
@@ -69,7 +69,7 @@ async def test_a_server_the_given_ca_did_not_sign_is_refused_and_no_keys_are_tak
     service: FakeKeyService, token_file: Path
 ) -> None:
     stranger = KeyClient(service.url, token_file, ca_pem=trustme.CA().cert_pem.bytes().decode())
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
         await stranger.fetch()
     assert await stranger.refresh() is False and stranger.keys == {}
     system_trust = KeyClient(service.url, token_file)  # no CA given: the system roots, never "no check"
