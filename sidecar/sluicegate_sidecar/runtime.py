@@ -19,12 +19,12 @@ from typing import Any
 
 from sluicegate_contract.ledgerfiles import LedgerError, read_entries
 from sluicegate_contract.rawkeys import ConfigRejected
-from sluicegate_contract.schema import Provider
 
 from .attribution import PodIdentity
 from .budget import BudgetBook
 from .configcheck import ConfigCheck, refuse_rollback
 from .configload import LoadedConfig, loaded_config, read_config, reopen_keys
+from .connections import build_client, same_upstream
 from .drain import Drain
 from .ledger.records import charges
 from .ledger.writer import Ledger
@@ -32,7 +32,7 @@ from .metrics import LabelGuard, Metrics
 from .routing.catalog import ModelCatalog
 from .routing.health import HealthBook
 from .serialstate import Accepted, write_accepted
-from .upstream import AiohttpUpstream, Upstream, upstream_tls
+from .upstream import Upstream, upstream_tls
 from .verifychild import VERIFIER, VERIFY_TIMEOUT_SECONDS, run_verifier, run_verifier_async
 from .verifyproto import VerifyReply, VerifyRequest
 
@@ -232,7 +232,7 @@ class Gateway:
             if (
                 old is not None
                 and provider.name in old.loaded.connections
-                and not _same_upstream(old, loaded, provider.name)
+                and not same_upstream(old.loaded, loaded, provider.name)
             ):
                 self.health.clear_key_bad(provider.name)
         self.budgets.replace_budgets(loaded.config.budgets)
@@ -263,7 +263,7 @@ class Gateway:
                 if provider.name not in loaded.connections:
                     continue
                 reuse = old.clients.get(provider.name) if old else None
-                same = old is not None and _same_upstream(old, loaded, provider.name)
+                same = old is not None and same_upstream(old.loaded, loaded, provider.name)
                 clients[provider.name] = (
                     reuse if (reuse is not None and same) else build_client(provider, tls)
                 )
@@ -385,27 +385,3 @@ class Gateway:
         for client in clients + self._retired:
             await client.aclose()
         await self.ledger.aclose()
-
-
-def _same_upstream(old: Served, new: LoadedConfig, name: str) -> bool:
-    before = old.loaded.connections.get(name)
-    after = new.connections.get(name)
-    old_provider = next((p for p in old.loaded.config.providers if p.name == name), None)
-    new_provider = next((p for p in new.config.providers if p.name == name), None)
-    return (
-        before == after
-        and old_provider is not None
-        and new_provider is not None
-        and old_provider.timeouts == new_provider.timeouts
-        and old_provider.mock == new_provider.mock
-    )
-
-
-def build_client(provider: Provider, tls: ssl.SSLContext) -> Upstream:
-    """A connection's upstream. A mock connection's imports httpx and the mock (memory every sidecar
-    without one would pay); a real one's is an aiohttp session (``upstream``)."""
-    if provider.provider == "mock":
-        from .mockupstream import mock_upstream
-
-        return mock_upstream(provider.mock)
-    return AiohttpUpstream(provider.timeouts.connect_seconds, tls)
