@@ -145,7 +145,43 @@ class AiohttpUpstream:
     async def fetch(
         self, request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
     ) -> bytes | AttemptFailed:
-        return await _fetch_aiohttp(self, request, first_byte_seconds, total_seconds)
+        """``fetch_reply`` on the session, sent as ``_send`` sends it: no ``httpx.Request`` and
+        ``httpx.Response`` wrapped around it, which nothing here needs (the hot path)."""
+        phase = "open"
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(first_byte_seconds) as deadline:
+                response = await _send(self, request)
+                ok = 200 <= response.status < 300
+                phase = "body" if ok else "error"
+                limit = total_seconds if ok else first_byte_seconds
+                deadline.reschedule(asyncio.get_running_loop().time() + limit)
+                content = await _read_capped_aiohttp(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
+        except TimeoutError:  # the deadline, or aiohttp's own (connect) timeout
+            if phase == "open":
+                detail = "no response before the first-byte deadline"
+                raise AttemptFailed("timeout", detail=detail) from None
+            if phase == "body":
+                return AttemptFailed("timeout", detail="upstream body did not finish in time")
+            content = b""
+        except (aiohttp.ClientError, OSError) as exc:
+            if phase == "open":
+                raise AttemptFailed("connect", detail=type(exc).__name__) from None
+            if phase == "body":
+                return AttemptFailed("connect", detail=type(exc).__name__)
+            content = b""
+        except AttemptFailed as failure:  # a body over its limit
+            if phase != "body":
+                raise
+            return failure
+        finally:
+            if response is not None:  # as httpx-aiohttp closes it: back to the pool when read to its end
+                await response.__aexit__(None, None, None)
+        assert response is not None
+        if phase == "error":
+            errors = {name.lower(): value for name, value in response.headers.items()}
+            raise AttemptFailed("http", status=response.status, headers=errors, body=content)
+        return content
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -194,51 +230,6 @@ async def fetch_reply(
     set and cancelled). Raises ``AttemptFailed`` as ``open_response`` does; a body that fails is
     returned, as ``read_body`` would have raised it (the response is closed either way)."""
     return await upstream.fetch(request, first_byte_seconds, total_seconds)
-
-
-async def _fetch_aiohttp(
-    upstream: AiohttpUpstream,
-    request: UpstreamRequest,
-    first_byte_seconds: float,
-    total_seconds: float,
-) -> bytes | AttemptFailed:
-    """``fetch_reply`` over an aiohttp session: the request is sent as ``_send`` sends it, without an
-    ``httpx.Request`` and ``httpx.Response`` wrapped around it, which nothing here needs (the hot path)."""
-    phase = "open"
-    response: aiohttp.ClientResponse | None = None
-    try:
-        async with asyncio.timeout(first_byte_seconds) as deadline:
-            response = await _send(upstream, request)
-            ok = 200 <= response.status < 300
-            phase = "body" if ok else "error"
-            limit = total_seconds if ok else first_byte_seconds
-            deadline.reschedule(asyncio.get_running_loop().time() + limit)
-            content = await _read_capped_aiohttp(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
-    except TimeoutError:  # the deadline, or aiohttp's own (connect) timeout
-        if phase == "open":
-            detail = "no response before the first-byte deadline"
-            raise AttemptFailed("timeout", detail=detail) from None
-        if phase == "body":
-            return AttemptFailed("timeout", detail="upstream body did not finish in time")
-        content = b""
-    except (aiohttp.ClientError, OSError) as exc:
-        if phase == "open":
-            raise AttemptFailed("connect", detail=type(exc).__name__) from None
-        if phase == "body":
-            return AttemptFailed("connect", detail=type(exc).__name__)
-        content = b""
-    except AttemptFailed as failure:  # a body over its limit
-        if phase != "body":
-            raise
-        return failure
-    finally:
-        if response is not None:  # as httpx-aiohttp closes it: back to the pool when read to its end
-            await response.__aexit__(None, None, None)
-    assert response is not None
-    if phase == "error":
-        errors = {name.lower(): value for name, value in response.headers.items()}
-        raise AttemptFailed("http", status=response.status, headers=errors, body=content)
-    return content
 
 
 async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.ClientResponse:
