@@ -100,8 +100,19 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="cam
 
 
 def format_time(instant: datetime) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-23T04:25:19.375Z``."""
-    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-23T04:25:19.375Z`` (truncated, as ``isoformat``
+    truncates; formatted by hand: twice per request, half ``isoformat``'s cost)."""
+    if instant.tzinfo is not UTC:
+        instant = instant.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (faster than an f-string)
+        instant.year,
+        instant.month,
+        instant.day,
+        instant.hour,
+        instant.minute,
+        instant.second,
+        instant.microsecond // 1000,
+    )
 
 
 def parse_time(text: str) -> datetime:
