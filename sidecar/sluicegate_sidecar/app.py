@@ -35,7 +35,7 @@ from .providers.base import Operation
 from .routing.catalog import model_id_problem
 from .runtime import Gateway
 from .tokencount import count_tokens
-from .wire import CLOSE, Fields, decode_body, read_fields, too_large
+from .wire import BODY_IN, CLOSE, Fields, decode_body, read_fields, too_large
 
 log = logging.getLogger("sluicegate.sidecar")
 
@@ -162,10 +162,14 @@ def _speaks_anthropic(headers: Mapping[str, str]) -> bool:
     return "anthropic-version" in headers or ("x-api-key" in headers and "authorization" not in headers)
 
 
-async def read_limited(receive: Receive, headers: Mapping[str, str], limit: int, deadline: float) -> bytes:
+async def read_limited(
+    receive: Receive, headers: Mapping[str, str], limit: int, deadline: float, buffered: bool = False
+) -> bytes:
     """The whole body, under ``limit`` bytes and ``deadline`` seconds. Every refusal says
     ``Connection: close`` (uvicorn then closes it): the rest of the body is never read (fault 5).
-    A client gone before its body was in raises ``ClientDisconnect`` (as Starlette's request would)."""
+    A client gone before its body was in raises ``ClientDisconnect`` (as Starlette's request would).
+    ``buffered``: the server holds the whole body already (``BODY_IN``), so the first ``receive()``
+    returns at once and needs no deadline (no timer set and cancelled: the hot path)."""
     length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -174,6 +178,17 @@ async def read_limited(receive: Receive, headers: Mapping[str, str], limit: int,
             raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
+    if buffered:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if len(chunk) > limit:
+            raise too_large(limit)
+        if not message.get("more_body", False):
+            return chunk  # type: ignore[no-any-return]
+        chunks.append(chunk)
+        size = len(chunk)
     try:
         async with asyncio.timeout(deadline):
             while True:
@@ -206,10 +221,14 @@ def build_api(gateway: Gateway) -> ASGIApp:
     pipeline = Pipeline(gateway)
     settings = gateway.settings
 
-    async def read_request(receive: Receive, headers: Mapping[str, str], op: Operation) -> tuple[Any, Fields]:
+    async def read_request(
+        scope: Scope, receive: Receive, headers: Mapping[str, str], op: Operation
+    ) -> tuple[Any, Fields]:
         if not headers.get("content-type", "").lower().startswith("application/json"):
             raise ApiError(400, "Send the request body as application/json.", code="bad_content_type")
-        raw = await read_limited(receive, headers, settings.max_body_bytes, settings.receive_timeout)
+        raw = await read_limited(
+            receive, headers, settings.max_body_bytes, settings.receive_timeout, BODY_IN in scope
+        )
         body = decode_body(raw)
         needs = _OPS[op]
         if op == "responses" and "input" not in body and _STATEFUL_INPUT & body.keys():
@@ -237,7 +256,7 @@ def build_api(gateway: Gateway) -> ASGIApp:
                     headers={"retry-after": "2"},
                 )
             try:
-                body, fields = await read_request(receive, headers, op)
+                body, fields = await read_request(scope, receive, headers, op)
             except ApiError as exc:  # refused before routing: counted once, here (faults 1, 4, 5)
                 reason = _REJECTED_AS.get(exc.code or "", exc.code or "bad_request")
                 gateway.metrics.rejected.labels(reason).inc()

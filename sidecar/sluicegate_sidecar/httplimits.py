@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .wire import BODY_IN
+
 log = logging.getLogger("sluicegate.sidecar")
 
 
@@ -99,6 +101,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        cycle = self.cycle
+        if cycle is not None and not cycle.more_body:
+            cycle.scope[BODY_IN] = True  # type: ignore[literal-required]  # see wire.BODY_IN
         self._in_headers = True  # the next request's headers, when they come, are counted afresh
         self._header_bytes = 0
         self._message_ended = True

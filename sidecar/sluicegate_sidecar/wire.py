@@ -19,6 +19,9 @@ MAX_DEPTH = 64
 MAX_N = 16
 MAX_BEST_OF = 20  # OpenAI's own limit on /v1/completions
 CLOSE = MappingProxyType({"connection": "close"})  # an error sent before the whole body was read
+# Scope key set (True) by the API listener's protocol once a request's whole body is buffered: the
+# body is then read with one ``receive()``, which returns at once, under no deadline (the hot path).
+BODY_IN = "sluicegate.body_in"
 # Client fields that could pick the upstream or its credentials (fault 3): refused outright.
 ROUTING_FIELDS = frozenset(
     {"api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "extra_headers", "organization"}
