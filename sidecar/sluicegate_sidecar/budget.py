@@ -55,12 +55,18 @@ class BudgetBook:
         self._open: dict[int, Reservation] = {}
         self._last_id = 0
         self._bounds: dict[tuple[WindowKind, str], tuple[datetime, datetime]] = {}
+        # The last request's scopes, while their windows stay open: a request asks for them up to four
+        # times in a row (decide, headroom, reserve, the reply's headroom), each the same list.
+        self._last_scopes: tuple[Attribution, datetime | None, datetime | None, tuple[Scope, ...]] | None = (
+            None
+        )
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
         """Swap in a new config's policies; spend is kept per policy name and window."""
         validate(budgets)
         self._plans = tuple(plan_of(budget) for budget in budgets)
+        self._last_scopes = None
 
     def _window(self, limit: Limit, now: datetime) -> tuple[datetime, datetime]:
         cache_key = (limit.window, limit.timezone)
@@ -97,11 +103,22 @@ class BudgetBook:
 
     def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
         """Every scope a request is charged to, in policy order."""
+        last = self._last_scopes
+        if (
+            last is not None
+            and last[0] is attribution
+            and (last[1] is None or last[1] <= now)
+            and (last[2] is None or now < last[2])
+        ):
+            return list(last[3])  # same attribution, every window still the one open then
         scopes: list[Scope] = []
         labels, dimensions = attribution.pod.labels, attribution.dimensions
         for plan in self._plans:
             if selects(plan.selector, labels):
                 scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
+        opened = max((s.key.start for s in scopes), default=None)
+        closes = min((s.end for s in scopes), default=None)
+        self._last_scopes = (attribution, opened, closes, tuple(scopes))
         return scopes
 
     def _used(self, key: ScopeKey) -> int:

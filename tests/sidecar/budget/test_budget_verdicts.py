@@ -252,3 +252,14 @@ def test_decision_remaining_is_the_least_room_over_enforced_scopes() -> None:
     book = BudgetBook([policy("a", amount=1_000), policy("b", amount=300)])
     spend(book, 100)
     assert book.decide(WHO, NOON).remaining_micro_usd == 200
+
+
+def test_a_new_configs_policies_apply_to_the_next_question_about_the_same_request() -> None:
+    book = BudgetBook([policy(amount=1_000)])
+    who = attribution()
+    assert book.headroom(who, NOON) == 1_000
+    book.replace_budgets([policy(amount=1_000), policy(name="tight", amount=10)])
+    assert book.headroom(who, NOON) == 10
+    assert isinstance(book.reserve(who, 11, NOON), Refusal)
+    book.replace_budgets([])
+    assert book.headroom(who, NOON) is None
