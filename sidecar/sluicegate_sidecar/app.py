@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, get_args
 
@@ -214,7 +214,7 @@ def _request_id(headers: Mapping[str, str]) -> str:
     given = headers.get("x-request-id")
     if given and _REQUEST_ID.match(given):
         return given
-    return secrets.token_hex(16)  # 32 hex digits, like a UUID's; a fifth of uuid4()'s cost
+    return os.urandom(16).hex()  # 32 hex digits, like a UUID's (secrets.token_hex, without its layers)
 
 
 def build_api(gateway: Gateway) -> ASGIApp:
