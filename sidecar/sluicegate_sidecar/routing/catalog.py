@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.schema import Candidate, Config, Model, Provider, ProviderKind, Tier
+
+if TYPE_CHECKING:
+    from .resolve import Resolution
 
 MAX_MODEL_ID_CHARS = 256
 MODEL_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/@-")
@@ -100,6 +104,9 @@ class ModelCatalog:
         self._usable = usable_connections
         self._kinds = frozenset(k for p in providers.values() for k in (p.provider, p.declared_kind) if k)
         self._by_rank = tuple(sorted(tiers.values(), key=lambda t: (t.rank, t.name)))
+        # Names ``resolve`` resolved under this config (``auto`` aside), kept by it: a name means the
+        # same under one config, and only names the config serves resolve, so it stays small.
+        self.resolutions: dict[str, Resolution] = {}
 
     @classmethod
     def from_config(cls, config: Config, usable: Callable[[str], bool] | None = None) -> ModelCatalog:

@@ -109,6 +109,9 @@ def resolve(
     """
     if not isinstance(model_field, str):
         raise InvalidModel("The model must be a string.")
+    known = catalog.resolutions.get(model_field)
+    if known is not None:
+        return known  # resolved before under this config: the same answer (the hot path)
     problem = model_id_problem(model_field)
     if problem is not None:
         raise InvalidModel(f"Invalid model: {problem}.")
@@ -120,6 +123,13 @@ def resolve(
         resolution = _tier(tier.name, catalog, "auto", reason)
         assert resolution is not None  # choose_tier only returns the catalog's tiers
         return resolution
+    resolution = _named(model_field, catalog)
+    catalog.resolutions[model_field] = resolution
+    return resolution
+
+
+def _named(model_field: str, catalog: ModelCatalog) -> Resolution:
+    """A valid name other than ``auto``: a tier, a pinned model or a bare name (config only)."""
     if model_field.startswith(TIER_PREFIX):
         resolution = _tier(model_field[len(TIER_PREFIX) :], catalog, "tier", None)
         if resolution is None:

@@ -259,3 +259,16 @@ def test_lighter_tiers_are_those_below_a_rank_lightest_first(catalog):
     assert [t.name for t in catalog.lighter_tiers(20)] == ["light", "standard"]
     assert [t.name for t in catalog.lighter_tiers(0)] == []
     assert [t.name for t in catalog.tiers_by_rank()] == ["light", "standard", "premium"]
+
+
+def test_a_name_resolves_the_same_every_time_and_auto_still_follows_each_request(catalog):
+    for name in ("oai-backup/gpt-4o", "openai/gpt-4o", "tier:light", "oai-main/mini"):
+        assert resolve(name, catalog, SMALL) == resolve(name, catalog, SMALL)
+    with pytest.raises(UnknownModel):
+        resolve("no-such-model", catalog, SMALL)
+    with pytest.raises(UnknownModel):  # a refusal is not remembered as anything else
+        resolve("no-such-model", catalog, SMALL)
+    small = resolve("auto", catalog, SMALL)
+    large = resolve("auto", catalog, RequestFeatures(prompt_tokens=500_000))
+    assert (small.kind, large.kind) == ("auto", "auto")
+    assert small.tier != large.tier or small.reason != large.reason
