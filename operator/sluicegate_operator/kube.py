@@ -1,4 +1,4 @@
-"""The operator's only door to the Kubernetes API (kubernetes_asyncio).
+"""The operator's only door to the Kubernetes API (kubernetes_asyncio; reaching it and reading its replies: ``kubeapi``).
 
 Secrets, ConfigMaps, Pods (listed), the CRs and their status, Events, TokenReview.
 
@@ -8,19 +8,18 @@ Holds no cluster state of its own; it tells a WriteLog the resourceVersion of ea
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sluicegate_contract.timestamps import format_time
 
 from .crparse import GROUP, PLURALS, VERSION
+from .kubeapi import env_has_proxy_or_netrc, json_object, json_unless_missing, unless_missing
 from .watchstate import WriteLog
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -66,79 +65,13 @@ class TokenIdentity:
         return None
 
 
-async def load_configuration(
-    *, kubeconfig: str | None = None, context: str | None = None, server: str | None = None
-) -> client.Configuration:
-    """An explicit ``server`` (tests, no auth), else in-cluster, else the kubeconfig (``$KUBECONFIG``)."""
-    cfg = client.Configuration()
-    if server is not None:
-        cfg.host = server
-        cfg.verify_ssl = False
-    elif kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    else:
-        await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-    return cfg
-
-
-async def _unless_missing(call: Awaitable[Any]) -> Any:
-    """The call's result, or None when the object is not there (404); other API errors propagate."""
-    try:
-        return await call
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NETRC")
-
-
-def _env_has_proxy_or_netrc() -> bool:
-    if any(os.environ.get(name) for name in _PROXY_ENV):
-        return True
-    return os.path.exists(os.path.expanduser("~/.netrc"))
-
-
-async def _json_reply(call: Awaitable[Any], *, missing_ok: bool = False) -> dict[str, Any] | None:
-    """A call made with ``_preload_content=False``: the object as the API sent it (None for a 404 when
-    ``missing_ok``); other statuses raise ApiException with the status, as the client's models would.
-
-    Skips the client's model round trip (parsing every timestamp and back) on the operator's most frequent
-    calls: a reconcile reads a namespace's Secrets, writes the config Secret and posts Events (issue 19).
-    """
-    response = await call
-    try:
-        if missing_ok and response.status == 404:
-            return None
-        raw = await response.read()
-        if not 200 <= response.status <= 299:
-            raise ApiException(status=response.status, reason=response.reason)
-    finally:
-        response.release()
-    found = json.loads(raw)
-    if not isinstance(found, dict):
-        raise ApiException(status=response.status, reason="the API answered something other than an object")
-    return found
-
-
-async def _json_unless_missing(call: Awaitable[Any]) -> dict[str, Any] | None:
-    return await _json_reply(call, missing_ok=True)
-
-
-async def _json(call: Awaitable[Any]) -> dict[str, Any]:
-    found = await _json_reply(call)
-    assert found is not None
-    return found
-
-
 class Kube:
     """A thin async wrapper; ``close()`` when done."""
 
     def __init__(self, configuration: client.Configuration, writes: WriteLog | None = None) -> None:
         self._configuration = configuration
         self._api = client.ApiClient(configuration)
-        if not _env_has_proxy_or_netrc():
+        if not env_has_proxy_or_netrc():
             # kubernetes_asyncio's session trusts the environment, so each request looked for proxy
             # variables and ~/.netrc on two worker threads (issue 19: much of the operator's CPU
             # time at a restart). With neither there, nothing changes but the cost.
@@ -186,14 +119,14 @@ class Kube:
     # Secrets and ConfigMaps
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await _json_unless_missing(
+        return await json_unless_missing(
             self._core().read_namespaced_secret(name, namespace, _preload_content=False)
         )
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": "v1", "kind": "Secret", **body}
         try:
-            created = await _json(
+            created = await json_object(
                 self._core().create_namespaced_secret(namespace, body, _preload_content=False)
             )
         except ApiException as exc:
@@ -205,7 +138,7 @@ class Kube:
 
     async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         api = self._core()
-        patched = await _json(
+        patched = await json_object(
             api.patch_namespaced_secret(
                 name, namespace, dict(patch), _content_type=MERGE_PATCH, _preload_content=False
             )
@@ -214,7 +147,7 @@ class Kube:
         return patched
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
-        return await _unless_missing(self._core().delete_namespaced_secret(name, namespace)) is not None
+        return await unless_missing(self._core().delete_namespaced_secret(name, namespace)) is not None
 
     async def list_secrets_everywhere(self, label_selector: str) -> list[dict[str, Any]]:
         """Secrets of every namespace with the labels (the hosted budget authority's config Secrets)."""
@@ -244,7 +177,7 @@ class Kube:
         kwargs: dict[str, Any] = {"limit": limit, "_preload_content": False}
         if token:
             kwargs["_continue"] = token
-        return await _json(self._collection(plural, namespace, **kwargs))
+        return await json_object(self._collection(plural, namespace, **kwargs))
 
     async def watch(
         self, plural: str, namespace: str | None, version: str, *, timeout_seconds: int
@@ -272,7 +205,7 @@ class Kube:
             response.release()
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found = await _unless_missing(self._core().read_namespaced_config_map(name, namespace))
+        found = await unless_missing(self._core().read_namespaced_config_map(name, namespace))
         return None if found is None else self._plain(found)
 
     async def apply_config_map(self, namespace: str, body: Mapping[str, Any]) -> None:
@@ -291,7 +224,7 @@ class Kube:
 
     async def namespace_gone(self, namespace: str) -> bool:
         """True when the namespace no longer exists or is being deleted (Terminating)."""
-        found = await _unless_missing(self._core().read_namespace(namespace))
+        found = await unless_missing(self._core().read_namespace(namespace))
         if found is None:
             return True
         return bool(self._plain(found).get("metadata", {}).get("deletionTimestamp"))
@@ -315,9 +248,7 @@ class Kube:
 
     async def read_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         api = self._custom()
-        item = await _unless_missing(
-            api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-        )
+        item = await unless_missing(api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
         if item is None:
             return None
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": _KIND_OF[plural], **item}
@@ -325,7 +256,7 @@ class Kube:
     async def patch_custom(self, namespace: str, plural: str, name: str, patch: Mapping[str, Any]) -> bool:
         """Merge-patch a custom object (its metadata, say); False when the object is gone."""
         api = self._custom()
-        patched = await _unless_missing(
+        patched = await unless_missing(
             api.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
             )
@@ -338,7 +269,7 @@ class Kube:
     ) -> bool:
         """Merge-patch the status subresource; False when the object is gone."""
         api = self._custom()
-        patched = await _unless_missing(
+        patched = await unless_missing(
             api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH
             )
@@ -353,7 +284,7 @@ class Kube:
             call = api.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
         else:
             call = api.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", name)
-        found = await _unless_missing(call)
+        found = await unless_missing(call)
         return found if isinstance(found, dict) else None
 
     # Events and authentication
@@ -386,7 +317,7 @@ class Kube:
             "count": 1,
         }
         # The reply is not needed: not decoded into a model (issue 19: ~14 Events per namespace sealed).
-        await _json(self._core().create_namespaced_event(namespace, body, _preload_content=False))
+        await json_object(self._core().create_namespaced_event(namespace, body, _preload_content=False))
 
     async def review_token(self, token: str, audiences: list[str]) -> TokenIdentity:
         body = {

@@ -31,7 +31,8 @@ from .handlers import Parts, build_parts, build_registry, build_settings
 from .injection import InjectionError, InjectionSettings, SidecarResources, sidecar_resources
 from .keyservice import KeyService, server_tls, serving
 from .keystore import Keystore
-from .kube import Kube, load_configuration
+from .kube import Kube
+from .kubeapi import load_configuration
 from .objectwatch import WatchSettings
 from .reconciler import OperatorOptions
 from .scheduler import ScheduleSettings

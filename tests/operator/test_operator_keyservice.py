@@ -7,7 +7,8 @@ import pytest
 
 from sluicegate_operator.keyservice import KeyService, server_tls, serving
 from sluicegate_operator.keystore import Keystore
-from sluicegate_operator.kube import Kube, load_configuration
+from sluicegate_operator.kube import Kube
+from sluicegate_operator.kubeapi import load_configuration
 from tests.support.kmocksupport import SluicegateKubernetes, declare_resources, make_tls, script_token_reviews
 
 pytestmark = pytest.mark.kmock(cls=SluicegateKubernetes)

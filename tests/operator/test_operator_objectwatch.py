@@ -9,7 +9,8 @@ import contextlib
 import pytest
 from kmock import KubernetesError
 
-from sluicegate_operator.kube import Kube, load_configuration
+from sluicegate_operator.kube import Kube
+from sluicegate_operator.kubeapi import load_configuration
 from sluicegate_operator.objectwatch import JsonLines, ObjectWatch, WatchEvent, WatchSettings
 from tests.support.examples_cluster import create, delete, patch
 from tests.support.kmocksupport import SluicegateKubernetes, declare_resources, eventually, settle

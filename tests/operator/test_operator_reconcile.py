@@ -8,7 +8,8 @@ import pytest
 
 from sluicegate_cli.main import main as sluicegate
 from sluicegate_operator.keystore import Keystore
-from sluicegate_operator.kube import Kube, load_configuration
+from sluicegate_operator.kube import Kube
+from sluicegate_operator.kubeapi import load_configuration
 from tests.support.examples_cluster import (
     PLURALS,
     applied_examples,

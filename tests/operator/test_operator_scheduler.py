@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from sluicegate_operator.keystore import Keystore
-from sluicegate_operator.kube import Kube, load_configuration
+from sluicegate_operator.kube import Kube
+from sluicegate_operator.kubeapi import load_configuration
 from sluicegate_operator.scheduler import ScheduleSettings
 from tests.support.examples_cluster import applied_examples, operator, patch, sealed
 from tests.support.kmocksupport import SluicegateKubernetes, declare_resources, eventually, settle

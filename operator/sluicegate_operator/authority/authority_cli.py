@@ -27,7 +27,8 @@ from psycopg_pool import PoolTimeout
 from sluicegate_contract.keyring import KeyringError
 
 from ..keyservice import server_tls, serving
-from ..kube import Kube, load_configuration
+from ..kube import Kube
+from ..kubeapi import load_configuration
 from .callers import TokenCallers
 from .configs import ConfigSet, public_keys_of
 from .service import AuthorityService
