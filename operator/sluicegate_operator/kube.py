@@ -1,4 +1,5 @@
-"""The operator's only door to the Kubernetes API (kubernetes_asyncio; reaching it and reading its replies: ``kubeapi``).
+"""The operator's only door to the Kubernetes API (kubernetes_asyncio; reaching the API server and
+reading its replies as it sent them: ``kubeapi``).
 
 Secrets, ConfigMaps, Pods (listed), the CRs and their status, Events, TokenReview.
 
