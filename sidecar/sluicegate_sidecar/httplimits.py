@@ -19,8 +19,9 @@ import resource
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from .httpcycle import OneWriteCycle
 from .wire import BODY_IN
 
 log = logging.getLogger("sluicegate.sidecar")
@@ -98,6 +99,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        if type(cycle) is RequestResponseCycle and not self.access_log:
+            # The cycle was just made and its task not yet run: it becomes the one-write cycle
+            # (``httpcycle``; uvicorn makes its cycles itself, with no way to name another class).
+            cycle.__class__ = OneWriteCycle
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
