@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -327,7 +326,7 @@ class Accountant:
             round(ctx.upstream_seconds * 1000, 3),
             round(elapsed * 1000, 3),
         )
-        sys.stdout.buffer.write(_LOG_ENCODER.encode(line) + b"\n")
+        self.gw.access_log.write(_LOG_ENCODER.encode(line) + b"\n")
 
 
 class _LogTokens(msgspec.Struct):

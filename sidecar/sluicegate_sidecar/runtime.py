@@ -20,6 +20,7 @@ from typing import Any
 from sluicegate_contract.ledgerfiles import LedgerError, read_entries
 from sluicegate_contract.rawkeys import ConfigRejected
 
+from .accesslog import AccessLog
 from .attribution import PodIdentity
 from .budget import BudgetBook
 from .configcheck import ConfigCheck, refuse_rollback
@@ -100,6 +101,7 @@ class Gateway:
     spend_restored: bool = False  # paid requests wait until the ledger's spend is back in the book
     restore_problem: str | None = None
     drain: Drain = field(default_factory=Drain)
+    access_log: AccessLog = field(default_factory=AccessLog)  # the request log's lines, in batches
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _retired: list[Upstream] = field(default_factory=list)
     _tls: ssl.SSLContext | None = None  # shared by every upstream connection (``upstream_tls``)
@@ -379,9 +381,12 @@ class Gateway:
             self.swap(reopened)
 
     async def aclose(self) -> None:
-        while self._tasks:  # what finishing work spawns (a settle's ledger write, a release) waits too
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        clients = list(self.served.clients.values()) if self.served else []
-        for client in clients + self._retired:
-            await client.aclose()
-        await self.ledger.aclose()
+        try:
+            while self._tasks:  # what finishing work spawns (a settle's ledger write, a release) waits too
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            clients = list(self.served.clients.values()) if self.served else []
+            for client in clients + self._retired:
+                await client.aclose()
+            await self.ledger.aclose()
+        finally:
+            self.access_log.flush()  # the request log's last lines

@@ -7,6 +7,7 @@ deadline, then the ledger is flushed and the process exits 0 (fault 21).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import ssl
@@ -241,6 +242,7 @@ async def serve(args: argparse.Namespace) -> int:
     )
     fleet = fleet_client(args, gateway, stream, environ) if args.budget_authority else None
     log.info("open-file limit: %s", raise_open_file_limit())
+    tune_gc()
     header = {"max_header_bytes": args.max_header_kb * 1024, "header_timeout": args.header_timeout}
     api_connections = args.max_connections + API_CONNECTION_SLACK
     try:
@@ -256,6 +258,20 @@ async def serve(args: argparse.Namespace) -> int:
     except ListenError as exc:
         log.error("%s", exc.strerror)
         return 1
+
+
+# What start-up made (the imports, the gateway) lives as long as the process: frozen, the collector never
+# scans it again. A request makes a few hundred tracked objects that die with it (their references go
+# first); at the default thresholds (700, 10, 10) the young generations were collected every couple of
+# requests, each time walking every in-flight request's objects: 5 % of the CPU at c=32, the same as
+# with the collector off (issue 18). Cycles are still collected, ~14 times less often.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 # Fleet mode's modules (leases, the lease journal, the ledger shipper, the authority client) are imported

@@ -165,11 +165,22 @@ def sidecar(tmp_path: Path, upstreams: Upstreams) -> Iterator[SidecarThread]:
 
 
 def everything_outside(sidecar: SidecarThread, capfd: pytest.CaptureFixture[str], seen_by_app: str) -> str:
-    """What left the sidecar: the app's view, the request log and stderr, the ledger, /metrics."""
+    """What left the sidecar: the app's view, the request log and stderr, the ledger, /metrics. The
+    request's log line is waited for (the request log is written in batches), so the log is searched
+    with that line in it."""
     ledger = json.dumps(ledger_entries(sidecar))
     metrics = httpx.get(f"{sidecar.ops_url}/metrics", timeout=5).text
-    logs = capfd.readouterr()
-    return "\n".join([seen_by_app, logs.out, logs.err, ledger, metrics])
+    out: list[str] = []
+    err: list[str] = []
+
+    def logged() -> bool:
+        got = capfd.readouterr()
+        out.append(got.out)
+        err.append(got.err)
+        return any(line.startswith("{") for line in "".join(out).splitlines())
+
+    wait_until(logged)
+    return "\n".join([seen_by_app, *out, *err, ledger, metrics])
 
 
 def request_log(capfd: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
