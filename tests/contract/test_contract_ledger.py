@@ -56,3 +56,18 @@ def test_an_unknown_verdict_word_is_not_a_ledger_entry() -> None:
     _, line = chain_entry(_v2(action="allow"), 1, GENESIS)
     with pytest.raises(msgspec.ValidationError):
         decode_entry(line.replace(b'"action":"allow"', b'"action":"MAYBE"'))
+
+
+def test_chaining_writes_the_canonical_line_and_hash_whatever_the_values_hold() -> None:
+    """``chain_entry`` builds its line from two halves; it must be byte for byte the canonical line,
+    with values that look like JSON keys (a dimension named ``hash``, quotes, commas) and without the
+    optional fields."""
+    tricky = EntryAttribution(namespace="shop", team='","hash":"x', tags={'a"b': "}{,\\", "hash": ""})
+    plain = msgspec.structs.replace(_v2(action="allow"), v=None, resolution=None, decision=None)
+    for entry in (_v2(action="allow", shadow="BLOCK"), msgspec.structs.replace(plain, attribution=tricky)):
+        prev = "ab" * 32
+        digest, line = chain_entry(entry, 7, prev)
+        chained = msgspec.structs.replace(entry, seq=7, prev_hash=prev, hash=digest)
+        assert digest == entry_hash(chained)
+        assert line == entry_line(chained)
+        assert decode_entry(line) == chained
