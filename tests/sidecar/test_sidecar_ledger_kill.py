@@ -33,8 +33,9 @@ SLUICEGATE = str(Path(sys.executable).with_name("sluicegate"))
 LINGER = 0.3  # seconds each fake keeps a streamed body open after its last event
 CLAUDE = "claude-haiku-4-5"
 GEMINI = "gemini-2.0-flash"
-ROUNDS = (80, 160, 240)  # completed replies before each kill (or KILL_AFTER seconds, if sooner)
+ROUNDS = (80, 160, 240)  # completed replies before each kill (or KILL_AFTER seconds, if sooner)...
 KILL_AFTER = 4.0
+PER_KIND = 4  # ...and at least this many replies of each kind completed in the round
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
@@ -142,7 +143,12 @@ async def load_until_killed(
 
     workers = [asyncio.create_task(worker(kind, n)) for kind in requests for n in range(8)]
     deadline = time.monotonic() + KILL_AFTER
-    while len(done) < kill_at and time.monotonic() < deadline:
+
+    def loaded() -> bool:  # every kind completed some (a Gemini stream ends only at the body's end)
+        per_kind = [sum(1 for rid in done if f"-{kind}-" in rid) for kind in requests]
+        return len(done) >= kill_at and min(per_kind) >= PER_KIND
+
+    while not loaded() and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
     os.kill(process.pid, signal.SIGKILL)
     killed.set()
