@@ -164,10 +164,14 @@ def sidecar(tmp_path: Path, upstreams: Upstreams) -> Iterator[SidecarThread]:
         yield sc
 
 
-def everything_outside(sidecar: SidecarThread, capfd: pytest.CaptureFixture[str], seen_by_app: str) -> str:
-    """What left the sidecar: the app's view, the request log and stderr, the ledger, /metrics. The
-    request's log line is waited for (the request log is written in batches), so the log is searched
-    with that line in it."""
+def everything_outside(
+    sidecar: SidecarThread, capfd: pytest.CaptureFixture[str], response: httpx.Response
+) -> str:
+    """What left the sidecar: the app's view of ``response``, the request log and stderr, the ledger,
+    /metrics. The request's own log line is waited for (the request log is written in batches), so
+    the log is searched with that line in it."""
+    seen_by_app = seen(response)
+    request_id = response.headers["x-request-id"]
     ledger = json.dumps(ledger_entries(sidecar))
     metrics = httpx.get(f"{sidecar.ops_url}/metrics", timeout=5).text
     out: list[str] = []
@@ -177,7 +181,8 @@ def everything_outside(sidecar: SidecarThread, capfd: pytest.CaptureFixture[str]
         got = capfd.readouterr()
         out.append(got.out)
         err.append(got.err)
-        return any(line.startswith("{") for line in "".join(out).splitlines())
+        lines = [line for line in "".join(out).splitlines() if line.startswith("{")]
+        return any(json.loads(line)["requestId"] == request_id for line in lines)
 
     wait_until(logged)
     return "\n".join([seen_by_app, *out, *err, ledger, metrics])
@@ -216,7 +221,7 @@ def test_an_upstream_error_quoting_the_key_reaches_the_app_without_any_fragment_
     error = response.json()["error"]
     assert error["message"]  # the client still learns what went wrong, in its own envelope
     assert upstreams.of(case.connection).requests  # the upstream did answer with the key inside
-    assert leaked(everything_outside(sidecar, capfd, seen(response)), case.key) == []
+    assert leaked(everything_outside(sidecar, capfd, response), case.key) == []
 
 
 def test_a_passed_through_4xx_keeps_its_message_around_the_redacted_key(
@@ -254,7 +259,7 @@ def test_an_error_event_inside_a_stream_reaches_the_app_without_any_fragment_of_
     assert response.status_code == 200  # the stream had begun: the error is an event in it
     assert '"error"' in response.text
     assert "[DONE]" not in response.text
-    assert leaked(everything_outside(sidecar, capfd, seen(response)), key) == []
+    assert leaked(everything_outside(sidecar, capfd, response), key) == []
 
 
 def test_an_anthropic_error_event_reaches_a_messages_client_scrubbed_and_still_an_error_event(
@@ -272,7 +277,7 @@ def test_an_anthropic_error_event_reaches_a_messages_client_scrubbed_and_still_a
     payload = json.loads(events[0].split("data: ", 1)[1])
     assert payload["type"] == "error"
     assert payload["error"]["message"] == "overloaded for [redacted]; retry"
-    assert leaked(everything_outside(sidecar, capfd, seen(response)), A) == []
+    assert leaked(everything_outside(sidecar, capfd, response), A) == []
 
 
 def test_the_request_log_and_ledger_record_the_refused_request_without_the_key(
