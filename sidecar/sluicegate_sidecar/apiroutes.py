@@ -46,14 +46,15 @@ PROXY_PATH = re.compile(
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 Handler = Callable[[Request], Awaitable[Response]]
-Operate = Callable[[Scope, Receive], Awaitable[Response]]
+Operate = Callable[[Scope, Receive, Send], Awaitable[None]]  # sends its own response
 
 
 class Routes:
     """Exact path → handler, as a plain ASGI app: Starlette's router and its middleware layers
     (pattern matching per route, exception handlers) are work ``StrictPaths`` has already made
-    unnecessary. The API's operations (POST) take the ASGI scope and ``receive`` as they are, with no
-    ``Request`` wrapped around them (the hot path); the pages (GET, HEAD) a ``Request``. A wrong
+    unnecessary. The API's operations (POST) take the ASGI scope, ``receive`` and ``send`` as they are,
+    with no ``Request`` wrapped around them, and send their own response (the hot path); the pages
+    (GET, HEAD) take a ``Request``. A wrong
     method is a 405 with ``Allow``, in the path's envelope."""
 
     def __init__(self, operations: Mapping[str, Operate], pages: Mapping[str, Handler]) -> None:
@@ -71,9 +72,9 @@ class Routes:
         operate = self.operations.get(path)
         if operate is not None:
             if method == "POST":
-                response = await operate(scope, receive)
-            else:
-                response = _wrong_method(path, "POST")
+                await operate(scope, receive, send)
+                return
+            response = _wrong_method(path, "POST")
         elif method in ("GET", "HEAD"):
             response = await self.pages[path](Request(scope, receive))
         else:

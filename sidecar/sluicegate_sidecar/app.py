@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sluicegate_contract.ladder import VERDICTS, Verdict, worse
 
@@ -72,7 +72,10 @@ def build_api(gateway: Gateway) -> ASGIApp:
             needs = "model"  # the upstream holds the input (a stored prompt, an earlier response)
         return body, read_fields(body, needs=needs)
 
-    async def operation(scope: Scope, receive: Receive, op: Operation) -> Response:
+    async def operation(scope: Scope, receive: Receive, send: Send, op: Operation) -> None:
+        """Serve one API operation and send its response. A complete reply (or an error) is counted
+        and logged once it has been sent (``finish``): off the path between the upstream's answer
+        and the client's; a stream is counted when it ends (``relay``)."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         pin_kind: str | None = scope.get("state", {}).get("pin_kind")
         ctx = RequestContext(
@@ -109,19 +112,20 @@ def build_api(gateway: Gateway) -> ASGIApp:
             else:
                 response = await pipeline.handle(op, body, fields, ctx, headers, pin_kind)
         except ApiError as exc:
-            pipeline.accountant.finish(ctx, exc.status)
-            return error_response(
+            response = error_response(
                 exc,
                 pipeline.headers(ctx) if gateway.served else {"x-request-id": ctx.request_id},
                 anthropic=anthropic,
             )
-        if not isinstance(response, StreamingResponse):
-            pipeline.accountant.finish(ctx, response.status_code)
-        return response
+        try:
+            await response(scope, receive, send)
+        finally:
+            if not isinstance(response, StreamingResponse):
+                pipeline.accountant.finish(ctx, response.status_code)
 
     def operate(op: Operation) -> Operate:
-        async def run(scope: Scope, receive: Receive) -> Response:
-            return await operation(scope, receive, op)
+        async def run(scope: Scope, receive: Receive, send: Send) -> None:
+            await operation(scope, receive, send, op)
 
         return run
 

@@ -20,7 +20,7 @@ from .routing.catalog import Target
 from .routing.resolve import ResolutionKind
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestContext:
     """Mutable facts about one client request, gathered as it goes through the pipeline."""
 
