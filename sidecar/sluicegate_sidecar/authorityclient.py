@@ -38,6 +38,7 @@ from .metrics import Metrics
 log = logging.getLogger("sluicegate.sidecar")
 SIDECAR_ID_FILE = "sidecar-id"
 COVER_SECONDS = 3.0  # the longest a request waits for a synchronous top-up
+SHIP_AGAIN_SECONDS = 0.05  # a full batch shipped and acknowledged, more on the volume: the next sync
 SHIP_PAUSE_SECONDS = 60.0  # after the authority refused a sync for its ledger entries: syncs without
 
 
@@ -318,15 +319,23 @@ class AuthorityClient:
         return {"authorization": f"Bearer {token}"} if token else {}
 
     async def run(self) -> None:
-        """Forever: one sync per refresh period."""
+        """Forever: one sync per refresh period; sooner (``SHIP_AGAIN_SECONDS``) while the ledger's
+        shipping is behind by more than a batch and the authority acknowledges what it gets: one
+        batch (``ledgership.BATCH_MAX`` lines) a period would leave a sidecar serving more requests
+        than that ever further behind, its acknowledged files never pruned (a full volume then
+        refuses paid requests)."""
         period = self.book.settings.refresh_seconds
         while True:
+            acked = self.shipper.acked if self.shipper is not None else 0
+            again = False
             try:
-                await self.sync()
+                synced = await self.sync()
+                shipper = self.shipper
+                again = synced and shipper is not None and shipper.acked > acked and shipper.filled
             except Exception:  # a bug must not end the loop: leases would lapse and requests get 503
                 log.exception("lease sync failed")
                 self.book.failed()
-            await asyncio.sleep(period)
+            await asyncio.sleep(SHIP_AGAIN_SECONDS if again else period)
 
     async def close(self, patience: float = 5.0) -> None:
         """Ship the rest of the ledger and return every lease (nothing is in flight any more at

@@ -217,6 +217,11 @@ class LedgerShipper:
         return [line for _, line in self._pending[: self.batch_max]]
 
     @property
+    def filled(self) -> bool:
+        """The last read stopped at ``batch_max`` lines, not at the end of the ledger: more wait."""
+        return not self._at_end
+
+    @property
     def behind(self) -> bool:
         """True while lines read (or perhaps still unread) wait for the authority's acknowledgement."""
         return bool(self._pending) or not self._at_end

@@ -196,3 +196,40 @@ async def test_ledger_entries_the_authority_refuses_do_not_hold_up_the_leases(tm
         assert carried[-1] == 0  # shipping paused: the next syncs are not refused for them again
     finally:
         await client.close(patience=0.2)
+
+
+async def test_a_ledger_more_than_a_batch_behind_is_shipped_without_waiting_a_period_per_batch(
+    tmp_path,
+) -> None:
+    """A sidecar serving more requests a refresh period than one sync's batch must not fall ever
+    further behind: while the authority acknowledges full batches, the next sync follows at once."""
+    await write(tmp_path, 25)
+    fake = FakeAuthority()
+    shipped: list[int] = []
+
+    def acknowledge(request: httpx.Request) -> httpx.Response:
+        sync = msgspec.json.decode(request.content, type=SyncRequest)
+        seqs = [msgspec.json.decode(bytes(raw), type=dict)["seq"] for raw in sync.entries]
+        shipped.extend(seqs)
+        reply = msgspec.json.decode(fake.handle(request).content, type=SyncReply)
+        acked = msgspec.structs.replace(reply, ledger_acked_seq=max(seqs) if seqs else None)
+        return httpx.Response(200, content=msgspec.json.encode(acked))
+
+    client = AuthorityClient(
+        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=30),
+        transport=httpx.MockTransport(acknowledge), shipper=LedgerShipper(tmp_path, "s1", batch_max=10),
+    )  # fmt: skip
+    runner = asyncio.create_task(client.run())
+    try:
+        for _ in range(100):  # 2 s, where one batch per 30 s period would take a minute and a half
+            if len(shipped) >= 25:
+                break
+            await asyncio.sleep(0.02)
+        assert shipped == list(range(1, 26))  # every line once, in order
+        assert client.shipper is not None and client.shipper.acked == 25
+        syncs = fake.syncs
+        await asyncio.sleep(0.3)
+        assert fake.syncs == syncs  # caught up: back to one sync a period
+    finally:
+        runner.cancel()
+        await client.close(patience=0.2)
