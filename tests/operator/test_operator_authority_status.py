@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from sluicegate_operator.authority.hosted import HostedAuthority
-from sluicegate_operator.operator_cli import RunOptions, run
+from sluicegate_operator.operator_run import RunOptions, run
 from sluicegate_operator.spendscrape import SpendSettings
 from tests.support.kmocksupport import (
     SluicegateKubernetes,

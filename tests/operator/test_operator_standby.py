@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp.web
 import pytest
 
-from sluicegate_operator.operator_cli import RunOptions, run
+from sluicegate_operator.operator_run import RunOptions, run
 from sluicegate_operator.scheduler import Scheduler, ScheduleSettings
 from sluicegate_operator.spendscrape import SpendSettings
 from sluicegate_operator.standby import PeeringGate, leads

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 import yaml
 
-from sluicegate_operator.operator_cli import Listener, RunOptions, run
+from sluicegate_operator.operator_run import Listener, RunOptions, run
 from tests.support.kmocksupport import (
     SluicegateKubernetes,
     admission_review,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import kmock
 import yaml
 
-from sluicegate_operator.operator_cli import RunOptions, run
+from sluicegate_operator.operator_run import RunOptions, run
 from tests.support.kmocksupport import eventually, read_object, running, secret_data
 
 if TYPE_CHECKING:
