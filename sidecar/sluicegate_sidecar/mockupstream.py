@@ -8,7 +8,6 @@ errors never leave this module (a broken body arrives as ``ConnectionError``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,11 +17,11 @@ from sluicegate_contract.schema import MockSettings
 from .mock.transport import MockUpstreamTransport
 from .providers.base import UpstreamRequest
 from .upstream import (
-    MAX_ERROR_BYTES,
     MAX_PARSED_URLS,
-    MAX_RESPONSE_BYTES,
     AttemptFailed,
     OpenResponse,
+    fetch_over,
+    open_over,
     read_capped,
 )
 
@@ -86,70 +85,42 @@ class HttpxUpstream:
         outgoing.read()  # the body is bytes: ``content`` is set, as with ``content=``
         return outgoing
 
+    # -- the attempt's phases (``upstream.open_over``, ``fetch_over``) over the transport ---------
+
+    errors: tuple[type[BaseException], ...] = (httpx.TransportError, OSError)
+    body_errors: tuple[type[BaseException], ...] = (httpx.HTTPError, OSError)
+
     async def open(self, request: UpstreamRequest, first_byte_seconds: float) -> OpenResponse:
-        outgoing = self.request(request)
-        try:
-            async with asyncio.timeout(first_byte_seconds):
-                sent = await self.transport.handle_async_request(outgoing)
-                sent.request = outgoing
-        except TimeoutError:
-            raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
-        except (httpx.TransportError, OSError) as exc:
-            raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
-        if 200 <= sent.status_code < 300:
-            return _Response(sent)
-        try:
-            async with asyncio.timeout(first_byte_seconds):
-                body = await read_capped(sent, MAX_ERROR_BYTES)
-        except (TimeoutError, httpx.HTTPError, OSError):
-            body = b""
-        finally:
-            await sent.aclose()
-        raise AttemptFailed("http", status=sent.status_code, headers=sent.headers, body=body)
+        return await open_over(self, request, first_byte_seconds)
 
     async def fetch(
         self, request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
     ) -> bytes | AttemptFailed:
-        """``fetch_reply`` over the transport: the same phases, deadlines and outcomes."""
+        return await fetch_over(self, request, first_byte_seconds, total_seconds)
+
+    async def send(self, request: UpstreamRequest) -> httpx.Response:
         outgoing = self.request(request)
-        phase = "open"
-        response: httpx.Response | None = None
-        try:
-            async with asyncio.timeout(first_byte_seconds) as deadline:
-                response = await self.transport.handle_async_request(outgoing)
-                response.request = outgoing
-                ok = 200 <= response.status_code < 300
-                phase = "body" if ok else "error"
-                limit = total_seconds if ok else first_byte_seconds
-                deadline.reschedule(asyncio.get_running_loop().time() + limit)
-                body = await read_capped(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
-        except TimeoutError:
-            if phase == "open":
-                raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
-            if phase == "body":
-                return AttemptFailed("timeout", detail="upstream body did not finish in time")
-            body = b""
-        except (httpx.TransportError, OSError) as exc:
-            if phase == "open":
-                raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
-            if phase == "body":
-                return AttemptFailed("connect", detail=type(exc).__name__)
-            body = b""
-        except httpx.HTTPError:
-            if phase != "error":
-                raise
-            body = b""
-        except AttemptFailed as failure:  # a body over its limit
-            if phase != "body":
-                raise
-            return failure
-        finally:
-            if response is not None:  # outside the deadline, as ``read_body`` closes it
-                await response.aclose()
-        assert response is not None
-        if phase == "error":
-            raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
-        return body
+        response = await self.transport.handle_async_request(outgoing)
+        response.request = outgoing
+        return response
+
+    def status(self, response: httpx.Response) -> int:
+        return response.status_code
+
+    def error_headers(self, response: httpx.Response) -> dict[str, str]:
+        return dict(response.headers.items())
+
+    async def read(self, response: httpx.Response, limit: int) -> bytes:
+        return await read_capped(response, limit)
+
+    async def close(self, response: httpx.Response) -> None:
+        await response.aclose()
+
+    def opened(self, response: httpx.Response) -> OpenResponse:
+        return _Response(response)
+
+    def failure_kind(self, exc: BaseException) -> str:
+        return _failure_kind(exc)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

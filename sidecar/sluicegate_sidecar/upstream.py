@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -21,6 +21,7 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 MAX_PARSED_URLS = 4096  # per connection: its base URL times its paths and models, a bounded set
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+R = TypeVar("R")
 
 
 class AttemptFailed(Exception):
@@ -123,65 +124,42 @@ class AiohttpUpstream:
             parsed = self._urls[text] = (url, host_header(url))
         return parsed
 
+    # -- the attempt's phases (``open_over``, ``fetch_over``) over this session --------------------
+
+    errors: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError)  # a broken connection
+    body_errors = errors  # what reading an error's body may also raise, and is ignored
+
     async def open(self, request: UpstreamRequest, first_byte_seconds: float) -> OpenResponse:
-        try:
-            async with asyncio.timeout(first_byte_seconds):
-                response = AiohttpResponse(await _send(self, request))
-        except TimeoutError:
-            raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise AttemptFailed(_failure_kind(exc), detail=type(exc).__name__) from None
-        if 200 <= response.status_code < 300:
-            return response
-        try:
-            async with asyncio.timeout(first_byte_seconds):
-                body = await read_capped(response, MAX_ERROR_BYTES)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            body = b""
-        finally:
-            await response.aclose()
-        raise AttemptFailed("http", status=response.status_code, headers=response.headers, body=body)
+        return await open_over(self, request, first_byte_seconds)
 
     async def fetch(
         self, request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
     ) -> bytes | AttemptFailed:
         """``fetch_reply`` on the session, sent as ``_send`` sends it: no ``httpx.Request`` and
         ``httpx.Response`` wrapped around it, which nothing here needs (the hot path)."""
-        phase = "open"
-        response: aiohttp.ClientResponse | None = None
-        try:
-            async with asyncio.timeout(first_byte_seconds) as deadline:
-                response = await _send(self, request)
-                ok = 200 <= response.status < 300
-                phase = "body" if ok else "error"
-                limit = total_seconds if ok else first_byte_seconds
-                deadline.reschedule(asyncio.get_running_loop().time() + limit)
-                content = await _read_capped_aiohttp(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
-        except TimeoutError:  # the deadline, or aiohttp's own (connect) timeout
-            if phase == "open":
-                detail = "no response before the first-byte deadline"
-                raise AttemptFailed("timeout", detail=detail) from None
-            if phase == "body":
-                return AttemptFailed("timeout", detail="upstream body did not finish in time")
-            content = b""
-        except (aiohttp.ClientError, OSError) as exc:
-            if phase == "open":
-                raise AttemptFailed("connect", detail=type(exc).__name__) from None
-            if phase == "body":
-                return AttemptFailed("connect", detail=type(exc).__name__)
-            content = b""
-        except AttemptFailed as failure:  # a body over its limit
-            if phase != "body":
-                raise
-            return failure
-        finally:
-            if response is not None:  # as httpx-aiohttp closes it: back to the pool when read to its end
-                await response.__aexit__(None, None, None)
-        assert response is not None
-        if phase == "error":
-            errors = {name.lower(): value for name, value in response.headers.items()}
-            raise AttemptFailed("http", status=response.status, headers=errors, body=content)
-        return content
+        return await fetch_over(self, request, first_byte_seconds, total_seconds)
+
+    async def send(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        return await _send(self, request)
+
+    def status(self, response: aiohttp.ClientResponse) -> int:
+        return response.status
+
+    def error_headers(self, response: aiohttp.ClientResponse) -> dict[str, str]:
+        return {name.lower(): value for name, value in response.headers.items()}
+
+    async def read(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
+        return await _read_capped_aiohttp(response, limit)
+
+    async def close(self, response: aiohttp.ClientResponse) -> None:
+        """As httpx-aiohttp closes it: back to the pool when read to its end."""
+        await response.__aexit__(None, None, None)
+
+    def opened(self, response: aiohttp.ClientResponse) -> OpenResponse:
+        return AiohttpResponse(response)
+
+    def failure_kind(self, exc: BaseException) -> str:
+        return _failure_kind(exc)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -230,6 +208,100 @@ async def fetch_reply(
     set and cancelled). Raises ``AttemptFailed`` as ``open_response`` does; a body that fails is
     returned, as ``read_body`` would have raised it (the response is closed either way)."""
     return await upstream.fetch(request, first_byte_seconds, total_seconds)
+
+
+class Exchange(Protocol[R]):
+    """One transport's part in an attempt's phases (``open_over``, ``fetch_over``): sending, a
+    response's status, headers and body, closing it, and which of its errors are a broken connection.
+    ``AiohttpUpstream`` (real connections) and the mock's ``HttpxUpstream`` are the two."""
+
+    errors: tuple[type[BaseException], ...]
+    body_errors: tuple[type[BaseException], ...]
+
+    async def send(self, request: UpstreamRequest) -> R: ...
+
+    def status(self, response: R) -> int: ...
+
+    def error_headers(self, response: R) -> dict[str, str]: ...
+
+    async def read(self, response: R, limit: int) -> bytes: ...
+
+    async def close(self, response: R) -> None: ...
+
+    def opened(self, response: R) -> OpenResponse: ...
+
+    def failure_kind(self, exc: BaseException) -> str: ...
+
+
+async def open_over(x: Exchange[R], request: UpstreamRequest, first_byte_seconds: float) -> OpenResponse:
+    """Send and wait for the status line within the first-byte limit; anything but a 2xx raises
+    ``AttemptFailed`` (with what the upstream said, its body read under the same limit)."""
+    try:
+        async with asyncio.timeout(first_byte_seconds):
+            response = await x.send(request)
+    except TimeoutError:
+        raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
+    except x.errors as exc:
+        raise AttemptFailed(x.failure_kind(exc), detail=type(exc).__name__) from None
+    status = x.status(response)
+    if 200 <= status < 300:
+        return x.opened(response)
+    try:
+        async with asyncio.timeout(first_byte_seconds):
+            body = await x.read(response, MAX_ERROR_BYTES)
+    except TimeoutError:
+        body = b""
+    except x.body_errors:
+        body = b""
+    finally:
+        await x.close(response)
+    raise AttemptFailed("http", status=status, headers=x.error_headers(response), body=body)
+
+
+async def fetch_over(
+    x: Exchange[R], request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
+) -> bytes | AttemptFailed:
+    """A complete reply's body (``fetch_reply``): open as ``open_over`` does, then read the body within
+    the total limit from there, under one deadline object. A failed open raises; a failed body is
+    returned; the response is closed either way, outside the deadline."""
+    phase = "open"
+    response: R | None = None
+    status = 0
+    try:
+        async with asyncio.timeout(first_byte_seconds) as deadline:
+            response = await x.send(request)
+            status = x.status(response)
+            ok = 200 <= status < 300
+            phase = "body" if ok else "error"
+            limit = total_seconds if ok else first_byte_seconds
+            deadline.reschedule(asyncio.get_running_loop().time() + limit)
+            content = await x.read(response, MAX_RESPONSE_BYTES if ok else MAX_ERROR_BYTES)
+    except AttemptFailed as failure:  # a body over its limit
+        if phase != "body":
+            raise
+        return failure
+    except TimeoutError:  # the deadline, or the transport's own (connect) timeout
+        if phase == "open":
+            raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
+        if phase == "body":
+            return AttemptFailed("timeout", detail="upstream body did not finish in time")
+        content = b""
+    except Exception as exc:
+        if phase == "error" and isinstance(exc, x.body_errors):
+            content = b""
+        elif not isinstance(exc, x.errors):
+            raise
+        elif phase == "open":
+            raise AttemptFailed(x.failure_kind(exc), detail=type(exc).__name__) from None
+        else:
+            return AttemptFailed("connect", detail=type(exc).__name__)
+    finally:
+        if response is not None:
+            await x.close(response)
+    assert response is not None
+    if phase == "error":
+        raise AttemptFailed("http", status=status, headers=x.error_headers(response), body=content)
+    return content
 
 
 async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.ClientResponse:
