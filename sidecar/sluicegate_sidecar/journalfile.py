@@ -2,17 +2,24 @@
 ``leasejournal``.
 
 Appends are ``os.write`` to the page cache, no fsync: a killed process (SIGKILL, OOM) cannot lose
-them; a node crash can, and then the next boot finds a journal of another boot, proves nothing
-with it, and the leases stay charged in full (safe: the cap never counts on a lost record). An
-exclusive ``flock`` keeps two live processes from sharing one journal (the second journals
-nothing and corrects nothing). Past ``COMPACT_BYTES`` the journal is rewritten as one snapshot of
-its state (a temporary file renamed over it), so a long-lived sidecar's journal stays small. A
-failed write removes the journal: its leases are then charged in full at the next start, never less
-than they cost.
+them, with one exception on purpose: a settlement (``s``) is held until the end of the event-loop
+turn (or the next append, whichever comes first) and written with the others of that turn in one
+``write`` (the ledger writes its lines a loop turn at a time, so the settlements of a turn's lines
+come together). A kill within that turn loses those settlements: their reservations are then
+reported at their worst case, which never lets spend past the cap, only charges more than was spent
+(as a request killed in flight is charged). A reservation (``r``) is written before its request can
+reach a provider, never held. A node crash can lose any record, and then the next boot finds a
+journal of another boot, proves nothing with it, and the leases stay charged in full (safe: the cap
+never counts on a lost record). An exclusive ``flock`` keeps two live processes from sharing one
+journal (the second journals nothing and corrects nothing). Past ``COMPACT_BYTES`` the journal is
+rewritten as one snapshot of its state (a temporary file renamed over it), so a long-lived sidecar's
+journal stays small. A failed write removes the journal: its leases are then charged in full at the
+next start, never less than they cost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -49,6 +56,8 @@ class LeaseJournal:
         self._fd: int | None = None
         self._size = 0
         self._limit = compact_bytes  # compact past this: at least twice the last snapshot
+        self._held: list[bytes] = []  # settlements waiting for the end of the loop turn
+        self._flush_soon: asyncio.Handle | None = None
 
     @property
     def active(self) -> bool:
@@ -111,9 +120,23 @@ class LeaseJournal:
             self._append(lj.reserve_record(ref, amount, lease_ids))
 
     def settle(self, ref: int, actual: int) -> None:
+        """Held until the loop turn ends (or the next append); written at once outside a loop."""
         if self._fd is not None and ref in self.state.reserved:
             self.state.settle(ref, actual)
-            self._append(lj.settle_record(ref, actual))
+            self._held.append(lj.settle_record(ref, actual))
+            if self._flush_soon is None:
+                try:
+                    self._flush_soon = asyncio.get_running_loop().call_soon(self.flush)
+                except RuntimeError:  # no event loop (offline tools, tests): now
+                    self.flush()
+
+    def flush(self) -> None:
+        """Write the settlements held."""
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        if self._held and self._fd is not None:
+            self._append(b"")
 
     def done(self, lease_id: str) -> None:
         if self._fd is not None and lease_id in self.state.leases:
@@ -121,8 +144,12 @@ class LeaseJournal:
             self._append(lj.done_record(lease_id))
 
     def _append(self, record: bytes) -> None:
+        """Write ``record`` after the settlements held, in one write."""
         fd = self._fd
         assert fd is not None
+        if self._held:
+            record = b"".join(self._held) + record
+            self._held.clear()
         try:
             if self._size + len(record) > self._limit:
                 self._rewrite()  # the record is in ``state`` already: the snapshot holds it
@@ -139,6 +166,7 @@ class LeaseJournal:
         fd = self._fd
         if fd is None:
             return
+        self._held.clear()  # settled in ``state``: the snapshot holds them
         data = lj.snapshot(self.boot, self.state)
         temporary = self.path.with_name(self.path.name + ".new")
         try:
@@ -168,6 +196,12 @@ class LeaseJournal:
         self.close()
 
     def close(self) -> None:
+        """Release the journal (what a killed process leaves: settlements held are not written;
+        ``flush`` first on a clean shutdown)."""
+        self._held.clear()
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

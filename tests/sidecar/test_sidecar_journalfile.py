@@ -60,6 +60,7 @@ async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_
     first.put(done, 2_000, 1_500)
     first.recorded(1, 1_500)  # its ledger line is written
     first.put(unledgered, 1_000, 900)  # settled in memory, its ledger line not written yet
+    await asyncio.sleep(0)  # the loop turn ends: its settlements are written
     kill(first)  # kill -9: nothing returned; the journal's writes are in the page cache
     fake = Recording()
     restarted = client_on(tmp_path, fake)
@@ -73,6 +74,54 @@ async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_
     await third.sync()
     assert again.asks == []  # reported once, never again
     await third.close()
+
+
+async def test_a_kill_within_the_loop_turn_of_a_settlement_reports_it_at_its_worst_case(tmp_path) -> None:
+    first = client_on(tmp_path, FakeAuthority())
+    await first.cover((KEY,), 10_000, 100)
+    done = first.take((KEY,), 2_000, 1)
+    assert done
+    first.put(done, 2_000, 1_500)
+    first.recorded(1, 1_500)
+    kill(first)  # in the same loop turn: the settlement was held, never written
+    fake = Recording()
+    restarted = client_on(tmp_path, fake)
+    await restarted.sync()
+    assert fake.asks == [("l1", 2_000, True)]  # the reservation at its worst case: more, never less
+    await restarted.close()
+
+
+async def test_a_loop_turns_settlements_go_to_the_journal_in_one_write(tmp_path, monkeypatch) -> None:
+    journal = LeaseJournal(tmp_path, "boot-1")
+    journal.recover()
+    journal.lease("l1", DAY)
+    for ref in range(1, 11):
+        journal.reserve(ref, 1_000, ("l1",))
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def counting(fd: int, data: bytes) -> int:
+        writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counting)
+    for ref in range(1, 6):
+        journal.settle(ref, 10)
+    assert writes == []  # held until the loop turn ends
+    await asyncio.sleep(0)
+    assert len(writes) == 1 and writes[0].count(b"\n") == 5
+    journal.settle(6, 10)
+    journal.reserve(11, 1_000, ("l1",))  # a reservation is written at once, the settlement with it
+    assert len(writes) == 2 and writes[1].count(b"\n") == 2
+    await asyncio.sleep(0)
+    assert len(writes) == 2
+    journal.settle(7, 10)
+    journal.flush()
+    journal.close()
+    monkeypatch.undo()
+    restarted = LeaseJournal(tmp_path, "boot-1")
+    assert restarted.recover() == {"l1": (DAY, 7 * 10 + 4 * 1_000)}  # 8, 9, 10, 11 at their worst case
+    restarted.close()
 
 
 async def test_a_clean_shutdown_leaves_nothing_to_report(tmp_path) -> None:
@@ -133,6 +182,7 @@ async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_
     assert done == inflight == ("o1",)
     first.put(done, 3_000, 2_000)
     first.recorded(2, 2_000)
+    await asyncio.sleep(0)  # the loop turn ends: its settlement is written
     kill(first)  # kill -9 mid-outage: the allowance's spend is in the ledger only
     fake = Recording()
     restarted = client_on(tmp_path, fake)  # the authority is back
