@@ -210,9 +210,9 @@ class AuthorityClient:
         self._reads += 1
         reading = self._reads
         asks = self.book.asks(sent_at)
-        # Up to a batch of lines (read off the event loop); the lock keeps it to one reader at a time.
+        # Read off the event loop (up to a batch of lines); the lock keeps it to one reader at a time.
         shipping = self.shipper is not None and sent_at >= self._ship_after
-        entries = await self.shipper.next_batch() if self.shipper and shipping else []
+        entries = await asyncio.to_thread(self.shipper.batch) if self.shipper and shipping else []
         if not asks and not entries:
             self._carried = reading
             return True

@@ -2,11 +2,7 @@
 
 The local JSONL stays the write-ahead log; this reads it forward from the acknowledged watermark
 (``LEDGER_DIR/ledger-acked.json``, replaced atomically) and hands ``authorityclient`` the next
-lines to ship with a lease sync. The writer also hands each batch it writes over (``written``), with
-the file and offset it went to: while the reading has caught up, the next lines are those, taken
-from memory at exactly the position the reading would read them from, so a sidecar keeping up never
-reads its own lines back (a gap — a restart, a rotation, lines dropped while the authority was away —
-goes back to reading the files). When the authority acknowledges a seq (every entry up to it is in
+lines to ship with a lease sync. When the authority acknowledges a seq (every entry up to it is in
 PostgreSQL), the watermark moves; after a restart on the same volume, shipping resumes from it.
 Lines are shipped byte for byte, so their hash chain stays checkable in the database.
 
@@ -23,7 +19,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +32,6 @@ ACKED_FILE = "ledger-acked.json"
 BATCH_MAX = 1000  # entries per sync
 BATCH_BYTES = 2 * 1024 * 1024  # read at most this much of a file per top-up
 PRUNE_EVERY = 60.0  # seconds between pruning passes (at most)
-WRITTEN_MAX = BATCH_MAX  # lines the writer handed over kept in memory; past it, read from the files
 
 
 class _Seq(msgspec.Struct):
@@ -173,11 +167,6 @@ class LedgerShipper:
         self._file = 0  # index of the file being read (0: not positioned yet)
         self._offset = 0
         self._at_end = False  # the last read found nothing new
-        # Batches the writer handed over, not read yet: (file index, offset, first seq, lines).
-        self._written: deque[tuple[int, int, int, list[bytes]]] = deque()
-        self._written_lines = 0
-        self._gap = False  # lines were written that ``_written`` dropped
-        self._caught_up = False  # the reading reached the end of the files: ``_written`` continues it
 
     def _files(self) -> dict[int, Path]:
         return {index: path for path in ledger_files([self.directory]) if (index := file_index(path))}
@@ -214,72 +203,6 @@ class LedgerShipper:
                 return
             self._file, self._offset = min(later), 0
         self._at_end = False
-
-    def written(self, file: int, offset: int, first_seq: int, lines: list[bytes]) -> None:
-        """The writer's hand-over (``Ledger.on_written``, in the event loop): ``lines`` (each ending in a
-        newline) were just written to file ``file`` at ``offset``, numbered from ``first_seq``."""
-        self._written.append((file, offset, first_seq, lines))
-        self._written_lines += len(lines)
-        if self._written_lines > WRITTEN_MAX:  # the shipping is behind: the files have them
-            self._written.clear()
-            self._written_lines = 0
-            self._gap = True
-
-    async def next_batch(self) -> list[bytes]:
-        """``batch``, in the event loop: from the lines the writer handed over when they continue the
-        reading exactly (no I/O), else by reading the files in a worker thread."""
-        room = self.batch_max - len(self._pending)
-        if room <= 0 or self._take_written(room):
-            return [line for _, line in self._pending[: self.batch_max]]
-        self._gap = False  # what is written from now on is handed over after what this read reaches
-        lines = await asyncio.to_thread(self.batch)
-        self._caught_up = self._at_end
-        return lines
-
-    def _take_written(self, room: int) -> bool:
-        """Top ``_pending`` up from ``_written``; False when the files must be read instead.
-
-        ``_written`` holds every batch written since the last read of the files began (unless some
-        were dropped: ``_gap``), so lines continuing the reading at exactly its position are the next
-        ones; ``_caught_up`` says the files hold nothing past the position that ``_written`` lacks."""
-        written = self._written
-        if self._gap or not (written or self._caught_up):
-            return False
-        while written and room > 0:
-            file, offset, first, lines = written[0]
-            if file > self._file and offset == 0 and self._caught_up:
-                self._file, self._offset = file, 0  # the writer went on in the next file
-            if file < self._file:  # read from the files already
-                self._drop_written()
-                continue
-            skip = 0
-            while file == self._file and offset < self._offset and skip < len(lines):  # read already
-                offset += len(lines[skip])
-                skip += 1
-            if skip == len(lines) and offset <= self._offset:
-                self._drop_written()
-                continue
-            if (file, offset) != (self._file, self._offset):
-                return False  # not where the reading stopped: the files hold what comes between
-            taken = lines[skip : skip + room]
-            for index, line in enumerate(taken, first + skip):
-                if index > self.acked and (not self._pending or index > self._pending[-1][0]):
-                    self._pending.append((index, line[:-1]))
-                offset += len(line)
-            self._offset = offset
-            room -= len(taken)
-            self._caught_up = True
-            if skip + len(taken) == len(lines):
-                self._drop_written()
-            else:
-                rest = lines[skip + len(taken) :]
-                written[0] = (file, offset, first + skip + len(taken), rest)
-                self._written_lines -= len(lines) - len(rest)
-        self._at_end = not written  # else ``filled``: the next sync follows soon
-        return True
-
-    def _drop_written(self) -> None:
-        self._written_lines -= len(self._written.popleft()[3])
 
     def batch(self) -> list[bytes]:
         """The next lines to ship (oldest first): the unacknowledged ones already read, topped up."""

@@ -311,8 +311,6 @@ def fleet_client(
     # failMode static reads the policies of the config in force (``staticallowance``)
     fleet.book.budgets = lambda: gateway.served.loaded.config.budgets if gateway.served else ()
     gateway.budgets.fleet = fleet
-    if fleet.shipper is not None:  # lines written go to the shipper from memory, not read back
-        gateway.ledger.on_written = fleet.shipper.written
     return fleet
 
 

@@ -72,46 +72,6 @@ async def test_lines_ship_in_order_across_rotated_files_and_resume_after_a_resta
     assert seqs(LedgerShipper(tmp_path, "s2", batch_max=5).batch()) == [1, 2, 3, 4, 5]  # another stream
 
 
-async def test_lines_handed_over_by_the_writer_ship_as_the_files_hold_them_without_reading_them_back(
-    tmp_path: Path, monkeypatch
-) -> None:
-    """A sidecar keeps writing while it ships: whatever the interleaving (batches of every size, files
-    rotating, the shipping falling behind past what memory keeps), every line ships once, in order,
-    byte for byte as the files hold it; and while the shipping keeps up, the files are not read."""
-    monkeypatch.setattr("sluicegate_sidecar.ledgership.WRITTEN_MAX", 40)
-    ledger = Ledger.open(tmp_path, max_file_bytes=40_000, batch_delay=0.0)
-    shipper = LedgerShipper(tmp_path, "s1", batch_max=16)
-    ledger.on_written = shipper.written
-    read_files, reads, syncs = shipper.batch, [], 0
-
-    def reading() -> list[bytes]:
-        reads.append(syncs)
-        return read_files()
-
-    monkeypatch.setattr(shipper, "batch", reading)
-    shipped: list[bytes] = []
-    number = 0
-    for size in [1, 3, 0, 7, 2, 16, 1, 0, 30, 5, 60, 1, 1, 2, 9, 0, 0, 4] * 3:
-        await asyncio.gather(*(ledger.append(entry(number + i + 1)) for i in range(size)))  # one write
-        number += size
-        while True:  # one sync after another while a full batch went (as ``AuthorityClient.run``)
-            syncs += 1
-            lines = await shipper.next_batch()
-            if lines:
-                shipped.extend(lines)
-                await shipper.acknowledge(decode_entry(lines[-1]).seq)
-            if not shipper.filled:
-                break
-    await ledger.aclose()
-    files = sorted(tmp_path.glob("ledger-0*.jsonl"))
-    assert len(files) > 3  # rotated
-    assert shipped == [line for path in files for line in path.read_bytes().splitlines()]
-    assert seqs(shipped) == list(range(1, number + 1))
-    # The files were read at the start and after each burst of 60 lines (more than memory keeps: 40),
-    # four batches of 16 each time; never at a rotation, never while the shipping kept up.
-    assert len(reads) <= 1 + 3 * 4 and syncs > 60, (reads, syncs)
-
-
 async def test_an_empty_or_missing_ledger_has_nothing_to_ship(tmp_path: Path) -> None:
     shipper = LedgerShipper(tmp_path / "none", "s1")
     assert shipper.batch() == [] and not shipper.behind

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -99,8 +99,6 @@ class Ledger:
         self._sync_problem = False
         self.problem: str | None = None
         self.dropped = 0  # entries lost after _MAX_RETRY waited for a disk that stayed full
-        # Fleet mode's shipper: each batch written, as (file index, offset, first seq, lines).
-        self.on_written: Callable[[int, int, int, list[bytes]], None] | None = None
 
     @classmethod
     def open(
@@ -197,8 +195,6 @@ class Ledger:
                 pass
             self._close_fd()  # the next attempt re-reads the chain's end from the disk
             raise
-        if self.on_written is not None:
-            self.on_written(self._index, self._size, self._seq + 1, lines)
         self._size += len(data)
         self._seq, self._hash = seq, prev
         self._dirty.add(self._index)
