@@ -142,22 +142,79 @@ def entry_line(entry: Entry) -> bytes:
     return _canonical(_fields(entry)) + b"\n"
 
 
+class _Before(msgspec.Struct, omit_defaults=True, rename="camel"):
+    """An entry's members whose names sort before ``hash`` (``chain_entry``): the optional ones
+    (defaulting to None) are left out when None, as ``_fields`` leaves them out."""
+
+    attribution: EntryAttribution
+    budget_scopes: tuple[str, ...]
+    connection: str | None
+    cost_basis: CostBasis
+    cost_micro_usd: int = msgspec.field(name="costMicroUSD")
+    anomaly: str | None = None
+    decision: EntryDecision | None = None
+
+
+class _After(msgspec.Struct, omit_defaults=True, rename="camel"):
+    """An entry's members whose names sort after ``hash``."""
+
+    model: str | None
+    prev_hash: str
+    provider: str | None
+    request_id: str
+    requested_model: str
+    seq: int
+    status: int | str
+    tier: str | None
+    time: str
+    usage: EntryUsage | None
+    verdict: str
+    reported_usage: EntryReportedUsage | None = None
+    resolution: EntryResolution | None = None
+    v: int | None = None
+
+
 def chain_entry(entry: Entry, seq: int, prev_hash: str) -> tuple[str, bytes]:
     """The hash and the line of ``entry`` as number ``seq`` after ``prev_hash``, in one encoding pass.
 
     Canonical JSON is an object of sorted keys, so it is its members before ``"hash"`` and its members
-    after, joined: the fields on each side are encoded once, and the hashed text (without ``hash``)
-    and the line (with it) are put together from the two (``entry_hash`` and ``entry_line`` give the
-    same bytes: tested)."""
-    fields = _fields(entry)
-    fields["seq"], fields["prevHash"] = seq, prev_hash
-    del fields["hash"]
-    before = _canonical({k: v for k, v in fields.items() if k < "hash"})[1:-1]
-    after = _canonical({k: v for k, v in fields.items() if k > "hash"})[1:-1]
-    members = [part for part in (before, after) if part]
-    digest = hashlib.sha256(prev_hash.encode() + b"{" + b",".join(members) + b"}").hexdigest()
-    members.insert(1 if before else 0, b'"hash":"' + digest.encode() + b'"')
-    return digest, b"{" + b",".join(members) + b"}\n"
+    after, joined: each side is encoded once, straight from the entry's values (no dictionaries in
+    between), and the hashed text (without ``hash``) and the line (with it) are put together from the
+    two (``entry_hash`` and ``entry_line`` give the same bytes: tested)."""
+    before = _encode_sorted(
+        _Before(
+            entry.attribution,
+            entry.budget_scopes,
+            entry.connection,
+            entry.cost_basis,
+            entry.cost_micro_usd,
+            entry.anomaly,
+            entry.decision,
+        )
+    )[1:-1]
+    after = _encode_sorted(
+        _After(
+            entry.model,
+            prev_hash,
+            entry.provider,
+            entry.request_id,
+            entry.requested_model,
+            seq,
+            entry.status,
+            entry.tier,
+            entry.time,
+            entry.usage,
+            entry.verdict,
+            entry.reported_usage,
+            entry.resolution,
+            entry.v,
+        )
+    )[1:-1]
+    digest = hashlib.sha256(b"".join((prev_hash.encode(), b"{", before, b",", after, b"}"))).hexdigest()
+    return digest, b"".join((b"{", before, b',"hash":"', digest.encode(), b'",', after, b"}\n"))
+
+
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
 def decode_entry(line: bytes) -> Entry:

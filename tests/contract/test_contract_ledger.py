@@ -14,6 +14,7 @@ from sluicegate_contract.ledger import (
     Entry,
     EntryAttribution,
     EntryDecision,
+    EntryReportedUsage,
     EntryResolution,
     chain_entry,
     decode_entry,
@@ -64,10 +65,38 @@ def test_chaining_writes_the_canonical_line_and_hash_whatever_the_values_hold() 
     optional fields."""
     tricky = EntryAttribution(namespace="shop", team='","hash":"x', tags={'a"b': "}{,\\", "hash": ""})
     plain = msgspec.structs.replace(_v2(action="allow"), v=None, resolution=None, decision=None)
-    for entry in (_v2(action="allow", shadow="BLOCK"), msgspec.structs.replace(plain, attribution=tricky)):
+    anomalous = msgspec.structs.replace(
+        plain,
+        usage=None,
+        budget_scopes=(),
+        cost_basis="anomalous",
+        anomaly="output over the cap",
+        reported_usage=EntryReportedUsage(input=None, output=10**9),
+        status="partial",
+        connection=None,
+        model=None,
+    )
+    cases = (
+        _v2(action="allow", shadow="BLOCK"),
+        msgspec.structs.replace(plain, attribution=tricky),
+        anomalous,
+    )
+    for entry in cases:
         prev = "ab" * 32
         digest, line = chain_entry(entry, 7, prev)
         chained = msgspec.structs.replace(entry, seq=7, prev_hash=prev, hash=digest)
         assert digest == entry_hash(chained)
         assert line == entry_line(chained)
         assert decode_entry(line) == chained
+
+
+def test_chaining_encodes_every_field_of_an_entry_on_its_side_of_hash() -> None:
+    """``chain_entry`` encodes an entry through two mirror structs: a field added to ``Entry`` and not
+    to them would be left out of the line and its hash."""
+    from sluicegate_contract.ledger import _After, _Before
+
+    def names(struct: type) -> set[str]:
+        return {field.encode_name for field in msgspec.structs.fields(struct)}
+
+    assert names(_Before) | names(_After) == names(Entry) - {"hash"}
+    assert all(name < "hash" for name in names(_Before)) and all(name > "hash" for name in names(_After))
