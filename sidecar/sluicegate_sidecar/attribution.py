@@ -59,8 +59,18 @@ def _json_tags(raw: str, prefix: str) -> dict[str, str]:
     return out
 
 
+_PREFIXES = ("x-tolvyn-", "x-sluicegate-", "x-portkey-")  # every header read below starts so
+_bare: list[Attribution] = []  # the last Pod's attribution of a request without such headers
+
+
 def attribute(pod: PodIdentity, headers: Mapping[str, str]) -> Attribution:
-    """Attribution for a request; ``headers`` keys are lower-case."""
+    """Attribution for a request; ``headers`` keys are lower-case. A request with none of the headers
+    read gets one shared value per Pod (most requests: the budgets' scope lookup, which remembers the
+    last attribution it saw by identity, then finds it)."""
+    if not any(name.startswith(_PREFIXES) for name in headers):
+        if not _bare or _bare[0].pod is not pod:
+            _bare[:] = [Attribution(pod=pod, dimensions={}, tags={})]
+        return _bare[0]
     dimensions: dict[str, str] = {}
     tags: dict[str, str] = {}
     for vendor in ("x-tolvyn-", "x-sluicegate-"):  # sluicegate last: it wins

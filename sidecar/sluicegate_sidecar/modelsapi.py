@@ -49,7 +49,7 @@ def find_model(catalog: ModelCatalog, model_id: str, *, anthropic: bool) -> dict
                 return anthropic_model_entry(model_id, target)
             return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
     try:
-        resolution = resolve(model_id, catalog, features_of({}, 0))
+        resolution = resolve(model_id, catalog, lambda: features_of({}, 0))
     except (InvalidModel, UnknownModel):
         return None
     targets = {(t.provider, t.model) for t in resolution.candidates}

@@ -110,7 +110,7 @@ def plan_request(
         model = f"{pin[0]}/{model}"  # a bare name under /v1/proxy/<kind>/ means that provider's model
     prompt_tokens = estimate_prompt_tokens("messages" if op == "count_tokens" else op, request)
     try:
-        resolution = resolve(model, catalog, features_of(request, prompt_tokens), hint)
+        resolution = resolve(model, catalog, lambda: features_of(request, prompt_tokens), hint)
     except InvalidModel as exc:
         raise ApiError(400, str(exc), code="invalid_model", param="model") from None
     except UnknownModel as exc:

@@ -18,6 +18,7 @@ Otherwise 404 ``model_not_found``, naming only what the client sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,12 +101,15 @@ def _bare(model_field: str, catalog: ModelCatalog) -> Resolution:
 
 
 def resolve(
-    model_field: str, catalog: ModelCatalog, features: RequestFeatures, hint: str | None = None
+    model_field: str,
+    catalog: ModelCatalog,
+    features: Callable[[], RequestFeatures],
+    hint: str | None = None,
 ) -> Resolution:
     """Resolve the client's ``model`` (see the module docstring for the precedence).
 
-    Raises ``InvalidModel`` (400) or ``UnknownModel`` (404). ``features`` and ``hint`` only matter
-    for ``auto``.
+    Raises ``InvalidModel`` (400) or ``UnknownModel`` (404). ``features`` (called only then: reading
+    them walks the request) and ``hint`` only matter for ``auto``.
     """
     if not isinstance(model_field, str):
         raise InvalidModel("The model must be a string.")
@@ -117,7 +121,7 @@ def resolve(
         raise InvalidModel(f"Invalid model: {problem}.")
     if model_field == AUTO:
         try:
-            tier, reason = choose_tier(features, catalog.tiers_by_rank(), hint)
+            tier, reason = choose_tier(features(), catalog.tiers_by_rank(), hint)
         except NoAutoTier:
             raise _unknown(model_field) from None
         resolution = _tier(tier.name, catalog, "auto", reason)
