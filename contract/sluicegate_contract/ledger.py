@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -21,8 +21,6 @@ CostBasis = Literal["exact", "estimated", "unpriced", "reserved", "anomalous"]
 # Version 2 adds ``resolution`` and ``decision``; a line without ``v`` is version 1 and reads as before.
 ENTRY_VERSION = 2
 ResolutionKind = Literal["auto", "tier", "pinned"]
-# Fields a line carries only when set, so that lines written before they existed hash as they did.
-_OPTIONAL = ("reportedUsage", "anomaly", "v", "resolution", "decision")
 
 
 class EntryAttribution(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -119,32 +117,16 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def _canonical(fields: dict[str, Any]) -> bytes:
-    return msgspec.json.encode(fields, order="sorted")
-
-
-def _fields(entry: Entry) -> dict[str, Any]:
-    fields: dict[str, Any] = msgspec.to_builtins(entry)
-    for name in _OPTIONAL:
-        if fields.get(name) is None:
-            del fields[name]
-    return fields
-
-
-def entry_hash(entry: Entry) -> str:
-    """SHA-256 hex of the previous hash followed by the canonical JSON of the entry without ``hash``."""
-    fields = _fields(entry)
-    del fields["hash"]
-    return hashlib.sha256(entry.prev_hash.encode() + _canonical(fields)).hexdigest()
-
-
-def entry_line(entry: Entry) -> bytes:
-    return _canonical(_fields(entry)) + b"\n"
+# The canonical line is the entry as one JSON object of sorted keys, its optional members (those the
+# mirrors below default to None: added after the first lines were written, so that those lines hash as
+# they did) left out when None; its hash covers the same object without ``hash``. Sorted,
+# that object is the members before ``"hash"`` and the members after: each half is encoded straight from
+# the entry's values through a mirror struct, and the hashed text and the line are put together from the
+# two (one encoding for the writer's ``chain_entry`` and the verifiers' ``entry_hash``/``entry_line``).
 
 
 class _Before(msgspec.Struct, omit_defaults=True, rename="camel"):
-    """An entry's members whose names sort before ``hash`` (``chain_entry``): the optional ones
-    (defaulting to None) are left out when None, as ``_fields`` leaves them out."""
+    """An entry's members whose names sort before ``hash``."""
 
     attribution: EntryAttribution
     budget_scopes: tuple[str, ...]
@@ -174,47 +156,63 @@ class _After(msgspec.Struct, omit_defaults=True, rename="camel"):
     v: int | None = None
 
 
-def chain_entry(entry: Entry, seq: int, prev_hash: str) -> tuple[str, bytes]:
-    """The hash and the line of ``entry`` as number ``seq`` after ``prev_hash``, in one encoding pass.
-
-    Canonical JSON is an object of sorted keys, so it is its members before ``"hash"`` and its members
-    after, joined: each side is encoded once, straight from the entry's values (no dictionaries in
-    between), and the hashed text (without ``hash``) and the line (with it) are put together from the
-    two (``entry_hash`` and ``entry_line`` give the same bytes: tested)."""
-    before = _encode_sorted(
-        _Before(
-            entry.attribution,
-            entry.budget_scopes,
-            entry.connection,
-            entry.cost_basis,
-            entry.cost_micro_usd,
-            entry.anomaly,
-            entry.decision,
-        )
-    )[1:-1]
-    after = _encode_sorted(
-        _After(
-            entry.model,
-            prev_hash,
-            entry.provider,
-            entry.request_id,
-            entry.requested_model,
-            seq,
-            entry.status,
-            entry.tier,
-            entry.time,
-            entry.usage,
-            entry.verdict,
-            entry.reported_usage,
-            entry.resolution,
-            entry.v,
-        )
-    )[1:-1]
-    digest = hashlib.sha256(b"".join((prev_hash.encode(), b"{", before, b",", after, b"}"))).hexdigest()
-    return digest, b"".join((b"{", before, b',"hash":"', digest.encode(), b'",', after, b"}\n"))
-
-
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
+
+
+def _halves(entry: Entry, seq: int, prev_hash: str) -> tuple[bytes, bytes]:
+    """The members before and after ``"hash"`` of ``entry`` as number ``seq`` after ``prev_hash``."""
+    before = _Before(
+        entry.attribution,
+        entry.budget_scopes,
+        entry.connection,
+        entry.cost_basis,
+        entry.cost_micro_usd,
+        entry.anomaly,
+        entry.decision,
+    )
+    after = _After(
+        entry.model,
+        prev_hash,
+        entry.provider,
+        entry.request_id,
+        entry.requested_model,
+        seq,
+        entry.status,
+        entry.tier,
+        entry.time,
+        entry.usage,
+        entry.verdict,
+        entry.reported_usage,
+        entry.resolution,
+        entry.v,
+    )
+    return _encode_sorted(before)[1:-1], _encode_sorted(after)[1:-1]
+
+
+def _digest(prev_hash: str, before: bytes, after: bytes) -> str:
+    return hashlib.sha256(b"".join((prev_hash.encode(), b"{", before, b",", after, b"}"))).hexdigest()
+
+
+def _line(before: bytes, digest: str, after: bytes) -> bytes:
+    return b"".join((b"{", before, b',"hash":', _encode_sorted(digest), b",", after, b"}\n"))
+
+
+def entry_hash(entry: Entry) -> str:
+    """SHA-256 hex of the previous hash followed by the canonical JSON of the entry without ``hash``."""
+    return _digest(entry.prev_hash, *_halves(entry, entry.seq, entry.prev_hash))
+
+
+def entry_line(entry: Entry) -> bytes:
+    """The canonical line of an entry as it stands (its ``hash`` as it holds it)."""
+    before, after = _halves(entry, entry.seq, entry.prev_hash)
+    return _line(before, entry.hash, after)
+
+
+def chain_entry(entry: Entry, seq: int, prev_hash: str) -> tuple[str, bytes]:
+    """The hash and the line of ``entry`` as number ``seq`` after ``prev_hash``, in one encoding pass."""
+    before, after = _halves(entry, seq, prev_hash)
+    digest = _digest(prev_hash, before, after)
+    return digest, _line(before, digest, after)
 
 
 def decode_entry(line: bytes) -> Entry:

@@ -59,25 +59,20 @@ def _json_tags(raw: str, prefix: str) -> dict[str, str]:
     return out
 
 
-_PREFIXES = ("x-tolvyn-", "x-sluicegate-", "x-portkey-")  # every header read below starts so
-_bare: list[Attribution] = []  # the last Pod's attribution of a request without such headers
+# (header, dimension), X-Sluicegate-* last: it wins over its TOLVYN alias.
+_DIMENSION_HEADERS = tuple(
+    (vendor + suffix, dim) for vendor in ("x-tolvyn-", "x-sluicegate-") for suffix, dim in _HEADER_OF.items()
+)
 
 
 def attribute(pod: PodIdentity, headers: Mapping[str, str]) -> Attribution:
-    """Attribution for a request; ``headers`` keys are lower-case. A request with none of the headers
-    read gets one shared value per Pod (most requests: the budgets' scope lookup, which remembers the
-    last attribution it saw by identity, then finds it)."""
-    if not any(name.startswith(_PREFIXES) for name in headers):
-        if not _bare or _bare[0].pod is not pod:
-            _bare[:] = [Attribution(pod=pod, dimensions={}, tags={})]
-        return _bare[0]
+    """Attribution for a request; ``headers`` keys are lower-case."""
     dimensions: dict[str, str] = {}
     tags: dict[str, str] = {}
-    for vendor in ("x-tolvyn-", "x-sluicegate-"):  # sluicegate last: it wins
-        for suffix, dim in _HEADER_OF.items():
-            value = headers.get(vendor + suffix)
-            if value:
-                dimensions[dim] = _clean(value)
+    for header, dim in _DIMENSION_HEADERS:
+        value = headers.get(header)
+        if value:
+            dimensions[dim] = _clean(value)
     for header, tag in (("x-tolvyn-agent", "tolvyn_agent"), ("x-tolvyn-environment", "tolvyn_environment")):
         value = headers.get(header)
         if value:

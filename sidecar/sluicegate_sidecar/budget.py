@@ -7,7 +7,7 @@ Its values are in ``budgettypes`` (re-exported here), a policy's fixed parts in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +15,7 @@ from sluicegate_contract.ladder import Verdict, outranks
 from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import WindowKind, window_bounds
 
-from .attribution import Attribution
+from .attribution import Attribution, PodIdentity
 from .budgetplan import UNATTRIBUTED, Plan, plan_of, selects, split_of, validate
 from .budgettypes import Charge, Decision, Refusal, RefusalReason, Reservation, ScopeStatus
 from .fleetroom import FleetRoom
@@ -55,11 +55,13 @@ class BudgetBook:
         self._open: dict[int, Reservation] = {}
         self._last_id = 0
         self._bounds: dict[tuple[WindowKind, str], tuple[datetime, datetime]] = {}
-        # The last request's scopes, while their windows stay open: a request asks for them up to four
-        # times in a row (decide, headroom, reserve, the reply's headroom), each the same list.
-        self._last_scopes: tuple[Attribution, datetime | None, datetime | None, tuple[Scope, ...]] | None = (
-            None
-        )
+        # The last scopes asked for, by what they depend on (the Pod and the request's dimensions),
+        # while their windows stay open: a request asks up to four times (decide, headroom, reserve,
+        # the reply's headroom), and the next request from the same Pod with the same dimensions (most
+        # requests) gets the same list.
+        self._last_scopes: (
+            tuple[PodIdentity, Mapping[str, str], datetime | None, datetime | None, tuple[Scope, ...]] | None
+        ) = None
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
@@ -104,21 +106,22 @@ class BudgetBook:
     def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
         """Every scope a request is charged to, in policy order."""
         last = self._last_scopes
+        pod, dimensions = attribution.pod, attribution.dimensions
         if (
             last is not None
-            and last[0] is attribution
-            and (last[1] is None or last[1] <= now)
-            and (last[2] is None or now < last[2])
+            and last[0] is pod
+            and last[1] == dimensions
+            and (last[2] is None or last[2] <= now)
+            and (last[3] is None or now < last[3])
         ):
-            return list(last[3])  # same attribution, every window still the one open then
+            return list(last[4])  # same Pod and dimensions, every window still the one open then
         scopes: list[Scope] = []
-        labels, dimensions = attribution.pod.labels, attribution.dimensions
         for plan in self._plans:
-            if selects(plan.selector, labels):
+            if selects(plan.selector, pod.labels):
                 scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
         opened = max((s.key.start for s in scopes), default=None)
         closes = min((s.end for s in scopes), default=None)
-        self._last_scopes = (attribution, opened, closes, tuple(scopes))
+        self._last_scopes = (pod, dimensions, opened, closes, tuple(scopes))
         return scopes
 
     def _used(self, key: ScopeKey) -> int:

@@ -3,6 +3,7 @@ how the model resolved and the structured verdict, inside the hash chain."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import msgspec
@@ -59,10 +60,22 @@ def test_an_unknown_verdict_word_is_not_a_ledger_entry() -> None:
         decode_entry(line.replace(b'"action":"allow"', b'"action":"MAYBE"'))
 
 
+def canonical(entry: Entry, *, without_hash: bool = False) -> bytes:
+    """The canonical JSON of an entry by its definition, apart from the module's two-halves encoding:
+    every member, keys sorted, the optional ones left out when None."""
+    fields = msgspec.to_builtins(entry)
+    for name in ("reportedUsage", "anomaly", "v", "resolution", "decision"):
+        if fields.get(name) is None:
+            del fields[name]
+    if without_hash:
+        del fields["hash"]
+    return msgspec.json.encode(fields, order="sorted")
+
+
 def test_chaining_writes_the_canonical_line_and_hash_whatever_the_values_hold() -> None:
     """``chain_entry`` builds its line from two halves; it must be byte for byte the canonical line,
     with values that look like JSON keys (a dimension named ``hash``, quotes, commas) and without the
-    optional fields."""
+    optional fields; ``entry_hash`` and ``entry_line`` (what the verifiers use) agree."""
     tricky = EntryAttribution(namespace="shop", team='","hash":"x', tags={'a"b': "}{,\\", "hash": ""})
     plain = msgspec.structs.replace(_v2(action="allow"), v=None, resolution=None, decision=None)
     anomalous = msgspec.structs.replace(
@@ -88,6 +101,8 @@ def test_chaining_writes_the_canonical_line_and_hash_whatever_the_values_hold() 
         assert digest == entry_hash(chained)
         assert line == entry_line(chained)
         assert decode_entry(line) == chained
+        assert line == canonical(chained) + b"\n"
+        assert digest == hashlib.sha256(prev.encode() + canonical(chained, without_hash=True)).hexdigest()
 
 
 def test_chaining_encodes_every_field_of_an_entry_on_its_side_of_hash() -> None:

@@ -48,6 +48,18 @@ def kill(client: AuthorityClient) -> None:
     client.journal.close()
 
 
+async def settled_one(directory, spent: int) -> AuthorityClient:
+    """A sidecar with one request of 2,000 reserved on its lease, settled at ``spent`` and its ledger
+    line written (the settlement journaled at the end of this loop turn)."""
+    client = client_on(directory, FakeAuthority())
+    await client.cover((KEY,), 10_000, 100)
+    taken = client.take((KEY,), 2_000, 1)
+    assert taken
+    client.put(taken, 2_000, spent)
+    client.recorded(1, spent)
+    return client
+
+
 async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_what_was_in_flight(
     tmp_path,
 ) -> None:
@@ -77,12 +89,7 @@ async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_
 
 
 async def test_a_kill_within_the_loop_turn_of_a_settlement_reports_it_at_its_worst_case(tmp_path) -> None:
-    first = client_on(tmp_path, FakeAuthority())
-    await first.cover((KEY,), 10_000, 100)
-    done = first.take((KEY,), 2_000, 1)
-    assert done
-    first.put(done, 2_000, 1_500)
-    first.recorded(1, 1_500)
+    first = await settled_one(tmp_path, 1_500)
     kill(first)  # in the same loop turn: the settlement was held, never written
     fake = Recording()
     restarted = client_on(tmp_path, fake)
@@ -125,12 +132,7 @@ async def test_a_loop_turns_settlements_go_to_the_journal_in_one_write(tmp_path,
 
 
 async def test_a_clean_shutdown_leaves_nothing_to_report(tmp_path) -> None:
-    first = client_on(tmp_path, FakeAuthority())
-    await first.cover((KEY,), 10_000, 100)
-    taken = first.take((KEY,), 2_000, 1)
-    assert taken
-    first.put(taken, 2_000, 1_000)
-    first.recorded(1, 1_000)
+    first = await settled_one(tmp_path, 1_000)
     await first.close()
     fake = Recording()
     restarted = client_on(tmp_path, fake)
