@@ -31,7 +31,7 @@ from .fleetroom import FleetRefusal
 from .journalfile import LeaseJournal
 from .ladder import ScopeKey
 from .leasejournal import adopt
-from .leases import LeaseBook, LeaseKey, LeaseSettings
+from .leases import LeaseBook, LeaseSettings
 from .ledgership import LedgerShipper
 from .metrics import Metrics
 
@@ -69,12 +69,9 @@ def _said(body: bytes) -> str:
     return f"{found.error}: {found.message}"[:300]
 
 
-def _lease_key(key: ScopeKey) -> LeaseKey:
-    return (key.policy, key.split, key.window)
-
-
 class AuthorityClient:
-    """Implements ``budget.FleetRoom`` over a ``LeaseBook``, syncing it with the authority."""
+    """Implements ``budget.FleetRoom`` over a ``LeaseBook``, syncing it with the authority. A scope's
+    lease key is its ``ScopeKey`` less the window's start (``key[:3]``): the authority keeps windows."""
 
     def __init__(
         self,
@@ -122,28 +119,48 @@ class AuthorityClient:
     # -- budget.FleetRoom -------------------------------------------------------------------
 
     def room(self, key: ScopeKey) -> int:
-        return self.book.room(_lease_key(key), time.monotonic())
+        return self.book.room(key[:3], time.monotonic())
 
     def fleet_room(self, key: ScopeKey) -> int | None:
-        lease_key = _lease_key(key)
+        lease_key = key[:3]
         state = self.book.scopes.get(lease_key)
         if state is None or state.account is None:
             return None
         return self.book.fleet_room(lease_key, time.monotonic())
 
+    def standing(self, key: ScopeKey) -> tuple[int | None, bool]:
+        book = self.book
+        if book.unavailable:  # the fall-back leases may open: the two looks, in their order
+            return self.fleet_room(key), self.shortfall(key, 0) == "kill_switch"
+        lease_key = key[:3]
+        state = book.scopes.get(lease_key)
+        if state is None:
+            return None, False
+        if state.refusal == "kill_switch":
+            return (None if state.account is None else 0), True
+        if state.account is None:
+            return None, False
+        return book.room(lease_key, time.monotonic()) + state.account.remaining_micro_usd, False
+
     def shortfall(self, key: ScopeKey, amount: int) -> FleetRefusal | None:
-        found = self.book.shortfall(_lease_key(key), amount, time.monotonic())
+        found = self.book.shortfall(key[:3], amount, time.monotonic())
         if found == "pending":  # no answer from the authority in time: fail closed
             return "budget_authority_unavailable"
         return found
 
     def take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
         mono = time.monotonic()
-        lease_keys = tuple(_lease_key(key) for key in keys)
+        lease_keys = tuple(key[:3] for key in keys)
         self.book.note_demand(lease_keys, amount, mono)
         taken = self.book.take(lease_keys, amount, mono)
         if taken and self.journal is not None:
             self._journal_offline(taken)
+            self.journal.reserve(ref, amount, taken)  # before the request can reach a provider
+        return taken
+
+    def try_take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
+        taken = self.book.take_now(tuple(key[:3] for key in keys), amount, time.monotonic())
+        if taken and self.journal is not None:
             self.journal.reserve(ref, amount, taken)  # before the request can reach a provider
         return taken
 
@@ -156,10 +173,10 @@ class AuthorityClient:
 
     def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
         mono = time.monotonic()
-        return self.book.worth_waiting(tuple(_lease_key(key) for key in keys), need, mono)
+        return self.book.worth_waiting(tuple(key[:3] for key in keys), need, mono)
 
     async def wait(self, keys: tuple[ScopeKey, ...], want: int, need: int, seconds: float) -> None:
-        self.book.need(tuple(_lease_key(key) for key in keys), want, time.monotonic(), need)
+        self.book.need(tuple(key[:3] for key in keys), want, time.monotonic(), need)
         if self._synced is None:
             self._synced = asyncio.Event()
         event = self._synced
@@ -168,7 +185,7 @@ class AuthorityClient:
                 await event.wait()
 
     async def cover(self, keys: tuple[ScopeKey, ...], want: int, need: int) -> None:
-        lease_keys = tuple(_lease_key(key) for key in keys)
+        lease_keys = tuple(key[:3] for key in keys)
         mono = time.monotonic()
         if all(self.book.room(key, mono) >= want for key in lease_keys):
             return  # the hot path: no network

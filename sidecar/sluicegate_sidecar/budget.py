@@ -40,6 +40,13 @@ class _Tally:
     reserved: int = 0
 
 
+def _config_admits(scopes: Sequence[Scope], priced: bool) -> bool:
+    """No Enforce scope refuses by its config alone (a kill switch, an unpriced model not allowed)."""
+    return not any(
+        not s.shadow and (s.budget.kill_switch or not (priced or s.budget.allow_unpriced)) for s in scopes
+    )
+
+
 class BudgetBook:
     """Spent and reserved micro-USD per scope, for one sidecar; every operation is atomic.
 
@@ -87,14 +94,12 @@ class BudgetBook:
     def _policy_scopes(self, plan: Plan, split: str, now: datetime) -> list[Scope]:
         """One scope per window; two limits on the same window share it and the smaller cap wins."""
         scopes = []
-        name = plan.budget.name
+        budget = plan.budget
+        shadow = budget.mode == "Shadow"
         for limit, cap in plan.limits:
             start, end = self._window(limit, now)
-            scopes.append(
-                Scope(
-                    ScopeKey(name, split, limit.window, start), end, plan.budget, limit.amount_micro_usd, cap
-                )
-            )
+            key = ScopeKey(budget.name, split, limit.window, start)
+            scopes.append(Scope(key, end, budget, limit.amount_micro_usd, cap, shadow))
         if not plan.shared_windows:
             return scopes
         unique: dict[ScopeKey, Scope] = {}
@@ -153,15 +158,19 @@ class BudgetBook:
         deciding: Scope | None = None
         shadow_deciding: Scope | None = None
         remaining: int | None = None
+        fleet = self.fleet
         for scope in self.scopes_for(attribution, now):
-            used = self._scope_used(scope)
-            verdict = verdict_at(scope, used)
-            if (
-                self.fleet is not None
-                and not scope.shadow
-                and self.fleet.shortfall(scope.key, 0) == "kill_switch"
-            ):
-                verdict = "KILL"  # the authority has seen a kill switch this sidecar's config lacks yet
+            if fleet is None or scope.shadow:
+                used = self._used(scope.key)
+                verdict = verdict_at(scope, used)
+            else:  # the fleet's room as the last sync saw it, in one look
+                fleet_room, killed = fleet.standing(scope.key)
+                if fleet_room is None:  # before the first sync: this sidecar's own tallies
+                    used = self._used(scope.key)
+                else:
+                    used = max(0, scope.cap_micro_usd - fleet_room)
+                # KILL: the authority has seen a kill switch this sidecar's config may lack yet
+                verdict = "KILL" if killed else verdict_at(scope, used)
             if scope.shadow:
                 if outranks(verdict, shadow_action):
                     shadow_action, shadow_deciding = verdict, scope
@@ -223,9 +232,17 @@ class BudgetBook:
         if amount_micro_usd < 0:
             raise ValueError("a reservation cannot be negative")
         scopes = self.scopes_for(attribution, now)
+        fleet = self.fleet
+        taken: tuple[str, ...] | None = None  # fleet mode: the leases, when they took it at once
+        if fleet is not None and _config_admits(scopes, priced):
+            keys = tuple(s.key for s in scopes if not s.shadow)
+            if keys:  # the common case in one look: every lease covers it, no refusal to explain
+                taken = fleet.try_take(keys, amount_micro_usd, self._last_id + 1)
         refusal: Refusal | None = None
         shadow_refusal: Refusal | None = None
         for scope in scopes:
+            if taken is not None and not scope.shadow:
+                continue  # its lease took the reservation
             found = self._refusal(scope, amount_micro_usd, priced)
             if found is None:
                 continue
@@ -236,13 +253,13 @@ class BudgetBook:
                 refusal = found
         if refusal is not None:
             return refusal
-        leases: tuple[str, ...] = ()
-        if self.fleet is not None:
+        leases: tuple[str, ...] = () if taken is None else taken
+        if fleet is not None and taken is None:
             keys = tuple(s.key for s in scopes if not s.shadow)
-            taken = self.fleet.take(keys, amount_micro_usd, self._last_id + 1) if keys else ()
-            if taken is None:  # unreachable: checked above, with no await in between
+            found_leases = fleet.take(keys, amount_micro_usd, self._last_id + 1) if keys else ()
+            if found_leases is None:  # unreachable: checked above, with no await in between
                 raise RuntimeError("a lease lost room between check and reservation")
-            leases = taken
+            leases = found_leases
         for scope in scopes:
             tally = self._tallies.get(scope.key)
             if tally is None:

@@ -23,6 +23,10 @@ class FleetRoom(Protocol):
         """The fleet's room as last seen (for verdicts only); None before the first sync."""
         ...
 
+    def standing(self, key: ScopeKey) -> tuple[int | None, bool]:
+        """(``fleet_room``, whether the authority has seen a kill switch on it): a verdict's one look."""
+        ...
+
     def shortfall(self, key: ScopeKey, amount: int) -> FleetRefusal | None:
         """Why ``amount`` does not fit the lease: kill_switch, budget_exceeded or the authority."""
         ...
@@ -30,6 +34,11 @@ class FleetRoom(Protocol):
     def take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
         """Reserve ``amount`` on the lease of every key, or on none; ``ref`` names the reservation
         (journaled before the request can reach a provider)."""
+        ...
+
+    def try_take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
+        """``take`` when every lease covers ``amount`` now and the authority answers: the common case,
+        with no refusal to explain and no fall-back to open. None: nothing taken (see ``shortfall``)."""
         ...
 
     def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None:

@@ -29,10 +29,7 @@ class Scope(NamedTuple):  # tuples: built for every request, so cheap to build a
     budget: Budget
     limit_micro_usd: int
     cap_micro_usd: int  # the limit, or lower when a ladder step BLOCKs before 100 %
-
-    @property
-    def shadow(self) -> bool:
-        return self.budget.mode == "Shadow"
+    shadow: bool  # the policy's mode is Shadow: it records spend and never refuses
 
     @property
     def label(self) -> str:

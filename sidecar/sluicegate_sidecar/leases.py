@@ -113,12 +113,15 @@ class LeaseBook:
 
     def _room(self, key: LeaseKey, mono: float) -> int:
         state = self.scopes.get(key)
-        if state is None or state.lease is None or state.refusal == "kill_switch":
+        if state is None:
             return 0
-        lease = state.lease
+        lease = state.lease  # its room (``HeldLease.room``), inline: asked several times a request
+        if lease is None or state.refusal == "kill_switch" or not lease.current or mono >= lease.deadline:
+            return 0
         if lease.offline and self._allowance(key[0]) is None:  # the policy is no longer static
             return 0
-        return lease.room(mono)
+        room = lease.amount - lease.settled - lease.reserved
+        return room if room > 0 else 0
 
     def _allowance(self, policy: str) -> Allowance | None:
         budgets = self.budgets()
@@ -217,13 +220,35 @@ class LeaseBook:
             return None
         taken = []
         for key in keys:
-            state = self.scopes[key]
-            lease = state.lease
-            assert lease is not None
+            state = self.scopes.get(key)
+            lease = state.lease if state is not None else None
+            if state is None or lease is None:
+                continue  # no lease: only a reservation of 0 gets here, and it holds nothing
             lease.reserved += amount
             state.taken += amount
             taken.append(lease.lease_id)
         return tuple(taken)
+
+    def take_now(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> tuple[str, ...] | None:
+        """``note_demand`` and ``take`` in one pass when the last sync was answered, no key is under a
+        kill switch and every lease covers ``amount``; otherwise None and nothing changed (the caller
+        then asks ``shortfall`` why, which may open a fall-back lease)."""
+        if self.unavailable:
+            return None
+        found = []
+        for key in keys:
+            state = self.scopes.get(key)
+            if state is None or state.refusal == "kill_switch" or self._room(key, mono) < amount:
+                return None
+            lease = state.lease
+            if lease is None or lease.offline:
+                return None
+            found.append((state, lease))
+        self.note_demand(keys, amount, mono)
+        for state, lease in found:
+            lease.reserved += amount
+            state.taken += amount
+        return tuple(lease.lease_id for _, lease in found)
 
     def put(self, lease_ids: tuple[str, ...], amount: int, actual: int) -> None:
         """Settle a reservation of ``amount`` on those leases at ``actual`` (0: released)."""
