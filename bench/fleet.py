@@ -4,12 +4,15 @@ and with a budget split into 10,000 scopes.
 Starts its own pieces on loopback: the shared harness's fake upstream, a throwaway PostgreSQL 13+
 (the Debian server binaries, as the tests do), ``sluicegate authority`` and three sidecars on the
 same config (bench/resources.yaml: a budget that never binds, so leases always cover requests) — one
-local, one in fleet mode, and one local whose budget is split by user (``splitBy: user``) and loaded by
-bench/wrk_split.lua, each request for the next of 10,000 users: every request checks and charges its
-own scope out of 10,000. Sidecars are pinned to CORE_GW, wrk and the upstream to CORE_LOAD. They are
-measured in turns (ABCABC…), each turn wrk at c=1 (latency) and at c=32 (throughput), and the
-sidecar's CPU time per request is read from /proc (robust to a loaded machine, unlike rates). Prints a
-table and writes OUT_DIR/fleet.json.
+local, one in fleet mode, and two loaded by bench/wrk_split.lua, each request for the next of 10,000
+users: "users", local on the same config (one scope), and "split", whose budget is split by user
+(``splitBy: user``), so every request checks and charges its own scope out of 10,000. Fleet mode is
+compared with "local", the split budget with "users" (the same requests: only the scopes differ).
+Sidecars are pinned to CORE_GW; wrk, the upstream, the authority and PostgreSQL to CORE_LOAD (in a
+cluster the authority and its database run in other Pods: what is measured is the sidecar's cost).
+They are measured in turns (ABCDABCD…), each turn wrk at c=1 (latency) and at c=32 (throughput), and
+the sidecar's CPU time per request is read from /proc (robust to a loaded machine, unlike rates).
+Prints a table and writes OUT_DIR/fleet.json.
 
 usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N] [--out DIR]
 Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1.
@@ -80,8 +83,9 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 @contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on loopback; yields its URL (trust auth, user sg)."""
+def postgres(core: str) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback, its processes pinned to ``core``; yields its URL
+    (trust auth, user sg)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         raise SystemExit("fleet bench: no PostgreSQL server binaries (apt-get install postgresql)")
@@ -92,7 +96,7 @@ def postgres() -> Iterator[str]:
         shutil.chown(root, "postgres")
     port = free_port()
     data = root / "data"
-    run = [*as_server, str(bin_dir / "pg_ctl"), "-D", str(data)]
+    run = ["taskset", "-c", core, *as_server, str(bin_dir / "pg_ctl"), "-D", str(data)]
     subprocess.run([*as_server, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "sg"],
                    check=True, capture_output=True)  # fmt: skip
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100"
@@ -167,18 +171,16 @@ def main() -> int:
         subprocess.run([*SLUICEGATE, "render", "-f", str(work / f"{name}.yaml"), "-o", str(work / name),
                         "--namespace", "bench"], check=True, capture_output=True)  # fmt: skip
     rows: list[dict[str, object]] = []
-    with postgres() as database_url, processes() as started:
+    with postgres(core_load) as database_url, processes() as started:
         logs = (work / "logs").resolve()
         logs.mkdir()
 
-        def launch(
-            name: str, argv: list[str], core: str | None = None, **env: str
-        ) -> subprocess.Popen[bytes]:
-            pinned = ["taskset", "-c", core, *argv] if core is not None else argv
+        def launch(name: str, argv: list[str], core: str, **env: str) -> subprocess.Popen[bytes]:
             with (logs / f"{name}.log").open("wb") as log:
                 proc = subprocess.Popen(
-                    pinned, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
-                )
+                    ["taskset", "-c", core, *argv], stdout=log, stderr=subprocess.STDOUT,
+                    env={**os.environ, **env},
+                )  # fmt: skip
             started.append(proc)
             return proc
 
@@ -188,13 +190,14 @@ def main() -> int:
         authority_port = free_port()
         authority = launch("authority", [*SLUICEGATE, "authority", "--config", str(work / "config"),
                                          "--listen", f"127.0.0.1:{authority_port}"],
-                           SLUICEGATE_DATABASE_URL=database_url)  # fmt: skip
+                           core_load, SLUICEGATE_DATABASE_URL=database_url)  # fmt: skip
         wait_up(f"http://127.0.0.1:{authority_port}/healthz", authority)
         sidecars: dict[str, tuple[str, subprocess.Popen[bytes], str]] = {}
-        scripts = {"local": lua, "fleet": lua, "split": split_lua}
+        scripts = {"local": lua, "fleet": lua, "users": split_lua, "split": split_lua}
         for mode, config, extra in (
             ("local", "config", []),
             ("fleet", "config", ["--budget-authority", f"http://127.0.0.1:{authority_port}"]),
+            ("users", "config", []),
             ("split", "config-split", []),
         ):
             api, ops = free_port(), free_port()
@@ -204,8 +207,8 @@ def main() -> int:
                           core_gw, SLUICEGATE_POD_NAMESPACE="bench")  # fmt: skip
             wait_up(f"http://127.0.0.1:{ops}/readyz", proc)
             sidecars[mode] = (f"http://127.0.0.1:{api}", proc, f"http://127.0.0.1:{ops}")
-        for mode, (url, _, _) in sidecars.items():  # warm up (the split one: all its 10,000 scopes)
-            wrk(url, 8, 3 if mode != "split" else 10, scripts[mode], core_load)
+        for mode, (url, _, _) in sidecars.items():  # warm up (all 10,000 users, all 10,000 scopes)
+            wrk(url, 8, 3 if scripts[mode] is lua else 10, scripts[mode], core_load)
         authority_cpu = cpu_seconds(authority.pid)
         fleet_requests = 0
         for _ in range(args.repeats):
@@ -239,16 +242,28 @@ def report(rows: list[dict[str, object]], authority_ms: float, up: str, scopes: 
         "| sidecar | c | CPU ms/request (median) | p50 ms (median) | req/s (median) | errors |",
         "|---|---|---|---|---|---|",
     ]
-    for mode in ("local", "fleet", "split"):
+    medians: dict[tuple[str, int], float] = {}
+    for mode in ("local", "fleet", "users", "split"):
         for connections in (1, 32):
             picked = [r for r in rows if r["mode"] == mode and r["connections"] == connections]
             cpu = statistics.median(float(r["cpu_ms_per_request"]) for r in picked)  # type: ignore[arg-type]
+            medians[(mode, connections)] = cpu
             p50 = statistics.median(float(r["p50_ms"]) for r in picked)  # type: ignore[arg-type]
             rps = statistics.median(float(r["rps"]) for r in picked)  # type: ignore[arg-type]
             errors = sum(int(r["errors"]) for r in picked)  # type: ignore[call-overload]
             lines.append(f"| {mode} | {connections} | {cpu:.3f} | {p50:.2f} | {rps:.0f} | {errors} |")
+    lines.append("")
+    for mode, base in (("fleet", "local"), ("split", "users")):
+        lines.append(
+            f"{mode} against {base}, CPU per request (medians): "
+            + ", ".join(
+                f"c={c} {medians[(mode, c)] - medians[(base, c)]:+.3f} ms"
+                f" ({100 * (medians[(mode, c)] / medians[(base, c)] - 1):+.1f} %)"
+                for c in (32, 1)
+            )
+        )
     lines.append(
-        f"\nauthority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up};"
+        f"authority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up};"
         f" split: {scopes:.0f} budget scopes held (sluicegate_budget_scopes)"
     )
     return {
