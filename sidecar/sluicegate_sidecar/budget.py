@@ -7,7 +7,7 @@ Its values are in ``budgettypes`` (re-exported here), a policy's fixed parts in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,6 +40,11 @@ class _Tally:
     reserved: int = 0
 
 
+def _split_dimensions(plans: Sequence[Plan]) -> tuple[str, ...]:
+    """The dimensions the policies split by (what a request's scopes depend on besides its Pod)."""
+    return tuple(dict.fromkeys(p.budget.split_by for p in plans if p.budget.split_by != "none"))
+
+
 def _config_admits(scopes: Sequence[Scope], priced: bool) -> bool:
     """No Enforce scope refuses by its config alone (a kill switch, an unpriced model not allowed)."""
     return not any(
@@ -62,12 +67,14 @@ class BudgetBook:
         self._open: dict[int, Reservation] = {}
         self._last_id = 0
         self._bounds: dict[tuple[WindowKind, str], tuple[datetime, datetime]] = {}
-        # The last scopes asked for, by what they depend on (the Pod and the request's dimensions),
-        # while their windows stay open: a request asks up to four times (decide, headroom, reserve,
-        # the reply's headroom), and the next request from the same Pod with the same dimensions (most
-        # requests) gets the same list.
+        self._split_by = _split_dimensions(self._plans)
+        # The last scopes asked for, by what they depend on (the Pod and the values of the dimensions
+        # the policies split by), while their windows stay open: a request asks up to four times
+        # (decide, headroom, reserve, the reply's headroom), and the next request from the same Pod
+        # with the same split values (all of them, when no policy splits) gets the same list.
         self._last_scopes: (
-            tuple[PodIdentity, Mapping[str, str], datetime | None, datetime | None, tuple[Scope, ...]] | None
+            tuple[PodIdentity, tuple[str | None, ...], datetime | None, datetime | None, tuple[Scope, ...]]
+            | None
         ) = None
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
@@ -75,6 +82,7 @@ class BudgetBook:
         """Swap in a new config's policies; spend is kept per policy name and window."""
         validate(budgets)
         self._plans = tuple(plan_of(budget) for budget in budgets)
+        self._split_by = _split_dimensions(self._plans)
         self._last_scopes = None
 
     def _window(self, limit: Limit, now: datetime) -> tuple[datetime, datetime]:
@@ -112,21 +120,22 @@ class BudgetBook:
         """Every scope a request is charged to, in policy order."""
         last = self._last_scopes
         pod, dimensions = attribution.pod, attribution.dimensions
+        splits = tuple(dimensions.get(name) for name in self._split_by)
         if (
             last is not None
             and last[0] is pod
-            and last[1] == dimensions
+            and last[1] == splits
             and (last[2] is None or last[2] <= now)
             and (last[3] is None or now < last[3])
         ):
-            return list(last[4])  # same Pod and dimensions, every window still the one open then
+            return list(last[4])  # same Pod and split values, every window still the one open then
         scopes: list[Scope] = []
         for plan in self._plans:
             if selects(plan.selector, pod.labels):
                 scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
         opened = max((s.key.start for s in scopes), default=None)
         closes = min((s.end for s in scopes), default=None)
-        self._last_scopes = (pod, dimensions, opened, closes, tuple(scopes))
+        self._last_scopes = (pod, splits, opened, closes, tuple(scopes))
         return scopes
 
     def _used(self, key: ScopeKey) -> int:

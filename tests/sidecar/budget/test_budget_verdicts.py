@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from sluicegate_sidecar.attribution import Attribution
 from sluicegate_sidecar.budget import BudgetBook, Refusal, Reservation
 from tests.support.budget_samples import NOON, attribution, policy
 
@@ -170,6 +171,24 @@ def test_split_by_team_gives_each_team_its_own_cap_and_unattributed_requests_sha
     refusal = book.reserve(attribution(), 1, NOON)
     assert isinstance(refusal, Refusal) and refusal.scope == "cap[team=(none)]/day"
     assert {s.split for s in book.snapshot(NOON)} == {"search", "ads", "(none)"}
+
+
+def test_requests_from_one_pod_are_charged_to_the_scope_of_their_own_split_value() -> None:
+    """The book reuses a request's scopes for the next one from the same Pod with the same split
+    values; a value that changes (or a new config that splits) gets its own scope, other
+    dimensions (a user, under a policy split by team) never matter."""
+    pod = attribution().pod
+    search, ads = ({"team": "search", "user": "u1"}, {"team": "ads", "user": "u1"})
+    book = BudgetBook([policy(amount=100, split_by="team")])
+    assert isinstance(book.reserve(Attribution(pod, search, {}), 100, NOON), Reservation)
+    assert isinstance(book.reserve(Attribution(pod, ads, {}), 100, NOON), Reservation)
+    refused = book.reserve(Attribution(pod, {**search, "user": "u2"}, {}), 1, NOON)
+    assert isinstance(refused, Refusal) and refused.scope == "cap[team=search]/day"
+    book = BudgetBook([policy(amount=100)])
+    assert isinstance(book.reserve(Attribution(pod, search, {}), 100, NOON), Reservation)
+    book.replace_budgets([policy(amount=100, split_by="team")])
+    assert isinstance(book.reserve(Attribution(pod, ads, {}), 100, NOON), Reservation)
+    assert isinstance(book.reserve(Attribution(pod, search, {}), 100, NOON), Reservation)
 
 
 def test_every_limit_of_a_policy_must_have_room() -> None:
