@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sluicegate_contract.ladder import Verdict, outranks
 from sluicegate_contract.schema import Budget, Limit
@@ -31,6 +31,19 @@ __all__ = [
     "Reservation",
     "ScopeStatus",
 ]
+
+
+SCOPE_CACHE = 1024  # request scopes remembered (a request's own between its asks, then the same Pod's)
+_EVER = datetime.min.replace(tzinfo=UTC)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scopes:
+    pod: PodIdentity  # held, so its id (in the key) names no other Pod identity while cached
+    opened: datetime  # the latest start of their windows ...
+    closes: datetime  # ... and the earliest end: valid for ``opened <= now < closes``
+    scopes: tuple[Scope, ...]
 
 
 @dataclass(slots=True)
@@ -68,14 +81,12 @@ class BudgetBook:
         self._last_id = 0
         self._bounds: dict[tuple[WindowKind, str], tuple[datetime, datetime]] = {}
         self._split_by = _split_dimensions(self._plans)
-        # The last scopes asked for, by what they depend on (the Pod and the values of the dimensions
+        # Scopes recently asked for, by what they depend on (the Pod and the values of the dimensions
         # the policies split by), while their windows stay open: a request asks up to four times
-        # (decide, headroom, reserve, the reply's headroom), and the next request from the same Pod
-        # with the same split values (all of them, when no policy splits) gets the same list.
-        self._last_scopes: (
-            tuple[PodIdentity, tuple[str | None, ...], datetime | None, datetime | None, tuple[Scope, ...]]
-            | None
-        ) = None
+        # (decide, headroom, reserve, the reply's headroom), the requests in flight at once each keep
+        # theirs between those, and the next request from the same Pod with the same split values
+        # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries.
+        self._scope_cache: dict[tuple[int, tuple[str | None, ...]], _Scopes] = {}
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
@@ -83,7 +94,7 @@ class BudgetBook:
         validate(budgets)
         self._plans = tuple(plan_of(budget) for budget in budgets)
         self._split_by = _split_dimensions(self._plans)
-        self._last_scopes = None
+        self._scope_cache.clear()
 
     def _window(self, limit: Limit, now: datetime) -> tuple[datetime, datetime]:
         cache_key = (limit.window, limit.timezone)
@@ -118,24 +129,20 @@ class BudgetBook:
 
     def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
         """Every scope a request is charged to, in policy order."""
-        last = self._last_scopes
         pod, dimensions = attribution.pod, attribution.dimensions
-        splits = tuple(dimensions.get(name) for name in self._split_by)
-        if (
-            last is not None
-            and last[0] is pod
-            and last[1] == splits
-            and (last[2] is None or last[2] <= now)
-            and (last[3] is None or now < last[3])
-        ):
-            return list(last[4])  # same Pod and split values, every window still the one open then
+        key = (id(pod), tuple(dimensions.get(name) for name in self._split_by))
+        found = self._scope_cache.get(key)
+        if found is not None and found.pod is pod and found.opened <= now < found.closes:
+            return list(found.scopes)  # every window still the one open then
         scopes: list[Scope] = []
         for plan in self._plans:
             if selects(plan.selector, pod.labels):
                 scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
-        opened = max((s.key.start for s in scopes), default=None)
-        closes = min((s.end for s in scopes), default=None)
-        self._last_scopes = (pod, splits, opened, closes, tuple(scopes))
+        if len(self._scope_cache) >= SCOPE_CACHE:
+            self._scope_cache.clear()
+        opened = max((s.key.start for s in scopes), default=_EVER)
+        closes = min((s.end for s in scopes), default=_NEVER)
+        self._scope_cache[key] = _Scopes(pod, opened, closes, tuple(scopes))
         return scopes
 
     def _used(self, key: ScopeKey) -> int:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from sluicegate_sidecar.attribution import Attribution
-from sluicegate_sidecar.budget import BudgetBook, Refusal, Reservation
+from sluicegate_sidecar.budget import SCOPE_CACHE, BudgetBook, Refusal, Reservation
 from tests.support.budget_samples import NOON, attribution, policy
 
 WHO = attribution(team="search")
@@ -189,6 +189,15 @@ def test_requests_from_one_pod_are_charged_to_the_scope_of_their_own_split_value
     book.replace_budgets([policy(amount=100, split_by="team")])
     assert isinstance(book.reserve(Attribution(pod, ads, {}), 100, NOON), Reservation)
     assert isinstance(book.reserve(Attribution(pod, search, {}), 100, NOON), Reservation)
+
+
+def test_the_scopes_remembered_for_requests_stay_bounded_however_many_split_values_come() -> None:
+    pod = attribution().pod
+    book = BudgetBook([policy(amount=100, split_by="user")])
+    for user in range(3 * SCOPE_CACHE):
+        assert isinstance(book.reserve(Attribution(pod, {"user": f"u{user}"}, {}), 1, NOON), Reservation)
+        assert len(book._scope_cache) <= SCOPE_CACHE
+    assert len(book.snapshot(NOON)) == 3 * SCOPE_CACHE  # the tallies are kept, only the lookups go
 
 
 def test_every_limit_of_a_policy_must_have_room() -> None:
