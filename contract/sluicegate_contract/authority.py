@@ -56,6 +56,10 @@ class SyncRequest(_Msg, frozen=True, kw_only=True):
     namespace: str
     sidecar_id: str  # stable across restarts on the same volume
     asks: tuple[LeaseAsk, ...] = ()
+    # New at each start of the sidecar process: an open lease granted to this same process whose
+    # reply it never got (the replica died before answering, or it retried at another) is handed to
+    # its next ask for a new lease instead of a second one (``authority.store``). None: never.
+    process_id: str | None = None
     # Ledger entries riding along with the settlement they explain: the sidecar's own JSONL lines,
     # byte for byte as chained, in sequence order from just after its acknowledged watermark. The
     # stream is ``sidecar_id``; each entry carries its ``seq`` (``ledgerrow.ShippedEntry``).

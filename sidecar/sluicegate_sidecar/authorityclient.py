@@ -96,6 +96,7 @@ class AuthorityClient:
         self._transport = transport
         self.urls = [url.rstrip("/") for url in urls]
         self.sidecar = sidecar
+        self.process = str(uuid.uuid4())  # this process's own (``SyncRequest.process_id``)
         self.namespace = namespace
         self.book = LeaseBook(settings or LeaseSettings())
         self._timeout = timeout
@@ -236,6 +237,7 @@ class AuthorityClient:
         message = SyncRequest(
             namespace=namespace,
             sidecar_id=self.sidecar,
+            process_id=self.process,
             asks=asks,
             entries=tuple(msgspec.Raw(line) for line in entries),
         )
@@ -269,7 +271,12 @@ class AuthorityClient:
         self._ship_after = time.monotonic() + SHIP_PAUSE_SECONDS
         if not message.asks:
             return None
-        alone = SyncRequest(namespace=message.namespace, sidecar_id=message.sidecar_id, asks=message.asks)
+        alone = SyncRequest(
+            namespace=message.namespace,
+            sidecar_id=message.sidecar_id,
+            process_id=message.process_id,
+            asks=message.asks,
+        )
         return await self._post(msgspec.json.encode(alone))
 
     def _journal_offline(self, lease_ids: tuple[str, ...]) -> None:

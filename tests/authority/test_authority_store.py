@@ -103,6 +103,34 @@ async def test_reports_are_cumulative_and_idempotent_and_a_final_one_returns_the
     assert account_row(database_url) == (1_000, 200, 0)
 
 
+async def test_a_grant_whose_reply_was_lost_goes_to_the_same_process_not_a_second_lease(
+    database_url: str,
+) -> None:
+    """The replica that granted a lease died before its reply left (or the process retried at another
+    replica): the process's next ask for a new lease gets that lease, not a second one that would
+    leave the first charged in full. Another process of the same sidecar (a restart: the one before
+    may have spent on it) gets a lease of its own, and so does a sync that names no process."""
+    replicas = [await Store.connect(database_url), await Store.connect(database_url)]
+    terms = terms_with(10_000)
+    new_lease = [ask(want_micro_usd=600, least_micro_usd=100)]
+    try:
+        (lost,) = await replicas[0].sync("team-a", "s1", new_lease, terms, process_id="p1")
+        (again,) = await replicas[1].sync("team-a", "s1", new_lease, terms, process_id="p1")
+        (grown,) = await replicas[1].sync(
+            "team-a", "s1", [ask(lease_id=again.lease_id, want_micro_usd=400)], terms, process_id="p1"
+        )
+        (restarted,) = await replicas[1].sync("team-a", "s1", new_lease, terms, process_id="p2")
+        (nameless,) = await replicas[1].sync("team-a", "s1", new_lease, terms)
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert lost.lease_id is not None and again.lease_id == lost.lease_id
+    assert (again.state, again.amount_micro_usd) == ("open", 600)  # what it held counts toward the ask
+    assert (grown.lease_id, grown.amount_micro_usd) == (lost.lease_id, 1_000)
+    assert len({lost.lease_id, restarted.lease_id, nameless.lease_id}) == 3
+    assert account_row(database_url) == (10_000, 0, 2_200)  # 1,000 + 600 + 600 leased, nothing twice
+
+
 async def test_a_lease_is_lowered_to_the_sidecars_limit_but_never_below_its_spend(database_url: str) -> None:
     store = await Store.connect(database_url)
     terms = terms_with(1_000)

@@ -143,4 +143,12 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_no_update;
         """,
     ),
+    (
+        5,
+        """
+        -- The sidecar process a lease was granted to (``SyncRequest.process_id``): a grant whose reply
+        -- was lost goes to that process's next ask instead of staying charged in full.
+        ALTER TABLE budget_leases ADD COLUMN process_id text;
+        """,
+    ),
 )

@@ -97,7 +97,7 @@ class AuthorityService:
         terms = terms_for(self._configs.configs, message.namespace)
         try:
             grants, shipped = await self._store.sync_shipping(
-                message.namespace, message.sidecar_id, message.asks, terms, entries
+                message.namespace, message.sidecar_id, message.asks, terms, entries, message.process_id
             )
         except StoreUnavailable as exc:
             log.warning("lease sync failed, database unavailable: %s", exc)

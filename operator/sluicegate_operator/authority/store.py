@@ -27,7 +27,9 @@ from sluicegate_contract.authority import (
 from sluicegate_contract.leases import Account, Lease, expired, moved, synced
 from sluicegate_contract.timestamps import format_time
 
+from .grants import gone, refused
 from .ledgerstore import PriceRow, insert_entries, record_prices
+from .lostgrants import Sender, unreported
 from .migrations import MIGRATIONS
 from .offlinestore import record_offline
 from .terms import Terms as Terms
@@ -80,10 +82,15 @@ class Store:
         await self._pool.close()
 
     async def sync(
-        self, namespace: str, sidecar_id: str, asks: Sequence[LeaseAsk], terms: TermsFn
+        self,
+        namespace: str,
+        sidecar_id: str,
+        asks: Sequence[LeaseAsk],
+        terms: TermsFn,
+        process_id: str | None = None,
     ) -> list[LeaseGrant]:
         """Apply each ask in its own transaction; raises ``StoreUnavailable`` on a database failure."""
-        grants, _ = await self.sync_shipping(namespace, sidecar_id, asks, terms)
+        grants, _ = await self.sync_shipping(namespace, sidecar_id, asks, terms, process_id=process_id)
         return grants
 
     async def sync_shipping(
@@ -93,6 +100,7 @@ class Store:
         asks: Sequence[LeaseAsk],
         terms: TermsFn,
         entries: Sequence[Parsed] = (),
+        process_id: str | None = None,
     ) -> tuple[list[LeaseGrant], Shipped | None]:
         """Apply each ask in its own transaction, the shipped ledger entries in the first one (or in
         their own when there is no ask); returns the grants and (new rows, acknowledged seq) when
@@ -102,8 +110,11 @@ class Store:
             if not asks and entries:
                 async with self._pool.connection() as conn, conn.transaction():
                     shipped.append(await insert_entries(conn, namespace, sidecar_id, entries))
+            sender = Sender(
+                sidecar_id, process_id, [u for a in asks if a.lease_id and (u := _uuid(a.lease_id))]
+            )
             grants = [
-                await self._one(namespace, sidecar_id, ask, terms, entries if index == 0 else (), shipped)
+                await self._one(namespace, sender, ask, terms, entries if index == 0 else (), shipped)
                 for index, ask in enumerate(asks)
             ]
         return grants, (shipped[0] if entries else None)
@@ -111,13 +122,14 @@ class Store:
     async def _one(
         self,
         namespace: str,
-        sidecar_id: str,
+        sender: Sender,
         ask: LeaseAsk,
         terms: TermsFn,
         entries: Sequence[Parsed] = (),
         shipped: list[Shipped] | None = None,
     ) -> LeaseGrant:
         scope = ask.scope
+        sidecar_id = sender.sidecar_id
         async with self._pool.connection() as conn, conn.transaction():
             if entries and shipped is not None:  # committed with this settlement, or not at all
                 shipped.append(await insert_entries(conn, namespace, sidecar_id, entries))
@@ -132,14 +144,14 @@ class Store:
                 )
                 row = await cur.fetchone()
                 if row is None and ask.offline and found is not None:  # failMode static's own lease
-                    return await record_offline(conn, namespace, sidecar_id, ask, found, now) or _gone(
+                    return await record_offline(conn, namespace, sidecar_id, ask, found, now) or gone(
                         ask, now
                     )
                 if row is None or row[1] != sidecar_id:  # not this sidecar's: nothing to do
-                    return _gone(ask, now)
+                    return gone(ask, now)
                 start = row[0]
             elif found is None:
-                return _refused(ask, now, "unknown_policy")
+                return refused(ask, now, "unknown_policy")
             else:
                 start = found.window_start
                 await conn.execute(
@@ -166,11 +178,14 @@ class Store:
             account = Account(cap, settled, leased)
             lease: Lease | None = None
             expires_at = now
-            if ask.lease_id is not None:
+            lease_id = ask.lease_id
+            if lease_id is None and sender.process_id is not None:  # after the account's lock: a grant
+                lease_id = await unreported(conn, key, sender)  # committed by another replica shows
+            if lease_id is not None:
                 cur = await conn.execute(
                     "SELECT amount, reported, state, expires_at FROM budget_leases WHERE lease_id = %s"
                     " FOR UPDATE",
-                    (_uuid(ask.lease_id),),
+                    (_uuid(lease_id),),
                 )
                 lease_row = await cur.fetchone()
                 assert lease_row is not None
@@ -179,13 +194,17 @@ class Store:
                 if lease.state == "open" and expires_at <= now:  # due: charged in full first
                     account = moved(account, lease, expired(lease))
                     lease = expired(lease)
+            want, least = ask.want_micro_usd, ask.least_micro_usd
+            if ask.lease_id is None and lease is not None:  # taken over: what it holds counts toward it
+                held = lease.amount - lease.reported
+                want, least = max(0, want - held), max(0, least - held)
             out = synced(
                 account,
                 lease,
                 settled=ask.settled_micro_usd,
                 limit=ask.limit_micro_usd,
-                want=ask.want_micro_usd,
-                least=ask.least_micro_usd,
+                want=want,
+                least=least,
                 final=ask.final,
                 allowed=refusal is None,
             )
@@ -196,7 +215,6 @@ class Store:
                 " AND window_start = %s",
                 (account.cap, account.settled, account.leased, now, *key),
             )
-            lease_id = ask.lease_id
             new = out.lease
             over = account.settled + account.leased > account.cap
             if new is not None and new.state == "open":
@@ -208,9 +226,10 @@ class Store:
                 await conn.execute(
                     "INSERT INTO budget_leases (lease_id, namespace, policy, split, window_kind,"
                     " window_start, sidecar_id, amount, reported, state, expires_at, created_at,"
-                    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " updated_at, process_id)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (uuid.UUID(lease_id), *key, sidecar_id, new.amount, new.reported, new.state,
-                     expires_at, now, now),
+                     expires_at, now, now, sender.process_id),
                 )  # fmt: skip
             elif new is not None and lease_id is not None:
                 await conn.execute(
@@ -368,33 +387,3 @@ def _uuid(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError:
         return None
-
-
-def _gone(ask: LeaseAsk, now: datetime) -> LeaseGrant:
-    """A lease this store does not know for that sidecar and scope: the sidecar drops it."""
-    stamp = format_time(now)
-    return LeaseGrant(
-        scope=ask.scope,
-        lease_id=ask.lease_id,
-        state="closed",
-        amount_micro_usd=0,
-        settled_micro_usd=ask.settled_micro_usd,
-        ttl_ms=0,
-        window_start=stamp,
-        window_end=stamp,
-    )
-
-
-def _refused(ask: LeaseAsk, now: datetime, refusal: Refusal) -> LeaseGrant:
-    stamp = format_time(now)
-    return LeaseGrant(
-        scope=ask.scope,
-        lease_id=None,
-        state="closed",
-        amount_micro_usd=0,
-        settled_micro_usd=0,
-        ttl_ms=0,
-        window_start=stamp,
-        window_end=stamp,
-        refusal=refusal,
-    )
