@@ -87,6 +87,7 @@ class BudgetBook:
         # theirs between those, and the next request from the same Pod with the same split values
         # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries.
         self._scope_cache: dict[tuple[int, tuple[str | None, ...]], _Scopes] = {}
+        self._last: tuple[Attribution, _Scopes] | None = None  # the last one looked up, by request
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
@@ -95,6 +96,7 @@ class BudgetBook:
         self._plans = tuple(plan_of(budget) for budget in budgets)
         self._split_by = _split_dimensions(self._plans)
         self._scope_cache.clear()
+        self._last = None
 
     def _window(self, limit: Limit, now: datetime) -> tuple[datetime, datetime]:
         cache_key = (limit.window, limit.timezone)
@@ -129,10 +131,14 @@ class BudgetBook:
 
     def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
         """Every scope a request is charged to, in policy order."""
+        last = self._last  # the same request asking again (the common case at low concurrency)
+        if last is not None and last[0] is attribution and last[1].opened <= now < last[1].closes:
+            return list(last[1].scopes)
         pod, dimensions = attribution.pod, attribution.dimensions
-        key = (id(pod), tuple(dimensions.get(name) for name in self._split_by))
+        key = (id(pod), tuple(map(dimensions.get, self._split_by)))
         found = self._scope_cache.get(key)
         if found is not None and found.pod is pod and found.opened <= now < found.closes:
+            self._last = (attribution, found)
             return list(found.scopes)  # every window still the one open then
         scopes: list[Scope] = []
         for plan in self._plans:
@@ -142,7 +148,8 @@ class BudgetBook:
             self._scope_cache.clear()
         opened = max((s.key.start for s in scopes), default=_EVER)
         closes = min((s.end for s in scopes), default=_NEVER)
-        self._scope_cache[key] = _Scopes(pod, opened, closes, tuple(scopes))
+        found = self._scope_cache[key] = _Scopes(pod, opened, closes, tuple(scopes))
+        self._last = (attribution, found)
         return scopes
 
     def _used(self, key: ScopeKey) -> int:
