@@ -16,7 +16,7 @@ from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import WindowKind, window_bounds
 
 from .attribution import Attribution, PodIdentity
-from .budgetplan import UNATTRIBUTED, Plan, plan_of, selects, split_of, validate
+from .budgetplan import UNATTRIBUTED, Plan, plan_of, selects, split_dimensions, split_of, validate
 from .budgettypes import Charge, Decision, Refusal, RefusalReason, Reservation, ScopeStatus
 from .fleetroom import FleetRoom
 from .ladder import Scope, ScopeKey, room_left, verdict_at
@@ -53,11 +53,6 @@ class _Tally:
     reserved: int = 0
 
 
-def _split_dimensions(plans: Sequence[Plan]) -> tuple[str, ...]:
-    """The dimensions the policies split by (what a request's scopes depend on besides its Pod)."""
-    return tuple(dict.fromkeys(p.budget.split_by for p in plans if p.budget.split_by != "none"))
-
-
 def _config_admits(scopes: Sequence[Scope], priced: bool) -> bool:
     """No Enforce scope refuses by its config alone (a kill switch, an unpriced model not allowed)."""
     return not any(
@@ -80,7 +75,7 @@ class BudgetBook:
         self._open: dict[int, Reservation] = {}
         self._last_id = 0
         self._bounds: dict[tuple[WindowKind, str], tuple[datetime, datetime]] = {}
-        self._split_by = _split_dimensions(self._plans)
+        self._split_by = split_dimensions(self._plans)
         # Scopes recently asked for, by what they depend on (the Pod and the values of the dimensions
         # the policies split by), while their windows stay open: a request asks up to four times
         # (decide, headroom, reserve, the reply's headroom), the requests in flight at once each keep
@@ -94,7 +89,7 @@ class BudgetBook:
         """Swap in a new config's policies; spend is kept per policy name and window."""
         validate(budgets)
         self._plans = tuple(plan_of(budget) for budget in budgets)
-        self._split_by = _split_dimensions(self._plans)
+        self._split_by = split_dimensions(self._plans)
         self._scope_cache.clear()
         self._last = None
 

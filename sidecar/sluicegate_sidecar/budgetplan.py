@@ -45,6 +45,11 @@ def split_of(budget: Budget, dimensions: Mapping[str, str]) -> str:
     return dimensions.get(budget.split_by) or UNATTRIBUTED
 
 
+def split_dimensions(plans: Sequence[Plan]) -> tuple[str, ...]:
+    """The dimensions the policies split by (what a request's scopes depend on besides its Pod)."""
+    return tuple(dict.fromkeys(p.budget.split_by for p in plans if p.budget.split_by != "none"))
+
+
 def validate(budgets: Sequence[Budget]) -> None:
     names = [budget.name for budget in budgets]
     if len(set(names)) != len(names):
