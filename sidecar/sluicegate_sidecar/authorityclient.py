@@ -168,9 +168,10 @@ class AuthorityClient:
     def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
         self.book.put(leases, amount, actual)
 
-    def recorded(self, ref: int, actual: int) -> None:
+    def recorded(self, ref: int, actual: int, leases: tuple[str, ...] = (), amount: int = 0) -> None:
         if self.journal is not None:
             self.journal.settle(ref, actual)
+        self.book.recorded(leases, amount, actual)
 
     def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:
         mono = time.monotonic()

@@ -304,7 +304,7 @@ class BudgetBook:
         if reservation.leases and self.fleet is not None:
             self.fleet.put(reservation.leases, reservation.amount_micro_usd, actual_micro_usd)
             if actual_micro_usd == 0:  # nothing spent: no ledger line needs to come first
-                self.fleet.recorded(reservation.id, 0)
+                self.fleet.recorded(reservation.id, 0, reservation.leases, reservation.amount_micro_usd)
         for key in reservation.keys:
             tally = self._tallies.get(key)
             if tally is not None:
@@ -315,7 +315,9 @@ class BudgetBook:
     def recorded(self, reservation: Reservation, actual_micro_usd: int) -> None:
         """The settled reservation's ledger line is written (fleet mode journals it: see ``fleetroom``)."""
         if reservation.leases and self.fleet is not None:
-            self.fleet.recorded(reservation.id, actual_micro_usd)
+            self.fleet.recorded(
+                reservation.id, actual_micro_usd, reservation.leases, reservation.amount_micro_usd
+            )
 
     def release(self, reservation: Reservation) -> bool:
         """Drop a reservation that cost nothing (the request never reached a provider)."""

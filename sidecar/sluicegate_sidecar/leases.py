@@ -42,13 +42,17 @@ class HeldLease:
     deadline: float  # monotonic: nothing is reserved on it after this
     settled: int = 0  # cumulative, settled by this sidecar on it
     reserved: int = 0  # in flight
+    # Settled, but the journal has not recorded it yet (its ledger line is being written): counted at
+    # its reservation until then, as a restart would report it from the journal (``leasejournal``),
+    # so what the journal owes on a lease never passes its amount.
+    pending: int = 0
     current: bool = True  # False: retired (expired, closed); only waits for its last report
     offline: bool = False  # opened by this sidecar under failMode static while the authority was away
 
     def room(self, mono: float) -> int:
         if not self.current or mono >= self.deadline:
             return 0
-        return max(0, self.amount - self.settled - self.reserved)
+        return max(0, self.amount - self.settled - self.reserved - self.pending)
 
 
 @dataclass(slots=True)
@@ -120,7 +124,7 @@ class LeaseBook:
             return 0
         if lease.offline and self._allowance(key[0]) is None:  # the policy is no longer static
             return 0
-        room = lease.amount - lease.settled - lease.reserved
+        room = lease.amount - lease.settled - lease.reserved - lease.pending
         return room if room > 0 else 0
 
     def _allowance(self, policy: str) -> Allowance | None:
@@ -257,6 +261,14 @@ class LeaseBook:
             if lease is not None:
                 lease.reserved -= amount
                 lease.settled += actual
+                lease.pending += max(0, amount - actual)
+
+    def recorded(self, lease_ids: tuple[str, ...], amount: int, actual: int) -> None:
+        """The journal has recorded that settlement: the rest of its reservation is free."""
+        for lease_id in lease_ids:
+            lease = self.held.get(lease_id)
+            if lease is not None:
+                lease.pending -= max(0, amount - actual)
 
     def asks(self, mono: float) -> tuple[LeaseAsk, ...]:
         """What to send at a sync: every lease's cumulative spend, top-ups ahead of need, returns."""
@@ -273,16 +285,17 @@ class LeaseBook:
                 state.lease = None if state.lease is lease else state.lease
             scope = ScopeRef(policy=lease.key[0], split=lease.key[1], window=lease.key[2])
             if lease.offline:  # its spend, to be recorded; never grown, never lowered
-                final = (not lease.current or self.draining) and lease.reserved == 0
+                final = (not lease.current or self.draining) and lease.reserved + lease.pending == 0
                 asks.append(_offline_ask(scope, lease, final))
                 continue
             if not lease.current or self.draining:  # return what is not in flight; close when idle
-                asks.append(_ask(scope, lease, lease.settled + lease.reserved, 0, 0, lease.reserved == 0))
+                held = lease.settled + lease.reserved + lease.pending
+                asks.append(_ask(scope, lease, held, 0, 0, lease.reserved + lease.pending == 0))
                 continue
             want, least, near = slice_want(state, lease.room(mono), self.settings)
             limit = lease.amount
             if near:  # hold nothing idle: what is not in flight goes back for whoever asks next
-                limit = lease.settled + lease.reserved
+                limit = lease.settled + lease.reserved + lease.pending
             asks.append(_ask(scope, lease, limit, want, least, False))
         if not self.draining:
             for key, state in self.scopes.items():

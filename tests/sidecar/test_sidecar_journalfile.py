@@ -56,7 +56,7 @@ async def settled_one(directory, spent: int) -> AuthorityClient:
     taken = client.take((KEY,), 2_000, 1)
     assert taken
     client.put(taken, 2_000, spent)
-    client.recorded(1, spent)
+    client.recorded(1, spent, taken, 2_000)
     return client
 
 
@@ -70,7 +70,7 @@ async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_
     unledgered = first.take((KEY,), 1_000, 3)
     assert done and inflight and unledgered
     first.put(done, 2_000, 1_500)
-    first.recorded(1, 1_500)  # its ledger line is written
+    first.recorded(1, 1_500, done, 2_000)  # its ledger line is written
     first.put(unledgered, 1_000, 900)  # settled in memory, its ledger line not written yet
     await asyncio.sleep(0)  # the loop turn ends: its settlements are written
     kill(first)  # kill -9: nothing returned; the journal's writes are in the page cache
@@ -176,14 +176,14 @@ async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_
     lease = first.take((KEY,), 10_000, 1)
     assert lease == ("l1",)
     first.put(lease, 10_000, 10_000)
-    first.recorded(1, 10_000)
+    first.recorded(1, 10_000, lease, 10_000)
     first._transport, first._client = httpx.MockTransport(refuse), None  # the authority is gone
     await first.cover((KEY,), 3_000, 100)  # the sync fails: the lease is spent, the allowance opens
     done = first.take((KEY,), 3_000, 2)
     inflight = first.take((KEY,), 1_500, 3)
     assert done == inflight == ("o1",)
     first.put(done, 3_000, 2_000)
-    first.recorded(2, 2_000)
+    first.recorded(2, 2_000, done, 3_000)
     await asyncio.sleep(0)  # the loop turn ends: its settlement is written
     kill(first)  # kill -9 mid-outage: the allowance's spend is in the ledger only
     fake = Recording()

@@ -37,6 +37,7 @@ def test_a_lease_the_authority_expired_is_still_reported_final_so_its_charge_is_
     taken = book.take((KEY,), 3_000, 1.0)
     assert taken is not None
     book.put(taken, 3_000, 1_200)
+    book.recorded(taken, 3_000, 1_200)  # its ledger line written, the journal has it
     book.apply(SyncReply(leases=(grant(state="expired", settled=1_200),)), sent_at=2.0)  # all reported
     (ask,) = [a for a in book.asks(2.5) if a.lease_id == "l1"]
     assert (ask.final, ask.settled_micro_usd) == (True, 1_200)
@@ -63,6 +64,7 @@ def test_a_draining_sidecar_returns_what_is_not_in_flight_and_closes_idle_leases
     assert (ask.limit_micro_usd, ask.final) == (2_000, False)
     assert book.take((KEY,), 1, 0.3) is None  # the returned part is gone at once
     book.put(taken, 2_000, 700)
+    book.recorded(taken, 2_000, 700)
     (ask,) = book.asks(0.4)
     assert (ask.settled_micro_usd, ask.final) == (700, True)
 

@@ -59,6 +59,7 @@ def spend_lease(book: LeaseBook, mono: float) -> None:
     taken = book.take((KEY,), 10_000, mono)
     assert taken == ("l1",)
     book.put(taken, 10_000, 10_000)
+    book.recorded(taken, 10_000, 10_000)
 
 
 def test_only_enforce_policies_with_failmode_static_have_an_allowance() -> None:
@@ -85,7 +86,8 @@ def test_static_serves_the_allowance_reserved_worst_case_and_never_more() -> Non
     assert first is not None and first != ("l1",)
     assert book.room(KEY, 2.0) == 2_000  # the whole worst case is held until it settles
     assert book.shortfall(KEY, 2_001, 2.0) == "budget_authority_unavailable"
-    book.put(first, 3_000, 1_000)  # settled below its worst case: the rest comes back
+    book.put(first, 3_000, 1_000)  # settled below its worst case: the rest comes back ...
+    book.recorded(first, 3_000, 1_000)  # ... once the journal has the settlement
     assert book.room(KEY, 2.5) == 4_000
     second = book.take((KEY,), 4_000, 2.5)
     assert second == first
@@ -121,6 +123,7 @@ def test_the_offline_spend_is_reported_when_the_authority_answers_and_a_new_outa
     taken = book.take((KEY,), 4_000, 2.0)
     assert taken is not None
     book.put(taken, 4_000, 2_500)
+    book.recorded(taken, 4_000, 2_500)
     (offline_id,) = taken
     book.apply(SyncReply(leases=(grant(20_000, lease_id="l2"),)), sent_at=3.0)  # back, a new lease
     assert book.take((KEY,), 1_000, 3.1) == ("l2",)  # not the offline lease any more
@@ -183,6 +186,7 @@ def test_no_interleaving_spends_more_offline_than_one_allowance_per_outage(steps
             taken, reserved = inflight.pop(0)
             actual = min(reserved, amount)
             book.put(taken, reserved, actual)
+            book.recorded(taken, reserved, actual)
             if book.held.get(taken[0]) is not None and book.held[taken[0]].offline:
                 offline_spend += actual
         elif action == "tick":
