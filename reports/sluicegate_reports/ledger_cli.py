@@ -154,6 +154,19 @@ def verify(paths: Sequence[str | Path]) -> tuple[int, Problem | None]:
     return checked, None
 
 
+def _verify_live(paths: Sequence[str | Path], attempts: int = 5) -> tuple[int, Problem | None]:
+    """``verify`` on a directory a running sidecar may prune meanwhile (fleet mode's retention): a file
+    deleted between the listing and its reading (recorded as pruned before it is deleted) starts the
+    check again from the files there are then. A file deleted without that record is still found: the
+    next check sees the gap."""
+    for _ in range(attempts - 1):
+        try:
+            return verify(paths)
+        except FileNotFoundError:
+            continue
+    return verify(paths)
+
+
 def _cell(value: object) -> str:
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text  # no formulas in spreadsheets
@@ -309,7 +322,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if getattr(args, "database_url", None):
         return _run_database(args, out)
     if args.command == "verify":
-        checked, problem = verify(args.paths)
+        checked, problem = _verify_live(args.paths)
         if problem is not None:
             print(str(problem), file=sys.stderr)
             return 1

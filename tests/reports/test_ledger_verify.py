@@ -166,3 +166,31 @@ def test_lines_written_before_anomalous_existed_still_verify() -> None:
     assert b"reportedUsage" not in b"".join(p.read_bytes() for p in old.glob("*.jsonl"))
     _, problem = verify([old])
     assert problem is None
+
+
+def test_a_file_pruned_while_it_is_verified_starts_the_check_again(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A running fleet sidecar prunes acknowledged files: one may go between the listing and its
+    reading. The check starts again (a real gap is still found then); only a file that keeps
+    vanishing fails it."""
+    from sluicegate_reports import ledger_cli
+
+    real = ledger_cli.verify
+    calls: list[int] = []
+
+    def pruned_once(paths):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileNotFoundError(str(ledger / "ledger-000001.jsonl"))
+        return real(paths)
+
+    monkeypatch.setattr(ledger_cli, "verify", pruned_once)
+    assert main(["verify", str(ledger)]) == 0
+    assert len(calls) == 2 and "ok: 8 entries" in capsys.readouterr().out
+
+    def always_gone(paths):  # type: ignore[no-untyped-def]
+        raise FileNotFoundError(str(ledger / "ledger-000001.jsonl"))
+
+    monkeypatch.setattr(ledger_cli, "verify", always_gone)
+    assert main(["verify", str(ledger)]) != 0
