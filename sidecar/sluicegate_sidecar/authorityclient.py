@@ -168,7 +168,7 @@ class AuthorityClient:
     def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
         self.book.put(leases, amount, actual)
 
-    def recorded(self, ref: int, actual: int, leases: tuple[str, ...] = (), amount: int = 0) -> None:
+    def recorded(self, ref: int, actual: int, leases: tuple[str, ...], amount: int) -> None:
         if self.journal is not None:
             self.journal.settle(ref, actual)
         self.book.recorded(leases, amount, actual)

@@ -45,7 +45,7 @@ class FleetRoom(Protocol):
         """The reservation settled at ``actual`` (0: released), in memory."""
         ...
 
-    def recorded(self, ref: int, actual: int, leases: tuple[str, ...] = (), amount: int = 0) -> None:
+    def recorded(self, ref: int, actual: int, leases: tuple[str, ...], amount: int) -> None:
         """Reservation ``ref`` (``amount`` on ``leases``) settled at ``actual`` and its ledger line is
         written (or it cost nothing): a restart need not count it at its worst case any more, so the
         rest of the reservation is free on the leases from now on."""

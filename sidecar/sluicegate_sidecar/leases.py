@@ -222,16 +222,12 @@ class LeaseBook:
         """Reserve ``amount`` on the lease of every key, or on none; returns the lease ids."""
         if any(self.room(key, mono) < amount for key in keys):
             return None
-        taken = []
+        found = []
         for key in keys:
             state = self.scopes.get(key)
-            lease = state.lease if state is not None else None
-            if state is None or lease is None:
-                continue  # no lease: only a reservation of 0 gets here, and it holds nothing
-            lease.reserved += amount
-            state.taken += amount
-            taken.append(lease.lease_id)
-        return tuple(taken)
+            if state is not None and state.lease is not None:
+                found.append((state, state.lease))  # no lease: only a reservation of 0, holding nothing
+        return _hold(found, amount)
 
     def take_now(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> tuple[str, ...] | None:
         """``note_demand`` and ``take`` in one pass when the last sync was answered, no key is under a
@@ -249,10 +245,7 @@ class LeaseBook:
                 return None
             found.append((state, lease))
         self.note_demand(keys, amount, mono)
-        for state, lease in found:
-            lease.reserved += amount
-            state.taken += amount
-        return tuple(lease.lease_id for _, lease in found)
+        return _hold(found, amount)
 
     def put(self, lease_ids: tuple[str, ...], amount: int, actual: int) -> None:
         """Settle a reservation of ``amount`` on those leases at ``actual`` (0: released)."""
@@ -366,6 +359,14 @@ class LeaseBook:
     def outstanding(self) -> bool:
         """True while a lease is held that the authority has not seen closed."""
         return bool(self.held)
+
+
+def _hold(found: list[tuple[ScopeState, HeldLease]], amount: int) -> tuple[str, ...]:
+    """Reserve ``amount`` on each lease (checked to fit); returns their ids."""
+    for state, lease in found:
+        lease.reserved += amount
+        state.taken += amount
+    return tuple(lease.lease_id for _, lease in found)
 
 
 def _ask(scope: ScopeRef, lease: HeldLease, limit: int, want: int, least: int, final: bool) -> LeaseAsk:
