@@ -11,7 +11,10 @@
 # usage: bench/ab_pair.sh [REF_A] [REF_B]   (default: main HEAD)
 # Knobs: SHARED_BENCH=../shared/bench (beside the repo), PAIRS=5 (rounds; each runs c=32 then c=1), N32=10000, N1=3000, CORE_GW=1, CORE_LOAD=0,
 # STREAM=1 (streamed chat completions instead, each round one run at c=8 of N8=8000),
-# AB_DIR=/tmp/sluicegate-ab, AB_PORT=19400 (uses AB_PORT..AB_PORT+4).
+# AB_DIR=/tmp/sluicegate-ab, AB_PORT=19400 (uses AB_PORT..AB_PORT+4), WARM=500 (warm-up requests),
+# CHAT_LUA=$SHARED/wrk_chat.lua (the request; bench/wrk_split.lua sends each for another of 10,000
+# users), SPLIT_B=1 (B's budget split by user, A's not: with REF_A = REF_B and CHAT_LUA=wrk_split.lua,
+# the paired cost of 10,000 split scopes against one).
 # Prints one line per run: each side's CPU ms/request, RSS fresh and after (KiB), wrk's count.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +35,14 @@ rm -rf "$DIR" && mkdir -p "$DIR/a" "$DIR/b"
 git -C "$ROOT" archive "$A" | tar -x -C "$DIR/a"
 git -C "$ROOT" archive "$B" | tar -x -C "$DIR/b"
 sed "s#127.0.0.1:9000/#127.0.0.1:$PORT/#" "$ROOT/bench/resources.yaml" >"$DIR/resources.yaml"
-"$ROOT/.venv/bin/sluicegate" render -f "$DIR/resources.yaml" -o "$DIR/config" --namespace bench >/dev/null
+"$ROOT/.venv/bin/sluicegate" render -f "$DIR/resources.yaml" -o "$DIR/config-a" --namespace bench >/dev/null
+if [[ ${SPLIT_B:-0} == 1 ]]; then
+  sed 's/^  action: BLOCK$/  action: BLOCK\n  splitBy: user/' "$DIR/resources.yaml" >"$DIR/resources-b.yaml"
+  grep -q '^  splitBy: user$' "$DIR/resources-b.yaml" || { echo "ab_pair: no budget 'action: BLOCK' line to split" >&2; exit 1; }
+  "$ROOT/.venv/bin/sluicegate" render -f "$DIR/resources-b.yaml" -o "$DIR/config-b" --namespace bench >/dev/null
+else
+  cp -r "$DIR/config-a" "$DIR/config-b"
+fi
 
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
@@ -46,12 +56,12 @@ start() {  # SIDE API_PORT OPS_PORT -> pid
   local src=$DIR/$1
   rm -rf "$DIR/ledger-$1"
   PYTHONPATH=$src/contract:$src/operator:$src/sidecar:$src/reports:$src/cli taskset -c "$CORE_GW" "$PY" -c \
-    'import sys; from sluicegate_cli.main import main; sys.exit(main())' sidecar --config "$DIR/config" \
+    'import sys; from sluicegate_cli.main import main; sys.exit(main())' sidecar --config "$DIR/config-$1" \
     --port "$2" --ops-port "$3" --ledger-dir "$DIR/ledger-$1" >"$DIR/$1.out" 2>"$DIR/$1.err" &
   echo $!
 }
 load() {  # API_PORT CONNS N -> "count non_2xx"
-  BENCH_CHAT_LUA=$SHARED/wrk_chat.lua BENCH_REQUESTS=$3 BENCH_STREAM=${STREAM:-0} taskset -c "$CORE_LOAD" \
+  BENCH_CHAT_LUA=${CHAT_LUA:-$SHARED/wrk_chat.lua} BENCH_REQUESTS=$3 BENCH_STREAM=${STREAM:-0} taskset -c "$CORE_LOAD" \
     wrk -t1 -c"$2" -d600s --timeout 10s -s "$ROOT/bench/wrk_count.lua" "http://127.0.0.1:$1" 2>&1 |
     sed -n 's/^WRKCOUNT //p'
 }
@@ -68,8 +78,8 @@ pair() {  # CONNS N
   done
   sleep 1
   fa=$(rss "$pa"); fb=$(rss "$pb")
-  load $((PORT + 1)) "$1" 500 >/dev/null & la=$!
-  load $((PORT + 3)) "$1" 500 >/dev/null & lb=$!
+  load $((PORT + 1)) "$1" "${WARM:-500}" >/dev/null & la=$!
+  load $((PORT + 3)) "$1" "${WARM:-500}" >/dev/null & lb=$!
   wait "$la" "$lb"  # warm-up
   a0=$(cpu "$pa"); b0=$(cpu "$pb")
   load $((PORT + 1)) "$1" "$2" >"$DIR/a.wrk" & la=$!

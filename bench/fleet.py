@@ -10,9 +10,12 @@ users: "users", local on the same config (one scope), and "split", whose budget 
 compared with "local", the split budget with "users" (the same requests: only the scopes differ).
 Sidecars are pinned to CORE_GW; wrk, the upstream, the authority and PostgreSQL to CORE_LOAD (in a
 cluster the authority and its database run in other Pods: what is measured is the sidecar's cost).
-They are measured in turns (ABCDABCD…), each turn wrk at c=1 (latency) and at c=32 (throughput), and
-the sidecar's CPU time per request is read from /proc (robust to a loaded machine, unlike rates).
-Prints a table and writes OUT_DIR/fleet.json.
+Each compared pair is loaded at the same time (local with fleet, users with split; each turn the
+other one's wrk first), at c=1 and then at c=32, and each sidecar's CPU time per request is read from
+/proc: whatever else slows the shared machine in a turn slows both sides of the pair alike, so the
+pair's ratio holds where figures measured one after the other drifted by ±10 % between identical
+sidecars. Prints a table (medians; both sides of a pair share the core, so the absolute figures are
+above a sidecar's alone) and the pairs' ratios, and writes OUT_DIR/fleet.json.
 
 usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N] [--out DIR]
 Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1.
@@ -113,37 +116,52 @@ def postgres(core: str) -> Iterator[str]:
 
 
 def wrk(url: str, connections: int, seconds: float, lua: Path, core: str) -> dict[str, float]:
-    out = subprocess.run(
+    return wrk_summary(start_wrk(url, connections, seconds, lua, core))
+
+
+def start_wrk(url: str, connections: int, seconds: float, lua: Path, core: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         ["taskset", "-c", core, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
          "--timeout", "10s", "-s", str(lua), url],
-        check=True, capture_output=True, text=True, env={**os.environ, "BENCH_LABEL": "fleet"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "BENCH_LABEL": "fleet"},
     )  # fmt: skip
-    found = re.search(r"^WRKJSON (.*)$", out.stdout, re.MULTILINE)
-    if found is None:
-        raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
+
+
+def wrk_summary(proc: subprocess.Popen[str]) -> dict[str, float]:
+    stdout, stderr = proc.communicate()
+    found = re.search(r"^WRKJSON (.*)$", stdout, re.MULTILINE)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"wrk printed no summary:\n{stdout}\n{stderr}")
     summary: dict[str, float] = json.loads(found.group(1))
     return summary
 
 
-def measure(
-    name: str, url: str, pid: int, connections: int, seconds: float, lua: Path, core: str
-) -> dict[str, object]:
-    before = cpu_seconds(pid)
-    summary = wrk(url, connections, seconds, lua, core)
-    used = cpu_seconds(pid) - before
-    errors = sum(
-        int(summary[k]) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")
-    )
-    return {
-        "mode": name,
-        "connections": connections,
-        "requests": int(summary["requests"]),
-        "rps": summary["rps"],
-        "p50_ms": summary["p50_ms"],
-        "p99_ms": summary["p99_ms"],
-        "cpu_ms_per_request": 1000 * used / max(1, int(summary["requests"])),
-        "errors": errors,
-    }
+def measure_pair(
+    pair: list[tuple[str, str, int, Path]], connections: int, seconds: float, core: str
+) -> list[dict[str, object]]:
+    """Both sidecars of ``pair`` (mode, url, pid, wrk script) loaded at the same time for the same
+    seconds, each by its own wrk: whatever else slows the machine slows both alike."""
+    before = [cpu_seconds(pid) for _, _, pid, _ in pair]
+    running = [start_wrk(url, connections, seconds, lua, core) for _, url, _, lua in pair]
+    summaries = [wrk_summary(proc) for proc in running]
+    rows: list[dict[str, object]] = []
+    for (mode, _, pid, _), summary, started in zip(pair, summaries, before, strict=True):
+        used = cpu_seconds(pid) - started
+        errors = sum(
+            int(summary[k]) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")
+        )
+        rows.append({
+            "mode": mode,
+            "connections": connections,
+            "requests": int(summary["requests"]),
+            "rps": summary["rps"],
+            "p50_ms": summary["p50_ms"],
+            "p99_ms": summary["p99_ms"],
+            "cpu_ms_per_request": 1000 * used / max(1, int(summary["requests"])),
+            "errors": errors,
+        })  # fmt: skip
+    return rows
 
 
 def main() -> int:
@@ -211,13 +229,16 @@ def main() -> int:
             wrk(url, 8, 3 if scripts[mode] is lua else 10, scripts[mode], core_load)
         authority_cpu = cpu_seconds(authority.pid)
         fleet_requests = 0
-        for _ in range(args.repeats):
-            for mode, (url, proc, _) in sidecars.items():
+        for turn in range(args.repeats):
+            for first, second in (("local", "fleet"), ("users", "split")):
+                order = (first, second) if turn % 2 == 0 else (second, first)
+                pair = [(mode, sidecars[mode][0], sidecars[mode][1].pid, scripts[mode]) for mode in order]
                 for connections in (1, 32):
-                    row = measure(mode, url, proc.pid, connections, args.duration, scripts[mode], core_load)
-                    rows.append(row)
-                    if mode == "fleet":
-                        fleet_requests += int(row["requests"])  # type: ignore[call-overload]
+                    for row in measure_pair(pair, connections, args.duration, core_load):
+                        row["turn"] = turn
+                        rows.append(row)
+                        if row["mode"] == "fleet":
+                            fleet_requests += int(row["requests"])  # type: ignore[call-overload]
         authority_ms = 1000 * (cpu_seconds(authority.pid) - authority_cpu) / max(1, fleet_requests)
         metrics = httpx.get(sidecars["fleet"][2] + "/metrics", timeout=10).text
         up = re.search(r"^sluicegate_budget_authority_up (\S+)$", metrics, re.MULTILINE)
@@ -254,14 +275,18 @@ def report(rows: list[dict[str, object]], authority_ms: float, up: str, scopes: 
             lines.append(f"| {mode} | {connections} | {cpu:.3f} | {p50:.2f} | {rps:.0f} | {errors} |")
     lines.append("")
     for mode, base in (("fleet", "local"), ("split", "users")):
-        lines.append(
-            f"{mode} against {base}, CPU per request (medians): "
-            + ", ".join(
-                f"c={c} {medians[(mode, c)] - medians[(base, c)]:+.3f} ms"
-                f" ({100 * (medians[(mode, c)] / medians[(base, c)] - 1):+.1f} %)"
-                for c in (32, 1)
+        parts = []
+        for c in (32, 1):
+            ratios = sorted(  # each turn's pair, measured at the same time
+                float(r["cpu_ms_per_request"]) / float(b["cpu_ms_per_request"])  # type: ignore[arg-type]
+                for r in rows
+                if r["mode"] == mode and r["connections"] == c
+                for b in rows
+                if b["mode"] == base and b["connections"] == c and b.get("turn") == r.get("turn")
             )
-        )
+            spread = ", ".join(f"{100 * (x - 1):+.1f}" for x in ratios)
+            parts.append(f"c={c} {100 * (statistics.median(ratios) - 1):+.1f} % (turns {spread} %)")
+        lines.append(f"{mode} against {base}, CPU per request, paired (median): " + "; ".join(parts))
     lines.append(
         f"authority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up};"
         f" split: {scopes:.0f} budget scopes held (sluicegate_budget_scopes)"
