@@ -7,9 +7,11 @@ Its values are in ``budgettypes`` (re-exported here), a policy's fixed parts in 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sluicegate_contract.ladder import Verdict, outranks
 from sluicegate_contract.schema import Budget, Limit
@@ -33,13 +35,14 @@ __all__ = [
 ]
 
 
-SCOPE_CACHE = 1024  # request scopes remembered (a request's own between its asks, then the same Pod's)
+# Request scopes remembered, by Pod and split values: enough for every value of a budget split over
+# 10,000 users or teams to keep its own (about 200 bytes each: at most ~3 MiB), oldest out first.
+SCOPE_CACHE = 16_384
 _EVER = datetime.min.replace(tzinfo=UTC)
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class _Scopes:
+class _Scopes(NamedTuple):  # a tuple: built for every split value's first request, so cheap to build
     pod: PodIdentity  # held, so its id (in the key) names no other Pod identity while cached
     opened: datetime  # the latest start of their windows ...
     closes: datetime  # ... and the earliest end: valid for ``opened <= now < closes``
@@ -80,8 +83,10 @@ class BudgetBook:
         # the policies split by), while their windows stay open: a request asks up to four times
         # (decide, headroom, reserve, the reply's headroom), the requests in flight at once each keep
         # theirs between those, and the next request from the same Pod with the same split values
-        # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries.
-        self._scope_cache: dict[tuple[int, tuple[str | None, ...]], _Scopes] = {}
+        # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries,
+        # the oldest dropped first, one at a time (a budget split over more values than that computes
+        # the scopes of a value come back after the cache cycled, without a pause to clear thousands).
+        self._scope_cache: OrderedDict[tuple[int, tuple[str | None, ...]], _Scopes] = OrderedDict()
         self._last: tuple[Attribution, _Scopes] | None = None  # the last one looked up, by request
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
@@ -140,7 +145,7 @@ class BudgetBook:
             if selects(plan.selector, pod.labels):
                 scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
         if len(self._scope_cache) >= SCOPE_CACHE:
-            self._scope_cache.clear()
+            self._scope_cache.popitem(last=False)
         opened = max((s.key.start for s in scopes), default=_EVER)
         closes = min((s.end for s in scopes), default=_NEVER)
         found = self._scope_cache[key] = _Scopes(pod, opened, closes, tuple(scopes))

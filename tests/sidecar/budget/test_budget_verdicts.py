@@ -198,6 +198,9 @@ def test_the_scopes_remembered_for_requests_stay_bounded_however_many_split_valu
         assert isinstance(book.reserve(Attribution(pod, {"user": f"u{user}"}, {}), 1, NOON), Reservation)
         assert len(book._scope_cache) <= SCOPE_CACHE
     assert len(book.snapshot(NOON)) == 3 * SCOPE_CACHE  # the tallies are kept, only the lookups go
+    # the newest values stay remembered, the oldest went first (one at a time, never all at once)
+    kept = {values for _pod, values in book._scope_cache}
+    assert len(kept) == SCOPE_CACHE and ("u0",) not in kept and (f"u{3 * SCOPE_CACHE - 1}",) in kept
 
 
 def test_every_limit_of_a_policy_must_have_room() -> None:
