@@ -35,9 +35,7 @@ __all__ = [
 ]
 
 
-# Request scopes remembered, by Pod and split values: enough for every value of a budget split over
-# 10,000 users or teams to keep its own (about 200 bytes each: at most ~3 MiB), oldest out first.
-SCOPE_CACHE = 16_384
+SCOPE_CACHE = 16_384  # scopes remembered by Pod and split values (~300 bytes each: ~5 MiB at most)
 _EVER = datetime.min.replace(tzinfo=UTC)
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
@@ -83,9 +81,8 @@ class BudgetBook:
         # the policies split by), while their windows stay open: a request asks up to four times
         # (decide, headroom, reserve, the reply's headroom), the requests in flight at once each keep
         # theirs between those, and the next request from the same Pod with the same split values
-        # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries,
-        # the oldest dropped first, one at a time (a budget split over more values than that computes
-        # the scopes of a value come back after the cache cycled, without a pause to clear thousands).
+        # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries, the
+        # oldest dropped first, one at a time (no pause to clear thousands at once).
         self._scope_cache: OrderedDict[tuple[int, tuple[str | None, ...]], _Scopes] = OrderedDict()
         self._last: tuple[Attribution, _Scopes] | None = None  # the last one looked up, by request
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
