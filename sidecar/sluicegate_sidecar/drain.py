@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from .deadlines import Deadline
+
 
 @dataclass
 class Drain:
     draining: bool = False
     inflight: int = 0  # streams being relayed
     deadline: float | None = None  # loop time at which open streams are cut
-    _stream_timers: set[asyncio.Timeout] = field(default_factory=set)
+    _stream_timers: set[Deadline] = field(default_factory=set)
 
     def start(self, deadline: float) -> None:
         """Refuse new requests; streams in flight get until ``deadline`` (loop time), then are cut."""
@@ -23,15 +25,15 @@ class Drain:
         for timer in self._stream_timers:
             self._bring_forward(timer)
 
-    def track_stream_timer(self, timer: asyncio.Timeout) -> None:
+    def track_stream_timer(self, timer: Deadline) -> None:
         """Register a stream's wait for its next chunk, so the drain deadline can end it early."""
         self._stream_timers.add(timer)
         self._bring_forward(timer)
 
-    def untrack_stream_timer(self, timer: asyncio.Timeout) -> None:
+    def untrack_stream_timer(self, timer: Deadline) -> None:
         self._stream_timers.discard(timer)
 
-    def _bring_forward(self, timer: asyncio.Timeout) -> None:
+    def _bring_forward(self, timer: Deadline) -> None:
         when = timer.when()
         if self.deadline is not None and (when is None or when > self.deadline):
             timer.reschedule(self.deadline)

@@ -24,6 +24,7 @@ from sluicegate_contract.schema import ModelPrice, Timeouts
 
 from .accounting import Bounds, Charge, anomalous_charge, charge_for, usage_anomaly
 from .attempt import Attempt
+from .deadlines import Deadline
 from .errors import sse_error
 from .pricing import cost_micro_usd
 from .providers.base import Adapter, BadUpstreamResponse, Operation, ReportedUsage, StreamRelay, Usage
@@ -135,7 +136,7 @@ def _stream_error(op: Operation, message: str, code: str, relay: StreamRelay | N
 
 
 async def _first_bytes(relay: StreamRelay, iterator: AsyncIterator[bytes], seconds: float) -> bytes:
-    async with asyncio.timeout(seconds):
+    with Deadline(seconds):
         while True:
             out = relay.feed(await anext(iterator))
             if out:
@@ -199,7 +200,7 @@ async def stream_response(
                     if wait <= 0:
                         raise TimeoutError
                     try:
-                        async with asyncio.timeout(wait) as timer:
+                        with Deadline(wait) as timer:
                             # a SIGTERM drain deadline can bring it forward
                             gw.drain.track_stream_timer(timer)
                             chunk = await anext(iterator)
@@ -258,7 +259,7 @@ async def _release(response: OpenResponse, iterator: AsyncIterator[bytes]) -> No
     """After a complete stream: read what the upstream still sends (a keep-alive upstream may hold
     the body open after its terminator) for a bounded time, so its connection can be reused."""
     try:
-        async with asyncio.timeout(_RELEASE_SECONDS):
+        with Deadline(_RELEASE_SECONDS):
             async for _ in iterator:
                 pass
     except (TimeoutError, *_TRANSPORT_ERRORS):

@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 import aiohttp
 from yarl import URL
 
+from .deadlines import Deadline
 from .providers.base import UpstreamRequest
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -204,9 +205,9 @@ async def fetch_reply(
     upstream: Upstream, request: UpstreamRequest, first_byte_seconds: float, total_seconds: float
 ) -> bytes | AttemptFailed:
     """A complete (non-streaming) reply's body: the status line within the first-byte limit, then the
-    body within the total limit from there, under one deadline object (each asyncio timeout is a timer
-    set and cancelled). Raises ``AttemptFailed`` as ``open_response`` does; a body that fails is
-    returned, as ``read_body`` would have raised it (the response is closed either way)."""
+    body within the total limit from there, under one ``Deadline`` moved between the two. Raises
+    ``AttemptFailed`` as ``open_response`` does; a body that fails is returned, as ``read_body``
+    would have raised it (the response is closed either way)."""
     return await upstream.fetch(request, first_byte_seconds, total_seconds)
 
 
@@ -237,7 +238,7 @@ async def open_over(x: Exchange[R], request: UpstreamRequest, first_byte_seconds
     """Send and wait for the status line within the first-byte limit; anything but a 2xx raises
     ``AttemptFailed`` (with what the upstream said, its body read under the same limit)."""
     try:
-        async with asyncio.timeout(first_byte_seconds):
+        with Deadline(first_byte_seconds):
             response = await x.send(request)
     except TimeoutError:
         raise AttemptFailed("timeout", detail="no response before the first-byte deadline") from None
@@ -247,7 +248,7 @@ async def open_over(x: Exchange[R], request: UpstreamRequest, first_byte_seconds
     if 200 <= status < 300:
         return x.opened(response)
     try:
-        async with asyncio.timeout(first_byte_seconds):
+        with Deadline(first_byte_seconds):
             body = await x.read(response, MAX_ERROR_BYTES)
     except TimeoutError:
         body = b""
@@ -268,7 +269,7 @@ async def fetch_over(
     response: R | None = None
     status = 0
     try:
-        async with asyncio.timeout(first_byte_seconds) as deadline:
+        with Deadline(first_byte_seconds) as deadline:
             response = await x.send(request)
             status = x.status(response)
             ok = 200 <= status < 300
@@ -358,7 +359,7 @@ async def read_capped(response: OpenResponse, limit: int) -> bytes:
 
 async def read_body(response: OpenResponse, idle_seconds: float, total_seconds: float) -> bytes:
     try:
-        async with asyncio.timeout(total_seconds):
+        with Deadline(total_seconds):
             return await read_capped(response, MAX_RESPONSE_BYTES)
     except TimeoutError:
         raise AttemptFailed("timeout", detail="upstream body did not finish in time") from None
