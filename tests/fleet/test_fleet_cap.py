@@ -20,6 +20,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from sluicegate_contract.ledgerfiles import read_entries
 from sluicegate_sidecar import leasejournal
+from sluicegate_sidecar.authorityclient import SIDECAR_ID_FILE
 from sluicegate_sidecar.journalfile import JOURNAL_FILE, boot_id
 from tests.support.fleet import Proc, authority, sidecar, start_all, stop_all
 from tests.support.sidecar_harness import budget, connection, priced, render_dir
@@ -52,12 +53,26 @@ def ledger_total(ledger_dirs: list[Path]) -> tuple[int, int]:
     return sum(entry.cost_micro_usd for entry in entries), len(entries)
 
 
-def open_at_kill(ledger_dir: Path) -> int:
+def open_at_kill(journal: bytes) -> int:
     """The reservations a killed sidecar's journal shows open (sent upstream, no ledger line yet), at
     their worst case: what its restart reports as spent for them, so the authority charges them."""
-    lines = (ledger_dir / JOURNAL_FILE).read_bytes().splitlines()
-    state = leasejournal.fold(lines, boot_id())
+    state = leasejournal.fold(journal.splitlines(), boot_id())
     return sum(amount for amount, _ids in state.reserved.values())
+
+
+def never_heard_of(database_url: str, ledger_dir: Path, journal: bytes, killed_at: float) -> int:
+    """What the authority granted the killed process in a sync the kill cut short: leases of that
+    sidecar opened before the kill that its journal never recorded. The process never reserved on
+    them (a lease is journaled before any reservation on it), and its restart, another process, does
+    not know them: they stay charged in full (README "Budgets across replicas", Crashes)."""
+    sidecar = (ledger_dir / SIDECAR_ID_FILE).read_text().strip()
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT lease_id::text, amount - reported FROM budget_leases WHERE state = 'expired'"
+            " AND sidecar_id = %s AND created_at <= to_timestamp(%s)",
+            (sidecar, killed_at),
+        ).fetchall()
+    return sum(int(left) for lease_id, left in rows if lease_id.encode() not in journal)
 
 
 def stranded_and_charged(database_url: str) -> tuple[int, int]:
@@ -151,11 +166,14 @@ def test_the_cap_holds_while_sidecars_are_killed_and_replaced_and_an_authority_i
     fresh_ledger = tmp_path / "ledger-fresh"
     fresh = sidecar(config, fresh_ledger, tmp_path / "sidecar-fresh.log", [a.url for a in auths], *FLAGS)
     in_flight: list[int] = []
+    at_kill: list[tuple[bytes, float]] = []
 
     async def chaos(urls: list[str]) -> None:
         await asyncio.sleep(0.5)
         cars[1].kill()  # kill -9 a sidecar holding leases, mid-burst
-        in_flight.append(open_at_kill(ledgers[1]))
+        journal = (ledgers[1] / JOURNAL_FILE).read_bytes()
+        at_kill.append((journal, time.time()))
+        in_flight.append(open_at_kill(journal))
         auths[0].kill()  # and one authority process: the sidecars fail over to the other
         cars[2].signal_stop()  # a rollout: this one drains and returns its leases ...
         await asyncio.to_thread(fresh.start)  # ... and a fresh one on a new volume takes its place
@@ -174,9 +192,11 @@ def test_the_cap_holds_while_sidecars_are_killed_and_replaced_and_an_authority_i
     settled, entries = ledger_total([*ledgers, fresh_ledger])
     stranded, charged = stranded_and_charged(database_url)
     (killed_in_flight,) = in_flight
+    ((journal, killed_at),) = at_kill
+    unheard = never_heard_of(database_url, ledgers[1], journal, killed_at)
     print(
         f"codes={dict(codes)} settled={settled} entries={entries} stranded={stranded} charged={charged}"
-        f" in_flight_at_kill={killed_in_flight}"
+        f" in_flight_at_kill={killed_in_flight} granted_unheard_at_kill={unheard}"
     )
     assert settled <= charged <= CAP  # the authority charges at least what the ledgers settled
     assert charged >= 0.9 * CAP  # the fleet used the cap ...
@@ -184,9 +204,10 @@ def test_the_cap_holds_while_sidecars_are_killed_and_replaced_and_an_authority_i
     # upstream at the kill (no ledger line: the kill cut it), charged at its worst case as its restart
     # reported from the journal. So the ledgers hold the cap used, less only what the kill cut; how
     # much that is depends on the moment the kill lands (0-10 % of this cap in practice).
-    assert charged - settled <= killed_in_flight
-    assert settled >= 0.9 * CAP - killed_in_flight
-    # No lease is left charged in full: the restarted sidecar corrected its old leases.
-    assert stranded == 0
+    # (And a lease the kill cut the grant of, charged in full: see ``never_heard_of``.)
+    assert charged - settled <= killed_in_flight + unheard
+    assert settled >= 0.9 * CAP - killed_in_flight - unheard
+    # No lease the killed process knew is left charged in full: its restart corrected them all.
+    assert stranded == unheard
     assert set(codes) <= {200, 402, 502}, codes  # 502: a request cut by the kill
     assert codes[402] > 0
