@@ -57,11 +57,12 @@ def _clock_of(loop: asyncio.AbstractEventLoop) -> _Clock:
 class Deadline:
     """``with Deadline(seconds):`` — the block is cancelled ``seconds`` from now (``TimeoutError``)."""
 
-    __slots__ = ("_cancelling", "_clock", "_task", "_when", "expired")
+    __slots__ = ("_cancelling", "_clock", "_done", "_task", "_when", "expired")
 
     def __init__(self, seconds: float | None) -> None:
         self._when = seconds  # relative until entered
         self.expired = False
+        self._done = False  # the block was left: nothing may fire it any more
 
     def __enter__(self) -> Deadline:
         loop = asyncio.get_running_loop()
@@ -79,6 +80,7 @@ class Deadline:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._done = True
         self._clock.due.discard(self)
         if self.expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
@@ -88,8 +90,8 @@ class Deadline:
         return self._when
 
     def reschedule(self, when: float | None) -> None:
-        """Fire at loop time ``when`` instead (None: never); only before it fired."""
-        if self.expired:
+        """Fire at loop time ``when`` instead (None: never); only inside the block, before it fired."""
+        if self.expired or self._done:
             return
         self._when = when
         if when is None:

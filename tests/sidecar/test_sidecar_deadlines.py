@@ -73,6 +73,8 @@ async def test_rescheduling_moves_the_deadline_later_earlier_or_away() -> None:
     with Deadline(0.02) as deadline:
         deadline.reschedule(None)  # taken away
         await asyncio.sleep(0.02 + 2 * TICK)
+    deadline.reschedule(loop.time())  # after the block: nothing left to cancel, so nothing fires
+    await asyncio.sleep(2 * TICK)
 
 
 async def test_only_the_task_whose_deadline_passed_is_cancelled() -> None:
