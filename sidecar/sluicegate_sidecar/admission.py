@@ -92,13 +92,16 @@ class Admission:
         want = worst_case_micro_usd(price, input_tokens, cap, outputs)
         least_cap = min(cap, max(1, least))
         need = worst_case_micro_usd(price, input_tokens, least_cap, outputs)
-        if budgets.fleet is not None:  # fleet mode: top the leases up first when they hold too little
-            await budgets.fleet.cover(budgets.enforce_keys(ctx.attribution, datetime.now(UTC)), want, need)
-        while True:
-            now = datetime.now(UTC)
-            headroom = budgets.headroom(ctx.attribution, now)
-            if headroom is None or headroom >= want or not await self._wait(ctx, want, need):
-                break
+        now = datetime.now(UTC)
+        headroom = budgets.headroom(ctx.attribution, now)
+        if headroom is not None and headroom < want:  # short of the worst case (the hot path is not)
+            if budgets.fleet is not None:  # fleet mode: top the leases up first (one sync)
+                await budgets.fleet.cover(budgets.enforce_keys(ctx.attribution, now), want, need)
+            while True:
+                now = datetime.now(UTC)
+                headroom = budgets.headroom(ctx.attribution, now)
+                if headroom is None or headroom >= want or not await self._wait(ctx, want, need):
+                    break
         send = cap
         if headroom is not None and outputs > 0:
             fits = max_output_tokens_within(price, input_tokens, outputs, headroom)

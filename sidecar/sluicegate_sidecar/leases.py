@@ -204,9 +204,7 @@ class LeaseBook:
     def note_demand(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> None:
         """A request of ``amount`` wants the scopes: the slice is at least the largest lately."""
         for key in keys:
-            state = self._scope(key)
-            decay = 0.5 ** (max(0.0, mono - state.worst_at) / WORST_HALF_LIFE)
-            state.worst, state.worst_at = max(amount, int(state.worst * decay)), mono
+            _note_worst(self._scope(key), amount, mono)
 
     def need(self, keys: tuple[LeaseKey, ...], amount: int, mono: float, least: int = 0) -> None:
         """A request waits for ``amount`` (of use from ``least``) on each of ``keys``: ask at the
@@ -236,15 +234,18 @@ class LeaseBook:
         if self.unavailable:
             return None
         found = []
-        for key in keys:
+        for key in keys:  # ``_room`` inline: a lease of the authority's, current, covering ``amount``
             state = self.scopes.get(key)
-            if state is None or state.refusal == "kill_switch" or self._room(key, mono) < amount:
+            if state is None or state.refusal == "kill_switch":
                 return None
             lease = state.lease
-            if lease is None or lease.offline:
+            if lease is None or lease.offline or not lease.current or mono >= lease.deadline:
+                return None
+            if amount and lease.amount - lease.settled - lease.reserved - lease.pending < amount:
                 return None
             found.append((state, lease))
-        self.note_demand(keys, amount, mono)
+        for state, _ in found:
+            _note_worst(state, amount, mono)
         return _hold(found, amount)
 
     def put(self, lease_ids: tuple[str, ...], amount: int, actual: int) -> None:
@@ -359,6 +360,16 @@ class LeaseBook:
     def outstanding(self) -> bool:
         """True while a lease is held that the authority has not seen closed."""
         return bool(self.held)
+
+
+def _note_worst(state: ScopeState, amount: int, mono: float) -> None:
+    """The largest reservation lately: a larger one at once; a smaller one once the largest has
+    decayed below it (half-life ``WORST_HALF_LIFE``, looked at once a second at most: cheap)."""
+    if amount >= state.worst:
+        state.worst, state.worst_at = amount, mono
+    elif mono - state.worst_at >= 1.0:
+        decayed = int(state.worst * 0.5 ** ((mono - state.worst_at) / WORST_HALF_LIFE))
+        state.worst, state.worst_at = max(amount, decayed), mono
 
 
 def _hold(found: list[tuple[ScopeState, HeldLease]], amount: int) -> tuple[str, ...]:
