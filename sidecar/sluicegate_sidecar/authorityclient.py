@@ -378,5 +378,4 @@ class AuthorityClient:
             await self._client.aclose()
             self._client = None
         if self.journal is not None:
-            self.journal.flush()
             self.journal.close()

@@ -1,28 +1,29 @@
 """Fleet mode's lease journal on disk (``leases.journal`` beside the ledger): the I/O shell of
 ``leasejournal``.
 
-Appends are ``os.write`` to the page cache, no fsync: a killed process (SIGKILL, OOM) cannot lose
-them, with one exception on purpose: a settlement (``s``) is held until the end of the event-loop
-turn (or the next append, whichever comes first) and written with the others of that turn in one
-``write`` (the ledger writes its lines a loop turn at a time, so the settlements of a turn's lines
-come together). A kill within that turn loses those settlements: their reservations are then
-reported at their worst case, which never lets spend past the cap, only charges more than was spent
-(as a request killed in flight is charged). A reservation (``r``) is written before its request can
-reach a provider, never held. A node crash can lose any record, and then the next boot finds a
+The journal is a file mapped into memory (``mmap``, shared): an append is a copy into the page cache,
+no system call, and a killed process (SIGKILL, OOM) loses none of it (the kernel owns those pages and
+writes them back; the next process reads them). The file's blocks are allocated when it is created
+(``posix_fallocate``), so a full volume refuses the journal then, never a write into it later (which
+would be a SIGBUS); past its end the file is zeros. A kill in the middle of a copy leaves at most the
+last record torn, which the next process ignores (``leasejournal.written``): a reservation is recorded
+before its request can reach a provider, so a torn one never went out; a torn settlement counts its
+reservation at its worst case, as a request killed in flight does. A settlement (``s``) is recorded
+once its ledger line is written. A node crash can lose any record, and then the next boot finds a
 journal of another boot, proves nothing with it, and the leases stay charged in full (safe: the cap
 never counts on a lost record). An exclusive ``flock`` keeps two live processes from sharing one
-journal (the second journals nothing and corrects nothing). Past ``COMPACT_BYTES`` the journal is
-rewritten as one snapshot of its state (a temporary file renamed over it), so a long-lived sidecar's
-journal stays small. A failed write removes the journal: its leases are then charged in full at the
-next start, never less than they cost.
+journal (the second journals nothing and corrects nothing). When the file is full the journal is
+rewritten as one snapshot of its state into a new file (renamed over it), so a long-lived sidecar's
+journal stays small. A journal that cannot be written is removed: its leases are then charged in full
+at the next start, never less than they cost.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from .leases import LeaseKey
 
 log = logging.getLogger("sluicegate.sidecar")
 JOURNAL_FILE = "leases.journal"
-COMPACT_BYTES = 1 << 20
+COMPACT_BYTES = 1 << 20  # the file's size (at least twice its last snapshot): rewritten when full
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -53,15 +54,13 @@ class LeaseJournal:
         self.boot = boot_id() if boot is None else boot
         self.state = lj.JournalState()
         self._compact_bytes = compact_bytes
-        self._fd: int | None = None
-        self._size = 0
-        self._limit = compact_bytes  # compact past this: at least twice the last snapshot
-        self._held: list[bytes] = []  # settlements waiting for the end of the loop turn
-        self._flush_soon: asyncio.Handle | None = None
+        self._fd: int | None = None  # the file recovered: held (with its lock) until the first rewrite
+        self._map: mmap.mmap | None = None
+        self._size = 0  # bytes of records in the map; zeros after them
 
     @property
     def active(self) -> bool:
-        return self._fd is not None
+        return self._map is not None
 
     def recover(self) -> dict[str, tuple[LeaseKey, int]]:
         """Lock the journal, fold what an earlier process left, and start this process's journal
@@ -69,7 +68,7 @@ class LeaseJournal:
         Which of them were offline leases is in ``state.offline`` afterwards."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             log.warning(
                 "no lease journal in %s (%s): a restart cannot correct this run's leases", self.path, exc
@@ -85,7 +84,7 @@ class LeaseJournal:
         offline: set[str] = set()
         try:
             with open(self.path, "rb") as previous:
-                lines = previous.read().splitlines()
+                lines = lj.written(previous.read()).splitlines()
             if lines and self.boot:
                 folded = lj.fold(lines, self.boot)
                 owed, offline = folded.owed(), folded.offline
@@ -110,83 +109,64 @@ class LeaseJournal:
     # -- appends ----------------------------------------------------------------------------
 
     def lease(self, lease_id: str, key: LeaseKey, *, offline: bool = False) -> None:
-        if self._fd is not None and lease_id not in self.state.leases:
+        if self._map is not None and lease_id not in self.state.leases:
             self.state.lease(lease_id, key, offline=offline)
             self._append(lj.lease_record(lease_id, key, offline=offline))
 
     def reserve(self, ref: int, amount: int, lease_ids: tuple[str, ...]) -> None:
-        if self._fd is not None:
+        if self._map is not None:
             self.state.reserve(ref, amount, lease_ids)
             self._append(lj.reserve_record(ref, amount, lease_ids))
 
     def settle(self, ref: int, actual: int) -> None:
-        """Held until the loop turn ends (or the next append); written at once outside a loop."""
-        if self._fd is not None and ref in self.state.reserved:
+        if self._map is not None and ref in self.state.reserved:
             self.state.settle(ref, actual)
-            self._held.append(lj.settle_record(ref, actual))
-            if self._flush_soon is None:
-                try:
-                    self._flush_soon = asyncio.get_running_loop().call_soon(self.flush)
-                except RuntimeError:  # no event loop (offline tools, tests): now
-                    self.flush()
-
-    def flush(self) -> None:
-        """Write the settlements held."""
-        if self._flush_soon is not None:
-            self._flush_soon.cancel()
-            self._flush_soon = None
-        if self._held and self._fd is not None:
-            self._append(b"")
+            self._append(lj.settle_record(ref, actual))
 
     def done(self, lease_id: str) -> None:
-        if self._fd is not None and lease_id in self.state.leases:
+        if self._map is not None and lease_id in self.state.leases:
             self.state.done(lease_id)
             self._append(lj.done_record(lease_id))
 
     def _append(self, record: bytes) -> None:
-        """Write ``record`` after the settlements held, in one write."""
-        fd = self._fd
-        assert fd is not None
-        if self._held:
-            record = b"".join(self._held) + record
-            self._held.clear()
-        try:
-            if self._size + len(record) > self._limit:
-                self._rewrite()  # the record is in ``state`` already: the snapshot holds it
-                return
-            written = os.write(fd, record)
-            if written != len(record):
-                raise OSError(f"a short write ({written} of {len(record)} bytes)")
-            self._size += written
-        except OSError as exc:
-            self._give_up(exc)
+        """Copy ``record`` into the map after the others; a full map is rewritten as a snapshot of
+        ``state`` (which holds the record already) in a new file instead."""
+        journal = self._map
+        assert journal is not None
+        end = self._size + len(record)
+        if end > len(journal):
+            self._rewrite()
+            return
+        journal[self._size : end] = record
+        self._size = end
 
     def _rewrite(self) -> None:
-        """Replace the journal with one snapshot of ``state`` (atomically: a new file renamed over it)."""
-        fd = self._fd
-        if fd is None:
+        """Replace the journal with one snapshot of ``state`` in a new file (renamed over it), its
+        blocks allocated up to twice the snapshot (``COMPACT_BYTES`` at least) and mapped."""
+        if self._fd is None and self._map is None:
             return
-        self._held.clear()  # settled in ``state``: the snapshot holds them
         data = lj.snapshot(self.boot, self.state)
+        size = -(-max(self._compact_bytes, 2 * len(data)) // mmap.PAGESIZE) * mmap.PAGESIZE
         temporary = self.path.with_name(self.path.name + ".new")
         try:
-            new = os.open(
-                temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600
-            )
+            new = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            journal: mmap.mmap | None = None
             try:
                 fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if os.write(new, data) != len(data):
-                    raise OSError("a short write of the journal's snapshot")
+                os.posix_fallocate(new, 0, size)  # a full volume refuses here, not in a later copy
+                journal = mmap.mmap(new, size)
+                journal[: len(data)] = data
                 os.replace(temporary, self.path)
             except OSError:
+                if journal is not None:
+                    journal.close()
                 os.close(new)
                 raise
         except OSError as exc:
             self._give_up(exc)
             return
-        os.close(fd)
-        self._fd, self._size = new, len(data)
-        self._limit = max(self._compact_bytes, 2 * len(data))
+        self._release()
+        self._fd, self._map, self._size = new, journal, len(data)
 
     def _give_up(self, exc: OSError) -> None:
         """A journal missing a record would under-report: remove it, journal nothing more."""
@@ -196,12 +176,13 @@ class LeaseJournal:
         self.close()
 
     def close(self) -> None:
-        """Release the journal (what a killed process leaves: settlements held are not written;
-        ``flush`` first on a clean shutdown)."""
-        self._held.clear()
-        if self._flush_soon is not None:
-            self._flush_soon.cancel()
-            self._flush_soon = None
+        """Release the journal (what a killed process leaves: every record copied is in the file)."""
+        self._release()
+
+    def _release(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

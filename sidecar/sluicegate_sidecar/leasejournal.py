@@ -144,6 +144,15 @@ def _apply(state: JournalState, record: list[object]) -> None:
         raise Unproven(f"an unknown record {kind!r}")
 
 
+def written(data: bytes) -> bytes:
+    """The complete records of a journal file: up to its first zero byte (the file is zeros past its
+    records), less a last record without its line end (torn by a kill in the middle of its copy)."""
+    end = data.find(b"\0")
+    if end >= 0:
+        data = data[:end]
+    return data[: data.rfind(b"\n") + 1]
+
+
 def fold(lines: Iterable[bytes], boot_id: str) -> JournalState:
     """The state a journal's lines add up to; raises ``Unproven`` when they cannot vouch for it."""
     state = JournalState()

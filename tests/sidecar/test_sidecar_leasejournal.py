@@ -145,3 +145,19 @@ def test_an_adopted_offline_lease_is_reported_offline_and_final_and_gives_no_sec
     closed = grant("o1", 0, state="closed", settled=3_500)
     book.apply(SyncReply(leases=(closed,)), sent_at=1.0)
     assert "o1" not in book.held and not book.outage_used  # the authority answered: the outage is over
+
+
+@pytest.mark.parametrize(
+    ("data", "records"),
+    [
+        (b'["h","b"]\n["r",1,5,"l1"]\n' + b"\0" * 64, b'["h","b"]\n["r",1,5,"l1"]\n'),  # zeros past the end
+        (b'["h","b"]\n["r",1,5,"l1"]\n["s",1', b'["h","b"]\n["r",1,5,"l1"]\n'),  # a copy cut short
+        (b'["h","b"]\n["s",1' + b"\0\0" + b"5]\n" + b"\0" * 8, b'["h","b"]\n'),  # its end copied first
+        (b'["h","b"]\n["r",1,5,"l1"]\n', b'["h","b"]\n["r",1,5,"l1"]\n'),  # written with write(2): whole
+        (b"\0" * 4096, b""),
+    ],
+)
+def test_only_whole_records_count_the_zeros_past_the_end_and_a_torn_last_record_do_not(
+    data: bytes, records: bytes
+) -> None:
+    assert lj.written(data) == records
