@@ -203,6 +203,7 @@ class AuthorityClient:
                     await self._sync_locked()
         except TimeoutError:
             self.book.failed()
+        self._observe()  # the request about to be refused for it sees the authority down in the metrics
 
     # -- syncing ----------------------------------------------------------------------------
 
