@@ -42,9 +42,8 @@ class HeldLease:
     deadline: float  # monotonic: nothing is reserved on it after this
     settled: int = 0  # cumulative, settled by this sidecar on it
     reserved: int = 0  # in flight
-    # Settled, but the journal has not recorded it yet (its ledger line is being written): counted at
-    # its reservation until then, as a restart would report it from the journal (``leasejournal``),
-    # so what the journal owes on a lease never passes its amount.
+    # Settled, its journal record not written yet (its ledger line is being written): counted at its
+    # reservation until then, as a restart would report it: the journal never owes past the amount.
     pending: int = 0
     current: bool = True  # False: retired (expired, closed); only waits for its last report
     offline: bool = False  # opened by this sidecar under failMode static while the authority was away
@@ -104,10 +103,7 @@ class LeaseBook:
     _allowances: dict[str, Allowance] = field(default_factory=dict)
 
     def _scope(self, key: LeaseKey) -> ScopeState:
-        state = self.scopes.get(key)
-        if state is None:
-            state = self.scopes[key] = ScopeState()
-        return state
+        return self.scopes.get(key) or self.scopes.setdefault(key, ScopeState())
 
     def room(self, key: LeaseKey, mono: float) -> int:
         if self.unavailable:
@@ -228,9 +224,8 @@ class LeaseBook:
         return _hold(found, amount)
 
     def take_now(self, keys: tuple[LeaseKey, ...], amount: int, mono: float) -> tuple[str, ...] | None:
-        """``note_demand`` and ``take`` in one pass when the last sync was answered, no key is under a
-        kill switch and every lease covers ``amount``; otherwise None and nothing changed (the caller
-        then asks ``shortfall`` why, which may open a fall-back lease)."""
+        """``note_demand`` and ``take`` in one pass when the last sync was answered, no key is under a kill
+        switch and every lease covers ``amount``; else None, nothing changed (then ``shortfall`` says why)."""
         if self.unavailable:
             return None
         found = []
@@ -363,8 +358,7 @@ class LeaseBook:
 
 
 def _note_worst(state: ScopeState, amount: int, mono: float) -> None:
-    """The largest reservation lately: a larger one at once; a smaller one once the largest has
-    decayed below it (half-life ``WORST_HALF_LIFE``, looked at once a second at most: cheap)."""
+    """The largest reservation lately; a smaller one once the largest decayed below it (looked at 1/s)."""
     if amount >= state.worst:
         state.worst, state.worst_at = amount, mono
     elif mono - state.worst_at >= 1.0:
