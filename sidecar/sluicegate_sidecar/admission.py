@@ -94,14 +94,14 @@ class Admission:
         need = worst_case_micro_usd(price, input_tokens, least_cap, outputs)
         now = datetime.now(UTC)
         headroom = budgets.headroom(ctx.attribution, now)
-        if headroom is not None and headroom < want:  # short of the worst case (the hot path is not)
-            if budgets.fleet is not None:  # fleet mode: top the leases up first (one sync)
-                await budgets.fleet.cover(budgets.enforce_keys(ctx.attribution, now), want, need)
-            while True:
-                now = datetime.now(UTC)
-                headroom = budgets.headroom(ctx.attribution, now)
-                if headroom is None or headroom >= want or not await self._wait(ctx, want, need):
-                    break
+        if headroom is not None and headroom < want and budgets.fleet is not None:
+            # fleet mode, short of the worst case (the hot path is not): top the leases up (one sync)
+            await budgets.fleet.cover(budgets.enforce_keys(ctx.attribution, now), want, need)
+            now = datetime.now(UTC)
+            headroom = budgets.headroom(ctx.attribution, now)
+        while headroom is not None and headroom < want and await self._wait(ctx, want, need):
+            now = datetime.now(UTC)
+            headroom = budgets.headroom(ctx.attribution, now)
         send = cap
         if headroom is not None and outputs > 0:
             fits = max_output_tokens_within(price, input_tokens, outputs, headroom)

@@ -57,7 +57,6 @@ class LeaseJournal:
         self._fd: int | None = None  # the file recovered: held (with its lock) until the first rewrite
         self._map: mmap.mmap | None = None
         self._size = 0  # bytes of records in the map; zeros after them
-        self._ids: dict[tuple[str, ...], bytes] = {}  # ``leasejournal.ids_json`` of recent leases
 
     @property
     def active(self) -> bool:
@@ -117,12 +116,7 @@ class LeaseJournal:
     def reserve(self, ref: int, amount: int, lease_ids: tuple[str, ...]) -> None:
         if self._map is not None:
             self.state.reserve(ref, amount, lease_ids)
-            ids = self._ids.get(lease_ids)  # the same leases take reservation after reservation
-            if ids is None:
-                if len(self._ids) >= 64:
-                    self._ids.clear()
-                ids = self._ids[lease_ids] = lj.ids_json(lease_ids)
-            self._append(lj.reserve_record(ref, amount, lease_ids, ids))
+            self._append(lj.reserve_record(ref, amount, lease_ids))
 
     def settle(self, ref: int, actual: int) -> None:
         if self._map is not None and ref in self.state.reserved:
@@ -149,7 +143,7 @@ class LeaseJournal:
     def _rewrite(self) -> None:
         """Replace the journal with one snapshot of ``state`` in a new file (renamed over it), its
         blocks allocated up to twice the snapshot (``COMPACT_BYTES`` at least) and mapped."""
-        if self._fd is None and self._map is None:
+        if self._fd is None:  # not recovered, or given up (a map always has its descriptor)
             return
         data = lj.snapshot(self.boot, self.state)
         size = -(-max(self._compact_bytes, 2 * len(data)) // mmap.PAGESIZE) * mmap.PAGESIZE

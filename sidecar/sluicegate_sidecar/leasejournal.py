@@ -21,6 +21,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -92,14 +93,14 @@ def lease_record(lease_id: str, key: LeaseKey, settled: int = 0, *, offline: boo
     return msgspec.json.encode(record) + b"\n"
 
 
-def ids_json(lease_ids: tuple[str, ...]) -> bytes:
+@functools.lru_cache(maxsize=64)  # the same leases take reservation after reservation
+def _ids_json(lease_ids: tuple[str, ...]) -> bytes:
     """``lease_ids`` as a reservation record ends: each a JSON string after a comma."""
     return b"".join(b"," + msgspec.json.encode(lease_id) for lease_id in lease_ids)
 
 
-def reserve_record(ref: int, amount: int, lease_ids: tuple[str, ...], ids: bytes | None = None) -> bytes:
-    """``ids``: ``ids_json(lease_ids)``, when the caller keeps it (the same leases, many records)."""
-    return b'["r",%d,%d%s]\n' % (ref, amount, ids_json(lease_ids) if ids is None else ids)
+def reserve_record(ref: int, amount: int, lease_ids: tuple[str, ...]) -> bytes:
+    return b'["r",%d,%d%s]\n' % (ref, amount, _ids_json(lease_ids))
 
 
 def settle_record(ref: int, actual: int) -> bytes:
