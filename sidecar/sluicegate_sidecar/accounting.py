@@ -10,7 +10,6 @@ import contextlib
 import functools
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
@@ -32,8 +31,7 @@ from .tokens import estimate_output_tokens_from_chars
 log = logging.getLogger("sluicegate.sidecar")
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(msgspec.Struct, frozen=True, gc=False):
     cost_micro_usd: int
     basis: str  # exact | estimated | unpriced | anomalous
     usage: Usage | None  # for anomalous: the bounded figures charged
@@ -41,8 +39,7 @@ class Charge:
     reported: ReportedUsage | None = None  # for anomalous: what the upstream reported
 
 
-@dataclass(frozen=True, slots=True)
-class Bounds:
+class Bounds(msgspec.Struct, frozen=True, gc=False):
     """What one attempt's reservation assumed: the most a correct upstream can report for it.
 
     ``prompt_tokens`` is the input the reservation counted (the request's input bound);

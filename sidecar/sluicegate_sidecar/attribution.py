@@ -9,6 +9,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 DIMENSIONS = ("team", "service", "feature", "user", "endCustomer")
 _HEADER_OF = {
     "team": "team",
@@ -31,8 +33,7 @@ class PodIdentity:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(msgspec.Struct, frozen=True, gc=False):
     pod: PodIdentity
     dimensions: Mapping[str, str]
     tags: Mapping[str, str]

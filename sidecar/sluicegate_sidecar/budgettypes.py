@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import msgspec
+
 from sluicegate_contract.ladder import Verdict, outranks
 from sluicegate_contract.windows import WindowKind
 
@@ -18,8 +20,7 @@ from .ladder import ScopeKey
 RefusalReason = Literal["kill_switch", "budget_exceeded", "pricing_unknown", "budget_authority_unavailable"]
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(msgspec.Struct, frozen=True, gc=False):
     """Why a reservation was refused and what the policy does about it.
 
     ``action`` BLOCK → 402 ``budget_exceeded`` (or ``pricing_unknown``); KILL → 403 ``kill_switch``;
@@ -34,8 +35,7 @@ class Refusal:
     downgrade_to: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(msgspec.Struct, frozen=True, gc=False):
     id: int
     keys: tuple[ScopeKey, ...]
     amount_micro_usd: int
@@ -44,8 +44,7 @@ class Reservation:
     leases: tuple[str, ...] = ()  # fleet mode: the leases it was reserved on
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """The verdict for a request before routing. ``action`` comes from Enforce policies only."""
 
     action: Verdict

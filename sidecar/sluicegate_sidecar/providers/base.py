@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
+import msgspec
+
 from .keyscrub import NO_KEY, KeyScrubber
 
 # chat: POST /v1/chat/completions, completions: POST /v1/completions,
@@ -21,8 +23,7 @@ Operation = Literal["chat", "completions", "embeddings", "messages", "responses"
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class ReportedUsage:
+class ReportedUsage(msgspec.Struct, frozen=True, gc=False):
     """What a provider reported in a usage no correct provider reports, figure by figure, for the
     ledger: None where a figure was missing or not an integer (``Usage`` has 0 there)."""
 
@@ -32,8 +33,7 @@ class ReportedUsage:
     cache_write_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True, gc=False):
     """Token usage as the provider reported it.
 
     ``input_tokens`` counts every prompt token, cached reads and cache writes included;
@@ -73,16 +73,14 @@ class Connection:
         object.__setattr__(self, "scrubber", KeyScrubber(self.api_key))
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
+class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
     method: str
     url: str
     headers: Mapping[str, str]
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True, gc=False):
     """A complete (non-streaming) upstream reply, in the client's wire format."""
 
     body: bytes

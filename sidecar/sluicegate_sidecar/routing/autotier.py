@@ -6,8 +6,9 @@ Pure and cheap: it reads a few request fields and the prompt-token estimate; it 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from sluicegate_contract.schema import AutoRule, Tier
 
@@ -19,8 +20,7 @@ class NoAutoTier(LookupError):
     """No tier has an enabled ``spec.auto`` and a usable candidate: ``auto`` cannot be served."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFeatures:
+class RequestFeatures(msgspec.Struct, frozen=True, gc=False):
     """What the classifier looks at. ``output_cap`` is the client's ``max_tokens`` (None: not set)."""
 
     prompt_tokens: int

@@ -11,7 +11,6 @@ completion the request can produce (``n``, ``best_of``, one per prompt of a prom
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -42,8 +41,7 @@ _SCHEMA_FIELDS = ("tools", "functions", "response_format", "output_format", "too
 _IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
 
 
-@dataclass(frozen=True, slots=True)
-class RequestBound:
+class RequestBound(msgspec.Struct, frozen=True, gc=False):
     """What a request can consume at most, apart from the model: text tokens, images, outputs.
 
     ``text_tokens`` includes message and tool overheads; ``outputs`` is how many completions it can

@@ -5,8 +5,9 @@ context window, or moved to a lighter tier by a budget verdict. Pure: no I/O, no
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ..errors import ApiError, budget_exceeded
 from ..providers.base import Operation
@@ -17,15 +18,14 @@ from .catalog import ModelCatalog, Target
 from .resolve import InvalidModel, Resolution, UnknownModel, resolve
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(msgspec.Struct, frozen=True, gc=False):
     """The resolution, its candidates, the prompt-size estimate (``auto``, candidate order, context
     checks) and the request's upper bound (its reservations)."""
 
     resolution: Resolution
     prompt_tokens: int
     bound: RequestBound
-    candidates: list[Target] = field(default_factory=list)
+    candidates: list[Target] = msgspec.field(default_factory=list)
     check_context: bool = False  # the prompt estimate is one prompt, comparable to a context window
 
 

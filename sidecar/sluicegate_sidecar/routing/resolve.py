@@ -19,8 +19,9 @@ Otherwise 404 ``model_not_found``, naming only what the client sent.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from sluicegate_contract.modelnames import AUTO, TIER_PREFIX
 from sluicegate_contract.schema import Fallback, Strategy
@@ -46,8 +47,7 @@ class UnknownModel(LookupError):
     code = "model_not_found"
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
+class Resolution(msgspec.Struct, frozen=True, gc=False):
     """What to try for one request.
 
     ``candidates`` may be empty (every candidate sits on an unusable connection): the pipeline
