@@ -45,6 +45,27 @@ class _Scopes(NamedTuple):  # a tuple: built for every split value's first reque
     opened: datetime  # the latest start of their windows ...
     closes: datetime  # ... and the earliest end: valid for ``opened <= now < closes``
     scopes: tuple[Scope, ...]
+    keys: tuple[ScopeKey, ...]  # their keys (a reservation's) ...
+    enforce: tuple[ScopeKey, ...]  # ... those of the Enforce scopes among them ...
+    policies: tuple[str, ...]  # ... and their policies, once each (a ledger line's budgetScopes)
+    admits: tuple[bool, bool]  # no Enforce scope refuses by its config alone: (unpriced, priced)
+
+
+def _resolved(pod: PodIdentity, scopes: list[Scope]) -> _Scopes:
+    """The scopes of a request, with what every reservation on them asks of them first."""
+    enforce = tuple(s for s in scopes if not s.shadow)
+    killed = any(s.budget.kill_switch for s in enforce)
+    unpriced = not killed and all(s.budget.allow_unpriced for s in enforce)
+    return _Scopes(
+        pod,
+        max((s.key.start for s in scopes), default=_EVER),
+        min((s.end for s in scopes), default=_NEVER),
+        tuple(scopes),
+        tuple(s.key for s in scopes),
+        tuple(s.key for s in enforce),
+        tuple(dict.fromkeys(s.key.policy for s in scopes)),
+        (unpriced, not killed),
+    )
 
 
 @dataclass(slots=True)
@@ -52,13 +73,6 @@ class _Tally:
     end: datetime
     spent: int = 0
     reserved: int = 0
-
-
-def _config_admits(scopes: Sequence[Scope], priced: bool) -> bool:
-    """No Enforce scope refuses by its config alone (a kill switch, an unpriced model not allowed)."""
-    return not any(
-        not s.shadow and (s.budget.kill_switch or not (priced or s.budget.allow_unpriced)) for s in scopes
-    )
 
 
 class BudgetBook:
@@ -128,26 +142,25 @@ class BudgetBook:
 
     def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
         """Every scope a request is charged to, in policy order."""
+        return list(self._scopes(attribution, now).scopes)
+
+    def _scopes(self, attribution: Attribution, now: datetime) -> _Scopes:
         last = self._last  # the same request asking again (the common case at low concurrency)
         if last is not None and last[0] is attribution and last[1].opened <= now < last[1].closes:
-            return list(last[1].scopes)
+            return last[1]
         pod, dimensions = attribution.pod, attribution.dimensions
         key = (id(pod), tuple(map(dimensions.get, self._split_by)))
         found = self._scope_cache.get(key)
-        if found is not None and found.pod is pod and found.opened <= now < found.closes:
-            self._last = (attribution, found)
-            return list(found.scopes)  # every window still the one open then
-        scopes: list[Scope] = []
-        for plan in self._plans:
-            if selects(plan.selector, pod.labels):
-                scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
-        if len(self._scope_cache) >= SCOPE_CACHE:
-            self._scope_cache.popitem(last=False)
-        opened = max((s.key.start for s in scopes), default=_EVER)
-        closes = min((s.end for s in scopes), default=_NEVER)
-        found = self._scope_cache[key] = _Scopes(pod, opened, closes, tuple(scopes))
+        if found is None or found.pod is not pod or not found.opened <= now < found.closes:
+            scopes: list[Scope] = []  # none cached, or a window closed since
+            for plan in self._plans:
+                if selects(plan.selector, pod.labels):
+                    scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
+            if len(self._scope_cache) >= SCOPE_CACHE:
+                self._scope_cache.popitem(last=False)
+            found = self._scope_cache[key] = _resolved(pod, scopes)
         self._last = (attribution, found)
-        return scopes
+        return found
 
     def _used(self, key: ScopeKey) -> int:
         tally = self._tallies.get(key)
@@ -169,7 +182,7 @@ class BudgetBook:
 
     def enforce_keys(self, attribution: Attribution, now: datetime) -> tuple[ScopeKey, ...]:
         """The Enforce scopes a request is charged to (the leases it needs in fleet mode)."""
-        return tuple(s.key for s in self.scopes_for(attribution, now) if not s.shadow)
+        return self._scopes(attribution, now).enforce
 
     def decide(self, attribution: Attribution, now: datetime) -> Decision:
         """The verdict for a request from the current state (no reservation made)."""
@@ -179,7 +192,7 @@ class BudgetBook:
         shadow_deciding: Scope | None = None
         remaining: int | None = None
         fleet = self.fleet
-        for scope in self.scopes_for(attribution, now):
+        for scope in self._scopes(attribution, now).scopes:
             if fleet is None or scope.shadow:
                 used = self._used(scope.key)
                 verdict = verdict_at(scope, used)
@@ -214,7 +227,7 @@ class BudgetBook:
         Any ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output
         cap with ``pricing.max_output_tokens_within`` to it.
         """
-        rooms = [self._room(s) for s in self.scopes_for(attribution, now) if not s.shadow]
+        rooms = [self._room(s) for s in self._scopes(attribution, now).scopes if not s.shadow]
         return min(rooms) if rooms else None
 
     def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:
@@ -251,13 +264,13 @@ class BudgetBook:
         """
         if amount_micro_usd < 0:
             raise ValueError("a reservation cannot be negative")
-        scopes = self.scopes_for(attribution, now)
+        resolved = self._scopes(attribution, now)
+        scopes, keys = resolved.scopes, resolved.enforce
         fleet = self.fleet
         taken: tuple[str, ...] | None = None  # fleet mode: the leases, when they took it at once
-        if fleet is not None and _config_admits(scopes, priced):
-            keys = tuple(s.key for s in scopes if not s.shadow)
-            if keys:  # the common case in one look: every lease covers it, no refusal to explain
-                taken = fleet.try_take(keys, amount_micro_usd, self._last_id + 1)
+        if fleet is not None and keys and resolved.admits[priced]:
+            # the common case in one look: every lease covers it, no refusal to explain
+            taken = fleet.try_take(keys, amount_micro_usd, self._last_id + 1)
         refusal: Refusal | None = None
         shadow_refusal: Refusal | None = None
         for scope in scopes:
@@ -275,7 +288,6 @@ class BudgetBook:
             return refusal
         leases: tuple[str, ...] = () if taken is None else taken
         if fleet is not None and taken is None:
-            keys = tuple(s.key for s in scopes if not s.shadow)
             found_leases = fleet.take(keys, amount_micro_usd, self._last_id + 1) if keys else ()
             if found_leases is None:  # unreachable: checked above, with no await in between
                 raise RuntimeError("a lease lost room between check and reservation")
@@ -286,9 +298,8 @@ class BudgetBook:
                 tally = self._tallies[scope.key] = _Tally(scope.end)
             tally.reserved += amount_micro_usd
         self._last_id += 1
-        policies = tuple(dict.fromkeys(scope.key.policy for scope in scopes))
         reservation = Reservation(
-            self._last_id, tuple(s.key for s in scopes), amount_micro_usd, policies, shadow_refusal, leases
+            self._last_id, resolved.keys, amount_micro_usd, resolved.policies, shadow_refusal, leases
         )
         self._open[reservation.id] = reservation
         return reservation
