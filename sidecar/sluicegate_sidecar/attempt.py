@@ -115,5 +115,5 @@ class Attempt:
             self.release()
 
     def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        remaining = self.gw.budgets.headroom(self.ctx.attribution, datetime.now(UTC))
+        remaining = self.gw.budgets.remaining(self.ctx.attribution, datetime.now(UTC))
         return response_headers(self.ctx, remaining, extra)

@@ -10,18 +10,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import NamedTuple
+from datetime import datetime
 
 from sluicegate_contract.ladder import Verdict, outranks
 from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import WindowKind, window_bounds
 
-from .attribution import Attribution, PodIdentity
+from .attribution import Attribution
 from .budgetplan import UNATTRIBUTED, Plan, plan_of, selects, split_dimensions, split_of, validate
 from .budgettypes import Charge, Decision, Refusal, RefusalReason, Reservation, ScopeStatus
 from .fleetroom import FleetRoom
-from .ladder import Scope, ScopeKey, room_left, verdict_at
+from .ladder import RequestScopes, Scope, ScopeKey, request_scopes, room_left, verdict_at
 
 __all__ = [
     "UNATTRIBUTED",
@@ -36,36 +35,6 @@ __all__ = [
 
 
 SCOPE_CACHE = 16_384  # scopes remembered by Pod and split values (~300 bytes each: ~5 MiB at most)
-_EVER = datetime.min.replace(tzinfo=UTC)
-_NEVER = datetime.max.replace(tzinfo=UTC)
-
-
-class _Scopes(NamedTuple):  # a tuple: built for every split value's first request, so cheap to build
-    pod: PodIdentity  # held, so its id (in the key) names no other Pod identity while cached
-    opened: datetime  # the latest start of their windows ...
-    closes: datetime  # ... and the earliest end: valid for ``opened <= now < closes``
-    scopes: tuple[Scope, ...]
-    keys: tuple[ScopeKey, ...]  # their keys (a reservation's) ...
-    enforce: tuple[ScopeKey, ...]  # ... those of the Enforce scopes among them ...
-    policies: tuple[str, ...]  # ... and their policies, once each (a ledger line's budgetScopes)
-    admits: tuple[bool, bool]  # no Enforce scope refuses by its config alone: (unpriced, priced)
-
-
-def _resolved(pod: PodIdentity, scopes: list[Scope]) -> _Scopes:
-    """The scopes of a request, with what every reservation on them asks of them first."""
-    enforce = tuple(s for s in scopes if not s.shadow)
-    killed = any(s.budget.kill_switch for s in enforce)
-    unpriced = not killed and all(s.budget.allow_unpriced for s in enforce)
-    return _Scopes(
-        pod,
-        max((s.key.start for s in scopes), default=_EVER),
-        min((s.end for s in scopes), default=_NEVER),
-        tuple(scopes),
-        tuple(s.key for s in scopes),
-        tuple(s.key for s in enforce),
-        tuple(dict.fromkeys(s.key.policy for s in scopes)),
-        (unpriced, not killed),
-    )
 
 
 @dataclass(slots=True)
@@ -97,8 +66,8 @@ class BudgetBook:
         # theirs between those, and the next request from the same Pod with the same split values
         # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries, the
         # oldest dropped first, one at a time (no pause to clear thousands at once).
-        self._scope_cache: OrderedDict[tuple[int, tuple[str | None, ...]], _Scopes] = OrderedDict()
-        self._last: tuple[Attribution, _Scopes] | None = None  # the last one looked up, by request
+        self._scope_cache: OrderedDict[tuple[int, tuple[str | None, ...]], RequestScopes] = OrderedDict()
+        self._last: tuple[Attribution, RequestScopes] | None = None  # the last one looked up, by request
         self.fleet: FleetRoom | None = None  # set in fleet mode (``--budget-authority``)
 
     def replace_budgets(self, budgets: Sequence[Budget]) -> None:
@@ -144,7 +113,7 @@ class BudgetBook:
         """Every scope a request is charged to, in policy order."""
         return list(self._scopes(attribution, now).scopes)
 
-    def _scopes(self, attribution: Attribution, now: datetime) -> _Scopes:
+    def _scopes(self, attribution: Attribution, now: datetime) -> RequestScopes:
         last = self._last  # the same request asking again (the common case at low concurrency)
         if last is not None and last[0] is attribution and last[1].opened <= now < last[1].closes:
             return last[1]
@@ -158,7 +127,7 @@ class BudgetBook:
                     scopes.extend(self._policy_scopes(plan, split_of(plan.budget, dimensions), now))
             if len(self._scope_cache) >= SCOPE_CACHE:
                 self._scope_cache.popitem(last=False)
-            found = self._scope_cache[key] = _resolved(pod, scopes)
+            found = self._scope_cache[key] = request_scopes(pod, scopes)
         self._last = (attribution, found)
         return found
 
@@ -228,6 +197,14 @@ class BudgetBook:
         cap with ``pricing.max_output_tokens_within`` to it.
         """
         rooms = [self._room(s) for s in self._scopes(attribution, now).scopes if not s.shadow]
+        return min(rooms) if rooms else None
+
+    def remaining(self, attribution: Attribution, now: datetime) -> int | None:
+        """What the request's Enforce scopes have left (the least; in fleet mode the fleet's, as the last
+        sync saw it, not this sidecar's lease): the remaining-budget header, never admission."""
+        rooms = [
+            room_left(s, self._scope_used(s)) for s in self._scopes(attribution, now).scopes if not s.shadow
+        ]
         return min(rooms) if rooms else None
 
     def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:

@@ -315,7 +315,7 @@ class Pipeline:
         return Response(reply.body, status_code=200, media_type="application/json", headers=headers)
 
     def remaining(self, ctx: RequestContext) -> int | None:
-        return self.gw.budgets.headroom(ctx.attribution, datetime.now(UTC))
+        return self.gw.budgets.remaining(ctx.attribution, datetime.now(UTC))
 
     def headers(self, ctx: RequestContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return response_headers(ctx, self.remaining(ctx), extra)
