@@ -17,10 +17,20 @@ from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import WindowKind, window_bounds
 
 from .attribution import Attribution
-from .budgetplan import UNATTRIBUTED, Plan, plan_of, selects, split_dimensions, split_of, validate
+from .budgetplan import (
+    UNATTRIBUTED,
+    Plan,
+    RequestScopes,
+    plan_of,
+    request_scopes,
+    selects,
+    split_dimensions,
+    split_of,
+    validate,
+)
 from .budgettypes import Charge, Decision, Refusal, RefusalReason, Reservation, ScopeStatus
 from .fleetroom import FleetRoom
-from .ladder import RequestScopes, Scope, ScopeKey, request_scopes, room_left, verdict_at
+from .ladder import Scope, ScopeKey, room_left, verdict_at
 
 __all__ = [
     "UNATTRIBUTED",

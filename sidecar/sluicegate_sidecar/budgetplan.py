@@ -1,5 +1,6 @@
 """A budget policy's fixed parts, worked out once per config: its selector, its limits with their
-caps, and how a request's dimensions pick its split value.
+caps, and how a request's dimensions pick its split value; and a request's scopes with what every
+reservation asks of them, worked out once per Pod and split values.
 
 Pure: no I/O.
 """
@@ -7,11 +8,15 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from sluicegate_contract.leases import scope_cap
 from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import zone
+
+from .attribution import PodIdentity
+from .ladder import Scope, ScopeKey
 
 UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
 
@@ -61,3 +66,37 @@ def validate(budgets: Sequence[Budget]) -> None:
                 raise ValueError(f"budget {budget.name!r}: a limit cannot be negative")
         if any(step.at_ppm < 0 for step in budget.ladder):
             raise ValueError(f"budget {budget.name!r}: a ladder step cannot be negative")
+
+
+_EVER = datetime.min.replace(tzinfo=UTC)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+class RequestScopes(NamedTuple):
+    """The scopes a request is charged to, with what every reservation asks of them, worked out once
+    per Pod and split values (``budget.BudgetBook`` caches them): a tuple, cheap to build."""
+
+    pod: PodIdentity  # held, so its id (in the key) names no other Pod identity while cached
+    opened: datetime  # the latest start of their windows ...
+    closes: datetime  # ... and the earliest end: valid for ``opened <= now < closes``
+    scopes: tuple[Scope, ...]
+    keys: tuple[ScopeKey, ...]  # their keys (a reservation's) ...
+    enforce: tuple[ScopeKey, ...]  # ... those of the Enforce scopes among them ...
+    policies: tuple[str, ...]  # ... and their policies, once each (a ledger line's budgetScopes)
+    admits: tuple[bool, bool]  # no Enforce scope refuses by its config alone: (unpriced, priced)
+
+
+def request_scopes(pod: PodIdentity, scopes: list[Scope]) -> RequestScopes:
+    enforce = tuple(s for s in scopes if not s.shadow)
+    killed = any(s.budget.kill_switch for s in enforce)
+    unpriced = not killed and all(s.budget.allow_unpriced for s in enforce)
+    return RequestScopes(
+        pod,
+        max((s.key.start for s in scopes), default=_EVER),
+        min((s.end for s in scopes), default=_NEVER),
+        tuple(scopes),
+        tuple(s.key for s in scopes),
+        tuple(s.key for s in enforce),
+        tuple(dict.fromkeys(s.key.policy for s in scopes)),
+        (unpriced, not killed),
+    )

@@ -5,15 +5,13 @@ Pure arithmetic for ``budget.BudgetBook``: holds no state, no I/O, no clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
 
 from sluicegate_contract.ladder import Verdict, judge
 from sluicegate_contract.ladder import room_left as _room_left
 from sluicegate_contract.schema import Budget
 from sluicegate_contract.windows import WindowKind
-
-from .attribution import PodIdentity
 
 
 class ScopeKey(NamedTuple):
@@ -55,37 +53,3 @@ def verdict_at(scope: Scope, used: int) -> Verdict:
 def room_left(scope: Scope, used: int) -> int:
     """What ``scope`` may still take with ``used`` micro-USD spent or reserved (0 under a kill switch)."""
     return _room_left(used, cap=scope.cap_micro_usd, kill_switch=scope.budget.kill_switch)
-
-
-_EVER = datetime.min.replace(tzinfo=UTC)
-_NEVER = datetime.max.replace(tzinfo=UTC)
-
-
-class RequestScopes(NamedTuple):
-    """The scopes a request is charged to, with what every reservation asks of them, worked out once
-    per Pod and split values (``budget.BudgetBook`` caches them): a tuple, cheap to build."""
-
-    pod: PodIdentity  # held, so its id (in the key) names no other Pod identity while cached
-    opened: datetime  # the latest start of their windows ...
-    closes: datetime  # ... and the earliest end: valid for ``opened <= now < closes``
-    scopes: tuple[Scope, ...]
-    keys: tuple[ScopeKey, ...]  # their keys (a reservation's) ...
-    enforce: tuple[ScopeKey, ...]  # ... those of the Enforce scopes among them ...
-    policies: tuple[str, ...]  # ... and their policies, once each (a ledger line's budgetScopes)
-    admits: tuple[bool, bool]  # no Enforce scope refuses by its config alone: (unpriced, priced)
-
-
-def request_scopes(pod: PodIdentity, scopes: list[Scope]) -> RequestScopes:
-    enforce = tuple(s for s in scopes if not s.shadow)
-    killed = any(s.budget.kill_switch for s in enforce)
-    unpriced = not killed and all(s.budget.allow_unpriced for s in enforce)
-    return RequestScopes(
-        pod,
-        max((s.key.start for s in scopes), default=_EVER),
-        min((s.end for s in scopes), default=_NEVER),
-        tuple(scopes),
-        tuple(s.key for s in scopes),
-        tuple(s.key for s in enforce),
-        tuple(dict.fromkeys(s.key.policy for s in scopes)),
-        (unpriced, not killed),
-    )
