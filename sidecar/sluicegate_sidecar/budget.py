@@ -72,7 +72,7 @@ class BudgetBook:
         self._split_by = split_dimensions(self._plans)
         # Scopes recently asked for, by what they depend on (the Pod and the values of the dimensions
         # the policies split by), while their windows stay open: a request asks up to four times
-        # (decide, headroom, reserve, the reply's headroom), the requests in flight at once each keep
+        # (decide, headroom, reserve, the reply's remaining), the requests in flight at once each keep
         # theirs between those, and the next request from the same Pod with the same split values
         # (all of them, when no policy splits) gets the same list. At most ``SCOPE_CACHE`` entries, the
         # oldest dropped first, one at a time (no pause to clear thousands at once).
