@@ -4,11 +4,12 @@ A background loop syncs every refresh period (reports, renewals, top-ups ahead o
 whose leases hold too little syncs at once (one sync at a time; waiting requests share it). The
 hot path reads the book only. On SIGTERM ``close`` returns every lease not in flight.
 
-With a lease journal (``journalfile``) the client records each lease, reservation and settlement
-there, and on start reports the leases an earlier process on the same volume left behind: each gets
-a final report of what the journal shows it cost (retried with every sync until the authority has
-seen it closed), instead of staying charged in full. Offline leases (``failMode: static``) are
-journaled too, marked as such, and reported as offline leases after a restart.
+With a lease journal (``journalfile``) the client records each lease there and keeps its totals
+(settled, reservations open) up to date, and on start reports the leases an earlier process on the
+same volume left behind: each gets a final report of what the journal shows it cost (retried with
+every sync until the authority has seen it closed), instead of staying charged in full. Offline
+leases (``failMode: static``) are journaled too, marked as such, and reported as offline leases
+after a restart.
 """
 
 from __future__ import annotations
@@ -149,28 +150,28 @@ class AuthorityClient:
             return "budget_authority_unavailable"
         return found
 
-    def take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
+    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
         mono = time.monotonic()
         lease_keys = tuple(key[:3] for key in keys)
         self.book.note_demand(lease_keys, amount, mono)
         taken = self.book.take(lease_keys, amount, mono)
         if taken and self.journal is not None:
             self._journal_offline(taken)
-            self.journal.reserve(ref, amount, taken)  # before the request can reach a provider
+            self.journal.reserve(taken, amount)  # before the request can reach a provider
         return taken
 
-    def try_take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
+    def try_take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
         taken = self.book.take_now(tuple(key[:3] for key in keys), amount, time.monotonic())
         if taken and self.journal is not None:
-            self.journal.reserve(ref, amount, taken)  # before the request can reach a provider
+            self.journal.reserve(taken, amount)  # before the request can reach a provider
         return taken
 
     def put(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
         self.book.put(leases, amount, actual)
 
-    def recorded(self, ref: int, actual: int, leases: tuple[str, ...], amount: int) -> None:
+    def recorded(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
         if self.journal is not None:
-            self.journal.settle(ref, actual)
+            self.journal.settle(leases, amount, actual)
         self.book.recorded(leases, amount, actual)
 
     def worth_waiting(self, keys: tuple[ScopeKey, ...], need: int) -> bool:

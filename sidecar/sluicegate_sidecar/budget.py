@@ -257,7 +257,7 @@ class BudgetBook:
         taken: tuple[str, ...] | None = None  # fleet mode: the leases, when they took it at once
         if fleet is not None and keys and resolved.admits[priced]:
             # the common case in one look: every lease covers it, no refusal to explain
-            taken = fleet.try_take(keys, amount_micro_usd, self._last_id + 1)
+            taken = fleet.try_take(keys, amount_micro_usd)
         refusal: Refusal | None = None
         shadow_refusal: Refusal | None = None
         for scope in scopes:
@@ -275,7 +275,7 @@ class BudgetBook:
             return refusal
         leases: tuple[str, ...] = () if taken is None else taken
         if fleet is not None and taken is None:
-            found_leases = fleet.take(keys, amount_micro_usd, self._last_id + 1) if keys else ()
+            found_leases = fleet.take(keys, amount_micro_usd) if keys else ()
             if found_leases is None:  # unreachable: checked above, with no await in between
                 raise RuntimeError("a lease lost room between check and reservation")
             leases = found_leases
@@ -304,7 +304,7 @@ class BudgetBook:
         if reservation.leases and self.fleet is not None:
             self.fleet.put(reservation.leases, reservation.amount_micro_usd, actual_micro_usd)
             if actual_micro_usd == 0:  # nothing spent: no ledger line needs to come first
-                self.fleet.recorded(reservation.id, 0, reservation.leases, reservation.amount_micro_usd)
+                self.fleet.recorded(reservation.leases, reservation.amount_micro_usd, 0)
         for key in reservation.keys:
             tally = self._tallies.get(key)
             if tally is not None:
@@ -315,9 +315,7 @@ class BudgetBook:
     def recorded(self, reservation: Reservation, actual_micro_usd: int) -> None:
         """The settled reservation's ledger line is written (fleet mode journals it: see ``fleetroom``)."""
         if reservation.leases and self.fleet is not None:
-            self.fleet.recorded(
-                reservation.id, actual_micro_usd, reservation.leases, reservation.amount_micro_usd
-            )
+            self.fleet.recorded(reservation.leases, reservation.amount_micro_usd, actual_micro_usd)
 
     def release(self, reservation: Reservation) -> bool:
         """Drop a reservation that cost nothing (the request never reached a provider)."""

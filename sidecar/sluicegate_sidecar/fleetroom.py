@@ -31,12 +31,12 @@ class FleetRoom(Protocol):
         """Why ``amount`` does not fit the lease: kill_switch, budget_exceeded or the authority."""
         ...
 
-    def take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
-        """Reserve ``amount`` on the lease of every key, or on none; ``ref`` names the reservation
-        (journaled before the request can reach a provider)."""
+    def take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
+        """Reserve ``amount`` on the lease of every key, or on none (journaled before the request can
+        reach a provider)."""
         ...
 
-    def try_take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
+    def try_take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
         """``take`` when every lease covers ``amount`` now and the authority answers: the common case,
         with no refusal to explain and no fall-back to open. None: nothing taken (see ``shortfall``)."""
         ...
@@ -45,8 +45,8 @@ class FleetRoom(Protocol):
         """The reservation settled at ``actual`` (0: released), in memory."""
         ...
 
-    def recorded(self, ref: int, actual: int, leases: tuple[str, ...], amount: int) -> None:
-        """Reservation ``ref`` (``amount`` on ``leases``) settled at ``actual`` and its ledger line is
+    def recorded(self, leases: tuple[str, ...], amount: int, actual: int) -> None:
+        """A reservation of ``amount`` on ``leases`` settled at ``actual`` and its ledger line is
         written (or it cost nothing): a restart need not count it at its worst case any more, so the
         rest of the reservation is free on the leases from now on."""
         ...

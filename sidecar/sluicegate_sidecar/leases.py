@@ -42,7 +42,7 @@ class HeldLease:
     deadline: float  # monotonic: nothing is reserved on it after this
     settled: int = 0  # cumulative, settled by this sidecar on it
     reserved: int = 0  # in flight
-    # Settled, its journal record not written yet (its ledger line is being written): counted at its
+    # Settled, its settlement not in the journal yet (its ledger line is being written): counted at its
     # reservation until then, as a restart would report it: the journal never owes past the amount.
     pending: int = 0
     current: bool = True  # False: retired (expired, closed); only waits for its last report

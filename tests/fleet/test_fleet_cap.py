@@ -56,8 +56,7 @@ def ledger_total(ledger_dirs: list[Path]) -> tuple[int, int]:
 def open_at_kill(journal: bytes) -> int:
     """The reservations a killed sidecar's journal shows open (sent upstream, no ledger line yet), at
     their worst case: what its restart reports as spent for them, so the authority charges them."""
-    state = leasejournal.fold(leasejournal.written(journal).splitlines(), boot_id())
-    return sum(amount for amount, _ids in state.reserved.values())
+    return leasejournal.read(journal, boot_id()).open()  # one lease a reservation: one policy, one window
 
 
 def never_heard_of(database_url: str, ledger_dir: Path, journal: bytes, killed_at: float) -> int:

@@ -13,7 +13,7 @@ import psycopg
 
 from sluicegate_contract.ledgerfiles import read_entries
 from sluicegate_sidecar.journalfile import JOURNAL_FILE, boot_id
-from sluicegate_sidecar.leasejournal import fold, written
+from sluicegate_sidecar.leasejournal import read
 from tests.support.fleet import authority, sidecar, start_all, stop_all
 from tests.support.sidecar_harness import budget, connection, priced, render_dir
 
@@ -77,7 +77,7 @@ def test_a_sidecar_killed_mid_burst_and_restarted_on_its_volume_is_charged_its_l
         ledgered = sum(entry.cost_micro_usd for entry in read_entries([ledger]))
         old = leases(database_url)
         assert old and all(state in ("open", "expired") for state, _, _ in old)  # nothing reported them
-        journal = written((ledger / JOURNAL_FILE).read_bytes()).splitlines()  # what the killed process left
+        journal = (ledger / JOURNAL_FILE).read_bytes()  # what the killed process left
         car.start()  # restarted on the same volume: the same sidecar id, its old process's journal
         deadline = time.monotonic() + 15
         while any(state in ("open", "expired") for state, _, _ in leases(database_url)):
@@ -96,4 +96,4 @@ def test_a_sidecar_killed_mid_burst_and_restarted_on_its_volume_is_charged_its_l
     assert charged <= ledgered + IN_FLIGHT * (OUTPUT_WORST + PROMPT_SLACK)
     # Exactly what the killed process's journal shows: settled (once in the ledger) plus its open
     # reservations at their amount.
-    assert charged == sum(owed for _, owed in fold(journal, boot_id()).owed().values())
+    assert charged == sum(owed for _, owed in read(journal, boot_id()).owed().values())

@@ -67,7 +67,7 @@ async def test_requests_covered_by_the_lease_make_no_call_to_the_authority() -> 
         taken = client.take((KEY,), 2_000)
         assert taken is not None
         client.put(taken, 2_000, 1_500)
-        client.recorded(1, 1_500, taken, 2_000)
+        client.recorded(taken, 2_000, 1_500)
         for _ in range(100):
             covered = client.room(KEY) >= 2_000
             before = fake.syncs
@@ -77,7 +77,7 @@ async def test_requests_covered_by_the_lease_make_no_call_to_the_authority() -> 
             taken = client.take((KEY,), 2_000)
             assert taken is not None
             client.put(taken, 2_000, 1_000)
-            client.recorded(2, 1_000, taken, 2_000)
+            client.recorded(taken, 2_000, 1_000)
         assert fake.syncs <= 5  # slices grow with demand: a few syncs for a hundred requests
     finally:
         await client.close()

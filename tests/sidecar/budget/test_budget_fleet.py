@@ -32,7 +32,7 @@ class StepByStep(AuthorityClient):
     def standing(self, key: ScopeKey) -> tuple[int | None, bool]:
         return self.fleet_room(key), self.shortfall(key, 0) == "kill_switch"
 
-    def try_take(self, keys: tuple[ScopeKey, ...], amount: int, ref: int = 0) -> tuple[str, ...] | None:
+    def try_take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
         return None
 
 

@@ -39,11 +39,11 @@ class Sidecar:
     book: LeaseBook
     rate: float  # its monotonic clock's speed against the authority's
     offset: float
-    inflight: list[tuple[tuple[str, ...], int, int]] = field(default_factory=list)  # (leases, amount, ref)
-    journal: JournalState = field(default_factory=JournalState)  # its lease journal (kept on its volume)
-    # settled, ledger line pending: (ref, actual, amount, lease ids)
-    unjournaled: list[tuple[int, int, int, tuple[str, ...]]] = field(default_factory=list)
-    refs: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    inflight: list[tuple[tuple[str, ...], int]] = field(default_factory=list)  # (leases, amount)
+    # its lease journal (kept on its volume); a slot for every lease the run can open
+    journal: JournalState = field(default_factory=lambda: JournalState.empty(1_000))
+    # settled, ledger line pending: (actual, amount, lease ids)
+    unjournaled: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)
 
 
 def restarted(old: Sidecar) -> Sidecar:
@@ -134,24 +134,23 @@ class Fleet(RuleBasedStateMachine):
         if taken is None:
             sidecar.book.need(keys, amount, mono)
         else:
-            ref = next(sidecar.refs)
-            sidecar.journal.reserve(ref, amount, taken)  # journaled before it goes upstream
-            sidecar.inflight.append((taken, amount, ref))
+            sidecar.journal.reserve(taken, amount)  # journaled before it goes upstream
+            sidecar.inflight.append((taken, amount))
 
     @rule(i=st.integers(0, 3), j=st.integers(0, 50), share=st.integers(0, 100), over=st.integers(0, 50))
     def settle(self, i: int, j: int, share: int, over: int) -> None:
         sidecar = self.sidecars[i % len(self.sidecars)]
         if not sidecar.inflight:
             return
-        taken, amount, ref = sidecar.inflight.pop(j % len(sidecar.inflight))
+        taken, amount = sidecar.inflight.pop(j % len(sidecar.inflight))
         actual = amount * share // 100 + (over if share == 100 else 0)
         self.excess += max(0, actual - amount)
         sidecar.book.put(taken, amount, actual)
         if actual == 0:
-            sidecar.journal.settle(ref, 0)  # released: no ledger line to wait for
+            sidecar.journal.settle(taken, amount, 0)  # released: no ledger line to wait for
             sidecar.book.recorded(taken, amount, 0)
         else:
-            sidecar.unjournaled.append((ref, actual, amount, taken))
+            sidecar.unjournaled.append((actual, amount, taken))
         for lease_id in taken:
             self.records[lease_id].true_spend += actual
 
@@ -160,8 +159,8 @@ class Fleet(RuleBasedStateMachine):
         """A settled request's ledger line is written: the journal records its settlement."""
         sidecar = self.sidecars[i % len(self.sidecars)]
         if sidecar.unjournaled:
-            ref, actual, amount, taken = sidecar.unjournaled.pop(j % len(sidecar.unjournaled))
-            sidecar.journal.settle(ref, actual)
+            actual, amount, taken = sidecar.unjournaled.pop(j % len(sidecar.unjournaled))
+            sidecar.journal.settle(taken, amount, actual)
             sidecar.book.recorded(taken, amount, actual)
 
     @rule(i=st.integers(0, 3), lose_reply=st.booleans())
@@ -212,7 +211,7 @@ class Fleet(RuleBasedStateMachine):
     def crash(self, i: int) -> None:
         """kill -9: requests in flight may have cost everything they reserved, and no one reports."""
         index = i % len(self.sidecars)
-        for taken, amount, _ in self.sidecars[index].inflight:
+        for taken, amount in self.sidecars[index].inflight:
             for lease_id in taken:
                 self.records[lease_id].true_spend += amount
         self.sidecars[index] = self._new_sidecar(1.0)
@@ -223,10 +222,10 @@ class Fleet(RuleBasedStateMachine):
         lease owes (settled plus open reservations at their amount) and reports it final."""
         index = i % len(self.sidecars)
         old = self.sidecars[index]
-        for taken, amount, _ in old.inflight:
+        for taken, amount in old.inflight:
             for lease_id in taken:
                 self.records[lease_id].true_spend += amount
-        self.unreported += sum(max(0, actual - amount) for _, actual, amount, _ in old.unjournaled)
+        self.unreported += sum(max(0, actual - amount) for actual, amount, _ in old.unjournaled)
         self.sidecars[index] = restarted(old)
 
     @invariant()
