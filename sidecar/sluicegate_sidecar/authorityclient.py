@@ -32,7 +32,7 @@ from .fleetroom import FleetRefusal
 from .journalfile import LeaseJournal
 from .ladder import ScopeKey
 from .leasejournal import adopt
-from .leases import LeaseBook, LeaseSettings
+from .leases import LeaseBook, LeaseKey, LeaseSettings
 from .ledgership import LedgerShipper
 from .metrics import Metrics
 
@@ -114,21 +114,36 @@ class AuthorityClient:
         self._answered: int | None = None  # the status of the last non-200 answer of ``_post``
         self._ship_after = 0.0  # monotonic: no ledger entries ride on syncs before this
         self.journal = journal
+        self._last_keys: tuple[tuple[ScopeKey, ...], tuple[LeaseKey, ...]] = ((), ())
         if journal is not None:
             owed = journal.recover()
             adopt(self.book, owed, journal.state.offline)
 
     # -- budget.FleetRoom -------------------------------------------------------------------
 
+    # The looks of every request (``room``, ``fleet_room``, ``standing``, ``try_take``) find the scope
+    # once and read its lease in place while the last sync was answered; with the authority away they
+    # go through ``LeaseBook.room``, which may open a fall-back lease.
+
     def room(self, key: ScopeKey) -> int:
-        return self.book.room(key[:3], time.monotonic())
+        book = self.book
+        if book.unavailable:
+            return book.room(key[:3], time.monotonic())
+        lease_key = key[:3]
+        state = book.scopes.get(lease_key)
+        return 0 if state is None else book.state_room(lease_key, state, time.monotonic())
 
     def fleet_room(self, key: ScopeKey) -> int | None:
+        book = self.book
         lease_key = key[:3]
-        state = self.book.scopes.get(lease_key)
+        state = book.scopes.get(lease_key)
         if state is None or state.account is None:
             return None
-        return self.book.fleet_room(lease_key, time.monotonic())
+        if book.unavailable:
+            return book.fleet_room(lease_key, time.monotonic())
+        if state.refusal == "kill_switch":
+            return 0
+        return book.state_room(lease_key, state, time.monotonic()) + state.account.remaining_micro_usd
 
     def standing(self, key: ScopeKey) -> tuple[int | None, bool]:
         book = self.book
@@ -142,7 +157,8 @@ class AuthorityClient:
             return (None if state.account is None else 0), True
         if state.account is None:
             return None, False
-        return book.room(lease_key, time.monotonic()) + state.account.remaining_micro_usd, False
+        room = book.state_room(lease_key, state, time.monotonic())
+        return room + state.account.remaining_micro_usd, False
 
     def shortfall(self, key: ScopeKey, amount: int) -> FleetRefusal | None:
         found = self.book.shortfall(key[:3], amount, time.monotonic())
@@ -161,7 +177,13 @@ class AuthorityClient:
         return taken
 
     def try_take(self, keys: tuple[ScopeKey, ...], amount: int) -> tuple[str, ...] | None:
-        taken = self.book.take_now(tuple(key[:3] for key in keys), amount, time.monotonic())
+        last = self._last_keys  # the request's scopes are the same tuple request after request
+        if last[0] is keys:
+            lease_keys = last[1]
+        else:
+            lease_keys = tuple(key[:3] for key in keys)
+            self._last_keys = (keys, lease_keys)
+        taken = self.book.take_now(lease_keys, amount, time.monotonic())
         if taken and self.journal is not None:
             self.journal.reserve(taken, amount)  # before the request can reach a provider
         return taken

@@ -206,16 +206,24 @@ class BudgetBook:
         Any ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output
         cap with ``pricing.max_output_tokens_within`` to it.
         """
-        rooms = [self._room(s) for s in self._scopes(attribution, now).scopes if not s.shadow]
-        return min(rooms) if rooms else None
+        least: int | None = None
+        for scope in self._scopes(attribution, now).scopes:
+            if not scope.shadow:
+                room = self._room(scope)
+                if least is None or room < least:
+                    least = room
+        return least
 
     def remaining(self, attribution: Attribution, now: datetime) -> int | None:
         """What the request's Enforce scopes have left (the least; in fleet mode the fleet's, as the last
         sync saw it, not this sidecar's lease): the remaining-budget header, never admission."""
-        rooms = [
-            room_left(s, self._scope_used(s)) for s in self._scopes(attribution, now).scopes if not s.shadow
-        ]
-        return min(rooms) if rooms else None
+        least: int | None = None
+        for scope in self._scopes(attribution, now).scopes:
+            if not scope.shadow:
+                room = room_left(scope, self._scope_used(scope))
+                if least is None or room < least:
+                    least = room
+        return least
 
     def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:
         budget = scope.budget

@@ -115,6 +115,10 @@ class LeaseBook:
         state = self.scopes.get(key)
         if state is None:
             return 0
+        return self.state_room(key, state, mono)
+
+    def state_room(self, key: LeaseKey, state: ScopeState, mono: float) -> int:
+        """``room`` of the scope ``state`` of ``key`` when the last sync was answered (no fall-back)."""
         lease = state.lease  # its room (``HeldLease.room``), inline: asked several times a request
         if lease is None or state.refusal == "kill_switch" or not lease.current or mono >= lease.deadline:
             return 0
@@ -250,14 +254,17 @@ class LeaseBook:
             if lease is not None:
                 lease.reserved -= amount
                 lease.settled += actual
-                lease.pending += max(0, amount - actual)
+                if amount > actual:
+                    lease.pending += amount - actual
 
     def recorded(self, lease_ids: tuple[str, ...], amount: int, actual: int) -> None:
         """The journal has recorded that settlement: the rest of its reservation is free."""
+        if amount <= actual:
+            return  # nothing was pending
         for lease_id in lease_ids:
             lease = self.held.get(lease_id)
             if lease is not None:
-                lease.pending -= max(0, amount - actual)
+                lease.pending -= amount - actual
 
     def asks(self, mono: float) -> tuple[LeaseAsk, ...]:
         """What to send at a sync: every lease's cumulative spend, top-ups ahead of need, returns."""
@@ -368,10 +375,12 @@ def _note_worst(state: ScopeState, amount: int, mono: float) -> None:
 
 def _hold(found: list[tuple[ScopeState, HeldLease]], amount: int) -> tuple[str, ...]:
     """Reserve ``amount`` on each lease (checked to fit); returns their ids."""
+    ids = []
     for state, lease in found:
         lease.reserved += amount
         state.taken += amount
-    return tuple(lease.lease_id for _, lease in found)
+        ids.append(lease.lease_id)
+    return tuple(ids)
 
 
 def _ask(scope: ScopeRef, lease: HeldLease, limit: int, want: int, least: int, final: bool) -> LeaseAsk:
