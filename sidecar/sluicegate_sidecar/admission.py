@@ -29,7 +29,7 @@ RECHECK_SECONDS = 0.1  # a waiting request looks again at least this often, sett
 def rooms(book: BudgetBook, attribution: Attribution, now: datetime) -> tuple[int, int] | None:
     """(room now, room once every reservation in flight is released) over the request's Enforce
     scopes, in micro-USD; None when no Enforce scope applies."""
-    scopes = [scope for scope in book.scopes_for(attribution, now) if not scope.shadow]
+    scopes = book.enforcing(attribution, now)
     if not scopes:
         return None
     tallies = {(s.policy, s.split, s.window, s.window_start): s for s in book.snapshot(now)}

@@ -121,17 +121,11 @@ class AuthorityClient:
 
     # -- budget.FleetRoom -------------------------------------------------------------------
 
-    # The looks of every request (``room``, ``fleet_room``, ``standing``, ``try_take``) find the scope
-    # once and read its lease in place while the last sync was answered; with the authority away they
-    # go through ``LeaseBook.room``, which may open a fall-back lease.
+    # Every request's looks find its scope once and read the lease in place while the last sync was
+    # answered; with the authority away they go through ``LeaseBook.room`` (it may open a fall-back).
 
     def room(self, key: ScopeKey) -> int:
-        book = self.book
-        if book.unavailable:
-            return book.room(key[:3], time.monotonic())
-        lease_key = key[:3]
-        state = book.scopes.get(lease_key)
-        return 0 if state is None else book.state_room(lease_key, state, time.monotonic())
+        return self.book.room(key[:3], time.monotonic())
 
     def fleet_room(self, key: ScopeKey) -> int | None:
         book = self.book

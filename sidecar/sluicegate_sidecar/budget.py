@@ -119,9 +119,9 @@ class BudgetBook:
                 unique[scope.key] = scope
         return list(unique.values())
 
-    def scopes_for(self, attribution: Attribution, now: datetime) -> list[Scope]:
-        """Every scope a request is charged to, in policy order."""
-        return list(self._scopes(attribution, now).scopes)
+    def enforcing(self, attribution: Attribution, now: datetime) -> tuple[Scope, ...]:
+        """The Enforce scopes a request is charged to, in policy order."""
+        return self._scopes(attribution, now).enforcing
 
     def _scopes(self, attribution: Attribution, now: datetime) -> RequestScopes:
         last = self._last  # the same request asking again (the common case at low concurrency)
@@ -201,28 +201,24 @@ class BudgetBook:
         )
 
     def headroom(self, attribution: Attribution, now: datetime) -> int | None:
-        """The most a request may reserve now (least room over Enforce scopes); None when unlimited.
-
-        Any ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output
-        cap with ``pricing.max_output_tokens_within`` to it.
-        """
-        least: int | None = None
-        for scope in self._scopes(attribution, now).scopes:
-            if not scope.shadow:
-                room = self._room(scope)
-                if least is None or room < least:
-                    least = room
+        """The most a request may reserve now (least room over Enforce scopes); None when unlimited. Any
+        ``reserve`` of at most this much succeeds (short of an unpriced model): clamp the output cap
+        with ``pricing.max_output_tokens_within`` to it."""
+        least: int | None = None  # a loop: a third faster than ``min`` over a generator or a map
+        for scope in self._scopes(attribution, now).enforcing:
+            room = self._room(scope)
+            if least is None or room < least:
+                least = room
         return least
 
     def remaining(self, attribution: Attribution, now: datetime) -> int | None:
         """What the request's Enforce scopes have left (the least; in fleet mode the fleet's, as the last
         sync saw it, not this sidecar's lease): the remaining-budget header, never admission."""
         least: int | None = None
-        for scope in self._scopes(attribution, now).scopes:
-            if not scope.shadow:
-                room = room_left(scope, self._scope_used(scope))
-                if least is None or room < least:
-                    least = room
+        for scope in self._scopes(attribution, now).enforcing:
+            room = room_left(scope, self._scope_used(scope))
+            if least is None or room < least:
+                least = room
         return least
 
     def _refusal(self, scope: Scope, amount: int, priced: bool) -> Refusal | None:

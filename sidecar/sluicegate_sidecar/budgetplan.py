@@ -80,6 +80,7 @@ class RequestScopes(NamedTuple):
     opened: datetime  # the latest start of their windows ...
     closes: datetime  # ... and the earliest end: valid for ``opened <= now < closes``
     scopes: tuple[Scope, ...]
+    enforcing: tuple[Scope, ...]  # the Enforce scopes among them (headroom, what is left)
     keys: tuple[ScopeKey, ...]  # their keys (a reservation's) ...
     enforce: tuple[ScopeKey, ...]  # ... those of the Enforce scopes among them ...
     policies: tuple[str, ...]  # ... and their policies, once each (a ledger line's budgetScopes)
@@ -95,6 +96,7 @@ def request_scopes(pod: PodIdentity, scopes: list[Scope]) -> RequestScopes:
         max((s.key.start for s in scopes), default=_EVER),
         min((s.end for s in scopes), default=_NEVER),
         tuple(scopes),
+        enforce,
         tuple(s.key for s in scopes),
         tuple(s.key for s in enforce),
         tuple(dict.fromkeys(s.key.policy for s in scopes)),

@@ -109,13 +109,8 @@ class LeaseBook:
         if self.unavailable:
             found = self.scopes.get(key)
             self._fall_back(key, mono, found.worst if found is not None else 0)
-        return self._room(key, mono)
-
-    def _room(self, key: LeaseKey, mono: float) -> int:
         state = self.scopes.get(key)
-        if state is None:
-            return 0
-        return self.state_room(key, state, mono)
+        return 0 if state is None else self.state_room(key, state, mono)
 
     def state_room(self, key: LeaseKey, state: ScopeState, mono: float) -> int:
         """``room`` of the scope ``state`` of ``key`` when the last sync was answered (no fall-back)."""
@@ -254,17 +249,14 @@ class LeaseBook:
             if lease is not None:
                 lease.reserved -= amount
                 lease.settled += actual
-                if amount > actual:
-                    lease.pending += amount - actual
+                lease.pending += amount - actual if amount > actual else 0
 
     def recorded(self, lease_ids: tuple[str, ...], amount: int, actual: int) -> None:
         """The journal has recorded that settlement: the rest of its reservation is free."""
-        if amount <= actual:
-            return  # nothing was pending
         for lease_id in lease_ids:
             lease = self.held.get(lease_id)
             if lease is not None:
-                lease.pending -= amount - actual
+                lease.pending -= amount - actual if amount > actual else 0
 
     def asks(self, mono: float) -> tuple[LeaseAsk, ...]:
         """What to send at a sync: every lease's cumulative spend, top-ups ahead of need, returns."""
@@ -351,9 +343,9 @@ class LeaseBook:
     def rooms(self, mono: float) -> dict[tuple[str, WindowKind], int]:
         """Lease room per policy and window, summed over split values (for metrics)."""
         totals: dict[tuple[str, WindowKind], int] = {}
-        for key in self.scopes:
+        for key, state in self.scopes.items():
             total_key = (key[0], key[2])
-            totals[total_key] = totals.get(total_key, 0) + self._room(key, mono)  # no fall-back here
+            totals[total_key] = totals.get(total_key, 0) + self.state_room(key, state, mono)  # no fall-back
         return totals
 
     def failed(self) -> None:
@@ -375,12 +367,10 @@ def _note_worst(state: ScopeState, amount: int, mono: float) -> None:
 
 def _hold(found: list[tuple[ScopeState, HeldLease]], amount: int) -> tuple[str, ...]:
     """Reserve ``amount`` on each lease (checked to fit); returns their ids."""
-    ids = []
     for state, lease in found:
         lease.reserved += amount
         state.taken += amount
-        ids.append(lease.lease_id)
-    return tuple(ids)
+    return tuple([lease.lease_id for _, lease in found])
 
 
 def _ask(scope: ScopeRef, lease: HeldLease, limit: int, want: int, least: int, final: bool) -> LeaseAsk:

@@ -71,7 +71,7 @@ class BudgetMachine(RuleBasedStateMachine):
     def reserve(self, team: str | None, amount: int, priced: bool) -> Reservation | None:
         attr = who(team)
         room = self.book.headroom(attr, self.now)
-        scopes = [s for s in self.book.scopes_for(attr, self.now) if not s.shadow]
+        scopes = self.book.enforcing(attr, self.now)
         killed = any(s.budget.kill_switch for s in scopes)
         unpriced_refused = not priced and any(not s.budget.allow_unpriced for s in scopes)
         result = self.book.reserve(attr, amount, self.now, priced=priced)
