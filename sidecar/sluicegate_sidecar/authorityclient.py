@@ -128,16 +128,7 @@ class AuthorityClient:
         return self.book.room(key[:3], time.monotonic())
 
     def fleet_room(self, key: ScopeKey) -> int | None:
-        book = self.book
-        lease_key = key[:3]
-        state = book.scopes.get(lease_key)
-        if state is None or state.account is None:
-            return None
-        if book.unavailable:
-            return book.fleet_room(lease_key, time.monotonic())
-        if state.refusal == "kill_switch":
-            return 0
-        return book.state_room(lease_key, state, time.monotonic()) + state.account.remaining_micro_usd
+        return self.book.fleet_room(key[:3], time.monotonic())
 
     def standing(self, key: ScopeKey) -> tuple[int | None, bool]:
         book = self.book

@@ -36,9 +36,8 @@ import msgspec
 from .leases import HeldLease, LeaseBook, LeaseKey
 
 WINDOWS = frozenset({"day", "week", "month"})
-TOTAL_FORMAT: Final = (
-    "q"  # a total in the file: a native signed 64-bit integer, written with one aligned store
-)
+# A total in the file: a native signed 64-bit integer, written with one aligned store.
+TOTAL_FORMAT: Final = "q"
 SLOT_BYTES = 16  # two totals a slot: settled, open
 
 

@@ -152,15 +152,16 @@ class LeaseBook:
         self.held[offline.lease_id] = state.lease = offline
         self.outage_used.add(key)
 
-    def fleet_room(self, key: LeaseKey, mono: float) -> int:
+    def fleet_room(self, key: LeaseKey, mono: float) -> int | None:
         """This sidecar's room plus what the account had unleased at the last sync (an estimate for
-        verdicts and the remaining-budget header, never for admission)."""
+        verdicts and the remaining-budget header, never for admission); None before an answer."""
         state = self.scopes.get(key)
         if state is None or state.account is None:
-            return self.room(key, mono)
+            return None
         if state.refusal == "kill_switch":
             return 0
-        return self.room(key, mono) + state.account.remaining_micro_usd
+        room = self.room(key, mono) if self.unavailable else self.state_room(key, state, mono)
+        return room + state.account.remaining_micro_usd
 
     def shortfall(self, key: LeaseKey, amount: int, mono: float) -> Shortfall | None:
         """Why ``amount`` does not fit the scope's lease now (None: it fits)."""
