@@ -2,20 +2,26 @@
 and with a budget split into 10,000 scopes.
 
 Starts its own pieces on loopback: the shared harness's fake upstream, a throwaway PostgreSQL 13+
-(the Debian server binaries, as the tests do), ``sluicegate authority`` and three sidecars on the
-same config (bench/resources.yaml: a budget that never binds, so leases always cover requests) — one
-local, one in fleet mode, and two loaded by bench/wrk_split.lua, each request for the next of 10,000
-users: "users", local on the same config (one scope), and "split", whose budget is split by user
-(``splitBy: user``), so every request checks and charges its own scope out of 10,000. Fleet mode is
-compared with "local", the split budget with "users" (the same requests: only the scopes differ).
-Sidecars are pinned to CORE_GW; wrk, the upstream, the authority and PostgreSQL to CORE_LOAD (in a
-cluster the authority and its database run in other Pods: what is measured is the sidecar's cost).
-Each compared pair is loaded at the same time (local with fleet, users with split; each turn the
-other one's wrk first), at c=1 and then at c=32, and each sidecar's CPU time per request is read from
-/proc: whatever else slows the shared machine in a turn slows both sides of the pair alike, so the
-pair's ratio holds where figures measured one after the other drifted by ±10 % between identical
-sidecars. Prints a table (medians; both sides of a pair share the core, so the absolute figures are
-above a sidecar's alone) and the pairs' ratios, and writes OUT_DIR/fleet.json.
+(the Debian server binaries, as the tests do), ``sluicegate authority`` and six sidecars on the same
+config (bench/resources.yaml: a budget that never binds, so leases always cover requests): two local
+("local", "local-b"), two in fleet mode ("fleet", "fleet-b"), and two loaded by bench/wrk_split.lua,
+each request for the next of 10,000 users: "users", local on the same config (one scope), and "split",
+whose budget is split by user (``splitBy: user``), so every request checks and charges its own scope
+out of 10,000. Sidecars are pinned to CORE_GW; wrk, the upstream, the authority and PostgreSQL to
+CORE_LOAD (in a cluster the authority and its database run in other Pods: what is measured is the
+sidecar's cost).
+
+Each compared pair is loaded at the same time (each turn the other one's wrk first), at c=1 and then
+at c=32, and each sidecar's CPU time per request is read from /proc: whatever else slows the shared
+machine in a turn slows both sides of the pair alike, so the pair's ratio holds where figures measured
+one after the other drifted by ±10 % between identical sidecars. A pair's two sidecars are not quite
+alike even on one build (the one started second has read up to a few points cheaper), so fleet mode is
+compared in two pairs started in opposite orders (local then fleet; fleet-b then local-b) and the
+figure is the median over both, and a control pair of the same build and config (local-b against
+local) measures what a pair reads with nothing to find: the noise floor "within noise" is judged
+against. The split budget is compared with "users" (the same requests: only the scopes differ).
+Prints a table (medians; both sides of a pair share the core, so the absolute figures are above a
+sidecar's alone) and the pairs' ratios, and writes OUT_DIR/fleet.json.
 
 usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N] [--out DIR]
 Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1.
@@ -43,6 +49,20 @@ import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+MODES = ("local", "fleet", "fleet-b", "local-b", "users", "split")  # started in this order
+# Pairs loaded together: (base, compared). Both fleet pairs count towards fleet mode's figure.
+PAIRS = {
+    "fleet": ("local", "fleet"),
+    "fleet-b": ("local-b", "fleet-b"),
+    "control": ("local", "local-b"),
+    "split": ("users", "split"),
+}
+# What is reported: (label, pairs whose turns' ratios it is the median of).
+COMPARED = (
+    ("fleet against local", ("fleet", "fleet-b")),
+    ("control: local-b against local (one build, one config: the noise floor)", ("control",)),
+    ("split against users", ("split",)),
+)
 SLUICEGATE = [sys.executable, "-m", "sluicegate_cli"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -211,13 +231,11 @@ def main() -> int:
                            core_load, SLUICEGATE_DATABASE_URL=database_url)  # fmt: skip
         wait_up(f"http://127.0.0.1:{authority_port}/healthz", authority)
         sidecars: dict[str, tuple[str, subprocess.Popen[bytes], str]] = {}
-        scripts = {"local": lua, "fleet": lua, "users": split_lua, "split": split_lua}
-        for mode, config, extra in (
-            ("local", "config", []),
-            ("fleet", "config", ["--budget-authority", f"http://127.0.0.1:{authority_port}"]),
-            ("users", "config", []),
-            ("split", "config-split", []),
-        ):
+        scripts = {mode: split_lua if mode in ("users", "split") else lua for mode in MODES}
+        fleet_args = ["--budget-authority", f"http://127.0.0.1:{authority_port}"]
+        for mode in MODES:  # in this order: each fleet pair's first-started side differs
+            config = "config-split" if mode == "split" else "config"
+            extra = fleet_args if mode.startswith("fleet") else []
             api, ops = free_port(), free_port()
             proc = launch(mode, [*SLUICEGATE, "sidecar", "--config", str(work / config), "--ledger-dir",
                                  str(work / f"ledger-{mode}"), "--port", str(api), "--ops-port", str(ops),
@@ -230,14 +248,14 @@ def main() -> int:
         authority_cpu = cpu_seconds(authority.pid)
         fleet_requests = 0
         for turn in range(args.repeats):
-            for first, second in (("local", "fleet"), ("users", "split")):
+            for name, (first, second) in PAIRS.items():
                 order = (first, second) if turn % 2 == 0 else (second, first)
                 pair = [(mode, sidecars[mode][0], sidecars[mode][1].pid, scripts[mode]) for mode in order]
                 for connections in (1, 32):
                     for row in measure_pair(pair, connections, args.duration, core_load):
-                        row["turn"] = turn
+                        row["turn"], row["pair"] = turn, name
                         rows.append(row)
-                        if row["mode"] == "fleet":
+                        if str(row["mode"]).startswith("fleet"):
                             fleet_requests += int(row["requests"])  # type: ignore[call-overload]
         authority_ms = 1000 * (cpu_seconds(authority.pid) - authority_cpu) / max(1, fleet_requests)
         metrics = httpx.get(sidecars["fleet"][2] + "/metrics", timeout=10).text
@@ -263,30 +281,26 @@ def report(rows: list[dict[str, object]], authority_ms: float, up: str, scopes: 
         "| sidecar | c | CPU ms/request (median) | p50 ms (median) | req/s (median) | errors |",
         "|---|---|---|---|---|---|",
     ]
-    medians: dict[tuple[str, int], float] = {}
-    for mode in ("local", "fleet", "users", "split"):
+    for mode in MODES:
         for connections in (1, 32):
             picked = [r for r in rows if r["mode"] == mode and r["connections"] == connections]
             cpu = statistics.median(float(r["cpu_ms_per_request"]) for r in picked)  # type: ignore[arg-type]
-            medians[(mode, connections)] = cpu
             p50 = statistics.median(float(r["p50_ms"]) for r in picked)  # type: ignore[arg-type]
             rps = statistics.median(float(r["rps"]) for r in picked)  # type: ignore[arg-type]
             errors = sum(int(r["errors"]) for r in picked)  # type: ignore[call-overload]
             lines.append(f"| {mode} | {connections} | {cpu:.3f} | {p50:.2f} | {rps:.0f} | {errors} |")
     lines.append("")
-    for mode, base in (("fleet", "local"), ("split", "users")):
+    figures: dict[str, dict[int, float]] = {}
+    for label, names in COMPARED:
         parts = []
+        figures[label] = {}
         for c in (32, 1):
-            ratios = sorted(  # each turn's pair, measured at the same time
-                float(r["cpu_ms_per_request"]) / float(b["cpu_ms_per_request"])  # type: ignore[arg-type]
-                for r in rows
-                if r["mode"] == mode and r["connections"] == c
-                for b in rows
-                if b["mode"] == base and b["connections"] == c and b.get("turn") == r.get("turn")
-            )
+            ratios = sorted(pair_ratios(rows, names, c))
+            median = 100 * (statistics.median(ratios) - 1)
+            figures[label][c] = median
             spread = ", ".join(f"{100 * (x - 1):+.1f}" for x in ratios)
-            parts.append(f"c={c} {100 * (statistics.median(ratios) - 1):+.1f} % (turns {spread} %)")
-        lines.append(f"{mode} against {base}, CPU per request, paired (median): " + "; ".join(parts))
+            parts.append(f"c={c} {median:+.1f} % (turns {spread} %)")
+        lines.append(f"{label}, CPU per request, paired (median): " + "; ".join(parts))
     lines.append(
         f"authority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up};"
         f" split: {scopes:.0f} budget scopes held (sluicegate_budget_scopes)"
@@ -296,7 +310,24 @@ def report(rows: list[dict[str, object]], authority_ms: float, up: str, scopes: 
         "authority_cpu_ms_per_request": authority_ms,
         "authority_up": up,
         "split_scopes": scopes,
+        "paired_percent": {label: {f"c={c}": v for c, v in by_c.items()} for label, by_c in figures.items()},
     }
+
+
+def pair_ratios(rows: list[dict[str, object]], names: tuple[str, ...], connections: int) -> list[float]:
+    """Each turn's CPU per request of a pair's compared side over its base, for the pairs ``names``
+    (both measured at the same time)."""
+    found = []
+    for name in names:
+        base, compared = PAIRS[name]
+        picked = [r for r in rows if r.get("pair") == name and r["connections"] == connections]
+        for r in picked:
+            if r["mode"] != compared:
+                continue
+            for b in picked:
+                if b["mode"] == base and b["turn"] == r["turn"]:
+                    found.append(float(r["cpu_ms_per_request"]) / float(b["cpu_ms_per_request"]))  # type: ignore[arg-type]
+    return found
 
 
 if __name__ == "__main__":
