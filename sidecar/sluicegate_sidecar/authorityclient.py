@@ -143,7 +143,7 @@ class AuthorityClient:
         if state.account is None:
             return None, False
         room = book.state_room(lease_key, state, time.monotonic())
-        return room + state.account.remaining_micro_usd, False
+        return room + state.unleased, False
 
     def shortfall(self, key: ScopeKey, amount: int) -> FleetRefusal | None:
         found = self.book.shortfall(key[:3], amount, time.monotonic())

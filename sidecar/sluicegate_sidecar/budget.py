@@ -107,10 +107,10 @@ class BudgetBook:
         scopes = []
         budget = plan.budget
         shadow = budget.mode == "Shadow"
-        for limit, cap in plan.limits:
+        for limit, cap, calm in plan.limits:
             start, end = self._window(limit, now)
             key = ScopeKey(budget.name, split, limit.window, start)
-            scopes.append(Scope(key, end, budget, limit.amount_micro_usd, cap, shadow))
+            scopes.append(Scope(key, end, budget, limit.amount_micro_usd, cap, shadow, calm))
         if not plan.shared_windows:
             return scopes
         unique: dict[ScopeKey, Scope] = {}
@@ -184,12 +184,12 @@ class BudgetBook:
                 # KILL: the authority has seen a kill switch this sidecar's config may lack yet
                 verdict = "KILL" if killed else verdict_at(scope, used)
             if scope.shadow:
-                if outranks(verdict, shadow_action):
+                if verdict != "allow" and outranks(verdict, shadow_action):
                     shadow_action, shadow_deciding = verdict, scope
                 continue
             room = room_left(scope, used)
-            remaining = room if remaining is None else min(remaining, room)
-            if outranks(verdict, action):
+            remaining = room if remaining is None or room < remaining else remaining
+            if verdict != "allow" and outranks(verdict, action):
                 action, deciding = verdict, scope
         return Decision(
             action=action,
@@ -332,7 +332,7 @@ class BudgetBook:
 
     def earliest_window_start(self, now: datetime) -> datetime | None:
         """Where replay must start: the oldest open window of any limit."""
-        starts = [self._window(limit, now)[0] for plan in self._plans for limit, _ in plan.limits]
+        starts = [self._window(limit, now)[0] for plan in self._plans for limit, _, _ in plan.limits]
         return min(starts) if starts else None
 
     def restore(self, charges: Iterable[Charge], now: datetime) -> int:

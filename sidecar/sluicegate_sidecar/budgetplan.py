@@ -16,7 +16,7 @@ from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import zone
 
 from .attribution import PodIdentity
-from .ladder import Scope, ScopeKey
+from .ladder import Scope, ScopeKey, calm_below
 
 UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
 
@@ -26,7 +26,7 @@ class Plan(NamedTuple):
 
     budget: Budget
     selector: tuple[tuple[str, str], ...]
-    limits: tuple[tuple[Limit, int], ...]  # with the cap of each
+    limits: tuple[tuple[Limit, int, int], ...]  # with the cap of each and where it stops being calm
     shared_windows: bool  # two limits on the same window kind: their scopes may coincide
 
 
@@ -35,9 +35,14 @@ def plan_of(budget: Budget) -> Plan:
     return Plan(
         budget,
         tuple(budget.selector.items()),
-        tuple((limit, scope_cap(budget, limit)) for limit in budget.limits),
+        tuple(_limit_plan(budget, limit) for limit in budget.limits),
         len(set(kinds)) != len(kinds),
     )
+
+
+def _limit_plan(budget: Budget, limit: Limit) -> tuple[Limit, int, int]:
+    cap = scope_cap(budget, limit)
+    return limit, cap, calm_below(budget, limit.amount_micro_usd, cap)
 
 
 def selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from sluicegate_contract.ladder import Verdict, judge
 from sluicegate_contract.ladder import room_left as _room_left
+from sluicegate_contract.money import PPM
 from sluicegate_contract.schema import Budget
 from sluicegate_contract.windows import WindowKind
 
@@ -30,6 +31,7 @@ class Scope(NamedTuple):  # tuples: built for every request, so cheap to build a
     limit_micro_usd: int
     cap_micro_usd: int  # the limit, or lower when a ladder step BLOCKs before 100 %
     shadow: bool  # the policy's mode is Shadow: it records spend and never refuses
+    calm: int  # below this much spent or reserved the verdict is "allow" (``calm_below``)
 
     @property
     def label(self) -> str:
@@ -37,8 +39,19 @@ class Scope(NamedTuple):  # tuples: built for every request, so cheap to build a
         return f"{self.key.policy}{split}/{self.key.window}"
 
 
+def calm_below(budget: Budget, limit: int, cap: int) -> int:
+    """The least spend at which the contract's rule (``judge``) may say anything but "allow": the
+    first ladder step, the limit or the cap, whichever comes first; 0 under a kill switch."""
+    if budget.kill_switch:
+        return 0
+    steps = (-(-step.at_ppm * limit // PPM) for step in budget.ladder)  # used * PPM >= at_ppm * limit
+    return min(limit, cap, *steps)
+
+
 def verdict_at(scope: Scope, used: int) -> Verdict:
     """The scope's verdict with ``used`` micro-USD spent or reserved."""
+    if used < scope.calm:  # the common case, without walking the ladder
+        return "allow"
     budget = scope.budget
     return judge(
         used,

@@ -4,8 +4,7 @@ Pure: no I/O; the monotonic clock is an argument. Requests reserve against the l
 locally (no network while it covers them); ``authorityclient`` syncs the book with the authority.
 A lease is usable until its deadline: the sync's send time plus the granted TTL less a skew margin,
 on the monotonic clock, so a wall clock set wrong on this node cannot stretch it (fault 16). With the
-authority unreachable, a ``failMode: static`` policy falls back on a lease the sidecar opens itself
-(``staticallowance``).
+authority unreachable, a ``failMode: static`` policy falls back on a lease it opens (``staticallowance``).
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ class HeldLease:
 class ScopeState:
     lease: HeldLease | None = None
     account: AccountView | None = None
+    unleased: int = 0  # ``account.remaining_micro_usd``, set with it (read by every request's looks)
     refusal: Refusal | None = None
     demand: float = 0.0  # micro-USD per second reserved lately (halved each quiet sync)
     taken: int = 0  # reserved since the last sync
@@ -161,7 +161,7 @@ class LeaseBook:
         if state.refusal == "kill_switch":
             return 0
         room = self.room(key, mono) if self.unavailable else self.state_room(key, state, mono)
-        return room + state.account.remaining_micro_usd
+        return room + state.unleased
 
     def shortfall(self, key: LeaseKey, amount: int, mono: float) -> Shortfall | None:
         """Why ``amount`` does not fit the scope's lease now (None: it fits)."""
@@ -304,7 +304,8 @@ class LeaseBook:
         for grant in reply.leases:
             key: LeaseKey = (grant.scope.policy, grant.scope.split, grant.scope.window)
             state = self._scope(key)
-            state.account = grant.account or state.account
+            state.account = account = grant.account or state.account
+            state.unleased = 0 if account is None else account.remaining_micro_usd
             lease = self.held.get(grant.lease_id) if grant.lease_id is not None else None
             if grant.state == "open" or grant.lease_id is None or grant.refusal == "kill_switch":
                 state.refusal, state.needed, state.smallest = grant.refusal, 0, 0  # answered
@@ -344,9 +345,8 @@ class LeaseBook:
     def rooms(self, mono: float) -> dict[tuple[str, WindowKind], int]:
         """Lease room per policy and window, summed over split values (for metrics)."""
         totals: dict[tuple[str, WindowKind], int] = {}
-        for key, state in self.scopes.items():
-            total_key = (key[0], key[2])
-            totals[total_key] = totals.get(total_key, 0) + self.state_room(key, state, mono)  # no fall-back
+        for key, state in self.scopes.items():  # no fall-back
+            totals[key[0], key[2]] = totals.get((key[0], key[2]), 0) + self.state_room(key, state, mono)
         return totals
 
     def failed(self) -> None:

@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sluicegate_contract.ladder import judge
+from sluicegate_contract.leases import scope_cap
+from sluicegate_contract.schema import Budget, LadderStep, Limit
 from sluicegate_sidecar.attribution import Attribution
 from sluicegate_sidecar.budget import SCOPE_CACHE, BudgetBook, Refusal, Reservation
+from sluicegate_sidecar.ladder import verdict_at
 from tests.support.budget_samples import NOON, attribution, policy
 
 WHO = attribution(team="search")
@@ -294,3 +300,44 @@ def test_a_new_configs_policies_apply_to_the_next_question_about_the_same_reques
     assert isinstance(book.reserve(who, 11, NOON), Refusal)
     book.replace_budgets([])
     assert book.headroom(who, NOON) is None
+
+
+ACTIONS = ("allow", "DOWNGRADE", "LIGHT_ONLY", "BLOCK")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    limit=st.integers(min_value=0, max_value=10**12),
+    steps=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=2_000_000), st.sampled_from(ACTIONS)), max_size=4
+    ),
+    action=st.sampled_from(ACTIONS),
+    kill_switch=st.booleans(),
+    used=st.integers(min_value=0, max_value=2 * 10**12),
+)
+def test_a_scopes_verdict_is_the_contracts_rule_at_every_spend(
+    limit: int, steps: list[tuple[int, str]], action: str, kill_switch: bool, used: int
+) -> None:
+    """The scope's shortcut below its first step, limit and cap ("allow" without walking the ladder)
+    never changes a verdict: at any spend it is the contract's ``judge``, and one micro-USD below the
+    shortcut's end is still "allow"."""
+    budget = Budget(
+        name="cap",
+        uid="uid-cap",
+        limits=(Limit(window="day", amount_micro_usd=limit),),
+        ladder=tuple(LadderStep(at_ppm=at, action=step) for at, step in steps),  # type: ignore[arg-type]
+        action=action,  # type: ignore[arg-type]
+        kill_switch=kill_switch,
+    )
+    cap = scope_cap(budget, budget.limits[0])
+    scope = BudgetBook([budget]).enforcing(WHO, NOON)[0]
+    assert (scope.limit_micro_usd, scope.cap_micro_usd) == (limit, cap)
+    steps_of = [(step.at_ppm, step.action) for step in budget.ladder]
+    for spent in {used, max(0, scope.calm - 1), scope.calm, scope.calm + 1, limit, cap}:
+        expected = judge(spent, limit=limit, cap=cap, steps=steps_of, action=action, kill_switch=kill_switch)  # type: ignore[arg-type]
+        assert verdict_at(scope, spent) == expected
+    if scope.calm > 0:
+        assert (
+            judge(scope.calm - 1, limit=limit, cap=cap, steps=steps_of, action=action, kill_switch=False)
+            == "allow"
+        )  # type: ignore[arg-type]
