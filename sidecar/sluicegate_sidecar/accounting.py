@@ -232,16 +232,20 @@ class Accountant:
         """Wait until this request's ledger lines are written (handed to the kernel; fdatasynced too
         with ``--ledger-sync``): call it before the reply's last byte or a stream's terminator leaves.
         A line the disk refused is kept for retry by the ledger (``_written`` logs it); a cancelled
-        request drops only its wait, never the write."""
+        request drops only its wait, never the write. With no other request holding a reservation, no
+        other line can join this loop turn's write: it is written at once, not a loop turn later."""
         if ctx.ledger_writes:
             writes, ctx.ledger_writes = ctx.ledger_writes, []
+            if not writes[-1].done() and self.gw.budgets.outstanding == 0:
+                self.gw.ledger.write_now()  # no other request holds a reservation: none can join the write
             for write in writes:
                 if not write.done():
                     with contextlib.suppress(LedgerError):  # logged by ``_written``, kept for retry
                         await asyncio.shield(write)  # a cancelled request never cancels the write's outcome
 
     def _written(self, reservation: Reservation | None, write: asyncio.Future[Entry]) -> None:
-        """A ledger write's outcome (a done-callback: it runs before ``durable`` returns)."""
+        """A ledger write's outcome (a done-callback: it runs once the line is written, before the
+        ``durable`` that waits for it returns, or just after one that found it written at once)."""
         exc = None if write.cancelled() else write.exception()  # ``durable`` waits through a shield
         if exc is None and not write.cancelled():
             if reservation is not None:  # fleet mode journals it settled only once the ledger shows it

@@ -219,6 +219,12 @@ class Ledger:
             self._write_soon = loop.call_soon(self._write_pending)
         return future
 
+    def write_now(self) -> None:
+        """Write what this loop turn has queued now, not at the turn's end (no other can join it)."""
+        if self._write_soon is not None:
+            self._write_soon.cancel()
+            self._write_pending()
+
     def _write_pending(self) -> None:
         self._write_soon = None
         if not self._pending:

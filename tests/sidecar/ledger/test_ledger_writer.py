@@ -68,6 +68,26 @@ async def test_appends_of_the_same_loop_turn_share_one_write(
     assert verify([tmp_path]) == (50, None)
 
 
+async def test_write_now_writes_the_queued_lines_at_once_in_one_write_and_only_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request alone need not wait for the loop turn's end: what is queued is in the file (and its
+    futures done) when ``write_now`` returns, in one write; the turn's own write then has nothing left."""
+    ledger = Ledger.open(tmp_path)
+    writes: list[int] = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: (writes.append(len(data)), real_write(fd, data))[1])
+    queued = [ledger.submit(entry(i)) for i in range(3)]
+    ledger.write_now()
+    assert all(future.done() for future in queued) and len(writes) == 1
+    assert [e.request_id for e in read_entries([tmp_path])] == ["req-0", "req-1", "req-2"]
+    await asyncio.sleep(0)  # the turn's end: no second write, no line twice
+    ledger.write_now()  # nothing queued: nothing written
+    monkeypatch.undo()
+    await ledger.aclose()
+    assert len(writes) == 1 and verify([tmp_path]) == (3, None)
+
+
 async def test_a_failed_background_fdatasync_makes_the_ledger_unhealthy_until_one_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
