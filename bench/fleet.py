@@ -11,20 +11,25 @@ out of 10,000. Sidecars are pinned to CORE_GW; wrk, the upstream, the authority 
 CORE_LOAD (in a cluster the authority and its database run in other Pods: what is measured is the
 sidecar's cost).
 
-Each compared pair is loaded at the same time (each turn the other one's wrk first), at c=1 and then
-at c=32, and each sidecar's CPU time per request is read from /proc: whatever else slows the shared
-machine in a turn slows both sides of the pair alike, so the pair's ratio holds where figures measured
-one after the other drifted by ±10 % between identical sidecars. A pair's two sidecars are not quite
-alike even on one build (the one started second has read up to a few points cheaper), so fleet mode is
-compared in two pairs started in opposite orders (local then fleet; fleet-b then local-b) and the
-figure is the median over both, and a control pair of the same build and config (local-b against
-local) measures what a pair reads with nothing to find: the noise floor "within noise" is judged
-against. The split budget is compared with "users" (the same requests: only the scopes differ).
+Each compared pair is loaded at the same time (each turn the other one's wrk first; an even number of
+turns, so each side goes first as often: the side whose wrk starts second has read up to ~2 % cheaper),
+at c=1 and then at c=32, and each sidecar's CPU time per request is read from /proc: whatever else
+slows the shared machine in a turn slows both sides of the pair alike, so the pair's ratio holds where
+figures measured one after the other drifted by ±10 % between identical sidecars. The sidecars share
+one hash seed (PYTHONHASHSEED, FLEET_HASH_SEED=0): two processes of one build on random seeds have
+read a few per cent apart (their dicts laid out differently), which a pair would take for the code's.
+Two sidecars are still not quite alike (the one started second has read up to a few points cheaper),
+so fleet mode is compared in two pairs started in opposite orders (local then fleet; fleet-b then
+local-b) and the figure is the median over both, and a control pair of the same build and config
+(local-b against local) measures what a pair reads with nothing to find: the noise floor "within
+noise" is judged against. The split budget is compared with "users" (the same requests: only the
+scopes differ).
 Prints a table (medians; both sides of a pair share the core, so the absolute figures are above a
 sidecar's alone) and the pairs' ratios, and writes OUT_DIR/fleet.json.
 
-usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N] [--out DIR]
-Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1.
+usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N (even)] [--out DIR]
+Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1,
+FLEET_HASH_SEED=0.
 """
 
 from __future__ import annotations
@@ -187,13 +192,16 @@ def measure_pair(
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=float(os.environ.get("FLEET_DURATION", 10)))
-    p.add_argument("--repeats", type=int, default=int(os.environ.get("FLEET_REPEATS", 3)))
+    p.add_argument("--repeats", type=int, default=int(os.environ.get("FLEET_REPEATS", 4)))
     p.add_argument(
         "--out",
         type=Path,
         default=Path(os.environ.get("OUT_DIR", str(Path(tempfile.gettempdir()) / "sluicegate-bench"))),
     )
     args = p.parse_args()
+    if args.repeats < 2 or args.repeats % 2:
+        p.error("--repeats must be even (each side of a pair starts its load first as often)")
+    seed = os.environ.get("FLEET_HASH_SEED", "0")
     shared = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
     lua = shared / "wrk_chat.lua"
     split_lua = ROOT / "bench" / "wrk_split.lua"
@@ -240,7 +248,7 @@ def main() -> int:
             proc = launch(mode, [*SLUICEGATE, "sidecar", "--config", str(work / config), "--ledger-dir",
                                  str(work / f"ledger-{mode}"), "--port", str(api), "--ops-port", str(ops),
                                  "--no-access-log", *extra],
-                          core_gw, SLUICEGATE_POD_NAMESPACE="bench")  # fmt: skip
+                          core_gw, SLUICEGATE_POD_NAMESPACE="bench", PYTHONHASHSEED=seed)  # fmt: skip
             wait_up(f"http://127.0.0.1:{ops}/readyz", proc)
             sidecars[mode] = (f"http://127.0.0.1:{api}", proc, f"http://127.0.0.1:{ops}")
         for mode, (url, _, _) in sidecars.items():  # warm up (all 10,000 users, all 10,000 scopes)

@@ -13,7 +13,7 @@
 # Knobs: TARGETS="direct portkey litellm" (sluicegate is always added), DURATION, REPEATS,
 # SCENARIOS (see peers.sh), BENCH_DIR=/tmp/sluicegate-bench, SLUICEGATE_PORT=8470,
 # SLUICEGATE_ARGS (extra sidecar flags, e.g. --ledger-sync), FOOTPRINT_REQUESTS=10000,
-# LATENCY_DURATION=15, FLEET_DURATION=10, FLEET_REPEATS=3.
+# LATENCY_DURATION=15, FLEET_DURATION=10, FLEET_REPEATS=4 (even).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS=${PEERS:-$ROOT/../shared/bench/peers.sh}
