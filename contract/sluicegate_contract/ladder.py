@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from .bookprice import ceil_div
 from .money import PPM
 
 # The words on the wire: the X-Sluicegate-Verdict header, the sluicegate_budget_verdict gauge's
@@ -62,6 +63,15 @@ def judge(
     if used >= cap and cap < limit:  # a ladder BLOCK step below 100 %
         verdict = worse(verdict, "BLOCK")
     return verdict
+
+
+def calm_below(*, limit: int, cap: int, steps: Iterable[Step], kill_switch: bool) -> int:
+    """The least ``used`` at which ``judge`` (same arguments) may say anything but "allow": the first
+    ladder step reached (``used * PPM >= at_ppm * limit``), the limit or the cap; 0 under a kill switch.
+    Below it a caller may answer "allow" without walking the ladder."""
+    if kill_switch:
+        return 0
+    return min(limit, cap, *(ceil_div(at_ppm * limit, PPM) for at_ppm, _ in steps))
 
 
 def room_left(used: int, *, cap: int, kill_switch: bool) -> int:

@@ -11,12 +11,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from sluicegate_contract.ladder import calm_below
 from sluicegate_contract.leases import scope_cap
 from sluicegate_contract.schema import Budget, Limit
 from sluicegate_contract.windows import zone
 
 from .attribution import PodIdentity
-from .ladder import Scope, ScopeKey, calm_below
+from .ladder import Scope, ScopeKey
 
 UNATTRIBUTED = "(none)"  # split value of a request that lacks the policy's splitBy dimension
 
@@ -42,7 +43,9 @@ def plan_of(budget: Budget) -> Plan:
 
 def _limit_plan(budget: Budget, limit: Limit) -> tuple[Limit, int, int]:
     cap = scope_cap(budget, limit)
-    return limit, cap, calm_below(budget, limit.amount_micro_usd, cap)
+    steps = ((step.at_ppm, step.action) for step in budget.ladder)
+    calm = calm_below(limit=limit.amount_micro_usd, cap=cap, steps=steps, kill_switch=budget.kill_switch)
+    return limit, cap, calm
 
 
 def selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:

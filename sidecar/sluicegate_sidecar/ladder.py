@@ -10,7 +10,6 @@ from typing import NamedTuple
 
 from sluicegate_contract.ladder import Verdict, judge
 from sluicegate_contract.ladder import room_left as _room_left
-from sluicegate_contract.money import PPM
 from sluicegate_contract.schema import Budget
 from sluicegate_contract.windows import WindowKind
 
@@ -31,21 +30,12 @@ class Scope(NamedTuple):  # tuples: built for every request, so cheap to build a
     limit_micro_usd: int
     cap_micro_usd: int  # the limit, or lower when a ladder step BLOCKs before 100 %
     shadow: bool  # the policy's mode is Shadow: it records spend and never refuses
-    calm: int  # below this much spent or reserved the verdict is "allow" (``calm_below``)
+    calm: int  # below this much spent or reserved the verdict is "allow" (contract ``calm_below``)
 
     @property
     def label(self) -> str:
         split = f"[{self.budget.split_by}={self.key.split}]" if self.key.split else ""
         return f"{self.key.policy}{split}/{self.key.window}"
-
-
-def calm_below(budget: Budget, limit: int, cap: int) -> int:
-    """The least spend at which the contract's rule (``judge``) may say anything but "allow": the
-    first ladder step, the limit or the cap, whichever comes first; 0 under a kill switch."""
-    if budget.kill_switch:
-        return 0
-    steps = (-(-step.at_ppm * limit // PPM) for step in budget.ladder)  # used * PPM >= at_ppm * limit
-    return min(limit, cap, *steps)
 
 
 def verdict_at(scope: Scope, used: int) -> Verdict:
