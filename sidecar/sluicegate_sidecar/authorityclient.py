@@ -10,6 +10,9 @@ same volume left behind: each gets a final report of what the journal shows it c
 every sync until the authority has seen it closed), instead of staying charged in full. Offline
 leases (``failMode: static``) are journaled too, marked as such, and reported as offline leases
 after a restart.
+
+Over aiohttp, which the sidecar serves its upstream calls with anyway: httpx (with httpcore, anyio
+and h11) would add ~5.5 MiB to every fleet sidecar and ~0.5 ms of Python to every sync.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import httpx
+import aiohttp
 import msgspec
 
 from sluicegate_contract.authority import SYNC_PATH, AuthorityError, SyncReply, SyncRequest
@@ -83,7 +86,6 @@ class AuthorityClient:
         *,
         metrics: Metrics | None = None,
         timeout: float = 2.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         shipper: LedgerShipper | None = None,
         verify: ssl.SSLContext | bool = True,
         token_file: Path | None = None,
@@ -94,7 +96,6 @@ class AuthorityClient:
         self.metrics = metrics
         self._token_file = token_file
         self._verify = verify
-        self._transport = transport
         self.urls = [url.rstrip("/") for url in urls]
         self.sidecar = sidecar
         self.process = str(uuid.uuid4())  # this process's own (``SyncRequest.process_id``)
@@ -103,7 +104,7 @@ class AuthorityClient:
         self._timeout = timeout
         self.shipper = shipper  # ships the ledger's entries with the syncs (fleet ledger)
         self._lock = asyncio.Lock()
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._preferred = 0
         # Syncs that read the book (numbered as they do), and the number of the last one completed: a
         # request waiting for room knows whether a sync that read its need has answered since it asked
@@ -313,9 +314,11 @@ class AuthorityClient:
 
     async def _post(self, body: bytes) -> SyncReply | None:
         """POST to the preferred authority, then to each other one; None when none answered."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout, transport=self._transport, verify=self._verify
+        if self._session is None:  # made on the loop it serves
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._verify),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         headers = {"content-type": "application/json", **self._authorization()}
         self._answered = None
@@ -323,18 +326,16 @@ class AuthorityClient:
         for step in range(count):
             index = (self._preferred + step) % count
             try:
-                response = await self._client.post(
-                    self.urls[index] + SYNC_PATH, content=body, headers=headers
-                )
-                if response.status_code == 200:
+                async with self._session.post(
+                    self.urls[index] + SYNC_PATH, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    status, content = response.status, await response.read()
+                if status == 200:
                     self._preferred = index
-                    return msgspec.json.decode(response.content, type=SyncReply)
-                self._answered = response.status_code
-                log.warning(
-                    "budget authority %s answered %s: %s",
-                    self.urls[index], response.status_code, _said(response.content),
-                )  # fmt: skip
-            except (httpx.HTTPError, msgspec.DecodeError, OSError) as exc:
+                    return msgspec.json.decode(content, type=SyncReply)
+                self._answered = status
+                log.warning("budget authority %s answered %s: %s", self.urls[index], status, _said(content))
+            except (aiohttp.ClientError, msgspec.DecodeError, OSError) as exc:  # OSError: timeouts too
                 log.warning("budget authority %s unreachable: %s", self.urls[index], type(exc).__name__)
         return None
 
@@ -383,8 +384,8 @@ class AuthorityClient:
             log.warning("shutting down with leases the authority has not closed; they expire in full")
         if self._shipping:
             log.warning("shutting down with ledger entries the authority has not acknowledged")
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self.journal is not None:
             self.journal.close()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.authorityserver import FakeAuthority, LoopbackAuthority, serving
 from tests.support.fakes import DEFAULT_TEXT, FakeAnthropic, FakeGemini, FakeOpenAI, FakeServer
 from tests.support.sidecar_harness import SidecarThread, connection, render_dir, tier
 
@@ -143,3 +144,10 @@ def gateway(three_providers: Path, tmp_path: Path) -> Iterator[SidecarThread]:
     """The real sidecar in front of the three shared fakes."""
     with SidecarThread(three_providers, tmp_path / "ledger") as sc:
         yield sc
+
+
+@pytest.fixture
+async def authority() -> AsyncIterator[LoopbackAuthority]:
+    """The authority's sync endpoint on loopback, answering as a ``FakeAuthority`` until told otherwise."""
+    async with serving(FakeAuthority().handle) as served:
+        yield served

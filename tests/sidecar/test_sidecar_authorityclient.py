@@ -3,65 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from datetime import UTC, datetime
 
-import aiohttp.web
-import httpx
 import msgspec
 
-from sluicegate_contract.authority import AccountView, AuthorityError, LeaseGrant, SyncReply, SyncRequest
+from sluicegate_contract.authority import AuthorityError, SyncReply, SyncRequest
 from sluicegate_sidecar.authorityclient import AuthorityClient
 from sluicegate_sidecar.ladder import ScopeKey
 from sluicegate_sidecar.leases import LeaseSettings
 from sluicegate_sidecar.ledgership import LedgerShipper
 from sluicegate_sidecar.serve_cli import authority_verify
 from tests.sidecar.test_sidecar_ledgership import write
+from tests.support.authorityserver import CAP, FakeAuthority, Reply, Sent, serving
 from tests.support.kmocksupport import make_tls
 
 KEY = ScopeKey("team-cap", "", "day", datetime(2026, 12, 6, tzinfo=UTC))
-CAP = 1_000_000
 
 
-class FakeAuthority:
-    """Grants what is asked, within the cap; counts syncs."""
-
-    def __init__(self) -> None:
-        self.syncs = 0
-        self.leased = 0
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.syncs += 1
-        sync = msgspec.json.decode(request.content, type=SyncRequest)
-        grants = []
-        for ask in sync.asks:
-            more = min(ask.want_micro_usd, CAP - self.leased)
-            self.leased += more
-            account = AccountView(
-                cap_micro_usd=CAP, settled_micro_usd=0, leased_micro_usd=self.leased, holders=1
-            )
-            grants.append(
-                LeaseGrant(
-                    scope=ask.scope,
-                    lease_id="l1",
-                    state="closed" if ask.final else "open",
-                    amount_micro_usd=self.leased,
-                    settled_micro_usd=ask.settled_micro_usd,
-                    ttl_ms=10_000,
-                    window_start="",
-                    window_end="",
-                    account=account,
-                )  # fmt: skip
-            )
-        return httpx.Response(200, content=msgspec.json.encode(SyncReply(leases=tuple(grants))))
+def closed_port_url() -> str:
+    """An address nothing listens on: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def test_requests_covered_by_the_lease_make_no_call_to_the_authority() -> None:
+async def test_requests_covered_by_the_lease_make_no_call_to_the_authority(authority) -> None:
     fake = FakeAuthority()
-    client = AuthorityClient(
-        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
-        transport=httpx.MockTransport(fake.handle),
-    )  # fmt: skip
+    authority.answer = fake.handle
+    client = AuthorityClient([authority.url], "s1", lambda: "default", LeaseSettings(refresh_seconds=10))
     try:
         await client.cover((KEY,), 2_000, 100)  # the first request: one request's worth
         taken = client.take((KEY,), 2_000)
@@ -83,12 +54,10 @@ async def test_requests_covered_by_the_lease_make_no_call_to_the_authority() -> 
         await client.close()
 
 
-async def test_requests_waiting_for_room_share_one_sync() -> None:
+async def test_requests_waiting_for_room_share_one_sync(authority) -> None:
     fake = FakeAuthority()
-    client = AuthorityClient(
-        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
-        transport=httpx.MockTransport(fake.handle),
-    )  # fmt: skip
+    authority.answer = fake.handle
+    client = AuthorityClient([authority.url], "s1", lambda: "default", LeaseSettings(refresh_seconds=10))
     try:
         await asyncio.gather(*(client.cover((KEY,), 2_000, 100) for _ in range(50)))
         assert fake.syncs <= 2
@@ -97,12 +66,7 @@ async def test_requests_waiting_for_room_share_one_sync() -> None:
 
 
 async def test_an_unreachable_authority_is_reported_as_such() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    client = AuthorityClient(
-        ["http://authority.invalid"], "s1", lambda: "default", transport=httpx.MockTransport(refuse)
-    )
+    client = AuthorityClient([closed_port_url()], "s1", lambda: "default")
     try:
         await client.cover((KEY,), 2_000, 100)
         assert client.shortfall(KEY, 100) == "budget_authority_unavailable"
@@ -111,19 +75,21 @@ async def test_an_unreachable_authority_is_reported_as_such() -> None:
         await client.close(patience=0.2)
 
 
-async def test_syncs_carry_the_projected_token_rereading_it_when_the_kubelet_rotates_it(tmp_path) -> None:
+async def test_syncs_carry_the_projected_token_rereading_it_when_the_kubelet_rotates_it(
+    tmp_path, authority
+) -> None:
     fake, seen = FakeAuthority(), []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("authorization"))
-        return fake.handle(request)
+    def handle(sent: Sent) -> Reply:
+        seen.append(sent.headers.get("Authorization"))
+        return fake.handle(sent)
 
+    authority.answer = handle
     token = tmp_path / "token"
     token.write_text("first-token\n")
     client = AuthorityClient(
-        ["https://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
-        transport=httpx.MockTransport(handle), token_file=token,
-    )  # fmt: skip
+        [authority.url], "s1", lambda: "default", LeaseSettings(refresh_seconds=10), token_file=token
+    )
     try:
         await client.cover((KEY,), 2_000, 100)
         token.write_text("rotated-token\n")
@@ -137,27 +103,15 @@ async def test_an_authority_certificate_signed_by_the_given_ca_is_trusted_and_ot
     tmp_path,
 ) -> None:
     tls = make_tls(tmp_path, "127.0.0.1")
-    fake = FakeAuthority()
-
-    async def sync(request: aiohttp.web.Request) -> aiohttp.web.Response:
-        reply = fake.handle(httpx.Request("POST", "https://x", content=await request.read()))
-        return aiohttp.web.Response(body=reply.content, content_type="application/json")
-
-    app = aiohttp.web.Application()
-    app.router.add_post("/v1/leases/sync", sync)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(tls.cert_path), str(tls.key_path))
-    runner = aiohttp.web.AppRunner(app)
-    await runner.setup()
-    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        for verify, served in [(authority_verify(str(tls.ca_path), None), True), (True, False)]:
+    async with serving(FakeAuthority().handle, tls=context) as served:
+        url = served.url
+        for verify, trusted in [(authority_verify(str(tls.ca_path), None), True), (True, False)]:
             client = AuthorityClient([url], "s1", lambda: "default", verify=verify)
             try:
                 await client.cover((KEY,), 2_000, 100)
-                assert (client.take((KEY,), 100) is not None) is served
+                assert (client.take((KEY,), 100) is not None) is trusted
             finally:
                 await client.close(patience=0.2)
         pem = tls.ca_path.read_text()  # the key service's CA as the webhook injects it (env PEM)
@@ -167,26 +121,27 @@ async def test_an_authority_certificate_signed_by_the_given_ca_is_trusted_and_ot
             assert client.take((KEY,), 100) is not None
         finally:
             await client.close(patience=0.2)
-    finally:
-        await runner.cleanup()
 
 
-async def test_ledger_entries_the_authority_refuses_do_not_hold_up_the_leases(tmp_path, caplog) -> None:
+async def test_ledger_entries_the_authority_refuses_do_not_hold_up_the_leases(
+    tmp_path, caplog, authority
+) -> None:
     await write(tmp_path, 3)  # the ledger has lines to ship with the next sync
     fake = FakeAuthority()
     carried: list[int] = []
 
-    def refuse_entries(request: httpx.Request) -> httpx.Response:
-        sync = msgspec.json.decode(request.content, type=SyncRequest)
+    def refuse_entries(sent: Sent) -> Reply:
+        sync = msgspec.json.decode(sent.content, type=SyncRequest)
         carried.append(len(sync.entries))
         if sync.entries:  # as the authority answers a batch it cannot take (ledgerstore.EntriesRefused)
             error = AuthorityError(error="invalid_request", message="ledger entries refused: entry 1")
-            return httpx.Response(400, content=msgspec.json.encode(error))
-        return fake.handle(request)
+            return 400, msgspec.json.encode(error)
+        return fake.handle(sent)
 
+    authority.answer = refuse_entries
     client = AuthorityClient(
-        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
-        transport=httpx.MockTransport(refuse_entries), shipper=LedgerShipper(tmp_path, "s1"),
+        [authority.url], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
+        shipper=LedgerShipper(tmp_path, "s1"),
     )  # fmt: skip
     try:
         await client.cover((KEY,), 2_000, 100)
@@ -201,7 +156,7 @@ async def test_ledger_entries_the_authority_refuses_do_not_hold_up_the_leases(tm
 
 
 async def test_a_ledger_more_than_a_batch_behind_is_shipped_without_waiting_a_period_per_batch(
-    tmp_path,
+    tmp_path, authority
 ) -> None:
     """A sidecar serving more requests a refresh period than one sync's batch must not fall ever
     further behind: while the authority acknowledges full batches, the next sync follows at once."""
@@ -209,17 +164,18 @@ async def test_a_ledger_more_than_a_batch_behind_is_shipped_without_waiting_a_pe
     fake = FakeAuthority()
     shipped: list[int] = []
 
-    def acknowledge(request: httpx.Request) -> httpx.Response:
-        sync = msgspec.json.decode(request.content, type=SyncRequest)
+    def acknowledge(sent: Sent) -> Reply:
+        sync = msgspec.json.decode(sent.content, type=SyncRequest)
         seqs = [msgspec.json.decode(bytes(raw), type=dict)["seq"] for raw in sync.entries]
         shipped.extend(seqs)
-        reply = msgspec.json.decode(fake.handle(request).content, type=SyncReply)
+        reply = msgspec.json.decode(fake.handle(sent)[1], type=SyncReply)
         acked = msgspec.structs.replace(reply, ledger_acked_seq=max(seqs) if seqs else None)
-        return httpx.Response(200, content=msgspec.json.encode(acked))
+        return 200, msgspec.json.encode(acked)
 
+    authority.answer = acknowledge
     client = AuthorityClient(
-        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=30),
-        transport=httpx.MockTransport(acknowledge), shipper=LedgerShipper(tmp_path, "s1", batch_max=10),
+        [authority.url], "s1", lambda: "default", LeaseSettings(refresh_seconds=30),
+        shipper=LedgerShipper(tmp_path, "s1", batch_max=10),
     )  # fmt: skip
     runner = asyncio.create_task(client.run())
     try:

@@ -6,15 +6,15 @@ import asyncio
 import errno
 import os
 
-import httpx
 import msgspec
 
 from sluicegate_contract.authority import SyncRequest
 from sluicegate_sidecar.authorityclient import AuthorityClient
 from sluicegate_sidecar.journalfile import JOURNAL_FILE, LeaseJournal
 from sluicegate_sidecar.leases import LeaseSettings
-from tests.sidecar.test_sidecar_authorityclient import KEY, FakeAuthority
+from tests.sidecar.test_sidecar_authorityclient import KEY
 from tests.sidecar.test_sidecar_staticallowance import policy
+from tests.support.authorityserver import FakeAuthority, LoopbackAuthority, Reply, Sent, refuse
 
 DAY = ("team-cap", "", "day")
 
@@ -25,34 +25,37 @@ class Recording(FakeAuthority):
         self.asks: list[tuple[str | None, int, bool]] = []
         self.offline: list[str | None] = []
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        sync = msgspec.json.decode(request.content, type=SyncRequest)
+    def handle(self, sent: Sent) -> Reply:
+        sync = msgspec.json.decode(sent.content, type=SyncRequest)
         self.asks.extend((ask.lease_id, ask.settled_micro_usd, ask.final) for ask in sync.asks)
         self.offline.extend(ask.lease_id for ask in sync.asks if ask.offline)
-        return super().handle(request)
+        return super().handle(sent)
 
 
-def client_on(directory, fake: FakeAuthority, boot: str = "boot-1") -> AuthorityClient:
+def client_on(
+    directory, fake: FakeAuthority, authority: LoopbackAuthority, boot: str = "boot-1"
+) -> AuthorityClient:
+    """A sidecar process on ``directory`` syncing with ``authority``, which answers as ``fake`` now."""
+    authority.answer = fake.handle
     return AuthorityClient(
-        ["http://authority.invalid"], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
-        transport=httpx.MockTransport(fake.handle), journal=LeaseJournal(directory, boot),
+        [authority.url], "s1", lambda: "default", LeaseSettings(refresh_seconds=10),
+        journal=LeaseJournal(directory, boot),
     )  # fmt: skip
 
 
-def refuse(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("refused", request=request)
-
-
-def kill(client: AuthorityClient) -> None:
-    """What kill -9 leaves: the journal's descriptor (and its lock) gone, nothing reported."""
+async def kill(client: AuthorityClient) -> None:
+    """What kill -9 leaves: the journal's descriptor (and its lock) gone, its connections to the
+    authority dropped, nothing reported."""
     assert client.journal is not None
     client.journal.close()
+    if client._session is not None:
+        await client._session.close()
 
 
-async def settled_one(directory, spent: int) -> AuthorityClient:
+async def settled_one(directory, spent: int, authority: LoopbackAuthority) -> AuthorityClient:
     """A sidecar with one request of 2,000 reserved on its lease, settled at ``spent`` and its ledger
     line written (the settlement journaled at the end of this loop turn)."""
-    client = client_on(directory, FakeAuthority())
+    client = client_on(directory, FakeAuthority(), authority)
     await client.cover((KEY,), 10_000, 100)
     taken = client.take((KEY,), 2_000)
     assert taken
@@ -62,9 +65,9 @@ async def settled_one(directory, spent: int) -> AuthorityClient:
 
 
 async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_what_was_in_flight(
-    tmp_path,
+    tmp_path, authority
 ) -> None:
-    first = client_on(tmp_path, FakeAuthority())
+    first = client_on(tmp_path, FakeAuthority(), authority)
     await first.cover((KEY,), 10_000, 100)
     done = first.take((KEY,), 2_000)
     inflight = first.take((KEY,), 3_000)
@@ -74,26 +77,28 @@ async def test_a_sidecar_killed_mid_burst_is_reported_at_its_settled_spend_plus_
     first.recorded(done, 2_000, 1_500)  # its ledger line is written
     first.put(unledgered, 1_000, 900)  # settled in memory, its ledger line not written yet
     await asyncio.sleep(0)  # the loop turn ends: its settlements are written
-    kill(first)  # kill -9: nothing returned; the journal's writes are in the page cache
+    await kill(first)  # kill -9: nothing returned; the journal's writes are in the page cache
     fake = Recording()
-    restarted = client_on(tmp_path, fake)
+    restarted = client_on(tmp_path, fake, authority)
     assert restarted.book.outstanding()
     await restarted.sync()
     assert fake.asks == [("l1", 1_500 + 3_000 + 1_000, True)]  # unknown outcomes at their worst case
     assert not restarted.book.outstanding()  # the authority has seen it closed: nothing owed any more
     await restarted.close()
     again = Recording()
-    third = client_on(tmp_path, again)
+    third = client_on(tmp_path, again, authority)
     await third.sync()
     assert again.asks == []  # reported once, never again
     await third.close()
 
 
-async def test_a_settlement_is_in_the_journal_as_soon_as_its_ledger_line_is_written(tmp_path) -> None:
-    first = await settled_one(tmp_path, 1_500)
-    kill(first)  # at once: no loop turn, no flush
+async def test_a_settlement_is_in_the_journal_as_soon_as_its_ledger_line_is_written(
+    tmp_path, authority
+) -> None:
+    first = await settled_one(tmp_path, 1_500, authority)
+    await kill(first)  # at once: no loop turn, no flush
     fake = Recording()
-    restarted = client_on(tmp_path, fake)
+    restarted = client_on(tmp_path, fake, authority)
     await restarted.sync()
     assert fake.asks == [("l1", 1_500, True)]
     await restarted.close()
@@ -142,45 +147,49 @@ def test_a_lease_record_torn_by_a_kill_is_ignored_and_the_rest_still_vouches_for
     restarted.close()
 
 
-async def test_a_clean_shutdown_leaves_nothing_to_report(tmp_path) -> None:
-    first = await settled_one(tmp_path, 1_000)
+async def test_a_clean_shutdown_leaves_nothing_to_report(tmp_path, authority) -> None:
+    first = await settled_one(tmp_path, 1_000, authority)
     await first.close()
     fake = Recording()
-    restarted = client_on(tmp_path, fake)
+    restarted = client_on(tmp_path, fake, authority)
     assert not restarted.book.outstanding()
     await restarted.close()
 
 
-async def test_a_journal_of_another_boot_proves_nothing_and_its_leases_stay_charged_in_full(tmp_path) -> None:
-    first = client_on(tmp_path, FakeAuthority(), boot="boot-1")
+async def test_a_journal_of_another_boot_proves_nothing_and_its_leases_stay_charged_in_full(
+    tmp_path, authority
+) -> None:
+    first = client_on(tmp_path, FakeAuthority(), authority, boot="boot-1")
     await first.cover((KEY,), 10_000, 100)
     assert first.take((KEY,), 2_000)
-    kill(first)
-    restarted = client_on(tmp_path, Recording(), boot="boot-2")  # the node rebooted
+    await kill(first)
+    restarted = client_on(tmp_path, Recording(), authority, boot="boot-2")  # the node rebooted
     assert not restarted.book.outstanding()
     await restarted.close()
 
 
-async def test_a_report_the_authority_never_answered_is_owed_again_after_another_restart(tmp_path) -> None:
-    first = client_on(tmp_path, FakeAuthority())
+async def test_a_report_the_authority_never_answered_is_owed_again_after_another_restart(
+    tmp_path, authority
+) -> None:
+    first = client_on(tmp_path, FakeAuthority(), authority)
     await first.cover((KEY,), 10_000, 100)
     assert first.take((KEY,), 2_000)
-    kill(first)
-    second = client_on(tmp_path, FakeAuthority())
-    second._transport = httpx.MockTransport(refuse)
+    await kill(first)
+    second = client_on(tmp_path, FakeAuthority(), authority)
+    authority.answer = refuse
     assert not await second.sync()
-    kill(second)  # killed again before the authority answered
+    await kill(second)  # killed again before the authority answered
     fake = Recording()
-    third = client_on(tmp_path, fake)
+    third = client_on(tmp_path, fake, authority)
     await third.sync()
     assert fake.asks == [("l1", 2_000, True)]
     await third.close()
 
 
 async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_spend_offline_after_a_restart(
-    tmp_path,
+    tmp_path, authority
 ) -> None:
-    first = client_on(tmp_path, FakeAuthority())
+    first = client_on(tmp_path, FakeAuthority(), authority)
     first.book.budgets = lambda: (policy(),)
     first.book.new_id = lambda: "o1"
     await first.cover((KEY,), 10_000, 100)
@@ -188,7 +197,7 @@ async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_
     assert lease == ("l1",)
     first.put(lease, 10_000, 10_000)
     first.recorded(lease, 10_000, 10_000)
-    first._transport, first._client = httpx.MockTransport(refuse), None  # the authority is gone
+    authority.answer = refuse  # the authority is gone
     await first.cover((KEY,), 3_000, 100)  # the sync fails: the lease is spent, the allowance opens
     done = first.take((KEY,), 3_000)
     inflight = first.take((KEY,), 1_500)
@@ -196,9 +205,9 @@ async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_
     first.put(done, 3_000, 2_000)
     first.recorded(done, 3_000, 2_000)
     await asyncio.sleep(0)  # the loop turn ends: its settlement is written
-    kill(first)  # kill -9 mid-outage: the allowance's spend is in the ledger only
+    await kill(first)  # kill -9 mid-outage: the allowance's spend is in the ledger only
     fake = Recording()
-    restarted = client_on(tmp_path, fake)  # the authority is back
+    restarted = client_on(tmp_path, fake, authority)  # the authority is back
     await restarted.sync()
     assert ("o1", 2_000 + 1_500, True) in fake.asks  # settled plus what was in flight at worst case
     assert fake.offline == ["o1"]  # as a lease the sidecar opened itself: spend to record
@@ -206,20 +215,20 @@ async def test_a_sidecar_killed_while_serving_its_static_allowance_reports_that_
 
 
 async def test_the_first_request_after_a_restart_is_served_though_the_first_background_sync_was_under_way(
-    tmp_path,
+    tmp_path, authority
 ) -> None:
-    first = client_on(tmp_path, FakeAuthority())
+    first = client_on(tmp_path, FakeAuthority(), authority)
     await first.cover((KEY,), 10_000, 100)
     assert first.take((KEY,), 2_000)
-    kill(first)
+    await kill(first)
     fake = FakeAuthority()
 
-    async def slow(request: httpx.Request) -> httpx.Response:
+    async def slow(sent: Sent) -> Reply:
         await asyncio.sleep(0.2)  # a first sync shipping a backlog of ledger lines takes a while
-        return fake.handle(request)
+        return fake.handle(sent)
 
-    restarted = client_on(tmp_path, fake)
-    restarted._transport = httpx.MockTransport(slow)
+    restarted = client_on(tmp_path, fake, authority)
+    authority.answer = slow
     background = asyncio.create_task(restarted.sync())  # the loop's first sync: the old lease's report
     await asyncio.sleep(0.05)
     await restarted.cover((KEY,), 2_000, 100)  # the first request, while that sync is in flight
