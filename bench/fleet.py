@@ -25,7 +25,8 @@ local-b) and the figure is the median over both, and a control pair of the same 
 noise" is judged against. The split budget is compared with "users" (the same requests: only the
 scopes differ).
 Prints a table (medians; both sides of a pair share the core, so the absolute figures are above a
-sidecar's alone) and the pairs' ratios, and writes OUT_DIR/fleet.json.
+sidecar's alone), the pairs' ratios and each sidecar's RSS after the turns (fleet mode's memory
+beside local mode's), and writes OUT_DIR/fleet.json.
 
 usage: .venv/bin/python bench/fleet.py [--duration S] [--repeats N (even)] [--out DIR]
 Environment: SHARED_BENCH (the harness directory, default ../shared/bench), CORE_LOAD=0, CORE_GW=1,
@@ -81,6 +82,12 @@ def free_port() -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident memory (VmRSS), MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:", 1)[1].split()[0]) / 1024
 
 
 def wait_up(url: str, proc: subprocess.Popen[bytes], patience: float = 60.0) -> None:
@@ -266,6 +273,7 @@ def main() -> int:
                         if str(row["mode"]).startswith("fleet"):
                             fleet_requests += int(row["requests"])  # type: ignore[call-overload]
         authority_ms = 1000 * (cpu_seconds(authority.pid) - authority_cpu) / max(1, fleet_requests)
+        rss = {mode: rss_mib(proc.pid) for mode, (_, proc, _) in sidecars.items()}
         metrics = httpx.get(sidecars["fleet"][2] + "/metrics", timeout=10).text
         up = re.search(r"^sluicegate_budget_authority_up (\S+)$", metrics, re.MULTILINE)
         split_metrics = httpx.get(sidecars["split"][2] + "/metrics", timeout=10).text
@@ -274,7 +282,7 @@ def main() -> int:
             for m in re.finditer(r"^sluicegate_budget_scopes\{[^}]*\} (\S+)$", split_metrics, re.MULTILINE)
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = report(rows, authority_ms, up.group(1) if up else "?", scopes)
+    summary = report(rows, authority_ms, up.group(1) if up else "?", scopes, rss)
     (args.out / "fleet.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2) + "\n")
     print(summary["table"])
     if any(row["errors"] for row in rows):
@@ -284,7 +292,9 @@ def main() -> int:
     return 0
 
 
-def report(rows: list[dict[str, object]], authority_ms: float, up: str, scopes: float) -> dict[str, object]:
+def report(
+    rows: list[dict[str, object]], authority_ms: float, up: str, scopes: float, rss: dict[str, float]
+) -> dict[str, object]:
     lines = [
         "| sidecar | c | CPU ms/request (median) | p50 ms (median) | req/s (median) | errors |",
         "|---|---|---|---|---|---|",
@@ -313,11 +323,13 @@ def report(rows: list[dict[str, object]], authority_ms: float, up: str, scopes: 
         f"authority CPU per fleet request: {authority_ms:.3f} ms; sluicegate_budget_authority_up {up};"
         f" split: {scopes:.0f} budget scopes held (sluicegate_budget_scopes)"
     )
+    lines.append("RSS after the turns, MiB: " + ", ".join(f"{mode} {mib:.1f}" for mode, mib in rss.items()))
     return {
         "table": "\n".join(lines),
         "authority_cpu_ms_per_request": authority_ms,
         "authority_up": up,
         "split_scopes": scopes,
+        "rss_mib_after": rss,
         "paired_percent": {label: {f"c={c}": v for c, v in by_c.items()} for label, by_c in figures.items()},
     }
 
