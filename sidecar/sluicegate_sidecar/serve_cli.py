@@ -233,6 +233,8 @@ async def serve(args: argparse.Namespace) -> int:
     )
     # Fleet mode: the stream (sidecar id) is settled before the ledger opens (a wiped one starts anew).
     stream = fleet_stream(Path(args.ledger_dir)) if args.budget_authority else ""
+    if args.budget_authority:
+        one_malloc_arena(environ)
     gateway = build_gateway(
         settings,
         Path(args.ledger_dir),
@@ -274,6 +276,28 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+# glibc gives each thread that allocates its own malloc arena (up to eight a core), and the pages an
+# arena has touched stay resident. Fleet mode's worker threads read the ledger to ship it (a batch of
+# lines a sync, each line a malloc'd bytes object): their arenas held ~5 MiB more than the process
+# needs (a fleet sidecar 54.2 -> 49.3 MiB after load with one arena, CPU per request unchanged: the
+# GIL already serialises nearly all allocation). Local mode's worker threads (the ledger's fdatasync)
+# allocate nothing: no gain there, so ctypes (0.4 MiB) is loaded in fleet mode only.
+M_ARENA_MAX = -8  # glibc's mallopt parameter: the most malloc arenas, as MALLOC_ARENA_MAX sets it
+
+
+def one_malloc_arena(environ: Mapping[str, str]) -> bool:
+    """Limit this process to one malloc arena (unless ``MALLOC_ARENA_MAX`` was set: glibc read it at
+    start); False where the C library has no ``mallopt`` (musl) or it refused."""
+    if "MALLOC_ARENA_MAX" in environ:
+        return False
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1))
+    except (AttributeError, OSError):
+        return False
 
 
 # Fleet mode's modules (leases, the lease journal, the ledger shipper, the authority client) are imported

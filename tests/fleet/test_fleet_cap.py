@@ -22,7 +22,7 @@ from sluicegate_contract.ledgerfiles import read_entries
 from sluicegate_sidecar import leasejournal
 from sluicegate_sidecar.authorityclient import SIDECAR_ID_FILE
 from sluicegate_sidecar.journalfile import JOURNAL_FILE, boot_id
-from tests.support.fleet import Proc, authority, sidecar, start_all, stop_all
+from tests.support.fleet import Proc, authority, sidecar, start_all, stop_all, thread_heaps
 from tests.support.sidecar_harness import budget, connection, priced, render_dir
 
 CAP_USD = 0.3
@@ -147,6 +147,9 @@ def test_three_sidecars_hold_one_cap_across_a_burst(tmp_path: Path, database_url
         started = time.monotonic()
         codes = asyncio.run(burst(cars))
         elapsed = time.monotonic() - started
+        # Their worker threads (the ledger read to ship it, the fdatasync) allocated in the one arena:
+        # none of them holds an arena of its own (resident memory, serve_cli.one_malloc_arena).
+        assert [thread_heaps(car.process.pid) for car in cars if car.process] == [0] * SIDECARS
     finally:
         stop_all(cars)  # sidecars first: they return their leases to a live authority
         stop_all(auths)

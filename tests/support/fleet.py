@@ -144,3 +144,17 @@ def stop_all(procs: list[Proc]) -> None:
         proc.signal_stop()
     for proc in procs:
         proc.terminate()
+
+
+THREAD_HEAP = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: a thread's malloc arena, mapped at this alignment
+
+
+def thread_heaps(pid: int | str = "self") -> int:
+    """How many glibc malloc arenas of threads (not the main arena: that is the ``[heap]``) a process
+    has mapped: anonymous read-write mappings at a ``THREAD_HEAP`` boundary."""
+    found = 0
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[1] == "rw-p" and int(fields[0].split("-")[0], 16) % THREAD_HEAP == 0:
+            found += 1
+    return found
