@@ -49,11 +49,39 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the sidecar drains first, then stops both servers."""
+    """uvicorn without its own signal handling: the sidecar drains first, then stops both servers.
+
+    uvicorn's main loop wakes every 0.1 s to see whether it should exit, and refreshes its Date header
+    every tenth time: for two servers, twenty wake-ups a second of an idle sidecar, about half of all
+    its wake-ups (each a trip through the event loop, paid by every Pod of every app). Here it wakes
+    when told to exit, at once, and otherwise once a second for the Date header."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit = asyncio.Event()
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):  # a multiple of ten: the Date header each time
+            counter = (counter + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit.wait()
 
 
 async def _drain(gateway: Gateway, servers: Sequence[uvicorn.Server], stop: asyncio.Event) -> None:
