@@ -281,7 +281,7 @@ def tune_gc() -> None:
 # glibc gives each thread that allocates its own malloc arena (up to eight a core), and the pages an
 # arena has touched stay resident. Fleet mode's worker threads read the ledger to ship it (a batch of
 # lines a sync, each line a malloc'd bytes object): their arenas held ~5 MiB more than the process
-# needs (a fleet sidecar 54.2 -> 49.3 MiB after load with one arena, CPU per request unchanged: the
+# needs (a fleet sidecar 54.2 -> 50.2 MiB after load with one arena, CPU per request unchanged: the
 # GIL already serialises nearly all allocation). Local mode's worker threads (the ledger's fdatasync)
 # allocate nothing: no gain there, so ctypes (0.4 MiB) is loaded in fleet mode only.
 M_ARENA_MAX = -8  # glibc's mallopt parameter: the most malloc arenas, as MALLOC_ARENA_MAX sets it
