@@ -232,8 +232,9 @@ async def serve(args: argparse.Namespace) -> int:
         default_tier=environ.get(sidecarpod.ENV_DEFAULT_TIER) or None,
     )
     # Fleet mode: the stream (sidecar id) is settled before the ledger opens (a wiped one starts anew).
-    stream = fleet_stream(Path(args.ledger_dir)) if args.budget_authority else ""
+    stream = ""
     if args.budget_authority:
+        stream = fleet_stream(Path(args.ledger_dir))
         one_malloc_arena(environ)
     gateway = build_gateway(
         settings,

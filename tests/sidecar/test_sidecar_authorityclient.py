@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from datetime import UTC, datetime
 
@@ -18,15 +17,9 @@ from sluicegate_sidecar.serve_cli import authority_verify
 from tests.sidecar.test_sidecar_ledgership import write
 from tests.support.authorityserver import CAP, FakeAuthority, Reply, Sent, serving
 from tests.support.kmocksupport import make_tls
+from tests.support.sidecar_harness import free_port
 
 KEY = ScopeKey("team-cap", "", "day", datetime(2026, 12, 6, tzinfo=UTC))
-
-
-def closed_port_url() -> str:
-    """An address nothing listens on: connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 async def test_requests_covered_by_the_lease_make_no_call_to_the_authority(authority) -> None:
@@ -66,7 +59,8 @@ async def test_requests_waiting_for_room_share_one_sync(authority) -> None:
 
 
 async def test_an_unreachable_authority_is_reported_as_such() -> None:
-    client = AuthorityClient([closed_port_url()], "s1", lambda: "default")
+    nothing_listens = f"http://127.0.0.1:{free_port()}"  # connections are refused
+    client = AuthorityClient([nothing_listens], "s1", lambda: "default")
     try:
         await client.cover((KEY,), 2_000, 100)
         assert client.shortfall(KEY, 100) == "budget_authority_unavailable"
