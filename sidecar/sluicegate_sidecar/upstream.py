@@ -23,6 +23,7 @@ MAX_ERROR_BYTES = 64 * 1024
 MAX_PARSED_URLS = 4096  # per connection: its base URL times its paths and models, a bounded set
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 R = TypeVar("R")
+_NO_TRACES: list[aiohttp.tracing.Trace] = []
 
 
 class AttemptFailed(Exception):
@@ -105,6 +106,7 @@ class AiohttpUpstream:
         self._connect_seconds = connect_seconds
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the session's
         self._urls: dict[str, tuple[URL, str]] = {}
         # What each request is sent with, made once.
         self.timeout = aiohttp.ClientTimeout(sock_connect=connect_seconds, connect=connect_seconds)
@@ -113,6 +115,7 @@ class AiohttpUpstream:
         """Made on first use, inside the event loop."""
         if self._session is None:
             self._session = _aiohttp_session(self._connect_seconds, self._tls)
+            self.loop = asyncio.get_running_loop()
         return self._session
 
     def url(self, text: str) -> tuple[URL, str]:
@@ -306,9 +309,17 @@ async def fetch_over(
 
 
 async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.ClientResponse:
-    """``request`` on the connection's session as httpx-aiohttp sent the ``httpx.Request`` httpx built
+    """``request`` on the connection's pool as httpx-aiohttp sent the ``httpx.Request`` httpx built
     from ``content=``: ``Host`` first, ``Content-Length`` last, identity encoding asked for (bytes are
-    relayed as they come, and no gzip bomb can be sent: fault 11), no redirects, no decompression."""
+    relayed as they come, and no gzip bomb can be sent: fault 11), no redirects, no decompression.
+
+    Sent below ``ClientSession.request``, as its inner step does it (a connection from the
+    connector, the request written, the status line and headers read): what the session adds around
+    that step — its cookie jar, redirects, auth and proxies from the environment, base URL, tracing,
+    middlewares, a retry of idempotent methods, a total timeout — is all off here, and costed 7-9 %
+    of the sidecar's CPU per request (README, "Benchmark"). The session's errors are raised as it
+    raises them: the connector's own, ``ConnectionTimeoutError``, ``ClientOSError`` for an
+    ``OSError``. aiohttp is pinned; the upstream tests cover each of these paths."""
     url, host = upstream.url(request.url)
     body = request.body
     headers = [("Host", host)]
@@ -316,16 +327,36 @@ async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.
     headers.append(("accept-encoding", "identity"))
     if body or request.method in ("POST", "PUT", "PATCH"):
         headers.append(("Content-Length", str(len(body))))
-    return await upstream.session().request(
-        request.method,
-        url,
-        headers=headers,
-        data=body or None,
-        allow_redirects=False,
-        auto_decompress=False,
-        compress=False,
-        timeout=upstream.timeout,
+    session = upstream.session()
+    connector = session.connector
+    assert connector is not None
+    req = aiohttp.ClientRequest(
+        request.method, url, headers=headers, data=body or None, loop=upstream.loop,
+        response_class=aiohttp.ClientResponse, session=session, compress=False, traces=_NO_TRACES,
+    )  # fmt: skip
+    try:
+        conn = await connector.connect(req, traces=_NO_TRACES, timeout=upstream.timeout)
+    except TimeoutError as exc:
+        raise aiohttp.ConnectionTimeoutError(f"Connection timeout to host {url}") from exc
+    assert conn.protocol is not None
+    # As the session sets them, with its defaults otherwise (no read timeout: the attempt's deadlines
+    # are the limits).
+    conn.protocol.set_response_params(
+        skip_payload=request.method == "HEAD", read_until_eof=True, auto_decompress=False
     )
+    try:
+        response = await req.send(conn)
+        try:
+            await response.start(conn)
+        except BaseException:
+            response.close()
+            raise
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, OSError) and not isinstance(exc, (aiohttp.ClientError, TimeoutError)):
+            raise aiohttp.ClientOSError(*exc.args) from exc
+        raise
+    return response
 
 
 async def _read_capped_aiohttp(response: aiohttp.ClientResponse, limit: int) -> bytes:
