@@ -316,9 +316,10 @@ async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.
     Sent below ``ClientSession.request``, as its inner step does it (a connection from the
     connector, the request written, the status line and headers read): what the session adds around
     that step — its cookie jar, redirects, auth and proxies from the environment, base URL, tracing,
-    middlewares, a retry of idempotent methods, a total timeout — is all off here, and costed 7-9 %
-    of the sidecar's CPU per request (README, "Benchmark"). The session's errors are raised as it
-    raises them: the connector's own, ``ConnectionTimeoutError``, ``ClientOSError`` for an
+    middlewares, a retry of idempotent methods (every upstream request is a POST), a total timeout —
+    was all off already, and still cost about 6 % of the sidecar's CPU per request at c=32, 4 % at
+    c=1 (README, "What the sidecar process loads"). The session's errors are raised as it raises
+    them: the connector's own, ``ConnectionTimeoutError``, ``ClientOSError`` for another
     ``OSError``. aiohttp is pinned; the upstream tests cover each of these paths."""
     url, host = upstream.url(request.url)
     body = request.body
