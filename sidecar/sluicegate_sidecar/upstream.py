@@ -23,7 +23,7 @@ MAX_ERROR_BYTES = 64 * 1024
 MAX_PARSED_URLS = 4096  # per connection: its base URL times its paths and models, a bounded set
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 R = TypeVar("R")
-_NO_TRACES: list[aiohttp.tracing.Trace] = []
+_NO_TRACES: list[aiohttp.tracing.Trace] = []  # read only (only the session appends traces)
 
 
 class AttemptFailed(Exception):
@@ -314,13 +314,12 @@ async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.
     relayed as they come, and no gzip bomb can be sent: fault 11), no redirects, no decompression.
 
     Sent below ``ClientSession.request``, as its inner step does it (a connection from the
-    connector, the request written, the status line and headers read): what the session adds around
-    that step — its cookie jar, redirects, auth and proxies from the environment, base URL, tracing,
-    middlewares, a retry of idempotent methods (every upstream request is a POST), a total timeout —
-    was all off already, and still cost about 6 % of the sidecar's CPU per request at c=32, 4 % at
-    c=1 (README, "What the sidecar process loads"). The session's errors are raised as it raises
-    them: the connector's own, ``ConnectionTimeoutError``, ``ClientOSError`` for another
-    ``OSError``. aiohttp is pinned; the upstream tests cover each of these paths."""
+    connector, the request written, the status line and headers read): what the session wraps around
+    that step (cookie jar, redirects, auth and proxies from the environment, tracing, middlewares, a
+    retry of idempotent methods — every upstream request is a POST —, a total timeout) was all off
+    and still cost about 6 % of the CPU per request at c=32 (README, "Benchmark"). Its errors are
+    raised as the session raises them: the connector's, ``ConnectionTimeoutError``, and
+    ``ClientOSError`` for another ``OSError``. aiohttp is pinned; the upstream tests cover each path."""
     url, host = upstream.url(request.url)
     body = request.body
     headers = [("Host", host)]
