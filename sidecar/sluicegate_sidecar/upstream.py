@@ -309,17 +309,14 @@ async def fetch_over(
 
 
 async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.ClientResponse:
-    """``request`` on the connection's pool as httpx-aiohttp sent the ``httpx.Request`` httpx built
-    from ``content=``: ``Host`` first, ``Content-Length`` last, identity encoding asked for (bytes are
-    relayed as they come, and no gzip bomb can be sent: fault 11), no redirects, no decompression.
-
-    Sent below ``ClientSession.request``, as its inner step does it (a connection from the
-    connector, the request written, the status line and headers read): what the session wraps around
-    that step (cookie jar, redirects, auth and proxies from the environment, tracing, middlewares, a
-    retry of idempotent methods — every upstream request is a POST —, a total timeout) was all off
-    and still cost about 6 % of the CPU per request at c=32 (README, "Benchmark"). Its errors are
-    raised as the session raises them: the connector's, ``ConnectionTimeoutError``, and
-    ``ClientOSError`` for another ``OSError``. aiohttp is pinned; the upstream tests cover each path."""
+    """``request`` as httpx-aiohttp sent the ``httpx.Request`` httpx built from ``content=``: ``Host``
+    first, ``Content-Length`` last, identity encoding asked for (bytes are relayed as they come, no
+    gzip bomb: fault 11), no redirects, no decompression. Sent below ``ClientSession.request``, as its
+    inner step does it (a pooled connection, the request written, the status line and headers read):
+    the session's wrapping (cookie jar, redirects, auth and proxies from the environment, tracing,
+    middlewares, a retry of idempotent methods — every upstream request is a POST —, a total timeout)
+    was all off and cost about 6 % of the CPU per request at c=32 (README, "Benchmark"). Its errors are
+    the session's: the connector's, ``ConnectionTimeoutError``, ``ClientOSError`` for an ``OSError``."""
     url, host = upstream.url(request.url)
     body = request.body
     headers = [("Host", host)]
@@ -327,6 +324,9 @@ async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.
     headers.append(("accept-encoding", "identity"))
     if body or request.method in ("POST", "PUT", "PATCH"):
         headers.append(("Content-Length", str(len(body))))
+    if (url.raw_user or url.raw_password) and any(n.lower() == "authorization" for n, _ in headers):
+        # As the session: a base URL's credentials go as Basic auth, never over the key's header.
+        raise ValueError("Cannot combine AUTHORIZATION header with credentials encoded in URL")
     session = upstream.session()
     connector = session.connector
     assert connector is not None
