@@ -325,8 +325,8 @@ async def _send(upstream: AiohttpUpstream, request: UpstreamRequest) -> aiohttp.
     if body or request.method in ("POST", "PUT", "PATCH"):
         headers.append(("Content-Length", str(len(body))))
     if (url.raw_user or url.raw_password) and any(n.lower() == "authorization" for n, _ in headers):
-        # As the session: a base URL's credentials go as Basic auth, never over the key's header.
-        raise ValueError("Cannot combine AUTHORIZATION header with credentials encoded in URL")
+        # A base URL's credentials go as Basic auth (aiohttp's), never in place of the key's header.
+        raise AttemptFailed("connect", detail="base URL credentials beside the key's Authorization")
     session = upstream.session()
     connector = session.connector
     assert connector is not None

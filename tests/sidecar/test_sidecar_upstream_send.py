@@ -85,8 +85,11 @@ async def test_a_base_urls_credentials_go_as_basic_auth_and_never_over_the_keys_
             keyed = {"x-api-key": "sk-ant-test", "content-type": "application/json"}
             assert await fetch_reply(upstream, UpstreamRequest("POST", url, keyed, b"{}"), 5.0, 5.0)
             bearer = {"authorization": "Bearer sk-test", "content-type": "application/json"}
-            with pytest.raises(ValueError, match="credentials encoded in URL"):
+            # Refused as a failed attempt (its reservation released, the next candidate tried); the
+            # session raised a ValueError here, which left the request's reservation held.
+            with pytest.raises(AttemptFailed) as failed:
                 await fetch_reply(upstream, UpstreamRequest("POST", url, bearer, b"{}"), 5.0, 5.0)
+            assert failed.value.kind == "connect" and "credentials" in str(failed.value)
     finally:
         await upstream.aclose()
     assert len(seen) == 1  # the second was never sent: the key would have been replaced
