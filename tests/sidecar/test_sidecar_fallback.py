@@ -19,6 +19,7 @@ from sluicegate_sidecar.routing.health import HealthBook
 from tests.support.fakes import DEFAULT_TEXT, FakeOpenAI, Fault, closed_port
 from tests.support.sidecar_harness import (
     SidecarThread,
+    budget,
     connection,
     ledger_entries,
     metric_value,
@@ -134,6 +135,25 @@ def test_a_refused_connection_falls_back(tmp_path, primary, backup) -> None:
     served_by_backup(response, backup)
     assert fallbacks(response) == "1; primary/gpt-4o-mini=connect"
     assert primary.requests == []
+
+
+def test_a_base_url_with_credentials_beside_the_bearer_key_falls_back_holding_nothing(
+    tmp_path, primary, backup
+) -> None:
+    """Credentials in the base URL would go as Basic auth in place of the key's own Authorization
+    header: the attempt fails before anything is sent, its reservation is given back, the next
+    candidate serves (the code before answered a bare 500 and kept the reservation)."""
+    url = primary.base_url.replace("http://", "http://gw-user:gw-pass@", 1)
+    config = chain_config(tmp_path / "cfg", primary, backup, primary_url=url, extra=[budget("day-cap", 5.0)])
+    with SidecarThread(config, tmp_path / "ledger") as sc:
+        replies = [chat(sc), chat(sc)]
+    for response in replies:
+        served_by_backup(response, backup)
+        assert fallbacks(response) == "1; primary/gpt-4o-mini=connect"
+    assert primary.requests == []
+    spent = sum(float(response.headers["x-sluicegate-cost-usd"]) for response in replies)
+    remaining = float(replies[-1].headers["x-sluicegate-budget-remaining-usd"])
+    assert remaining == pytest.approx(5.0 - spent, abs=2e-6)  # no reservation left held
 
 
 def test_a_connection_reset_before_any_byte_falls_back(sidecar, primary, backup) -> None:
