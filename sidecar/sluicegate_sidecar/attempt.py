@@ -71,6 +71,7 @@ class Attempt:
     send_cap: int | None  # the output cap written into the upstream request (None: the client's own)
     started: float = 0.0  # perf_counter when the request went upstream
     bounds: Bounds | None = None  # what a correct upstream can report for it, once it answered
+    closed: bool = False  # settled or released: what it reserved is accounted for
 
     @property
     def reserved_micro_usd(self) -> int:
@@ -81,6 +82,7 @@ class Attempt:
         self.ctx.upstream_seconds += time.perf_counter() - self.started
 
     def settle(self, charge: Charge, status: int | str) -> None:
+        self.closed = True
         self.accountant.settle(self.ctx, self.target, self.reservation, charge, status)
 
     async def durable(self) -> None:
@@ -89,6 +91,7 @@ class Attempt:
 
     def release(self) -> None:
         """Nothing was spent: give the reservation back and wake requests waiting for room."""
+        self.closed = True
         if self.reservation is not None:
             self.gw.budgets.release(self.reservation)
             self.gw.signal_settled()

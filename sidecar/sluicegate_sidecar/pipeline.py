@@ -13,6 +13,7 @@ from typing import Any
 from starlette.responses import Response
 
 from sluicegate_contract.money import MICRO_USD
+from sluicegate_contract.schema import Timeouts
 
 from .accounting import Accountant, attempt_bounds, charge_for
 from .admission import Admission
@@ -27,7 +28,7 @@ from .errors import (
     error_body,
     kill_switch,
 )
-from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
+from .providers.base import Adapter, BadUpstreamResponse, Connection, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
 from .routing.bounds import least_output_cap, needs_output_cap
@@ -252,6 +253,30 @@ class Pipeline:
         cap_field = "max_output_tokens" if op == "responses" else "max_tokens"
         body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)
         attempt = Attempt(self.gw, self.accountant, ctx, plan, target, reservation, send_cap)
+        try:
+            return await self._exchange(served, attempt, adapter, op, request, body, fields, conn, timeouts)
+        except Exception as exc:
+            if not attempt.closed:  # not the upstream's failure but a fault of ours: account for it
+                # Sent, the provider may have billed it: kept as spend, in the ledger; else released.
+                failure = AttemptFailed("bad_response", detail=f"internal error ({type(exc).__name__})")
+                attempt.fail(failure, billed=attempt.started > 0.0)
+            raise
+
+    async def _exchange(
+        self,
+        served: Served,
+        attempt: Attempt,
+        adapter: Adapter,
+        op: Operation,
+        request: dict[str, Any],
+        body: dict[str, Any],
+        fields: Fields,
+        conn: Connection,
+        timeouts: Timeouts,
+    ) -> Response | AttemptFailed:
+        """The attempt's upstream exchange: the request built and sent (``body``: ``request`` with the
+        output cap sent), its reply completed or streamed."""
+        ctx, target, plan, send_cap = attempt.ctx, attempt.target, attempt.plan, attempt.send_cap
         try:
             upstream = adapter.build(
                 op, conn, target.model, body, stream=fields.stream, client_headers=ctx.client_headers
