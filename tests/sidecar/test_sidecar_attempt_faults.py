@@ -46,19 +46,26 @@ def broken(*args: Any, **kwargs: Any) -> Any:
     raise KeyError("a bug")
 
 
-def test_a_fault_after_the_upstream_answered_keeps_the_reservation_as_spend_in_the_ledger(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def one_faulty_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> tuple[httpx.Response, httpx.Response, list[dict[str, Any]], int]:
+    """A request whose attempt hits a fault of ours (``OpenAIAdapter.<method>`` raising), then one
+    served normally: both replies, the ledger's entries and how many requests reached the provider."""
     with (
         FakeOpenAI(api_key=KEY) as fake,
         SidecarThread(config(tmp_path / "cfg", fake), tmp_path / "led") as sc,
     ):
-        monkeypatch.setattr(OpenAIAdapter, "parse", broken)
+        monkeypatch.setattr(OpenAIAdapter, method, broken)
         failed = chat(sc)
         monkeypatch.undo()
         served = chat(sc)
-        entries = ledger_entries(sc)
-        sent = len(fake.requests)
+        return failed, served, ledger_entries(sc), len(fake.requests)
+
+
+def test_a_fault_after_the_upstream_answered_keeps_the_reservation_as_spend_in_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed, served, entries, sent = one_faulty_request(tmp_path, monkeypatch, "parse")
     assert failed.status_code == 500
     assert sent == 2  # the first reached the provider, which may bill it
     first, second = entries
@@ -71,16 +78,7 @@ def test_a_fault_after_the_upstream_answered_keeps_the_reservation_as_spend_in_t
 def test_a_fault_before_anything_was_sent_gives_the_reservation_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with (
-        FakeOpenAI(api_key=KEY) as fake,
-        SidecarThread(config(tmp_path / "cfg", fake), tmp_path / "led") as sc,
-    ):
-        monkeypatch.setattr(OpenAIAdapter, "build", broken)
-        failed = chat(sc)
-        monkeypatch.undo()
-        served = chat(sc)
-        entries = ledger_entries(sc)
-        sent = len(fake.requests)
+    failed, served, entries, sent = one_faulty_request(tmp_path, monkeypatch, "build")
     assert failed.status_code == 500
     assert sent == 1  # only the second
     assert [entry["status"] for entry in entries] == [200]
