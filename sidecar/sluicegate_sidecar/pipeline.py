@@ -13,7 +13,6 @@ from typing import Any
 from starlette.responses import Response
 
 from sluicegate_contract.money import MICRO_USD
-from sluicegate_contract.schema import Timeouts
 
 from .accounting import Accountant, attempt_bounds, charge_for
 from .admission import Admission
@@ -28,7 +27,7 @@ from .errors import (
     error_body,
     kill_switch,
 )
-from .providers.base import Adapter, BadUpstreamResponse, Connection, Operation, UnsupportedOperation
+from .providers.base import Adapter, BadUpstreamResponse, Operation, UnsupportedOperation
 from .providers.registry import adapter_for
 from .relay import stream_response
 from .routing.bounds import least_output_cap, needs_output_cap
@@ -243,18 +242,11 @@ class Pipeline:
         reservation: Reservation | None,
         send_cap: int | None,
     ) -> Response | AttemptFailed:
-        adapter = adapter_for(target.provider)
-        conn = served.loaded.connections[target.connection]
-        provider = served.catalog.connection(target.connection)
-        assert provider is not None
-        timeouts = provider.timeouts
         if send_cap is None and needs_output_cap(op, target.provider, request) and not output_cap(fields):
             send_cap = target.spec.max_output_tokens
-        cap_field = "max_output_tokens" if op == "responses" else "max_tokens"
-        body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)
         attempt = Attempt(self.gw, self.accountant, ctx, plan, target, reservation, send_cap)
         try:
-            return await self._exchange(served, attempt, adapter, op, request, body, fields, conn, timeouts)
+            return await self._exchange(served, attempt, op, request, fields)
         except Exception as exc:
             if not attempt.closed:  # not the upstream's failure but a fault of ours: account for it
                 # Sent, the provider may have billed it: kept as spend, in the ledger; else released.
@@ -263,20 +255,18 @@ class Pipeline:
             raise
 
     async def _exchange(
-        self,
-        served: Served,
-        attempt: Attempt,
-        adapter: Adapter,
-        op: Operation,
-        request: dict[str, Any],
-        body: dict[str, Any],
-        fields: Fields,
-        conn: Connection,
-        timeouts: Timeouts,
+        self, served: Served, attempt: Attempt, op: Operation, request: dict[str, Any], fields: Fields
     ) -> Response | AttemptFailed:
-        """The attempt's upstream exchange: the request built and sent (``body``: ``request`` with the
-        output cap sent), its reply completed or streamed."""
+        """The attempt's upstream exchange: the request built (with the output cap sent, if any) and
+        sent, its reply completed or streamed."""
         ctx, target, plan, send_cap = attempt.ctx, attempt.target, attempt.plan, attempt.send_cap
+        adapter = adapter_for(target.provider)
+        conn = served.loaded.connections[target.connection]
+        provider = served.catalog.connection(target.connection)
+        assert provider is not None
+        timeouts = provider.timeouts
+        cap_field = "max_output_tokens" if op == "responses" else "max_tokens"
+        body = request if send_cap is None else with_output_cap(request, send_cap, cap_field)
         try:
             upstream = adapter.build(
                 op, conn, target.model, body, stream=fields.stream, client_headers=ctx.client_headers

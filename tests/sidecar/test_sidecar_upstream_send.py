@@ -13,6 +13,7 @@ import pytest
 
 from sluicegate_sidecar.providers.base import UpstreamRequest
 from sluicegate_sidecar.upstream import AiohttpUpstream, AttemptFailed, fetch_reply, upstream_tls
+from tests.support.fakes import closed_port
 
 Seen = list[tuple[str, list[tuple[str, str]], bytes, object]]  # target, raw headers in order, body, peer
 
@@ -32,11 +33,9 @@ async def recording() -> AsyncIterator[tuple[int, Seen]]:
     app.router.add_route("*", "/{tail:.*}", handle)
     runner = aiohttp.web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield port, seen
+        yield runner.addresses[0][1], seen
     finally:
         await runner.cleanup()
 
@@ -100,10 +99,8 @@ async def test_a_base_urls_credentials_go_as_basic_auth_and_never_over_the_keys_
 
 async def test_a_refused_connection_is_a_connect_failure() -> None:
     upstream = AiohttpUpstream(5.0, upstream_tls())
-    async with recording() as (port, _):
-        pass  # closed again: nothing listens on the port now
     try:
-        request = UpstreamRequest("POST", f"http://127.0.0.1:{port}/v1/chat/completions", {}, b"{}")
+        request = UpstreamRequest("POST", f"http://127.0.0.1:{closed_port()}/v1/chat/completions", {}, b"{}")
         with pytest.raises(AttemptFailed) as failed:
             await fetch_reply(upstream, request, 5.0, 5.0)
     finally:
